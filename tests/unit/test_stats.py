@@ -1,0 +1,122 @@
+"""Tests for the accuracy estimators and the bootstrap."""
+
+from collections import Counter
+from fractions import Fraction
+from itertools import combinations
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bitbudget import stats
+
+
+def brute_force_maj(answers, reference, g):
+    """Average maj@g credit over all size-g subsets (ties split uniformly)."""
+    total = Fraction(0)
+    n_sub = 0
+    for subset in combinations(range(len(answers)), g):
+        votes = Counter(answers[i] for i in subset if answers[i] is not None)
+        n_sub += 1
+        if not votes:
+            continue
+        top = max(votes.values())
+        winners = [a for a, c in votes.items() if c == top]
+        if reference in winners:
+            total += Fraction(1, len(winners))
+    return float(total / n_sub)
+
+
+def test_maj_matches_brute_force_on_random_pools():
+    rng = np.random.default_rng(123)
+    alphabet = ["1", "2", "3", "4", None]
+    for _ in range(300):
+        n = int(rng.integers(1, 11))
+        k = int(rng.integers(1, len(alphabet) + 1))
+        probs = rng.dirichlet(np.ones(k))
+        answers = [alphabet[i] for i in rng.choice(k, size=n, p=probs)]
+        ref = alphabet[int(rng.integers(0, 4))]
+        for g in range(1, n + 1):
+            got = stats.maj_at_g_question(answers, ref, g)
+            want = brute_force_maj(answers, ref, g)
+            assert got == pytest.approx(want, abs=1e-12), (answers, ref, g)
+
+
+def test_maj_at_1_is_pass_at_1_and_edge_cases():
+    answers = ["7", "7", "3", None, "7", "5"]
+    assert stats.maj_at_g_question(answers, "7", 1) == pytest.approx(3 / 6)
+    assert stats.maj_at_g_question(answers, "9", 3) == 0.0
+    assert stats.maj_at_g_question([None, None], "1", 2) == 0.0
+    # a tie between two values in the only subset gives half credit
+    assert stats.maj_at_g_question(["1", "2"], "1", 2) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        stats.maj_at_g_question(["1"], "1", 2)
+
+
+def test_maj_is_fast_for_large_pools():
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    for _ in range(20):
+        answers = [str(x) if x < 12 else None for x in rng.integers(0, 14, size=64)]
+        stats.maj_at_g_question(answers, "3", 16)
+    assert time.perf_counter() - t0 < 10
+
+
+def test_majority_vote_at_g_averages_questions():
+    answers = [["1", "1", "2"], ["3", "4", "4"]]
+    got = stats.majority_vote_at_g(answers, ["1", "3"], 3)
+    assert got == pytest.approx(0.5)
+
+
+def test_pass_at_1_ragged_and_matrix():
+    m = np.array([[1, 0, 1, 1], [0, 0, 0, 1]], dtype=bool)
+    assert stats.pass_at_1(m) == pytest.approx((0.75 + 0.25) / 2)
+    assert stats.pass_at_1([np.array([1, 1]), np.array([0, 1, 0, 0])]) == pytest.approx(0.625)
+
+
+def test_bootstrap_ci_covers_and_is_reproducible():
+    rng = np.random.default_rng(5)
+    p = rng.uniform(0.1, 0.9, size=40)
+    data = [rng.random(16) < pi for pi in p]
+    point = stats.pass_at_1(data)
+    lo, hi = stats.bootstrap_ci(data, None, n_boot=2000, seed=1)
+    assert lo < point < hi
+    assert (lo, hi) == stats.bootstrap_ci(data, None, n_boot=2000, seed=1)
+    # the generic path agrees with the fast binomial path
+    lo2, hi2 = stats.bootstrap_ci(data, lambda arrs: float(np.mean([a.mean() for a in arrs])),
+                                  n_boot=2000, seed=2)
+    assert lo2 == pytest.approx(lo, abs=0.03) and hi2 == pytest.approx(hi, abs=0.03)
+    lo90, hi90 = stats.bootstrap_ci(data, None, n_boot=2000, seed=1, level=0.5)
+    assert lo <= lo90 and hi90 <= hi
+
+
+def test_bootstrap_maj_statistic():
+    rng = np.random.default_rng(9)
+    per_q = []
+    for _ in range(10):
+        ans = [str(v) for v in rng.choice(3, size=8, p=[0.6, 0.3, 0.1])]
+        per_q.append(stats.encode_answers(ans, "0"))
+    stat = stats.maj_statistic(3)
+    point = stat(per_q)
+    lo, hi = stats.bootstrap_ci(per_q, stat, n_boot=200, seed=0)
+    assert lo <= point <= hi
+
+
+def test_summarize_scenario_pass_and_maj():
+    rows = []
+    for q in range(5):
+        for s in range(6):
+            ok = (q + s) % 3 == 0
+            rows.append({"question_id": f"q{q}", "sample_idx": s, "token_budget": 100,
+                         "correct": ok, "extracted_answer": "42" if ok else ("7" if s % 2 else None),
+                         "reference_answer": "42"})
+    df = pd.DataFrame(rows)
+    summary, per_q = stats.summarize_scenario(df, "pass@1", n_boot=200, seed=0)
+    assert summary["accuracy"] == pytest.approx(df.groupby("question_id")["correct"].mean().mean())
+    assert summary["ci_low"] <= summary["accuracy"] <= summary["ci_high"]
+    assert list(per_q.columns) == ["question_id", "n_samples", "n_correct", "accuracy"]
+    summary3, per_q3 = stats.summarize_scenario(df, "maj@G", g=3, n_boot=100, seed=0)
+    ans = [[None if pd.isna(a) else a for a in g["extracted_answer"]]
+           for _, g in df.groupby("question_id")]
+    assert summary3["accuracy"] == pytest.approx(stats.majority_vote_at_g(ans, ["42"] * 5, 3))

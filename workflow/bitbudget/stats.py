@@ -1,0 +1,274 @@
+"""Accuracy estimators and confidence intervals.
+
+pass@1
+    Mean over questions of the per-question fraction of correct samples.
+
+maj@G (majority vote over G parallel samples)
+    Estimated from a pool of n >= G samples already drawn per question, exactly like the
+    combinatorial pass@k estimator: the expected maj@G accuracy over all C(n, G) subsets
+    of size G of the pool, each subset equally likely.  In a subset, the answer value
+    with the most votes wins.  Rules:
+
+    * answers are compared as exact strings (the grader canonicalises them first);
+    * ``None`` (no extractable answer) never wins: it takes a slot in the subset but
+      casts no vote; a subset of only ``None`` answers scores 0;
+    * ties are broken uniformly at random, so a subset where the reference answer ties
+      with t other values for the most votes scores 1 / (t + 1).
+
+    The expectation is computed exactly by counting: for each number k of correct votes
+    in the subset, a dynamic programme over the other answer groups counts the subsets in
+    which every other value has at most k votes, tracking how many reach exactly k.  With
+    g = 1 it reduces to pass@1.
+
+Bootstrap
+    ``bootstrap_ci`` resamples questions with replacement, then samples within each
+    drawn question with replacement (two-level bootstrap), recomputes the statistic and
+    returns the percentile interval.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import lru_cache
+from math import comb
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "pass_at_1",
+    "maj_at_g_question",
+    "majority_vote_at_g",
+    "encode_answers",
+    "maj_statistic",
+    "bootstrap_ci",
+    "summarize_scenario",
+]
+
+
+# --------------------------------------------------------------------------- pass@1
+
+
+def _as_question_arrays(correct) -> list[np.ndarray]:
+    if isinstance(correct, np.ndarray) and correct.ndim == 2:
+        return [np.asarray(row, dtype=float) for row in correct]
+    return [np.asarray(row, dtype=float).ravel() for row in correct]
+
+
+def pass_at_1(correct_matrix) -> float:
+    """Mean over questions of the fraction of correct samples.
+
+    ``correct_matrix``: 2-D array (questions x samples) or a list of 1-D arrays (ragged
+    sample counts allowed).  Questions without samples are ignored.
+    """
+    rows = [r for r in _as_question_arrays(correct_matrix) if r.size]
+    if not rows:
+        return float("nan")
+    return float(np.mean([r.mean() for r in rows]))
+
+
+# --------------------------------------------------------------------------- maj@G
+
+
+@lru_cache(maxsize=200_000)
+def _maj_from_counts(c_ref: int, others: tuple[int, ...], c_none: int, g: int) -> float:
+    """Expected maj@g credit of the reference value.
+
+    c_ref: pool count of the reference value; others: pool counts of the other (non-None)
+    values; c_none: pool count of None answers; g: subset size.
+    """
+    n = c_ref + sum(others) + c_none
+    if g < 1 or g > n:
+        raise ValueError(f"need 1 <= g <= n, got g={g}, n={n}")
+    if c_ref == 0:
+        return 0.0
+    total = comb(n, g)
+    credit_num = 0.0  # sum over subsets of credit (fractions of ties) * count
+    for k in range(1, min(c_ref, g) + 1):
+        rest = g - k
+        # dp[(s, t)] = number of ways to pick s items from the groups seen so far with
+        # every other value at most k votes and t of them at exactly k votes.
+        dp: dict[tuple[int, int], int] = {(0, 0): 1}
+        for c in others:
+            new: dict[tuple[int, int], int] = {}
+            top = min(c, k)
+            for (s, t), ways in dp.items():
+                for x in range(0, min(top, rest - s) + 1):
+                    key = (s + x, t + (x == k))
+                    new[key] = new.get(key, 0) + ways * comb(c, x)
+            dp = new
+        ways_ref = comb(c_ref, k)
+        for (s, t), ways in dp.items():
+            need_none = rest - s
+            if need_none > c_none:
+                continue
+            credit_num += ways_ref * ways * comb(c_none, need_none) / (t + 1)
+    return float(credit_num / total)
+
+
+def maj_at_g_question(answers: Sequence[str | None], reference: str, g: int) -> float:
+    """Exact expected maj@g accuracy of one question from a pool of ``len(answers)``
+    samples (see the module docstring for ties and ``None``)."""
+    counts = Counter(a for a in answers if a is not None)
+    c_none = sum(1 for a in answers if a is None)
+    c_ref = counts.pop(reference, 0) if reference is not None else 0
+    others = tuple(sorted(counts.values(), reverse=True))
+    return _maj_from_counts(c_ref, others, c_none, int(g))
+
+
+def majority_vote_at_g(
+    answers: Sequence[Sequence[str | None]], reference: Sequence[str], g: int
+) -> float:
+    """Mean over questions of :func:`maj_at_g_question`."""
+    if len(answers) != len(reference):
+        raise ValueError("answers and reference must have one entry per question")
+    if not answers:
+        return float("nan")
+    return float(
+        np.mean([maj_at_g_question(a, r, g) for a, r in zip(answers, reference)])
+    )
+
+
+def encode_answers(answers: Sequence[str | None], reference: str) -> np.ndarray:
+    """Integer codes for one question's answers: 0 = the reference value, -1 = None,
+    1, 2, ... = other values.  Lets :func:`bootstrap_ci` resample answers as arrays."""
+    codes: dict[str, int] = {reference: 0} if reference is not None else {}
+    out = np.empty(len(answers), dtype=np.int64)
+    for i, a in enumerate(answers):
+        if a is None:
+            out[i] = -1
+        else:
+            out[i] = codes.setdefault(a, len(codes) + (0 if reference is not None else 1))
+    return out
+
+
+def _maj_codes(codes: np.ndarray, g: int) -> float:
+    codes = np.asarray(codes)
+    c_none = int((codes < 0).sum())
+    vals, cnt = np.unique(codes[codes >= 0], return_counts=True)
+    c_ref = int(cnt[vals == 0].sum())
+    others = tuple(sorted((int(c) for v, c in zip(vals, cnt) if v != 0), reverse=True))
+    return _maj_from_counts(c_ref, others, c_none, g)
+
+
+def maj_statistic(g: int) -> Callable[[list[np.ndarray]], float]:
+    """Statistic for :func:`bootstrap_ci` over per-question arrays from
+    :func:`encode_answers`."""
+
+    def stat(per_question: list[np.ndarray]) -> float:
+        return float(np.mean([_maj_codes(c, g) for c in per_question]))
+
+    stat.__name__ = f"maj@{g}"
+    return stat
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+
+def bootstrap_ci(
+    per_question_correct: list[np.ndarray],
+    statistic: Callable[[list[np.ndarray]], float] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Two-level percentile bootstrap interval.
+
+    Each replicate draws questions with replacement, then, for every drawn question,
+    draws its samples with replacement, and applies ``statistic`` to the list of
+    resampled per-question arrays.  ``statistic=None`` (or :func:`pass_at_1`) uses a fast
+    exact path for 0/1 arrays: a resampled question's mean is Binomial(n_i, p_i) / n_i.
+    """
+    if not 0 < level < 1:
+        raise ValueError("level must be in (0, 1)")
+    arrays = [np.asarray(a) for a in per_question_correct if np.asarray(a).size]
+    if not arrays or n_boot < 1:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    q = len(arrays)
+    alpha = (1 - level) / 2
+    if statistic is None or statistic is pass_at_1:
+        n_i = np.array([a.size for a in arrays])
+        p_i = np.array([float(np.mean(a.astype(float))) for a in arrays])
+        idx = rng.integers(0, q, size=(n_boot, q))
+        reps = (rng.binomial(n_i[idx], p_i[idx]) / n_i[idx]).mean(axis=1)
+    else:
+        reps = np.empty(n_boot)
+        for b in range(n_boot):
+            idx = rng.integers(0, q, size=q)
+            sample = [arrays[i][rng.integers(0, arrays[i].size, arrays[i].size)] for i in idx]
+            reps[b] = statistic(sample)
+    lo, hi = np.quantile(reps, [alpha, 1 - alpha])
+    return (float(lo), float(hi))
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def summarize_scenario(
+    graded: "pd.DataFrame",  # noqa: F821
+    metric: str = "pass@1",
+    g: int = 1,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    token_budget: int | None = None,
+    n_samples: int | None = None,
+):
+    """Accuracy, bootstrap interval and per-question table for one scenario.
+
+    ``graded`` follows the graded-samples contract (question_id, sample_idx,
+    token_budget, correct, extracted_answer, reference_answer, ...).  ``token_budget``
+    selects one budget when the table holds several; ``n_samples`` keeps the first
+    ``n_samples`` samples (by sample_idx) of each question.  ``metric`` is "pass@1" or
+    "maj@G" (with ``g``).  For maj@G, a sample counts for the reference value when it
+    was graded correct (so grader equivalences carry over), else by its extracted answer.
+
+    Returns ``(summary: dict, per_question: DataFrame)``; summary has accuracy, ci_low,
+    ci_high, n_questions, n_samples (smallest pool size).
+    """
+    import pandas as pd
+
+    df = graded
+    if token_budget is not None:
+        df = df[df["token_budget"] == token_budget]
+    df = df.sort_values(["question_id", "sample_idx"])
+    if n_samples is not None:
+        df = df.groupby("question_id", sort=False).head(n_samples)
+    per_q_arrays: list[np.ndarray] = []
+    rows = []
+    is_maj = metric.startswith("maj")
+    for qid, grp in df.groupby("question_id", sort=True):
+        correct = grp["correct"].to_numpy(dtype=bool)
+        if is_maj:
+            ref = "\x00reference"
+            answers = [
+                ref if c else (None if pd.isna(a) else str(a))
+                for c, a in zip(correct, grp["extracted_answer"].tolist())
+            ]
+            codes = encode_answers(answers, ref)
+            per_q_arrays.append(codes)
+            acc = _maj_codes(codes, g)
+        else:
+            per_q_arrays.append(correct.astype(float))
+            acc = float(correct.mean())
+        rows.append(
+            {"question_id": str(qid), "n_samples": int(len(grp)),
+             "n_correct": int(correct.sum()), "accuracy": acc}
+        )
+    per_question = pd.DataFrame(rows, columns=["question_id", "n_samples", "n_correct", "accuracy"])
+    if per_question.empty:
+        summary = {"accuracy": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
+                   "n_questions": 0, "n_samples": 0}
+        return summary, per_question
+    accuracy = float(per_question["accuracy"].mean())
+    stat = maj_statistic(g) if is_maj else None
+    lo, hi = bootstrap_ci(per_q_arrays, stat, n_boot=n_boot, seed=seed, level=level)
+    summary = {
+        "accuracy": accuracy,
+        "ci_low": lo,
+        "ci_high": hi,
+        "n_questions": int(len(per_question)),
+        "n_samples": int(per_question["n_samples"].min()),
+    }
+    return summary, per_question
