@@ -1,0 +1,260 @@
+"""GPU memory model: weights + KV cache, as in arXiv 2510.10964 (GB means GiB = 2**30 bytes).
+
+Weights
+    ``M_w = N_q*b/8 + (N_q/g)*(b_s+b_z)/8 + N_unq*2`` bytes. ``N_q`` are the linear layers of the
+    decoder blocks (q, k, v, o, gate, up, down); ``N_unq`` are kept in 16-bit: the token
+    embeddings, the lm_head and all RMSNorm weights (input/post-attention norms, q_norm, k_norm,
+    final norm). ``b = 16`` means no quantization: everything at 2 bytes, no scales.
+
+    Tied embeddings. The paper's Table 1 is reproduced (every cell within 3%) by one reading:
+    a tied lm_head is counted once, except at 16-bit for the checkpoints that store a separate
+    copy of it on disk (Qwen3-0.6B and 1.7B: their bf16 safetensors hold ``lm_head.weight``
+    although the config ties it; the paper's 16-bit cells, 1.40 and 3.78 GiB, are those file
+    sizes). The architecture JSONs mark such checkpoints with ``"checkpoint_stores_lm_head":
+    true``; ``count_stored_lm_head=False`` gives the in-memory size (one copy) instead.
+    Counting the lm_head as quantized, or the tied copy twice at 4/8-bit, misses the paper's
+    0.6B cells by 15-40%.
+
+KV cache (per sequence)
+    ``tokens * layers * kv_heads * head_dim * 2 * bytes_per_elem``; see :func:`kv_bytes` for the
+    eviction caps and the quantized layout.
+
+``python -m bitbudget.memory`` prints the Qwen3 table next to the paper's values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+GIB = 2**30
+KIB = 2**10
+
+ARCH_DIR = Path(__file__).resolve().parents[2] / "resources" / "architectures"
+QWEN3_SIZES = ("0.6b", "1.7b", "4b", "8b", "14b", "32b")
+
+# Paper's reported weight memory (GiB) at 4/8/16-bit, group 128; None = not reported.
+PAPER_WEIGHT_GIB: dict[str, tuple[float | None, float | None, float | None]] = {
+    "0.6b": (0.50, 0.71, 1.40),
+    "1.7b": (None, 1.93, 3.78),
+    "4b": (2.49, 4.19, 7.49),
+    "8b": (5.68, 8.94, 15.26),
+    "32b": (18.01, 32.66, 61.02),
+}
+PAPER_KV_KIB_PER_TOKEN = {"0.6b": 112, "1.7b": 112, "4b": 144, "8b": 144, "14b": 160, "32b": 256}
+
+
+def load_config(config: Any) -> dict:
+    """An architecture config as a dict: a dict, a path to a config.json, or a HF config object."""
+    if isinstance(config, Mapping):
+        return dict(config)
+    if isinstance(config, (str, Path)):
+        return json.loads(Path(config).read_text())
+    if hasattr(config, "to_dict"):
+        text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+        return text.to_dict()
+    raise TypeError(f"cannot read an architecture config from {type(config).__name__}")
+
+
+def architecture_path(size: str) -> Path:
+    """Path of a shipped Qwen3 architecture JSON, e.g. ``architecture_path("4b")``."""
+    return ARCH_DIR / f"qwen3-{size.lower()}.json"
+
+
+def _head_dim(cfg: dict) -> int:
+    return int(cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"])
+
+
+def param_counts(config: Any, count_stored_lm_head: bool = False) -> dict[str, int]:
+    """Parameter counts of a dense decoder (Qwen3/Llama style) from its config.
+
+    Returns ``{"quantized": ..., "unquantized": ..., "total": ...}``. ``quantized`` = decoder
+    linear layers; ``unquantized`` = embeddings + lm_head (if untied, or if
+    ``count_stored_lm_head`` and the checkpoint stores a tied copy) + norms.
+    """
+    cfg = load_config(config)
+    h = int(cfg["hidden_size"])
+    inter = int(cfg["intermediate_size"])
+    layers = int(cfg["num_hidden_layers"])
+    heads = int(cfg["num_attention_heads"])
+    kv_heads = int(cfg.get("num_key_value_heads") or heads)
+    hd = _head_dim(cfg)
+    vocab = int(cfg["vocab_size"])
+    bias = bool(cfg.get("attention_bias", False))
+
+    attn = h * heads * hd * 2 + h * kv_heads * hd * 2  # q, o, k, v
+    if bias:
+        attn += heads * hd * 2 + kv_heads * hd * 2 + h
+    mlp = 3 * h * inter
+    n_q = layers * (attn + mlp)
+
+    qk_norm = 2 * hd if cfg.get("model_type", "qwen3") == "qwen3" else 0
+    norms = layers * (2 * h + qk_norm) + h
+    embed = vocab * h
+    tied = bool(cfg.get("tie_word_embeddings", False))
+    lm_head = 0
+    if not tied or (count_stored_lm_head and cfg.get("checkpoint_stores_lm_head", False)):
+        lm_head = vocab * h
+    n_unq = embed + lm_head + norms
+    return {"quantized": n_q, "unquantized": n_unq, "total": n_q + n_unq}
+
+
+def weight_bytes_from_counts(
+    n_quantized: float,
+    n_unquantized: float,
+    bits: int,
+    group_size: int = 128,
+    scale_bits: int = 16,
+    zero_bits: int = 16,
+) -> float:
+    """``M_w`` in bytes from parameter counts; ``bits >= 16`` means everything at 2 bytes."""
+    if bits >= 16:
+        return 2.0 * (n_quantized + n_unquantized)
+    if group_size <= 0:
+        raise ValueError(f"group_size must be positive, got {group_size}")
+    return (
+        n_quantized * bits / 8
+        + (n_quantized / group_size) * (scale_bits + zero_bits) / 8
+        + n_unquantized * 2
+    )
+
+
+def weight_bytes(
+    config: Any,
+    bits: int,
+    group_size: int = 128,
+    scale_bits: int = 16,
+    zero_bits: int = 16,
+    count_stored_lm_head: bool | None = None,
+) -> float:
+    """Weight memory in bytes of an architecture at ``bits`` (16 = unquantized).
+
+    ``count_stored_lm_head=None`` follows the paper: the on-disk duplicate lm_head of a tied
+    checkpoint is charged at 16-bit only (see the module docstring).
+    """
+    if count_stored_lm_head is None:
+        count_stored_lm_head = bits >= 16
+    c = param_counts(config, count_stored_lm_head=count_stored_lm_head)
+    return weight_bytes_from_counts(
+        c["quantized"], c["unquantized"], bits, group_size, scale_bits, zero_bits
+    )
+
+
+def kv_elems_per_token(config: Any) -> int:
+    """K and V elements per token per sequence: layers * kv_heads * head_dim * 2."""
+    cfg = load_config(config)
+    kv_heads = int(cfg.get("num_key_value_heads") or cfg["num_attention_heads"])
+    return int(cfg["num_hidden_layers"]) * kv_heads * _head_dim(cfg) * 2
+
+
+def kv_resident_tokens(strategy: Mapping | None, tokens: int) -> int:
+    """Tokens the cache holds at its peak for a sequence of ``tokens`` tokens.
+
+    full / quantized: all of them. streaming_llm: ``min(tokens, budget)``. r_kv: the cache
+    grows to ``budget + compress_every`` between two compressions, and that peak is what is
+    charged: ``min(tokens, budget + compress_every)``.
+    """
+    strategy = dict(strategy or {"method": "full"})
+    method = strategy.get("method", "full")
+    if method == "streaming_llm":
+        return min(tokens, int(strategy["budget"]))
+    if method == "r_kv":
+        return min(tokens, int(strategy["budget"]) + int(strategy.get("compress_every", 128)))
+    return tokens
+
+
+def kv_bytes(config: Any, strategy: Mapping | None, tokens: int, dtype_bytes: int = 2) -> float:
+    """KV-cache bytes of ONE sequence of ``tokens`` tokens (prompt + generated).
+
+    ``dtype_bytes`` is the full-precision element size (2 for bf16/fp16, 4 for float32).
+    Quantized (HQQ/quanto, KIVI-style): the newest ``min(tokens, residual_length)`` tokens are
+    charged at full precision (the residual buffer at its fullest), the older ones at
+    ``bits/8`` bytes per element plus one scale and one zero point per ``group_size`` elements,
+    each ``dtype_bytes`` wide (HQQ keeps them in the compute dtype: 16-bit on GPU, as in the
+    paper).
+    """
+    strategy = dict(strategy or {"method": "full"})
+    elems = kv_elems_per_token(config)
+    n = kv_resident_tokens(strategy, int(tokens))
+    if strategy.get("method") == "quantized":
+        bits = int(strategy.get("bits", 4))
+        group = int(strategy.get("group_size", 64))
+        residual = min(n, int(strategy.get("residual_length", 128)))
+        quant = n - residual
+        per_elem_q = bits / 8 + 2 * dtype_bytes / group
+        return elems * (quant * per_elem_q + residual * dtype_bytes)
+    return float(elems * n * dtype_bytes)
+
+
+def total_bytes(
+    config: Any,
+    bits: int,
+    strategy: Mapping | None,
+    prompt_tokens: int,
+    gen_tokens: int,
+    samples: int = 1,
+    group_size: int = 128,
+    dtype_bytes: int = 2,
+) -> float:
+    """Weights + ``samples`` (G) x KV of ``prompt_tokens + gen_tokens`` tokens, in bytes."""
+    return weight_bytes(config, bits, group_size) + samples * kv_bytes(
+        config, strategy, prompt_tokens + gen_tokens, dtype_bytes
+    )
+
+
+def to_gib(n_bytes: float) -> float:
+    return n_bytes / GIB
+
+
+def weight_table(group_size: int = 128) -> list[dict]:
+    """Rows for the Qwen3 table: ours vs the paper's weight GiB and 16-bit KV KiB/token."""
+    rows = []
+    for size in QWEN3_SIZES:
+        cfg = load_config(architecture_path(size))
+        paper = PAPER_WEIGHT_GIB.get(size, (None, None, None))
+        row: dict[str, Any] = {"model": f"Qwen3-{size.upper()}", "size": size}
+        for bits, ref in zip((4, 8, 16), paper):
+            ours = to_gib(weight_bytes(cfg, bits, group_size))
+            row[f"w{bits}"] = ours
+            row[f"paper_w{bits}"] = ref
+            row[f"err_w{bits}"] = None if ref is None else (ours - ref) / ref
+        row["kv_kib"] = kv_bytes(cfg, None, 1) / KIB
+        row["paper_kv_kib"] = PAPER_KV_KIB_PER_TOKEN.get(size)
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    def cell(ours: float, ref: float | None, err: float | None) -> str:
+        if ref is None:
+            return f"{ours:6.2f} (   -        )"
+        return f"{ours:6.2f} ({ref:5.2f} {100 * err:+5.1f}%)"
+
+    head = f"{'model':<11} | {'4-bit GiB (paper err)':<21} | {'8-bit GiB (paper err)':<21} | " \
+        f"{'16-bit GiB (paper err)':<22} | KV KiB/token @16-bit (paper)"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['model']:<11} | {cell(r['w4'], r['paper_w4'], r['err_w4']):<21} | "
+            f"{cell(r['w8'], r['paper_w8'], r['err_w8']):<21} | "
+            f"{cell(r['w16'], r['paper_w16'], r['err_w16']):<22} | "
+            f"{r['kv_kib']:.0f} ({r['paper_kv_kib']})"
+        )
+    lines.append("weights: group 128, 16-bit scales and zeros; GiB = 2**30 bytes")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Qwen3 weight / KV memory vs the paper's Table 1")
+    parser.add_argument("--group-size", type=int, default=128)
+    args = parser.parse_args(argv)
+    print(format_table(weight_table(args.group_size)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
