@@ -1,0 +1,306 @@
+"""HF transformers engine: batched decoding with budget forks and pluggable KV caches.
+
+Rows of a batch share one prompt length (no padding), so every KV strategy, eviction
+included, sees plain rectangular caches. All rows advance one token per step; a row's
+next input is either forced (a queued suffix, a "Wait", a replayed token) or sampled.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+from bitbudget import kv as kv_strategies
+from bitbudget.artifacts import content_id
+from bitbudget.forcing import ForcingTokens, forcing_tokens
+from bitbudget.shards import batches_by_prompt_length, build_prompts, missing_forks, write_shard
+
+log = logging.getLogger(__name__)
+
+THINK, ANSWER, DONE = "think", "answer", "done"
+
+
+class Interrupted(RuntimeError):
+    """Generation was asked to stop (SIGTERM); finished shards are kept."""
+
+
+@dataclass
+class Row:
+    key: tuple  # (question_id, sample_idx)
+    think_ids: list = field(default_factory=list)
+    answer_ids: list = field(default_factory=list)
+    queue: list = field(default_factory=list)
+    phase: str = THINK
+    closed_thinking: bool = False
+    replay: list | None = None  # teacher-forced thinking tokens (fork replay)
+    forks: dict = field(default_factory=dict)
+    forced_at: int | None = None
+
+    def record(self) -> dict:
+        return {
+            "sample_idx": self.key[1],
+            "think_ids": self.think_ids,
+            "closed_thinking": self.closed_thinking,
+            "answer_ids": self.answer_ids,
+            "forks": self.forks,
+        }
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    counters: dict
+    tokenizer: object
+    tokens: ForcingTokens
+    prompts: dict[str, list[int]]
+
+
+@dataclass
+class Counters:
+    decode_tokens: int = 0  # sampled or teacher-forced single-token forward rows
+    prefill_tokens: int = 0
+    fork_tokens: int = 0
+
+    def add(self, other: "Counters") -> None:
+        self.decode_tokens += other.decode_tokens
+        self.prefill_tokens += other.prefill_tokens
+        self.fork_tokens += other.fork_tokens
+
+
+def make_sampler(sampling: dict) -> LogitsProcessorList:
+    warpers = []
+    if sampling["temperature"] > 0:
+        warpers.append(TemperatureLogitsWarper(sampling["temperature"]))
+        if sampling["top_k"] > 0:
+            warpers.append(TopKLogitsWarper(sampling["top_k"]))
+        if sampling["top_p"] < 1:
+            warpers.append(TopPLogitsWarper(sampling["top_p"]))
+    return LogitsProcessorList(warpers)
+
+
+class BatchDecoder:
+    """Decodes one batch of same-length prompts up to `horizon` thinking tokens."""
+
+    def __init__(self, model, kv_strategy: dict, sampling: dict, tokens: ForcingTokens,
+                 fork_budgets: list[int], horizon: int, generator: torch.Generator, stop_requested=lambda: False):
+        self.model = model
+        self.kv_strategy = kv_strategy
+        self.temperature = sampling["temperature"]
+        self.warpers = make_sampler(sampling)
+        self.tokens = tokens
+        self.fork_budgets = sorted(b for b in fork_budgets if b < horizon)
+        self.horizon = horizon
+        self.generator = generator
+        self.stop_requested = stop_requested
+        self.counters = Counters()
+
+    def _forward(self, ids: torch.Tensor, cache) -> torch.Tensor:
+        with torch.inference_mode():
+            out = self.model(input_ids=ids, past_key_values=cache, use_cache=True)
+        return out.logits[:, -1, :].float()
+
+    def _sample(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        if self.temperature == 0:
+            return logits.argmax(dim=-1)
+        scores = self.warpers(history, logits)
+        probs = torch.softmax(scores, dim=-1)
+        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+
+    def run(self, prompt_ids: list[list[int]], rows: list[Row]) -> list[Row]:
+        cache = kv_strategies.make_cache(self.kv_strategy, self.model.config)
+        with kv_strategies.prepare_model(self.model, self.kv_strategy):
+            prompt = torch.tensor(prompt_ids, dtype=torch.long)
+            logits = self._forward(prompt, cache)
+            self.counters.prefill_tokens += prompt.numel()
+            self._decode(cache, logits, prompt, rows)
+        return rows
+
+    def _decode(self, cache, logits, history, rows: list[Row]) -> None:
+        active = list(range(len(rows)))  # row indices still in the cache, in cache order
+        while active:
+            if self.stop_requested():
+                raise Interrupted("stop requested")
+            step_rows = [rows[i] for i in active]
+            self._fork_if_due(cache, history, step_rows)
+            sampled = self._sample(logits, history)
+            next_ids = [self._advance(row, int(tok)) for row, tok in zip(step_rows, sampled.tolist())]
+            keep = [pos for pos, row in enumerate(step_rows) if row.phase != DONE]
+            if len(keep) < len(step_rows):
+                if not keep:
+                    return
+                index = torch.tensor(keep, dtype=torch.long)
+                cache.batch_select_indices(index)
+                history = history[index]
+                next_ids = [next_ids[pos] for pos in keep]
+                active = [active[pos] for pos in keep]
+            step = torch.tensor(next_ids, dtype=torch.long).unsqueeze(1)
+            history = torch.cat([history, step], dim=1)
+            logits = self._forward(step, cache)
+            self.counters.decode_tokens += len(active)
+
+    def _advance(self, row: Row, sampled: int) -> int:
+        """Decide the token `row` feeds next; update its phase."""
+        if row.phase == THINK:
+            return self._advance_thinking(row, sampled)
+        if row.queue:  # the forced-answer suffix is fed, not part of the answer
+            return row.queue.pop(0)
+        row.answer_ids.append(sampled)
+        if sampled == self.tokens.eos or len(row.answer_ids) >= self.tokens.max_answer_tokens:
+            row.phase = DONE
+            if row.forced_at is not None:
+                row.forks[str(row.forced_at)] = row.answer_ids
+                row.answer_ids = []
+        return sampled
+
+    def _advance_thinking(self, row: Row, sampled: int) -> int:
+        if row.replay is not None:
+            if len(row.think_ids) >= len(row.replay):
+                row.phase = DONE
+                return self.tokens.eos
+            token = row.replay[len(row.think_ids)]
+        elif row.queue:
+            token = row.queue.pop(0)
+        elif sampled == self.tokens.end_of_thinking and self.tokens.wait_extension:
+            row.queue = list(self.tokens.wait[1:])
+            token = self.tokens.wait[0]
+        else:
+            token = sampled
+        if token == self.tokens.end_of_thinking and row.replay is None:
+            row.closed_thinking = True
+            row.phase = ANSWER
+            return token
+        row.think_ids.append(token)
+        if len(row.think_ids) == self.horizon:
+            self._start_forced_answer(row)
+        return token
+
+    def _start_forced_answer(self, row: Row) -> None:
+        """At the horizon the row's own answer is the fork at the largest budget."""
+        row.phase = ANSWER
+        row.queue = list(self.tokens.suffix)
+        row.forced_at = self.horizon
+
+    def _fork_if_due(self, cache, history, step_rows: list[Row]) -> None:
+        thinking = [pos for pos, row in enumerate(step_rows) if row.phase == THINK]
+        if not thinking:
+            return
+        length = len(step_rows[thinking[0]].think_ids)
+        if length not in self.fork_budgets:
+            return
+        index = torch.tensor(thinking, dtype=torch.long)
+        fork_cache = copy.deepcopy(cache)
+        fork_cache.batch_select_indices(index)
+        answers = self._decode_answer(fork_cache, history[index], len(thinking))
+        for pos, answer in zip(thinking, answers):
+            step_rows[pos].forks[str(length)] = answer
+
+    def _decode_answer(self, cache, history, n_rows: int) -> list[list[int]]:
+        suffix = torch.tensor([list(self.tokens.suffix)] * n_rows, dtype=torch.long)
+        logits = self._forward(suffix, cache)
+        self.counters.fork_tokens += suffix.numel()
+        history = torch.cat([history, suffix], dim=1)
+        answers: list[list[int]] = [[] for _ in range(n_rows)]
+        open_rows = list(range(n_rows))
+        for _ in range(self.tokens.max_answer_tokens):
+            sampled = self._sample(logits, history).tolist()
+            for pos, token in zip(open_rows, sampled):
+                answers[pos].append(token)
+            keep = [i for i, pos in enumerate(open_rows) if answers[pos][-1] != self.tokens.eos]
+            if not keep or len(answers[open_rows[0]]) >= self.tokens.max_answer_tokens:
+                break
+            step = torch.tensor([[sampled[i]] for i in keep], dtype=torch.long)
+            if len(keep) < len(open_rows):
+                index = torch.tensor(keep, dtype=torch.long)
+                cache.batch_select_indices(index)
+                history = history[index]
+                open_rows = [open_rows[i] for i in keep]
+            history = torch.cat([history, step], dim=1)
+            logits = self._forward(step, cache)
+            self.counters.fork_tokens += len(open_rows)
+        return answers
+
+
+
+def load_model(path: str, dtype: str, device: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = None if dtype == "auto" else getattr(torch, dtype)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return model, tokenizer
+
+
+def batch_generator(base_seed: int, trace_id: str, question_ids: list[str]) -> torch.Generator:
+    """A seed fixed by the content of the batch, so reruns and resumes draw the same samples."""
+    seed = int(content_id({"seed": base_seed, "trace": trace_id, "questions": sorted(question_ids)}), 16)
+    return torch.Generator().manual_seed(seed)
+
+
+class HFEngine:
+    """Fills the shards of one trace directory: fresh questions, then missing forks."""
+
+    name = "hf"
+
+    def __init__(self, spec: dict, checkpoint_path: str, trace_dir: str, stop_requested=lambda: False):
+        self.key = spec["trace_key"]
+        self.trace_dir = Path(trace_dir)
+        self.engine = spec["engine"]
+        self.model, self.tokenizer = load_model(checkpoint_path, self.engine["dtype"], self.engine["device"])
+        self.tokens = forcing_tokens(self.tokenizer, self.key["forcing"], self.key["sampling"]["max_answer_tokens"])
+        self.stop_requested = stop_requested
+        self.counters = Counters()
+
+    def __call__(self, questions, fresh, incomplete, budgets):
+        prompts = build_prompts(self.tokenizer, questions, self.key["prompt"], self.key["chat_template_kwargs"])
+        samples = self.key["sampling"]["samples_per_question"]
+        progress = Progress(len(fresh) + len(incomplete))
+        for batch in batches_by_prompt_length(fresh, prompts, samples, self.engine["batch_size"]):
+            rows = [Row((q, i)) for q in batch for i in range(samples)]
+            self._decode(prompts, rows, budgets, max(budgets), batch)
+            for question_id in batch:
+                write_shard(self.trace_dir, question_id, [r.record() for r in rows if r.key[0] == question_id])
+            progress.update(len(batch), self.counters)
+        for batch in batches_by_prompt_length(list(incomplete), prompts, samples, self.engine["batch_size"]):
+            self._refork(prompts, {q: incomplete[q] for q in batch}, budgets)
+            progress.update(len(batch), self.counters)
+        return EngineResult(asdict(self.counters), self.tokenizer, self.tokens, prompts)
+
+    def _decode(self, prompts, rows, fork_budgets, horizon, batch):
+        decoder = BatchDecoder(
+            self.model, self.key["kv"], self.key["sampling"], self.tokens, fork_budgets, horizon,
+            batch_generator(self.key["sampling"]["seed"], self.trace_dir.name, batch), self.stop_requested,
+        )
+        decoder.run([prompts[row.key[0]] for row in rows], rows)
+        self.counters.add(decoder.counters)
+
+    def _refork(self, prompts, shards: dict[str, dict], budgets):
+        """Teacher-force stored thinking to recreate each KV state, then fork the missing budgets."""
+        rows, missing = [], set()
+        for question_id, shard in shards.items():
+            for sample in shard["samples"]:
+                todo = missing_forks(sample, budgets)
+                if todo:
+                    rows.append(Row((question_id, sample["sample_idx"]), replay=sample["think_ids"]))
+                    missing.update(todo)
+        self._decode(prompts, rows, sorted(missing), max(missing), list(shards))
+        for question_id, shard in shards.items():
+            found = {r.key[1]: r.forks for r in rows if r.key[0] == question_id}
+            for sample in shard["samples"]:
+                sample["forks"].update(found.get(sample["sample_idx"], {}))
+            write_shard(self.trace_dir, question_id, shard["samples"])
+
+
+class Progress:
+    def __init__(self, total: int):
+        self.total, self.done, self.started = total, 0, time.time()
+
+    def update(self, questions: int, counters: Counters) -> None:
+        self.done += questions
+        elapsed = max(time.time() - self.started, 1e-9)
+        tokens = counters.decode_tokens + counters.fork_tokens
+        log.info("questions %d/%d, %d decode tokens, %.0f tokens/s", self.done, self.total, tokens, tokens / elapsed)

@@ -1,0 +1,112 @@
+"""The generate stage: think once to the horizon, fork every budget, write per-question shards."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from bitbudget import artifacts
+from bitbudget.datasets import load_questions
+from bitbudget.forcing import sample_at_budget
+from bitbudget.shards import plan_work, read_shard
+
+log = logging.getLogger(__name__)
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT: the job stops at the next decode step, keeping written shards."""
+
+    def __init__(self):
+        self.requested = False
+
+    def install(self) -> "StopFlag":
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        log.warning("received signal %s: stopping after the shards already written", signum)
+        self.requested = True
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+def samples_table(questions, trace_dir, budgets, result) -> pd.DataFrame:
+    records = []
+    for question in questions:
+        shard = read_shard(trace_dir, question["question_id"])
+        for sample in shard["samples"]:
+            for budget in budgets:
+                at_budget = sample_at_budget(sample, budget, result.tokens)
+                records.append({
+                    "question_id": question["question_id"],
+                    "sample_idx": sample["sample_idx"],
+                    "token_budget": budget,
+                    "reference_answer": question["answer"],
+                    "choices": json.dumps(question.get("choices")),
+                    "difficulty": question.get("difficulty"),
+                    "prompt_tokens": len(result.prompts[question["question_id"]]),
+                    "thinking_tokens": at_budget["thinking_tokens"],
+                    "answer_tokens": at_budget["answer_tokens"],
+                    "forced": at_budget["forced"],
+                    "text": result.tokenizer.decode(at_budget["ids"], skip_special_tokens=False),
+                })
+    return pd.DataFrame.from_records(records)
+
+
+def write_generation(spec: dict, output: str | Path, trace_dir: str | Path, engine_run) -> dict:
+    """Drive one generation: load questions, let the engine fill missing shards, assemble."""
+    started = time.time()
+    trace_key = spec["trace_key"]
+    questions = load_questions(spec["dataset"])
+    budgets = sorted(spec["budgets"])
+    samples = trace_key["sampling"]["samples_per_question"]
+    fresh, incomplete = plan_work(questions, trace_dir, budgets, samples)
+    log.info("%d questions: %d to generate, %d need new forks, %d cached",
+             len(questions), len(fresh), len(incomplete), len(questions) - len(fresh) - len(incomplete))
+    artifacts.write_json(Path(trace_dir) / "trace.meta.json", {"id": Path(trace_dir).name, "key": trace_key})
+    result = engine_run(questions, fresh, incomplete, budgets)
+    table = samples_table(questions, trace_dir, budgets, result)
+    artifacts.write_parquet(output, table)
+    return artifacts.write_meta(
+        output, {"trace": Path(trace_dir).name, "budgets": budgets, "trace_key": trace_key},
+        counters=result.counters, seconds=round(time.time() - started, 3),
+        questions=len(questions), generated=len(fresh), reforked=len(incomplete),
+    )
+
+
+def make_engine(spec: dict, stop_requested):
+    name = spec["engine"]["name"]
+    if name == "hf":
+        from bitbudget.backends.hf import HFEngine
+
+        return HFEngine(spec, spec["checkpoint_path"], spec["trace_dir"], stop_requested)
+    if name == "vllm":
+        from bitbudget.backends.vllm import VLLMEngine
+
+        return VLLMEngine(spec, spec["checkpoint_path"], spec["trace_dir"], stop_requested)
+    raise ValueError(f"engine.name '{name}' is unknown; use 'hf' or 'vllm'")
+
+
+def run_generation(spec: dict, output: str | Path, stop_requested=lambda: False, gpus: int = 0) -> dict:
+    """Generate into the trace store, holding `gpus` devices when no scheduler assigned them."""
+    with _gpu_devices(gpus):
+        engine = make_engine(spec, stop_requested)
+        return write_generation(spec, output, spec["trace_dir"], engine)
+
+
+def _gpu_devices(gpus: int):
+    import contextlib
+    import os
+
+    if gpus <= 0 or "SLURM_JOB_ID" in os.environ:
+        return contextlib.nullcontext()
+    from bitbudget.gpu_slots import acquire_gpus
+
+    return acquire_gpus(gpus)

@@ -1,0 +1,242 @@
+"""Expand a study config into scenarios and the content-addressed artifacts that make them.
+
+Artifacts, from first to last:
+  checkpoint  (model, weight format)                          results/checkpoints/{ckpt_id}/
+  generation  (checkpoint, KV strategy, dataset, sampling,
+               forcing, prompt, engine, token budgets)        results/generations/{gen_id}/
+  grade       (generation, grader)                            results/grades/{grade_id}/
+  scenario    (grade, token budget, G): a row of the tables   results/aggregate/
+
+A generation covers every token budget of its (checkpoint, KV, dataset): it thinks once
+up to the largest budget and forks a forced answer at each smaller one. Its trajectories
+live in results/traces/{trace_id}/, keyed without the budget list, so adding a budget
+costs only the new forks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bitbudget import versions
+from bitbudget.artifacts import content_id
+
+RESULTS = "results"
+HF_WEIGHT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    ckpt_id: str
+    model: str
+    weights: str
+    key: dict
+    source_path: str
+    quantized: bool
+
+    @property
+    def path(self) -> str:
+        """Where generation loads weights from: the quantized copy, or the source itself."""
+        return f"{RESULTS}/checkpoints/{self.ckpt_id}" if self.quantized else self.source_path
+
+
+@dataclass(frozen=True)
+class Generation:
+    gen_id: str
+    trace_id: str
+    checkpoint: Checkpoint
+    kv: str
+    dataset: str
+    budgets: tuple[int, ...]
+    samples_per_question: int
+    key: dict
+    spec: dict  # everything the generate script needs, plain data
+
+    @property
+    def output(self) -> str:
+        return f"{RESULTS}/generations/{self.gen_id}/samples.parquet"
+
+    @property
+    def trace_dir(self) -> str:
+        return f"{RESULTS}/traces/{self.trace_id}"
+
+
+@dataclass(frozen=True)
+class Grade:
+    grade_id: str
+    generation: Generation
+    key: dict
+
+    @property
+    def output(self) -> str:
+        return f"{RESULTS}/grades/{self.grade_id}/grades.parquet"
+
+
+@dataclass
+class Study:
+    config: dict
+    checkpoints: dict[str, Checkpoint] = field(default_factory=dict)
+    generations: dict[str, Generation] = field(default_factory=dict)
+    grades: dict[str, Grade] = field(default_factory=dict)
+    scenarios: list[dict] = field(default_factory=list)
+
+    @property
+    def grader_key(self) -> dict:
+        return {
+            "grader": versions.GRADER_VERSION,
+            "math_verify": versions.package_version("math-verify"),
+            "timeout_s": self.config["grading"]["timeout_s"],
+        }
+
+
+def file_fingerprint(path: Path) -> str:
+    """Cheap identity of a local model directory: config text and weight file sizes."""
+    digest = hashlib.sha256()
+    for name in sorted(p.name for p in path.iterdir() if p.is_file()):
+        file = path / name
+        digest.update(name.encode())
+        if name.endswith((".json", ".jinja", ".txt")):
+            digest.update(file.read_bytes())
+        else:
+            digest.update(str(file.stat().st_size).encode())
+    return digest.hexdigest()[:16]
+
+
+def model_key(name: str, model: dict) -> dict:
+    key = {"path": model["path"], "revision": model.get("revision")}
+    if "train" in model:
+        key["train"] = model["train"]
+    elif Path(model["path"]).is_dir():
+        key["fingerprint"] = file_fingerprint(Path(model["path"]))
+    return key
+
+
+def dataset_key(name: str, dataset: dict) -> dict:
+    key = {k: v for k, v in dataset.items() if k != "max_questions"}
+    key["max_questions"] = dataset.get("max_questions")
+    key["loader"] = versions.DATASET_LOADER_VERSION
+    if dataset["source"] == "file" and Path(dataset["file"]).is_file():
+        from bitbudget.artifacts import sha256_file
+
+        key["file_sha256"] = sha256_file(dataset["file"])
+    if dataset["source"] == "synthetic":
+        from bitbudget.tasks import SYNTHETIC_TASK_VERSION
+
+        key["task_version"] = SYNTHETIC_TASK_VERSION
+    return key
+
+
+def _checkpoint(config: dict, model: str, weights: str) -> Checkpoint:
+    fmt = dict(config["weight_formats"][weights])
+    quantized = fmt["bits"] < 16
+    key = {"model": model_key(model, config["models"][model])}
+    if quantized:
+        key["format"] = {"bits": fmt["bits"], "method": fmt.get("method", "rtn"), "group_size": fmt.get("group_size", 128)}
+        key["quantizer"] = versions.QUANTIZER_VERSION
+    return Checkpoint(content_id(key), model, weights, key, config["models"][model]["path"], quantized)
+
+
+def _trace_key(config: dict, ckpt: Checkpoint, kv: str, dataset: str, samples: int, horizon: int) -> dict:
+    kind = config["datasets"][dataset]["kind"]
+    sampling = {k: v for k, v in config["sampling"].items() if k != "samples_per_question"}
+    forcing = {k: v for k, v in config["forcing"].items() if k != "forced_answer_suffix"}
+    engine = {k: v for k, v in config["engine"].items() if k not in ("batch_size", "python", "device")}
+    return {
+        "checkpoint": ckpt.ckpt_id,
+        "kv": config["kv_strategies"][kv],
+        "dataset": dataset_key(dataset, config["datasets"][dataset]),
+        "prompt": config["prompts"][kind],
+        "chat_template_kwargs": config["prompts"].get("chat_template_kwargs", {}),
+        "sampling": {**sampling, "samples_per_question": samples},
+        "forcing": {**forcing, "forced_answer_suffix": config["forcing"]["forced_answer_suffix"][kind]},
+        "horizon": horizon,
+        "engine": {**engine, **versions.engine_identity(config["engine"]["name"])},
+        "generator": versions.GENERATOR_VERSION,
+    }
+
+
+def _generation_spec(config: dict, gen: dict) -> dict:
+    model = config["models"][gen["model"]]
+    resources = {**config["resources"].get("generate", {}), **model.get("resources", {})}
+    return {
+        "dataset": {"name": gen["dataset"], **config["datasets"][gen["dataset"]]},
+        "kv_strategy": config["kv_strategies"][gen["kv"]],
+        "budgets": list(gen["budgets"]),
+        "resources": resources,
+    }
+
+
+def build_study(config: dict) -> Study:
+    """Expand every grid; scenarios shared between grids map to one set of artifacts."""
+    study = Study(config)
+    units: dict[tuple, dict] = {}
+    for grid_name, grid in config["grids"].items():
+        samples = grid.get("samples_per_question", config["sampling"]["samples_per_question"])
+        for model in grid["models"]:
+            for weights in grid["weight_formats"]:
+                for kv in grid["kv_strategies"]:
+                    for dataset in grid["datasets"]:
+                        unit = units.setdefault(
+                            (model, weights, kv, dataset),
+                            {"model": model, "weights": weights, "kv": kv, "dataset": dataset,
+                             "budgets": set(), "samples": 0, "cells": set()},
+                        )
+                        unit["budgets"].update(grid["token_budgets"])
+                        unit["samples"] = max(unit["samples"], samples)
+                        unit["cells"].update(
+                            (grid_name, budget, g) for budget in grid["token_budgets"] for g in grid["parallel_samples"]
+                        )
+    grader_key = study.grader_key
+    for unit in units.values():
+        ckpt = study.checkpoints.setdefault(
+            _checkpoint(config, unit["model"], unit["weights"]).ckpt_id,
+            _checkpoint(config, unit["model"], unit["weights"]),
+        )
+        budgets = tuple(sorted(unit["budgets"]))
+        trace_key = _trace_key(config, ckpt, unit["kv"], unit["dataset"], unit["samples"], max(budgets))
+        trace_id = content_id(trace_key)
+        gen_key = {"trace": trace_id, "budgets": list(budgets)}
+        gen = Generation(
+            content_id(gen_key), trace_id, ckpt, unit["kv"], unit["dataset"], budgets, unit["samples"],
+            {**gen_key, "trace_key": trace_key},
+            {**_generation_spec(config, {**unit, "budgets": budgets}), "trace_key": trace_key},
+        )
+        study.generations[gen.gen_id] = gen
+        grade_key = {"generation": gen.gen_id, **grader_key}
+        grade = Grade(content_id(grade_key), gen, grade_key)
+        study.grades[grade.grade_id] = grade
+        study.scenarios.extend(_scenarios(config, unit, grade))
+    return study
+
+
+def _scenarios(config: dict, unit: dict, grade: Grade) -> list[dict]:
+    gen = grade.generation
+    weight_format = config["weight_formats"][unit["weights"]]
+    kv = config["kv_strategies"][unit["kv"]]
+    rows = {}
+    for grid_name, budget, g in sorted(unit["cells"]):
+        scenario_key = {"grade": grade.grade_id, "token_budget": budget, "G": g}
+        scenario_id = content_id(scenario_key)
+        row = rows.setdefault(scenario_id, {
+            "scenario_id": scenario_id,
+            "grids": [],
+            "dataset": unit["dataset"],
+            "dataset_kind": config["datasets"][unit["dataset"]]["kind"],
+            "model": unit["model"],
+            "weights": unit["weights"],
+            "weight_bits": weight_format["bits"],
+            "weight_group_size": weight_format.get("group_size") if weight_format["bits"] < 16 else None,
+            "kv": unit["kv"],
+            "kv_method": kv["method"],
+            "kv_bits": kv.get("bits"),
+            "kv_budget": kv.get("budget"),
+            "token_budget": budget,
+            "G": g,
+            "n_samples": gen.samples_per_question,
+            "ckpt_id": gen.checkpoint.ckpt_id,
+            "gen_id": gen.gen_id,
+            "grade_id": grade.grade_id,
+        })
+        row["grids"].append(grid_name)
+    return list(rows.values())

@@ -1,0 +1,114 @@
+import json
+import re
+
+from bitbudget.config import check_schema, check_semantics
+from bitbudget.study import build_study
+
+# Concise schema errors first (naming the field), then snakemake's validation fills defaults.
+check_schema(config)
+validate(config, schema="../schemas/config.schema.yaml")
+check_semantics(config)
+
+STUDY = build_study(config)
+TRAINED_MODEL_DIRS = sorted(
+    {m["path"] for m in config["models"].values() if "train" in m}
+)
+
+
+wildcard_constraints:
+    ckpt_id="[0-9a-f]{12}",
+    gen_id="[0-9a-f]{12}",
+    grade_id="[0-9a-f]{12}",
+    model_dir="|".join(re.escape(p) for p in TRAINED_MODEL_DIRS) or "(?!)",
+
+
+def log_path(rule_name, *keys):
+    """One spelling for every rule's log: logs/<rule>/<keys>.log."""
+    return "logs/" + "/".join([rule_name, *keys]) + ".log"
+
+
+def benchmark_path(rule_name, *keys):
+    return "benchmarks/" + "/".join([rule_name, *keys]) + ".tsv"
+
+
+def final_outputs():
+    return ["results/scenarios.parquet", "report/index.html"]
+
+
+def model_input(model_name):
+    """A local model directory is an input (made by train_tiny_model if it has a recipe)."""
+    model = config["models"][model_name]
+    if "train" in model or Path(model["path"]).is_dir():
+        return [model["path"]]
+    return []
+
+
+def checkpoint_source(wildcards):
+    return model_input(STUDY.checkpoints[wildcards.ckpt_id].model)
+
+
+def generation_checkpoint(wildcards):
+    checkpoint = STUDY.generations[wildcards.gen_id].checkpoint
+    if checkpoint.quantized:
+        return [checkpoint.path]
+    return model_input(checkpoint.model)
+
+
+def generation_resource(name, default):
+    def resource(wildcards):
+        return STUDY.generations[wildcards.gen_id].spec["resources"].get(name, default)
+
+    return resource
+
+
+def grade_samples(wildcards):
+    return STUDY.grades[wildcards.grade_id].generation.output
+
+
+def all_grades(wildcards=None):
+    return [grade.output for grade in STUDY.grades.values()]
+
+
+def all_checkpoint_dirs(wildcards=None):
+    return sorted(
+        {c.path for c in STUDY.checkpoints.values() if c.quantized}
+        | {p for c in STUDY.checkpoints.values() if not c.quantized for p in model_input(c.model)}
+    )
+
+
+def quantize_spec(wildcards):
+    checkpoint = STUDY.checkpoints[wildcards.ckpt_id]
+    fmt = config["weight_formats"][checkpoint.weights]
+    return {
+        "source": checkpoint.source_path,
+        "revision": config["models"][checkpoint.model].get("revision"),
+        "bits": fmt["bits"],
+        "group_size": fmt["group_size"],
+        "method": fmt["method"],
+        "key": checkpoint.key,
+    }
+
+
+def generation_spec(wildcards):
+    generation = STUDY.generations[wildcards.gen_id]
+    return {
+        **generation.spec,
+        "engine": config["engine"],
+        "checkpoint_path": generation.checkpoint.path,
+        "trace_dir": generation.trace_dir,
+    }
+
+
+def aggregate_spec(wildcards=None):
+    """Plain data the aggregate step needs to place each scenario at its memory cost."""
+    return {
+        "grades": {g.grade_id: g.output for g in STUDY.grades.values()},
+        "checkpoints": {
+            c.ckpt_id: {"path": c.path, "model": c.model, "weights": c.weights, "quantized": c.quantized}
+            for c in STUDY.checkpoints.values()
+        },
+        "weight_formats": config["weight_formats"],
+        "kv_strategies": config["kv_strategies"],
+        "max_answer_tokens": config["sampling"]["max_answer_tokens"],
+        "analysis": config["analysis"],
+    }
