@@ -1,0 +1,132 @@
+"""Synthetic reasoning tasks with verifiable answers (the CPU default of the study).
+
+The task is a digit recurrence, Fibonacci modulo 10: start from two seed digits ``a, b`` and
+write ``n`` new terms ``x_k = (x_{k-1} + x_{k-2}) mod 10``. Difficulty is ``n``, the number of
+steps; the reasoning trace writes one line per step, so its length grows linearly with it.
+
+Every reasoning step reads tokens at a fixed distance back in its own trace (tiny transformers
+learn such tasks quickly, and fail at lookups at variable distance):
+
+* a line is ``CC:D`` where ``CC`` is a two-digit countdown of the remaining steps (the first
+  one is read from the prompt, whose length is fixed per kind) and ``D`` the new term;
+* kind ``"integer"`` (AIME-like): the answer is the number formed by the last two terms,
+  ``10*x_{n-1} + x_n`` (0-99, written without leading zero);
+* kind ``"choice"`` (GPQA-like): four distinct candidate digits for the last term, letters
+  A-D; every trace line re-writes the four options after the term (``CC:D OOOO``), so the
+  final comparison of the term with the options, and the letter, sit at a fixed distance.
+
+A full assistant turn is ``<think>\\n`` + trace + ``</think>`` + ``\\n**Final Answer**\\n\\boxed{X}``
++ ``<|im_end|>``, matching s1-style budget forcing with the suffix
+``</think>\\n**Final Answer**\\n\\boxed{``.
+"""
+
+from __future__ import annotations
+
+import random
+
+SYNTHETIC_TASK_VERSION = "fibmod10-v1"
+
+KINDS = ("integer", "choice")
+LETTERS = "ABCD"
+MAX_DIFFICULTY = 99  # the countdown has two digits
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+ANSWER_PREFIX = "\n**Final Answer**\n\\boxed{"
+FORCED_SUFFIX = THINK_CLOSE + ANSWER_PREFIX
+
+_INTEGER_PROBLEM = "Fib mod 10: a={a} b={b} n={n:02d}. Last two terms as a number?"
+_CHOICE_PROBLEM = "Fib mod 10: a={a} b={b} n={n:02d}. Last term? A) {o[0]} B) {o[1]} C) {o[2]} D) {o[3]}"
+
+
+def _terms(a: int, b: int, n: int) -> list[int]:
+    seq = [a, b]
+    for _ in range(n):
+        seq.append((seq[-1] + seq[-2]) % 10)
+    return seq[2:]
+
+
+def _check(kind: str, min_difficulty: int, max_difficulty: int) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if not 2 <= min_difficulty <= max_difficulty <= MAX_DIFFICULTY:
+        raise ValueError(
+            "min_difficulty/max_difficulty must satisfy 2 <= min_difficulty <= max_difficulty "
+            f"<= {MAX_DIFFICULTY}, got {min_difficulty}, {max_difficulty}"
+        )
+
+
+def _question(kind: str, index: int, rng: random.Random, n: int) -> dict:
+    a, b = rng.randrange(10), rng.randrange(10)
+    terms = _terms(a, b, n)
+    if kind == "integer":
+        answer = str(10 * terms[-2] + terms[-1])
+        problem = _INTEGER_PROBLEM.format(a=a, b=b, n=n)
+        choices = None
+        prefix = "int"
+    else:
+        others = rng.sample([d for d in range(10) if d != terms[-1]], 3)
+        pos = rng.randrange(4)
+        options = others[:pos] + [terms[-1]] + others[pos:]
+        choices = [str(o) for o in options]
+        answer = LETTERS[pos]
+        problem = _CHOICE_PROBLEM.format(a=a, b=b, n=n, o=options)
+        prefix = "mc"
+    return {
+        "question_id": f"{prefix}-{index:04d}",
+        "problem": problem,
+        "answer": answer,
+        "choices": choices,
+        "difficulty": n,
+        # internals used to write reference traces (not part of the public interface)
+        "_seeds": (a, b),
+    }
+
+
+def make_synthetic_questions(
+    kind: str, n_questions: int, seed: int, min_difficulty: int, max_difficulty: int
+) -> list[dict]:
+    """Deterministic list of questions; difficulty (steps) uniform in [min, max].
+
+    Each dict: question_id, problem, answer, choices (None for "integer"), difficulty.
+    """
+    _check(kind, min_difficulty, max_difficulty)
+    rng = random.Random(f"{SYNTHETIC_TASK_VERSION}/{kind}/{seed}")
+    out = []
+    for i in range(n_questions):
+        n = rng.randint(min_difficulty, max_difficulty)
+        q = _question(kind, i, rng, n)
+        q.pop("_seeds")
+        out.append(q)
+    return out
+
+
+def parse_problem(problem: str) -> tuple[int, int, int, list[str] | None]:
+    """Recover (a, b, n, choices) from a problem text written by this module."""
+    head, _, tail = problem.partition(". ")
+    fields = dict(f.split("=") for f in head.split(": ", 1)[1].split())
+    choices = None
+    if "A)" in tail:
+        choices = [tail.split(f"{L}) ")[1].split(" ")[0] for L in LETTERS]
+    return int(fields["a"]), int(fields["b"]), int(fields["n"]), choices
+
+
+def reference_trace(question: dict) -> str:
+    """The thinking text between ``<think>`` and ``</think>`` (starts and ends with a newline)."""
+    a, b, n, choices = parse_problem(question["problem"])
+    terms = _terms(a, b, n)
+    lines = []
+    for k, t in enumerate(terms):
+        line = f"{n - 1 - k:02d}:{t}"
+        if choices is not None:
+            line += " " + "".join(choices)
+        lines.append(line)
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def reference_completion(question: dict) -> str:
+    """The full assistant turn after the generation prompt (which ends with ``<think>\\n``)."""
+    return reference_trace(question)[1:] + FORCED_SUFFIX + question["answer"] + "}"
+
+
+def trace_length_chars(question: dict) -> int:
+    return len(reference_trace(question))

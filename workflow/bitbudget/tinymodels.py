@@ -1,0 +1,358 @@
+"""Tiny Qwen3-architecture reasoning models trained on CPU on the synthetic tasks.
+
+A model directory holds ``config.json`` + ``model.safetensors`` (float32) and a character-level
+``PreTrainedTokenizerFast`` with a Qwen3-style chat template whose generation prompt ends with
+``<|im_start|>assistant\\n<think>\\n``.
+
+Special tokens: ``<|im_start|>``, ``<|im_end|>`` (eos) and ``<|endoftext|>`` (pad) are special
+tokens; ``<think>`` and ``</think>`` are single added tokens that are *not* flagged special, as
+in Qwen3, so ``decode(..., skip_special_tokens=True)`` keeps them and answer parsing still sees
+the end of thinking.
+
+Word embeddings are tied with the lm_head (``tie_word_embeddings=True``, as Qwen3 0.6B-4B): the
+embedding matrix is stored and counted once, in ``n_unquantized``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from . import tasks
+
+log = logging.getLogger(__name__)
+
+IM_START, IM_END, PAD = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
+SPECIAL_TOKENS = [PAD, IM_START, IM_END]
+THINK_TOKENS = [tasks.THINK_OPEN, tasks.THINK_CLOSE]
+CHARS = ["\n"] + [chr(c) for c in range(32, 127)]
+
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}"
+    "{{ '<|im_start|>assistant\\n<think>\\n' }}"
+    "{%- endif -%}"
+)
+
+# nn.Linear modules inside each decoder block (the quantized parameters, N_q in PAPER.md)
+DECODER_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+# --------------------------------------------------------------------------- tokenizer
+def build_tokenizer():
+    """Character-level fast tokenizer with the chat template and special tokens."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + THINK_TOKENS + CHARS)}
+    # BPE without merges = one token per character; unknown characters map to pad
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=PAD))
+    core.decoder = decoders.Fuse()
+    from tokenizers import AddedToken
+
+    core.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in SPECIAL_TOKENS])
+    core.add_tokens([AddedToken(t, normalized=False, special=False) for t in THINK_TOKENS])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        eos_token=IM_END,
+        pad_token=PAD,
+        unk_token=PAD,
+        bos_token=None,
+        model_max_length=4096,
+        clean_up_tokenization_spaces=False,
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def prompt_text(tokenizer, problem: str) -> str:
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": problem}], add_generation_prompt=True, tokenize=False
+    )
+
+
+# --------------------------------------------------------------------------- parameters
+def count_parameters_of_model(model) -> dict:
+    n_q = 0
+    n_all = 0
+    seen = set()
+    for name, p in model.named_parameters():
+        if id(p) in seen:  # tied embeddings counted once
+            continue
+        seen.add(id(p))
+        n_all += p.numel()
+        parts = name.split(".")
+        if ".layers." in name and parts[-1] == "weight" and parts[-2] in DECODER_LINEARS:
+            n_q += p.numel()
+    return {"n_quantized": n_q, "n_unquantized": n_all - n_q}
+
+
+def count_parameters(model_dir) -> dict:
+    """{n_quantized, n_unquantized}: decoder-block linear weights vs embeddings/lm_head/norms."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    return count_parameters_of_model(model)
+
+
+# --------------------------------------------------------------------------- data
+def _training_texts(tokenizer, task: dict, rng: random.Random, batch_size: int):
+    """One batch of (input_ids, loss_mask) pairs: full traces plus truncated/forced ones."""
+    out = []
+    for _ in range(batch_size):
+        kind = rng.choice(task["kinds"])
+        lo, hi = task["difficulty"][kind]
+        q = tasks.make_synthetic_questions(kind, 1, rng.randrange(1 << 30), lo, hi)[0]
+        prompt = prompt_text(tokenizer, q["problem"])
+        trace = tasks.reference_trace(q)[1:]
+        if rng.random() < task["truncated_fraction"]:
+            # thinking cut at a random character, then the forced suffix and the true answer
+            trace = trace[: rng.randrange(0, len(trace))]
+        completion = trace + tasks.FORCED_SUFFIX + q["answer"] + "}" + IM_END
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        out.append((p_ids + c_ids, [0] * len(p_ids) + [1] * len(c_ids)))
+    return out
+
+
+def _collate(batch, pad_id):
+    width = max(len(ids) for ids, _ in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    loss_mask = torch.zeros((len(batch), width), dtype=torch.bool)
+    for i, (x, m) in enumerate(batch):
+        ids[i, : len(x)] = torch.tensor(x)
+        mask[i, : len(x)] = 1
+        loss_mask[i, : len(x)] = torch.tensor(m, dtype=torch.bool)
+    return ids, mask, loss_mask
+
+
+DEFAULT_TASK = {
+    "kinds": ["integer", "choice"],
+    # difficulty = steps; integer lines are 5 chars, choice lines 10 chars
+    "difficulty": {"integer": [4, 50], "choice": [2, 25]},
+    "truncated_fraction": 0.25,
+}
+
+
+# --------------------------------------------------------------------------- training
+def _atomic_dir(out_dir: Path) -> Path:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+
+
+def _commit_dir(tmp: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+
+
+def train_tiny_model(
+    out_dir,
+    *,
+    hidden_size: int,
+    num_layers: int,
+    num_attention_heads: int,
+    num_key_value_heads: int,
+    intermediate_size: int,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    task: dict,
+    head_dim: int = 64,
+    warmup_steps: int = 50,
+    weight_decay: float = 0.01,
+    max_position_embeddings: int = 2048,
+    num_threads: int | None = None,
+    log_every: int = 50,
+) -> dict:
+    """Train a tiny Qwen3 model on the synthetic task; save model + tokenizer atomically.
+
+    ``task``: {"kinds": [...], "difficulty": {kind: [min, max]}, "truncated_fraction": f}.
+    Returns a summary: parameter counts, final loss (mean of the last 10% of steps), wall time.
+    """
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    out_dir = Path(out_dir)
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    tokenizer = build_tokenizer()
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
+        head_dim=head_dim,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        dtype="float32",
+    )
+    model = Qwen3ForCausalLM(config)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay, betas=(0.9, 0.98))
+
+    def lr_at(step):
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        frac = (step - warmup_steps) / max(1, steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * frac)) * 0.95 + 0.05
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    t0 = time.time()
+    losses = []
+    for step in range(steps):
+        ids, mask, loss_mask = _collate(_training_texts(tokenizer, task, rng, batch_size), tokenizer.pad_token_id)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+        target = ids[:, 1:]
+        lm = loss_mask[:, 1:]
+        loss = torch.nn.functional.cross_entropy(logits[lm], target[lm])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if log_every and (step % log_every == 0 or step == steps - 1):
+            log.info("step %d loss %.4f (%.1fs)", step, losses[-1], time.time() - t0)
+    wall = time.time() - t0
+    tail = losses[-max(1, steps // 10) :]
+    counts = count_parameters_of_model(model)
+    summary = {
+        "n_params": counts["n_quantized"] + counts["n_unquantized"],
+        **counts,
+        "hidden_size": hidden_size,
+        "num_layers": num_layers,
+        "num_attention_heads": num_attention_heads,
+        "num_key_value_heads": num_key_value_heads,
+        "head_dim": head_dim,
+        "intermediate_size": intermediate_size,
+        "steps": steps,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "task": task,
+        "task_version": tasks.SYNTHETIC_TASK_VERSION,
+        "final_loss": sum(tail) / len(tail),
+        "wall_time_s": round(wall, 1),
+        "torch_threads": torch.get_num_threads(),
+    }
+    tmp = _atomic_dir(out_dir)
+    try:
+        model.eval()
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+        _commit_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary
+
+
+# --------------------------------------------------------------------------- evaluation
+def extract_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (no nesting in the synthetic tasks)."""
+    i = text.rfind("\\boxed{")
+    if i < 0:
+        return None
+    j = text.find("}", i)
+    return text[i + 7 : j] if j >= 0 else None
+
+
+@torch.no_grad()
+def evaluate_budget_forcing(
+    model_dir,
+    questions: list[dict],
+    budgets: list[int],
+    *,
+    temperature: float = 0.6,
+    top_p: float = 0.95,
+    top_k: int = 20,
+    n_samples: int = 1,
+    seed: int = 1234,
+    batch_size: int = 64,
+    answer_tokens: int = 8,
+) -> dict:
+    """Accuracy per thinking budget with s1-style forcing, using HF ``generate``.
+
+    One sampled run at the largest budget per (question, sample); each smaller budget T is the
+    first T thinking tokens of it (budget nesting), then ``</think>\\n**Final Answer**\\n\\boxed{``
+    is appended (also after a natural end of thinking) and the model finishes the answer.
+    Returns {budget: accuracy} (mean over questions x samples) plus per-budget well-formed rates.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    tok.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    think_close = tok.convert_tokens_to_ids(tasks.THINK_CLOSE)
+    suffix_ids = tok(tasks.FORCED_SUFFIX, add_special_tokens=False)["input_ids"]
+    max_budget = max(budgets)
+    torch.manual_seed(seed)
+    items = [q for q in questions for _ in range(n_samples)]
+    correct = {b: 0 for b in budgets}
+    formed = {b: 0 for b in budgets}
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        prompts = [tok(prompt_text(tok, q["problem"]), add_special_tokens=False)["input_ids"] for q in chunk]
+        enc = tok.pad({"input_ids": prompts}, return_tensors="pt")
+        out = model.generate(
+            **enc,
+            do_sample=True,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            max_new_tokens=max_budget,
+            eos_token_id=[think_close, tok.eos_token_id],
+            pad_token_id=tok.pad_token_id,
+        )
+        gen = out[:, enc["input_ids"].shape[1] :].tolist()
+        for b in budgets:
+            conts = []
+            for p, g in zip(prompts, gen):
+                g = g[:b]
+                if think_close in g:
+                    g = g[: g.index(think_close)]
+                g = [t for t in g if t not in (tok.pad_token_id, tok.eos_token_id)]
+                conts.append(p + g + suffix_ids)
+            enc2 = tok.pad({"input_ids": conts}, return_tensors="pt")
+            out2 = model.generate(
+                **enc2,
+                do_sample=True,
+                temperature=temperature,
+                top_p=top_p,
+                top_k=top_k,
+                max_new_tokens=answer_tokens,
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=tok.pad_token_id,
+            )
+            texts = tok.batch_decode(out2[:, enc2["input_ids"].shape[1] :], skip_special_tokens=False)
+            for q, t in zip(chunk, texts):
+                ans = extract_boxed("\\boxed{" + t)
+                formed[b] += ans is not None
+                correct[b] += ans is not None and ans.strip() == q["answer"]
+    n = len(items)
+    return {
+        "accuracy": {b: correct[b] / n for b in budgets},
+        "well_formed": {b: formed[b] / n for b in budgets},
+        "n": n,
+    }
