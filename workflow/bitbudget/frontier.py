@@ -1,0 +1,133 @@
+"""Accuracy-vs-memory Pareto frontiers and what the best configuration spends memory on.
+
+A scenario is on the frontier of its dataset when no other scenario of that dataset uses
+no more memory and reaches strictly higher accuracy (ties in memory keep the most
+accurate point; ties in both keep the first in scenario_id order).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["pareto_frontier", "best_at_budget", "classify_step", "SPEND_ORDER"]
+
+#: Classification labels, in the order of precedence used by :func:`classify_step`.
+SPEND_ORDER = ("weights", "samples", "tokens", "kv compression")
+
+_REL_TOL = 0.01
+
+
+def _frontier_one(df: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    sort_cols = [x, y] + (["scenario_id"] if "scenario_id" in df else [])
+    ordered = df.dropna(subset=[x, y]).sort_values(
+        sort_cols, ascending=[True, False] + [True] * (len(sort_cols) - 2), kind="mergesort"
+    )
+    keep = []
+    best = -np.inf
+    for idx, val in zip(ordered.index, ordered[y].to_numpy(dtype=float)):
+        if val > best:
+            keep.append(idx)
+            best = val
+    return ordered.loc[keep]
+
+
+def pareto_frontier(
+    df: pd.DataFrame, x: str = "total_gb", y: str = "accuracy", by: str | None = "dataset"
+) -> pd.DataFrame:
+    """Non-dominated scenarios (less ``x`` and more ``y``), per ``by`` group.
+
+    Returns the frontier rows sorted by group then ``x``, with the original columns.
+    """
+    if df.empty:
+        return df.copy()
+    if by is None or by not in df:
+        return _frontier_one(df, x, y)
+    parts = [_frontier_one(g, x, y) for _, g in df.groupby(by, sort=True)]
+    return pd.concat(parts) if parts else df.iloc[0:0].copy()
+
+
+def _kv_key(row) -> tuple:
+    def norm(v):
+        return None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else v
+
+    return tuple(norm(row.get(k)) for k in ("kv_method", "kv_bits", "kv_budget"))
+
+
+def classify_step(prev, cur) -> tuple[str, str]:
+    """What moving from frontier point ``prev`` to the larger point ``cur`` spends memory on.
+
+    Precedence: more weight memory -> "weights"; else more parallel samples G ->
+    "samples"; else a longer token budget -> "tokens"; else a different KV strategy ->
+    "kv compression"; else "other".  Returns (label, human-readable list of changes).
+    """
+    if prev is None:
+        return "start", "smallest frontier point"
+    changes = []
+    dw = float(cur["weight_gb"]) - float(prev["weight_gb"])
+    if abs(dw) > _REL_TOL * max(float(prev["weight_gb"]), 1e-9):
+        what = []
+        if cur.get("model") != prev.get("model"):
+            what.append(f"{prev.get('model')} -> {cur.get('model')}")
+        if cur.get("weights") != prev.get("weights"):
+            what.append(f"{prev.get('weights')} -> {cur.get('weights')}")
+        changes.append(f"weights {dw:+.2f} GB ({', '.join(what) or 'weights'})")
+    if int(cur["G"]) != int(prev["G"]):
+        changes.append(f"G {int(prev['G'])} -> {int(cur['G'])}")
+    if int(cur["token_budget"]) != int(prev["token_budget"]):
+        changes.append(f"tokens {int(prev['token_budget'])} -> {int(cur['token_budget'])}")
+    if _kv_key(cur) != _kv_key(prev):
+        changes.append(f"KV {prev.get('kv')} -> {cur.get('kv')}")
+    if dw > _REL_TOL * max(float(prev["weight_gb"]), 1e-9):
+        label = "weights"
+    elif int(cur["G"]) > int(prev["G"]):
+        label = "samples"
+    elif int(cur["token_budget"]) > int(prev["token_budget"]):
+        label = "tokens"
+    elif _kv_key(cur) != _kv_key(prev):
+        label = "kv compression"
+    else:
+        label = "other"
+    return label, "; ".join(changes) or "no change"
+
+
+def best_at_budget(
+    df: pd.DataFrame,
+    budgets_gb: Iterable[float],
+    x: str = "total_gb",
+    y: str = "accuracy",
+    by: str = "dataset",
+) -> pd.DataFrame:
+    """Best configuration within each memory budget, per dataset, and where it spends.
+
+    For every dataset and budget, picks the most accurate scenario with ``x <= budget``
+    (necessarily a frontier point) and classifies it against the next-smaller frontier
+    point with :func:`classify_step`.  Columns: dataset, budget_gb, scenario_id, model,
+    weights, token_budget, G, kv, total_gb, weight_gb, accuracy, ci_low, ci_high,
+    spend (label), change (text).  Budgets that fit nothing give a row with spend "none".
+    """
+    budgets = sorted(float(b) for b in budgets_gb)
+    front = pareto_frontier(df, x=x, y=y, by=by if by in df else None)
+    groups = front.groupby(by, sort=True) if by in front else [(None, front)]
+    cols = ["scenario_id", "model", "weights", "token_budget", "G", "kv", x, "weight_gb",
+            y, "ci_low", "ci_high"]
+    rows = []
+    for key, fr in groups:
+        fr = fr.sort_values(x).reset_index(drop=True)
+        for b in budgets:
+            fit = fr[fr[x] <= b + 1e-12]
+            row = {"dataset": key, "budget_gb": b}
+            if fit.empty:
+                row.update({c: None for c in cols})
+                row.update(spend="none", change="nothing fits")
+            else:
+                i = int(fit.index[-1])
+                cur = fr.loc[i]
+                prev = fr.loc[i - 1] if i > 0 else None
+                label, change = classify_step(prev, cur)
+                row.update({c: cur.get(c) for c in cols})
+                row.update(spend=label, change=change)
+            rows.append(row)
+    return pd.DataFrame(rows)
