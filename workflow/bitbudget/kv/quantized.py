@@ -51,6 +51,7 @@ def make_quantized_cache(model_config, backend: str, bits: int, group_size: int,
     cache = QuantizedCache(backend, model_config, nbits=bits, q_group_size=group_size,
                            residual_length=residual_length)
     cls = _LAYER_CLASSES[backend]
-    for layer in cache.layers:
-        layer.__class__ = cls
+    cache.layers = [
+        cls(nbits=bits, q_group_size=group_size, residual_length=residual_length) for _ in cache.layers
+    ]
     return cache
