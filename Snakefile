@@ -3,7 +3,11 @@ from snakemake.utils import min_version, validate
 min_version("9.9")
 
 
-configfile: "config/config.yaml"
+# The default study, unless the command line names its own (--configfile replaces it).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 include: "workflow/rules/common.smk"

@@ -22,13 +22,13 @@ wildcard_constraints:
     model_dir="|".join(re.escape(p) for p in TRAINED_MODEL_DIRS) or "(?!)",
 
 
-def log_path(rule_name, *keys):
+def log_path(stage, *keys):
     """One spelling for every rule's log: logs/<rule>/<keys>.log."""
-    return "logs/" + "/".join([rule_name, *keys]) + ".log"
+    return "logs/" + "/".join([stage, *keys]) + ".log"
 
 
-def benchmark_path(rule_name, *keys):
-    return "benchmarks/" + "/".join([rule_name, *keys]) + ".tsv"
+def benchmark_path(stage, *keys):
+    return "benchmarks/" + "/".join([stage, *keys]) + ".tsv"
 
 
 def final_outputs():
@@ -48,10 +48,10 @@ def checkpoint_source(wildcards):
 
 
 def generation_checkpoint(wildcards):
-    checkpoint = STUDY.generations[wildcards.gen_id].checkpoint
-    if checkpoint.quantized:
-        return [checkpoint.path]
-    return model_input(checkpoint.model)
+    ckpt = STUDY.generations[wildcards.gen_id].checkpoint
+    if ckpt.quantized:
+        return [ckpt.path]
+    return model_input(ckpt.model)
 
 
 def generation_resource(name, default):
@@ -77,15 +77,15 @@ def all_checkpoint_dirs(wildcards=None):
 
 
 def quantize_spec(wildcards):
-    checkpoint = STUDY.checkpoints[wildcards.ckpt_id]
-    fmt = config["weight_formats"][checkpoint.weights]
+    ckpt = STUDY.checkpoints[wildcards.ckpt_id]
+    fmt = config["weight_formats"][ckpt.weights]
     return {
-        "source": checkpoint.source_path,
-        "revision": config["models"][checkpoint.model].get("revision"),
+        "source": ckpt.source_path,
+        "revision": config["models"][ckpt.model].get("revision"),
         "bits": fmt["bits"],
         "group_size": fmt["group_size"],
         "method": fmt["method"],
-        "key": checkpoint.key,
+        "key": ckpt.key,
     }
 
 

@@ -1,3 +1,4 @@
+# No benchmark: Snakemake forbids it on rules eligible for the between-workflow cache.
 rule quantize:
     input:
         checkpoint_source,
@@ -7,8 +8,6 @@ rule quantize:
         spec=quantize_spec,
     log:
         log_path("quantize", "{ckpt_id}"),
-    benchmark:
-        benchmark_path("quantize", "{ckpt_id}")
     cache: True
     script:
         "../scripts/quantize.py"

@@ -1,0 +1,62 @@
+"""Incremental reruns: only what a config change touches is recomputed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.pipeline
+
+ANALYSIS_RULES = {"expand_scenarios", "aggregate", "fit", "report"}
+
+
+def test_full_run_writes_report_and_scenarios(finished_study):
+    workdir = finished_study.workdir
+    assert (workdir / "report" / "index.html").stat().st_size > 1000
+    scenarios = pd.read_parquet(workdir / "results" / "scenarios.parquet")
+    # 1 model x 2 weight formats x 1 KV x 1 dataset x 2 budgets x 2 G
+    assert len(scenarios) == 8
+    table = pd.read_parquet(workdir / "results" / "aggregate" / "scenarios.parquet")
+    assert set(table["scenario_id"]) == set(scenarios["scenario_id"])
+    assert table["accuracy"].between(0, 1).all()
+    assert (table["total_gb"] > table["weight_gb"]).all()
+
+
+def test_noop_rerun_runs_nothing(study_copy):
+    assert study_copy.planned_jobs() == {}
+
+
+def test_adding_a_model_schedules_only_that_model(study_copy):
+    study_copy.config["grids"]["small"]["models"].append("tiny-m")
+    jobs = study_copy.planned_jobs()
+    # tiny-m: one int4 checkpoint; 2 generations (bf16, int4) and their grades
+    assert jobs == {"quantize": 1, "generate": 2, "grade": 2, **{rule: 1 for rule in ANALYSIS_RULES}}
+
+
+def test_changing_the_grader_reruns_only_grading_and_after(study_copy):
+    study_copy.config["grading"]["timeout_s"] = study_copy.config["grading"]["timeout_s"] + 1
+    jobs = study_copy.planned_jobs()
+    assert "generate" not in jobs and "quantize" not in jobs
+    assert jobs["grade"] == 2
+    assert {"aggregate", "fit", "report"} <= set(jobs)
+
+
+def test_reverting_a_change_reuses_old_artifacts(study_copy):
+    original = json.dumps(study_copy.config)
+    study_copy.config["grading"]["timeout_s"] += 1
+    study_copy.snakemake("--allowed-rules", "grade", "expand_scenarios", "aggregate", "fit", "report")
+    study_copy.config = json.loads(original)
+    jobs = study_copy.planned_jobs()
+    assert "grade" not in jobs and "generate" not in jobs
+
+
+def test_bad_config_stops_before_any_job(study_copy):
+    study_copy.config["kv_strategies"]["full"]["bitz"] = 4
+    result = study_copy.snakemake("-n", check=False)
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "kv_strategies.full" in message and "bitz" in message
+    assert "Job stats" not in message
