@@ -59,7 +59,8 @@ def _kv_key(row) -> tuple:
 def classify_step(prev, cur) -> tuple[str, str]:
     """What moving from frontier point ``prev`` to the larger point ``cur`` spends memory on.
 
-    Precedence: more weight memory -> "weights"; else more parallel samples G ->
+    Precedence: more weight memory (or another model/bit split of the same weight
+    memory) -> "weights"; else more parallel samples G ->
     "samples"; else a longer token budget -> "tokens"; else a different KV strategy ->
     "kv compression"; else "other".  Returns (label, human-readable list of changes).
     """
@@ -88,6 +89,9 @@ def classify_step(prev, cur) -> tuple[str, str]:
         label = "tokens"
     elif _kv_key(cur) != _kv_key(prev):
         label = "kv compression"
+    elif cur.get("model") != prev.get("model") or cur.get("weights") != prev.get("weights"):
+        label = "weights"  # same weight memory, other parameters/bits split
+        changes.append(f"{prev.get('model')} {prev.get('weights')} -> {cur.get('model')} {cur.get('weights')}")
     else:
         label = "other"
     return label, "; ".join(changes) or "no change"

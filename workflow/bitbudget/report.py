@@ -1,0 +1,317 @@
+"""The self-contained HTML report (jinja2, autoescaped; charts inlined as SVG).
+
+Charts are Altair specs rendered to SVG by vl-convert at build time, so the page needs no
+JavaScript libraries and makes no network requests.  The only script is a few lines of
+vanilla JS (sortable tables, trace picker), allowed by hash in the page's
+Content-Security-Policy; any other script, e.g. one smuggled into model output, would
+not run even if it escaped the autoescaping.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import altair as alt
+import jinja2
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from . import frontier as _frontier
+
+__all__ = ["render_report", "frontier_chart", "threshold_chart", "DEFAULT_TEMPLATE_DIR"]
+
+DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "report" / "templates"
+MAX_TRACE_CHARS = 6000
+SPEND_COLORS = {"start": "#6e7781", "weights": "#0969da", "tokens": "#1a7f37",
+                "samples": "#bf3989", "kv compression": "#bc4c00", "other": "#8c959f"}
+
+
+def _svg(chart: alt.TopLevelMixin) -> str:
+    import vl_convert as vlc
+
+    svg = vlc.vegalite_to_svg(chart.to_dict())
+    # drop the XML prolog if any: the SVG is inlined in HTML
+    if svg.startswith("<?xml"):
+        svg = svg[svg.index("?>") + 2:]
+    return svg
+
+
+def _num(v, fmt="{:.3g}"):
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    try:
+        if pd.isna(v):
+            return "n/a"
+    except (TypeError, ValueError):
+        pass
+    return fmt.format(v) if isinstance(v, (float, np.floating)) else str(v)
+
+
+def frontier_chart(df: pd.DataFrame, dataset: str) -> alt.LayerChart:
+    """Accuracy vs total memory for one dataset: all scenarios, frontier and its spend labels."""
+    full = df[df["dataset"].astype(str) == str(dataset)]
+    fr = _frontier.pareto_frontier(full, by=None).sort_values("total_gb").reset_index(drop=True)
+    fr["spend"] = [
+        _frontier.classify_step(fr.loc[i - 1] if i else None, fr.loc[i])[0] for i in range(len(fr))
+    ]
+    cols = ["scenario_id", "model", "weights", "kv", "token_budget", "G", "total_gb", "accuracy",
+            "ci_low", "ci_high"]
+    d = full[[c for c in cols if c in full]]
+    fr = fr[[c for c in cols + ["spend"] if c in fr]]
+    fr["label"] = fr["model"].astype(str) + " " + fr["weights"].astype(str) + " T=" + \
+        fr["token_budget"].astype(str) + " G=" + fr["G"].astype(str)
+    x = alt.X("total_gb:Q", scale=alt.Scale(type="log", nice=False), title="memory: weights + KV (GiB, log)")
+    y = alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="accuracy")
+    base = alt.Chart(d).mark_circle(size=22, color="#afb8c1", opacity=0.6).encode(x=x, y=y)
+    bars = alt.Chart(fr).mark_rule(color="#57606a").encode(x="total_gb:Q", y="ci_low:Q", y2="ci_high:Q")
+    line = alt.Chart(fr).mark_line(color="#24292f", strokeWidth=1.5, interpolate="step-after").encode(x=x, y=y)
+    pts = alt.Chart(fr).mark_point(filled=True, size=70, stroke="white", strokeWidth=0.8).encode(
+        x=x, y=y,
+        color=alt.Color("spend:N", title="step spends on",
+                        scale=alt.Scale(domain=list(SPEND_COLORS), range=list(SPEND_COLORS.values()))),
+    )
+    return (base + bars + line + pts).properties(
+        width=460, height=300, title=alt.TitleParams(f"{dataset}", anchor="start", fontSize=14)
+    ).configure_view(strokeWidth=0).configure_axis(grid=True, gridColor="#eaeef2")
+
+
+def threshold_chart(result: Mapping[str, Any]) -> alt.LayerChart | None:
+    """Comparisons (win share per weight size) with the fitted threshold and its interval."""
+    pts = pd.DataFrame(result.get("points") or [])
+    if pts.empty:
+        return None
+    pts = pts[~pts["tie"]]
+    if pts.empty:
+        return None
+    agg = pts.groupby("weight_gb").agg(share=("win", "mean"), n=("win", "size")).reset_index()
+    x = alt.X("weight_gb:Q", scale=alt.Scale(type="log", nice=False), title="weight memory of the configuration (GiB, log)")
+    layers = []
+    if result.get("ci_low") and result.get("ci_high"):
+        band = pd.DataFrame([{"lo": result["ci_low"], "hi": result["ci_high"]}])
+        layers.append(alt.Chart(band).mark_rect(color="#0969da", opacity=0.12).encode(x="lo:Q", x2="hi:Q"))
+    if result.get("estimate"):
+        est = pd.DataFrame([{"est": result["estimate"]}])
+        layers.append(alt.Chart(est).mark_rule(color="#0969da", strokeWidth=2).encode(x="est:Q"))
+    half = pd.DataFrame([{"y": 0.5}])
+    layers.append(alt.Chart(half).mark_rule(color="#8c959f", strokeDash=[4, 3]).encode(y="y:Q"))
+    layers.append(alt.Chart(agg).mark_circle(color="#24292f", opacity=0.85).encode(
+        x=x, y=alt.Y("share:Q", scale=alt.Scale(domain=[0, 1]), title=f"share won by {result.get('win')}"),
+        size=alt.Size("n:Q", title="comparisons", scale=alt.Scale(range=[30, 300])),
+    ))
+    return alt.layer(*layers).properties(width=620, height=220).configure_view(strokeWidth=0)
+
+
+def _headline(thr: Mapping[str, Any] | None) -> dict:
+    if not thr:
+        return {"text": "No threshold was fitted.", "sub": ""}
+    lvl = int(round(100 * float(thr.get("level", 0.95))))
+    if thr.get("status") == "ok" and thr.get("estimate"):
+        est = thr["estimate"]
+        ci = (f"{lvl}% interval {thr['ci_low']:.2f}-{thr['ci_high']:.2f} GB"
+              if thr.get("ci_low") and thr.get("ci_high") else "no bootstrap interval")
+        if thr.get("direction") == "win below":
+            text = f"Below {est:.2f} GB of weights, spend memory on tokens; above, on weights."
+        else:
+            text = f"Below {est:.2f} GB of weights, spend memory on weights; above, on tokens."
+        return {"text": text, "sub": f"{ci}; {thr.get('n_points')} equal-memory comparisons. "
+                                     f"Paper: {thr.get('paper')}."}
+    return {"text": f"No weights/tokens threshold: {thr.get('message') or thr.get('status')}.",
+            "sub": f"Status: {thr.get('status')}. Paper: {thr.get('paper')}."}
+
+
+def _scenario_table(df: pd.DataFrame, front_ids: set[str]):
+    spec = [
+        ("scenario", "scenario_id", False), ("dataset", "dataset", False), ("model", "model", False),
+        ("weights", "weights", False), ("KV", "kv", False), ("tokens", "token_budget", True),
+        ("G", "G", True), ("metric", "metric", False), ("accuracy", "accuracy", True),
+        ("CI low", "ci_low", True), ("CI high", "ci_high", True), ("weights GB", "weight_gb", True),
+        ("total GB", "total_gb", True), ("frontier", None, False),
+    ]
+    spec = [s for s in spec if s[1] is None or s[1] in df]
+    rows = []
+    for rec in df.sort_values([c for c in ("dataset", "total_gb") if c in df]).to_dict("records"):
+        row = []
+        for _, col, numeric in spec:
+            if col is None:
+                on = str(rec.get("scenario_id")) in front_ids
+                row.append({"text": "\u2605" if on else "", "v": 1 if on else 0, "num": False})
+                continue
+            v = rec.get(col)
+            if numeric:
+                fmt = "{:.3f}" if col in ("accuracy", "ci_low", "ci_high") else "{:.3g}"
+                row.append({"text": _num(v, fmt), "v": None if _num(v) == "n/a" else v, "num": True})
+            else:
+                row.append({"text": _num(v), "v": None, "num": False})
+        rows.append(row)
+    return [s[0] for s in spec], rows
+
+
+def _clip_text(text: Any) -> str:
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return ""
+    text = str(text)
+    if len(text) <= MAX_TRACE_CHARS:
+        return text
+    head, tail = MAX_TRACE_CHARS * 2 // 3, MAX_TRACE_CHARS // 3
+    return f"{text[:head]}\n\n[... {len(text) - head - tail} characters omitted ...]\n\n{text[-tail:]}"
+
+
+def _traces(samples_by_scenario: Mapping[str, pd.DataFrame], scen: pd.DataFrame, per_scenario: int):
+    out = []
+    info = scen.set_index(scen["scenario_id"].astype(str)) if "scenario_id" in scen else None
+    for sid, sdf in samples_by_scenario.items():
+        if sdf is None or len(sdf) == 0:
+            continue
+        label = str(sid)
+        if info is not None and str(sid) in info.index:
+            r = info.loc[str(sid)]
+            if isinstance(r, pd.DataFrame):
+                r = r.iloc[0]
+            label = f"{r.get('dataset')} | {r.get('model')} {r.get('weights')} | KV {r.get('kv')} | T={r.get('token_budget')} G={r.get('G')}"
+        samples = []
+        for rec in sdf.head(per_scenario).to_dict("records"):
+            samples.append({k: ("" if rec.get(k) is None else rec.get(k)) for k in (
+                "question_id", "sample_idx", "token_budget", "extracted_answer", "reference_answer",
+                "thinking_tokens", "answer_tokens")} | {
+                "correct": bool(rec.get("correct")), "forced": bool(rec.get("forced")),
+                "text": _clip_text(rec.get("text"))})
+        out.append({"scenario_id": str(sid), "label": label, "samples": samples})
+    return out
+
+
+def _stringify(v: Any) -> str:
+    if isinstance(v, float):
+        return _num(v, "{:.6g}")
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(v, default=str, sort_keys=True)
+    return str(v)
+
+
+def _provenance_blocks(provenance: Mapping[str, Any] | None):
+    blocks = []
+    scalars = []
+    for key, val in (provenance or {}).items():
+        if isinstance(val, pd.DataFrame):
+            val = val.to_dict("records")
+        if isinstance(val, Mapping):
+            blocks.append({"name": str(key), "kind": "kv", "rows": [(str(k), _stringify(v)) for k, v in val.items()]})
+        elif isinstance(val, (list, tuple)) and val and all(isinstance(r, Mapping) for r in val):
+            cols: list[str] = []
+            for r in val:
+                cols += [str(c) for c in r if str(c) not in cols]
+            rows = [[_stringify(r.get(c, "")) for c in cols] for r in val]
+            blocks.append({"name": str(key), "kind": "records", "columns": cols, "rows": rows})
+        else:
+            scalars.append((str(key), _stringify(val)))
+    if scalars:
+        blocks.insert(0, {"name": "run", "kind": "kv", "rows": scalars})
+    return blocks
+
+
+def _normalise_thresholds(threshold: Mapping[str, Any] | None) -> dict[str, dict]:
+    if not threshold:
+        return {}
+    if "status" in threshold and "kind" in threshold:
+        return {threshold["kind"]: dict(threshold)}
+    return {k: dict(v) for k, v in threshold.items() if isinstance(v, Mapping)}
+
+
+def render_report(
+    scenarios_df: pd.DataFrame,
+    questions_df: pd.DataFrame | None,
+    samples_by_scenario: Mapping[str, pd.DataFrame] | None,
+    threshold: Mapping[str, Any] | None,
+    findings: list[dict] | None,
+    provenance: Mapping[str, Any] | None,
+    out_path: str | os.PathLike,
+    *,
+    title: str = "Where should the memory go? Weights, bits, tokens, samples, KV cache",
+    budgets_gb: list[float] | None = None,
+    traces_per_scenario: int = 3,
+    template_dir: str | os.PathLike | None = None,
+) -> Path:
+    """Write the single-file HTML report to ``out_path`` and return its path.
+
+    ``threshold``: one :func:`bitbudget.threshold.fit_threshold` result or the dict of
+    :func:`~bitbudget.threshold.fit_thresholds` (the weights/tokens one drives the
+    headline).  ``provenance``: any mapping; nested mappings become key/value tables,
+    lists of mappings (or DataFrames) become tables, scalars go to a "run" table.
+    ``questions_df`` is accepted for symmetry with the pipeline; per-question numbers are
+    already folded into the threshold results.
+    """
+    scen = scenarios_df.copy()
+    tdir = Path(template_dir) if template_dir else DEFAULT_TEMPLATE_DIR
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(tdir)),
+                             autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+                             undefined=jinja2.StrictUndefined)
+    css = (tdir / "report.css").read_text(encoding="utf-8")
+    script = (tdir / "report.js").read_text(encoding="utf-8")
+    script_hash = "sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
+
+    thresholds = _normalise_thresholds(threshold)
+    main = thresholds.get("weights_vs_tokens") or (next(iter(thresholds.values())) if thresholds else None)
+    level = float((main or {}).get("level", 0.95))
+
+    datasets = sorted(scen["dataset"].astype(str).unique()) if not scen.empty else []
+    charts = [{"dataset": ds, "svg": _svg(frontier_chart(scen, ds))} for ds in datasets]
+    front = _frontier.pareto_frontier(scen) if not scen.empty else scen
+    front_ids = set(front["scenario_id"].astype(str)) if not scen.empty else set()
+
+    best_rows = []
+    if not scen.empty:
+        if budgets_gb is None:
+            lo, hi = float(scen["total_gb"].min()), float(scen["total_gb"].max())
+            budgets_gb = sorted({float(f"{b:.2g}") for b in np.geomspace(max(lo, 1e-3), hi, 8)})
+            if budgets_gb[-1] < hi:
+                budgets_gb[-1] = float(f"{hi * 1.05:.2g}")
+        for r in _frontier.best_at_budget(scen, budgets_gb).to_dict("records"):
+            best_rows.append({k: (_num(v, "{:.3f}") if k == "accuracy" else _num(v)) for k, v in r.items()})
+
+    thr_view = []
+    for kind, t in thresholds.items():
+        chart = threshold_chart(t)
+        thr_view.append(t | {
+            "estimate_txt": _num(t.get("estimate"), "{:.2f} GB") if t.get("estimate") else "n/a",
+            "ci_txt": (f"{t['ci_low']:.2f}-{t['ci_high']:.2f} GB" if t.get("ci_low") and t.get("ci_high") else "n/a"),
+            "svg": _svg(chart) if chart is not None else "",
+            "n_boot_ok": t.get("n_boot_ok", 0), "n_boot": t.get("n_boot", 0),
+            "message": t.get("message", ""), "method": t.get("method", ""),
+        })
+
+    cols, rows = _scenario_table(scen, front_ids) if not scen.empty else ([], [])
+    html = env.get_template("index.html.j2").render(
+        title=title,
+        n_scenarios=len(scen),
+        datasets=datasets,
+        generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        headline=_headline(main),
+        level_pct=int(round(100 * level)),
+        frontier_charts=charts,
+        best_rows=best_rows,
+        thresholds=thr_view,
+        findings=findings or [],
+        scenario_cols=cols,
+        scenario_rows=rows,
+        traces=_traces(samples_by_scenario or {}, scen, traces_per_scenario),
+        provenance=_provenance_blocks(provenance),
+        css=css,
+        script=script,
+        script_hash=script_hash,
+        version=__version__,
+    )
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".report-", suffix=".html")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(html)
+    os.replace(tmp, out)
+    return out
