@@ -129,3 +129,40 @@ def test_deepcopy_and_batch_select(model, name):
     assert cache.get_seq_length() == PROMPT_LEN + 90
     assert fork.get_seq_length() == PROMPT_LEN + 91
     assert sub.get_seq_length() == PROMPT_LEN + 91 + 40
+
+
+def test_hqq_8bit_close_to_full(model):
+    """8-bit HQQ: the first 16 greedy tokens equal the full cache's, and >= 90% of 40 agree."""
+    ids = prompt()
+    ref, _ = greedy(model, STRATEGIES["full"], ids, 40)
+    strategy = {"method": "quantized", "backend": "hqq", "bits": 8, "group_size": 64, "residual_length": 16}
+    got, _ = greedy(model, strategy, ids, 40)
+    assert torch.equal(ref[:, :16], got[:, :16])
+    assert (ref == got).float().mean() >= 0.9
+
+
+@pytest.mark.parametrize(
+    "strategy, field",
+    [
+        ({"method": "streaming_llm", "budget": 2, "sink_tokens": 4}, "budget"),
+        ({"method": "quantized", "backend": "hqq", "bits": 3}, "bits"),
+        ({"method": "quantized", "backend": "quanto", "bits": 8}, "bits"),
+        ({"method": "h2o", "budget": 10}, "method"),
+        ({"method": "r_kv", "budget": 4, "observation_window": 8}, "budget"),
+        ({"method": "r_kv", "budget": 64, "lam": 2.0}, "lam"),
+    ],
+)
+def test_validate_kv_strategy_names_field(strategy, field):
+    with pytest.raises(ValueError, match=f"'{field}'"):
+        validate_kv_strategy(strategy)
+
+
+def test_validate_kv_strategy_accepts_paper_configs():
+    for s in (
+        {"method": "full"},
+        {"method": "quantized", "backend": "hqq", "bits": 2, "group_size": 64, "residual_length": 128},
+        {"method": "streaming_llm", "budget": 2048, "sink_tokens": 4},
+        {"method": "r_kv", "budget": 2048, "observation_window": 8, "pool_kernel": 7, "lam": 0.1,
+         "compress_every": 128},
+    ):
+        validate_kv_strategy(s)
