@@ -137,21 +137,27 @@ def _checkpoint(config: dict, model: str, weights: str) -> Checkpoint:
     return Checkpoint(content_id(key), model, weights, key, config["models"][model]["path"], quantized)
 
 
-def _trace_key(config: dict, ckpt: Checkpoint, kv: str, dataset: str, samples: int, horizon: int) -> dict:
+def grid_engine(config: dict, grid: dict) -> dict:
+    """The global engine with the grid's overrides (e.g. the HF engine for KV-cache strategies)."""
+    return {**config["engine"], **grid.get("engine", {})}
+
+
+def _trace_key(config: dict, ckpt: Checkpoint, kv: str, dataset: str, samples: int, horizon: int,
+               engine_config: dict, dataset_keys: dict | None = None) -> dict:
     kind = config["datasets"][dataset]["kind"]
     sampling = {k: v for k, v in config["sampling"].items() if k != "samples_per_question"}
     forcing = {k: v for k, v in config["forcing"].items() if k != "forced_answer_suffix"}
-    engine = {k: v for k, v in config["engine"].items() if k not in ("batch_size", "python", "device")}
+    engine = {k: v for k, v in engine_config.items() if k not in ("batch_size", "python", "device")}
     return {
         "checkpoint": ckpt.ckpt_id,
         "kv": config["kv_strategies"][kv],
-        "dataset": dataset_key(dataset, config["datasets"][dataset]),
+        "dataset": (dataset_keys or {}).get(dataset) or dataset_key(dataset, config["datasets"][dataset]),
         "prompt": config["prompts"][kind],
         "chat_template_kwargs": config["prompts"].get("chat_template_kwargs", {}),
         "sampling": {**sampling, "samples_per_question": samples},
         "forcing": {**forcing, "forced_answer_suffix": config["forcing"]["forced_answer_suffix"][kind]},
         "horizon": horizon,
-        "engine": {**engine, **versions.engine_identity(config["engine"]["name"])},
+        "engine": {**engine, **_engine_identity(engine_config["name"])},
         "generator": versions.GENERATOR_VERSION,
     }
 
@@ -164,7 +170,18 @@ def _generation_spec(config: dict, gen: dict) -> dict:
         "kv_strategy": config["kv_strategies"][gen["kv"]],
         "budgets": list(gen["budgets"]),
         "resources": resources,
+        "engine": gen["engine"],
     }
+
+
+_ENGINE_IDENTITY: dict[str, dict] = {}
+
+
+def _engine_identity(name: str) -> dict:
+    """Package versions are looked up once per process: planning a large grid stays fast."""
+    if name not in _ENGINE_IDENTITY:
+        _ENGINE_IDENTITY[name] = versions.engine_identity(name)
+    return dict(_ENGINE_IDENTITY[name])
 
 
 def build_study(config: dict) -> Study:
@@ -173,14 +190,16 @@ def build_study(config: dict) -> Study:
     units: dict[tuple, dict] = {}
     for grid_name, grid in config["grids"].items():
         samples = grid.get("samples_per_question", config["sampling"]["samples_per_question"])
+        engine = grid_engine(config, grid)
+        engine_tag = content_id(engine)
         for model in grid["models"]:
             for weights in grid["weight_formats"]:
                 for kv in grid["kv_strategies"]:
                     for dataset in grid["datasets"]:
                         unit = units.setdefault(
-                            (model, weights, kv, dataset),
+                            (model, weights, kv, dataset, engine_tag),
                             {"model": model, "weights": weights, "kv": kv, "dataset": dataset,
-                             "budgets": set(), "samples": 0, "cells": set()},
+                             "engine": engine, "budgets": set(), "samples": 0, "cells": set()},
                         )
                         unit["budgets"].update(grid["token_budgets"])
                         unit["samples"] = max(unit["samples"], samples)
@@ -188,13 +207,15 @@ def build_study(config: dict) -> Study:
                             (grid_name, budget, g) for budget in grid["token_budgets"] for g in grid["parallel_samples"]
                         )
     grader_key = study.grader_key
+    dataset_keys = {name: dataset_key(name, config["datasets"][name]) for name in {u["dataset"] for u in units.values()}}
+    checkpoints: dict[tuple, Checkpoint] = {}
     for unit in units.values():
-        ckpt = study.checkpoints.setdefault(
-            _checkpoint(config, unit["model"], unit["weights"]).ckpt_id,
-            _checkpoint(config, unit["model"], unit["weights"]),
-        )
+        ckpt = checkpoints.get((unit["model"], unit["weights"]))
+        if ckpt is None:
+            ckpt = checkpoints[unit["model"], unit["weights"]] = _checkpoint(config, unit["model"], unit["weights"])
+            ckpt = study.checkpoints.setdefault(ckpt.ckpt_id, ckpt)
         budgets = tuple(sorted(unit["budgets"]))
-        trace_key = _trace_key(config, ckpt, unit["kv"], unit["dataset"], unit["samples"], max(budgets))
+        trace_key = _trace_key(config, ckpt, unit["kv"], unit["dataset"], unit["samples"], max(budgets), unit["engine"], dataset_keys)
         trace_id = content_id(trace_key)
         gen_key = {"trace": trace_id, "budgets": list(budgets)}
         gen = Generation(
@@ -231,6 +252,7 @@ def _scenarios(config: dict, unit: dict, grade: Grade) -> list[dict]:
             "kv_method": kv["method"],
             "kv_bits": kv.get("bits"),
             "kv_budget": kv.get("budget"),
+            "engine": unit["engine"]["name"],
             "token_budget": budget,
             "G": g,
             "n_samples": gen.samples_per_question,

@@ -93,7 +93,7 @@ def generation_spec(wildcards):
     generation = STUDY.generations[wildcards.gen_id]
     return {
         **generation.spec,
-        "engine": config["engine"],
+        "engine": generation.spec["engine"],
         "checkpoint_path": generation.checkpoint.path,
         "trace_dir": generation.trace_dir,
     }
