@@ -1,0 +1,101 @@
+"""The HF engine: nested budget forks equal direct runs; shards resume; new budgets only fork."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from bitbudget.backends.hf import HFEngine, Interrupted
+from bitbudget.generate import write_generation
+from bitbudget.shards import shard_path
+
+KV_STRATEGIES = {
+    "full": {"method": "full"},
+    "quantized": {"method": "quantized", "backend": "hqq", "bits": 8, "group_size": 64, "residual_length": 4},
+    "streaming_llm": {"method": "streaming_llm", "budget": 40, "sink_tokens": 4},
+    "r_kv": {"method": "r_kv", "budget": 40, "observation_window": 8, "pool_kernel": 7, "lam": 0.1, "compress_every": 8},
+}
+
+
+def make_spec(model_dir, kv, budgets, temperature=0.0, n_questions=3, samples=2, batch_size=8):
+    trace_key = {
+        "kv": kv,
+        "prompt": "{problem}",
+        "chat_template_kwargs": {},
+        "sampling": {"temperature": temperature, "top_p": 0.95, "top_k": 20, "seed": 0,
+                     "samples_per_question": samples, "max_answer_tokens": 4},
+        "forcing": {"end_of_thinking": "</think>", "wait_extension": False, "wait_text": "Wait",
+                    "forced_answer_suffix": "</think>\n**Final Answer**\n\\boxed{"},
+        "horizon": max(budgets),
+    }
+    return {
+        "trace_key": trace_key,
+        "dataset": {"name": "arith", "kind": "integer", "source": "synthetic",
+                    "synthetic": {"n_questions": n_questions, "seed": 3, "min_difficulty": 2, "max_difficulty": 4}},
+        "budgets": budgets,
+        "engine": {"name": "hf", "dtype": "float32", "batch_size": batch_size, "device": "cpu"},
+    }
+
+
+def generate(model_dir, trace_dir, spec, stop=lambda: False):
+    output = trace_dir.parent / f"{trace_dir.name}-samples.parquet"
+    engine = HFEngine(spec, str(model_dir), str(trace_dir), stop)
+    meta = write_generation(spec, output, trace_dir, engine)
+    return pd.read_parquet(output), meta
+
+
+def texts(table, budget):
+    rows = table[table["token_budget"] == budget].sort_values(["question_id", "sample_idx"])
+    return rows["text"].tolist()
+
+
+@pytest.mark.parametrize("kv_name", list(KV_STRATEGIES))
+def test_forks_equal_direct_generation_greedy(random_tiny_model, tmp_path, kv_name):
+    kv = KV_STRATEGIES[kv_name]
+    nested, _ = generate(random_tiny_model, tmp_path / "nested", make_spec(random_tiny_model, kv, [12, 24, 48]))
+    for budget in (12, 24):
+        direct, _ = generate(random_tiny_model, tmp_path / f"direct{budget}", make_spec(random_tiny_model, kv, [budget]))
+        assert texts(nested, budget) == texts(direct, budget)
+
+
+def test_forced_answer_holds_exactly_the_budget(random_tiny_model, tmp_path):
+    table, _ = generate(random_tiny_model, tmp_path / "t", make_spec(random_tiny_model, KV_STRATEGIES["full"], [8, 16]))
+    forced = table[table["forced"]]
+    assert not forced.empty
+    assert (forced["thinking_tokens"] == forced["token_budget"]).all()
+    assert forced["text"].str.contains(r"\*\*Final Answer\*\*", regex=True).all()
+
+
+def test_killed_generation_keeps_finished_shards_and_resumes(random_tiny_model, tmp_path):
+    spec = make_spec(random_tiny_model, KV_STRATEGIES["full"], [8, 16], temperature=0.6, n_questions=4, batch_size=2)
+    trace_dir = tmp_path / "trace"
+    written = lambda: sorted((trace_dir / "shards").glob("*.json")) if (trace_dir / "shards").exists() else []
+    with pytest.raises(Interrupted):
+        generate(random_tiny_model, trace_dir, spec, stop=lambda: len(written()) >= 1)
+    kept = {path.name: path.read_text() for path in written()}
+    assert 1 <= len(kept) < 4
+    assert not (tmp_path / "trace-samples.parquet").exists()
+    table, meta = generate(random_tiny_model, trace_dir, spec)
+    assert meta["generated"] == 4 - len(kept)
+    assert {path.name: path.read_text() for path in written() if path.name in kept} == kept
+    assert table["question_id"].nunique() == 4
+
+
+def test_adding_a_budget_only_forks(random_tiny_model, tmp_path):
+    kv = KV_STRATEGIES["streaming_llm"]
+    trace_dir = tmp_path / "trace"
+    generate(random_tiny_model, trace_dir, make_spec(random_tiny_model, kv, [10, 30]))
+    table, meta = generate(random_tiny_model, trace_dir, make_spec(random_tiny_model, kv, [10, 20, 30]))
+    assert meta["generated"] == 0 and meta["reforked"] > 0
+    direct, _ = generate(random_tiny_model, tmp_path / "direct", make_spec(random_tiny_model, kv, [20]))
+    assert texts(table, 20) == texts(direct, 20)
+
+
+def test_shards_are_complete_json(random_tiny_model, tmp_path):
+    spec = make_spec(random_tiny_model, KV_STRATEGIES["full"], [8])
+    generate(random_tiny_model, tmp_path / "trace", spec)
+    shard = json.loads(shard_path(tmp_path / "trace", "int-0000").read_text())
+    assert len(shard["samples"]) == 2
+    assert {"think_ids", "closed_thinking", "answer_ids", "forks"} <= set(shard["samples"][0])
