@@ -95,8 +95,18 @@ def make_engine(spec: dict, stop_requested):
 
 
 def run_generation(spec: dict, output: str | Path, stop_requested=lambda: False, gpus: int = 0) -> dict:
-    """Generate into the trace store, holding `gpus` devices when no scheduler assigned them."""
+    """Generate into the trace store, holding `gpus` devices when no scheduler assigned them.
+
+    With `engine.python` naming another interpreter (vLLM pins its own torch), the work runs
+    there as `python -m bitbudget.generate`, under the devices held here.
+    """
+    from bitbudget.interpreter import other_interpreter, run_in_interpreter
+
     with _gpu_devices(gpus):
+        python = other_interpreter(spec["engine"].get("python"))
+        if python:
+            run_in_interpreter(python, "bitbudget.generate", spec, output, stop_requested)
+            return json.loads(artifacts.meta_path(output).read_text())
         engine = make_engine(spec, stop_requested)
         return write_generation(spec, output, spec["trace_dir"], engine)
 
@@ -110,3 +120,17 @@ def _gpu_devices(gpus: int):
     from bitbudget.gpu_slots import acquire_gpus
 
     return acquire_gpus(gpus)
+
+
+def main(argv=None) -> int:
+    """`python -m bitbudget.generate --spec spec.json --output samples.parquet [--log file]`."""
+    from bitbudget.interpreter import cli_arguments
+
+    args = cli_arguments("generate one trace into its shards and samples table", argv)
+    stop = StopFlag().install()
+    run_generation(json.loads(Path(args.spec).read_text()), args.output, stop_requested=stop)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -55,8 +55,16 @@ def _is_decoder_linear(name: str, module) -> bool:
     return isinstance(module, torch.nn.Linear) and ".layers." in f".{name}."
 
 
-def quantize_checkpoint(src_dir, out_dir, *, bits: int, group_size: int, method: str = "rtn") -> dict:
-    """Quantize a checkpoint directory; write ``out_dir`` atomically; return quantization.json."""
+def quantize_checkpoint(src_dir, out_dir, *, bits: int, group_size: int, method: str = "rtn",
+                        fmt: dict | None = None, python: str | None = None) -> dict:
+    """Quantize a checkpoint directory; write ``out_dir`` atomically; return quantization.json.
+
+    ``method: gptq`` or a format with a ``scheme`` makes a compressed-tensors checkpoint with
+    llm-compressor (bitbudget.llmcompressor_quantize), in interpreter ``python`` when given.
+    """
+    fmt = {**(fmt or {}), "bits": bits, "group_size": group_size, "method": method}
+    if bits < 16 and (method == "gptq" or fmt.get("scheme")):
+        return quantize_with_llmcompressor(src_dir, out_dir, fmt, python)
     from transformers import AutoModelForCausalLM
 
     from .tinymodels import count_parameters_of_model
@@ -121,3 +129,17 @@ def quantize_checkpoint(src_dir, out_dir, *, bits: int, group_size: int, method:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return meta
+
+
+def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict, python: str | None = None) -> dict:
+    """Run llm-compressor here, or in its own interpreter (it pins its compressed-tensors)."""
+    from .interpreter import other_interpreter, run_in_interpreter
+
+    interpreter = other_interpreter(python)
+    if interpreter:
+        spec = {"source": str(src_dir), "format": fmt}
+        run_in_interpreter(interpreter, "bitbudget.llmcompressor_quantize", spec, str(out_dir))
+        return json.loads((Path(out_dir) / "quantization.json").read_text())
+    from .llmcompressor_quantize import quantize_with_llmcompressor as quantize
+
+    return quantize(src_dir, out_dir, fmt)

@@ -133,7 +133,9 @@ def _checkpoint(config: dict, model: str, weights: str) -> Checkpoint:
     key = {"model": model_key(model, config["models"][model])}
     if quantized:
         key["format"] = {"bits": fmt["bits"], "method": fmt.get("method", "rtn"), "group_size": fmt.get("group_size", 128)}
-        key["quantizer"] = versions.QUANTIZER_VERSION
+        key["format"].update({k: fmt[k] for k in ("scheme", "calibration", "dampening_frac") if k in fmt})
+        llmc = key["format"]["method"] == "gptq" or "scheme" in fmt
+        key["quantizer"] = versions.LLMCOMPRESSOR_QUANTIZER_VERSION if llmc else versions.QUANTIZER_VERSION
     return Checkpoint(content_id(key), model, weights, key, config["models"][model]["path"], quantized)
 
 
@@ -157,7 +159,7 @@ def _trace_key(config: dict, ckpt: Checkpoint, kv: str, dataset: str, samples: i
         "sampling": {**sampling, "samples_per_question": samples},
         "forcing": {**forcing, "forced_answer_suffix": config["forcing"]["forced_answer_suffix"][kind]},
         "horizon": horizon,
-        "engine": {**engine, **_engine_identity(engine_config["name"])},
+        "engine": {**engine, **_engine_identity(engine_config["name"], engine_config.get("python"))},
         "generator": versions.GENERATOR_VERSION,
     }
 
@@ -174,14 +176,14 @@ def _generation_spec(config: dict, gen: dict) -> dict:
     }
 
 
-_ENGINE_IDENTITY: dict[str, dict] = {}
+_ENGINE_IDENTITY: dict[tuple, dict] = {}
 
 
-def _engine_identity(name: str) -> dict:
+def _engine_identity(name: str, python: str | None = None) -> dict:
     """Package versions are looked up once per process: planning a large grid stays fast."""
-    if name not in _ENGINE_IDENTITY:
-        _ENGINE_IDENTITY[name] = versions.engine_identity(name)
-    return dict(_ENGINE_IDENTITY[name])
+    if (name, python) not in _ENGINE_IDENTITY:
+        _ENGINE_IDENTITY[name, python] = versions.engine_identity(name, python)
+    return dict(_ENGINE_IDENTITY[name, python])
 
 
 def build_study(config: dict) -> Study:

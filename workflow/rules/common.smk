@@ -85,6 +85,8 @@ def quantize_spec(wildcards):
         "bits": fmt["bits"],
         "group_size": fmt["group_size"],
         "method": fmt["method"],
+        "format": fmt,
+        "python": config.get("envs", {}).get("llmcompressor", {}).get("python"),
         "key": ckpt.key,
     }
 
