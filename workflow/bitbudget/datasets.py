@@ -1,13 +1,42 @@
 """Question sets: synthetic tasks, local files, or hub datasets through `datasets`.
 
-Every loader returns records {question_id, problem, answer, choices, difficulty}.
+Every loader returns records {question_id, problem, answer, choices, difficulty,
+choice_permutation}:
+
+- ``answer`` is a canonical integer string for ``kind: integer`` (AIME: "70", never "070")
+  and a letter A-D for ``kind: choice``.
+- Multiple choice from GPQA-style columns (``fields.answer`` names the correct option's
+  column, ``fields.incorrect`` the three wrong ones): the four options are shuffled per
+  question with a permutation seeded by ``shuffle_seed`` and the question id, so the
+  correct letter is uniform over A-D and the same on every machine. ``choice_permutation``
+  records it: displayed option i is source option ``choice_permutation[i]`` (0 = correct,
+  k = the k-th incorrect column). The problem text is ``problem_template`` filled with the
+  question and the lettered options (default: the simple-evals / lighteval GPQA layout).
+- Hub datasets (``source: hub``) go through ``datasets.load_dataset(path, name, split=...,
+  revision=..., data_files=...)``; ``path: json`` or ``parquet`` with ``data_files`` loads a
+  local copy through the same code. ``source: file`` reads a local parquet/JSONL file with
+  pandas (no `datasets` cache needed on an offline cluster).
+
+``questions_sha256`` is the content hash of the loaded questions (after shuffling), recorded
+in every generation's metadata: for hub datasets it is only known once the data is loaded.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import random
+import re
 from pathlib import Path
 
 QUESTION_FIELDS = ("question_id", "problem", "answer", "choices", "difficulty")
+LETTERS = "ABCD"
+DEFAULT_CHOICE_TEMPLATE = "{question}\n\nA) {A}\nB) {B}\nC) {C}\nD) {D}"
+_SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class DatasetError(ValueError):
+    """The dataset's records do not match its config (fields, answers, size)."""
 
 
 def load_questions(dataset: dict) -> list[dict]:
@@ -19,32 +48,130 @@ def load_questions(dataset: dict) -> list[dict]:
         questions = make_synthetic_questions(
             dataset["kind"], spec["n_questions"], spec["seed"], spec["min_difficulty"], spec["max_difficulty"]
         )
-    elif source == "file":
-        questions = _load_file(Path(dataset["file"]), dataset.get("fields", {}))
+        for question in questions:
+            question["choice_permutation"] = None
     else:
-        questions = _load_hub(dataset["hub"], dataset.get("fields", {}))
+        records = _read_file(Path(dataset["file"])) if source == "file" else _read_hub(dataset["hub"])
+        questions = [_question(dataset, record, index) for index, record in enumerate(records)]
+        _check_unique(questions, dataset)
+    expected = dataset.get("expected_questions")
+    if expected is not None and len(questions) != expected:
+        raise DatasetError(
+            f"dataset has {len(questions)} questions but expected_questions is {expected}; "
+            f"fix: check the hub name/split/revision or the file, or update expected_questions"
+        )
     limit = dataset.get("max_questions")
     return questions[:limit] if limit else questions
 
 
-def _rename(record: dict, fields: dict) -> dict:
-    out = {name: record.get(fields.get(name, name)) for name in QUESTION_FIELDS}
-    out["question_id"] = str(out["question_id"])
-    out["answer"] = str(out["answer"])
-    return out
+def questions_sha256(questions: list[dict]) -> str:
+    """Content hash of a loaded question list (ids, texts, answers, options, permutations)."""
+    canonical = json.dumps(questions, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _load_file(path: Path, fields: dict) -> list[dict]:
+def dataset_summary(questions: list[dict]) -> dict:
+    """What a generation's metadata records about its questions."""
+    summary = {"sha256": questions_sha256(questions), "questions": len(questions)}
+    permutations = {q["question_id"]: q["choice_permutation"] for q in questions if q.get("choice_permutation")}
+    if permutations:
+        summary["choice_permutations"] = permutations
+    return summary
+
+
+# --------------------------------------------------------------------------- readers
+def _read_file(path: Path) -> list[dict]:
     import pandas as pd
 
     if not path.is_file():
         raise FileNotFoundError(f"dataset file {path} does not exist; fix the 'file' field of the dataset")
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_json(path, lines=True)
-    return [_rename(record, fields) for record in frame.to_dict("records")]
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif path.suffix in (".jsonl", ".json"):
+        frame = pd.read_json(path, lines=True, dtype=False)
+    else:
+        raise DatasetError(f"dataset file {path}: use a .parquet or .jsonl file")
+    return frame.to_dict("records")
 
 
-def _load_hub(hub: dict, fields: dict) -> list[dict]:
+def _read_hub(hub: dict) -> list[dict]:
     import datasets
 
-    table = datasets.load_dataset(hub["path"], hub.get("name"), split=hub["split"], revision=hub.get("revision"))
-    return [_rename(record, fields) for record in table]
+    table = datasets.load_dataset(
+        hub["path"], hub.get("name"), split=hub["split"], revision=hub.get("revision"),
+        data_files=hub.get("data_files"),
+    )
+    return list(table)
+
+
+# --------------------------------------------------------------------------- records
+def _column(record: dict, column: str, dataset_field: str):
+    if column not in record:
+        raise DatasetError(
+            f"dataset records have no column '{column}' (fields.{dataset_field}); "
+            f"columns: {sorted(record)}; fix: set fields.{dataset_field} to one of them"
+        )
+    return record[column]
+
+
+def _question(dataset: dict, record: dict, index: int) -> dict:
+    fields = dataset.get("fields", {})
+    id_column = fields.get("question_id", "question_id")
+    raw_id = record.get(id_column)
+    question_id = _SAFE_ID.sub("_", str(raw_id)) if raw_id not in (None, "") else f"q{index:04d}"
+    text = str(_column(record, fields.get("problem", "problem"), "problem"))
+    answer = _column(record, fields.get("answer", "answer"), "answer")
+    difficulty = record.get(fields["difficulty"]) if "difficulty" in fields else None
+    out = {"question_id": question_id, "problem": text, "answer": None, "choices": None,
+           "difficulty": difficulty, "choice_permutation": None}
+    if dataset["kind"] == "integer":
+        out["answer"] = _integer_answer(answer, question_id)
+        return out
+    if "incorrect" in fields:
+        options = [str(answer).strip()] + [str(_column(record, c, "incorrect")).strip() for c in fields["incorrect"]]
+        if len(options) != len(LETTERS):
+            raise DatasetError(f"fields.incorrect must name {len(LETTERS) - 1} columns, got {len(options) - 1}")
+        permutation = choice_permutation(dataset.get("shuffle_seed", 0), question_id, len(options))
+        out["choices"] = [options[i] for i in permutation]
+        out["answer"] = LETTERS[permutation.index(0)]
+        out["choice_permutation"] = permutation
+    else:  # options already lettered: one column per option, answer is a letter
+        if "choices" not in fields:
+            raise DatasetError("a choice dataset needs fields.incorrect (GPQA columns) or fields.choices")
+        out["choices"] = [str(_column(record, c, "choices")).strip() for c in fields["choices"]]
+        out["answer"] = str(answer).strip().upper()
+        if out["answer"] not in LETTERS[: len(out["choices"])]:
+            raise DatasetError(f"question {question_id}: answer '{answer}' is not a letter A-D")
+    template = dataset.get("problem_template", DEFAULT_CHOICE_TEMPLATE)
+    out["problem"] = template.format(question=text.strip(), **dict(zip(LETTERS, out["choices"])))
+    return out
+
+
+def choice_permutation(seed: int, question_id: str, n: int = 4) -> list[int]:
+    """Seeded per-question order of the options; index 0 is the correct one."""
+    order = list(range(n))
+    random.Random(f"choices/{seed}/{question_id}").shuffle(order)
+    return order
+
+
+def _integer_answer(answer, question_id: str) -> str:
+    text = str(answer).strip()
+    try:
+        value = int(float(text)) if re.fullmatch(r"-?\d+(\.0+)?", text) else int(text)
+    except ValueError:
+        raise DatasetError(
+            f"question {question_id}: answer '{answer}' is not an integer; fix: use kind 'choice' "
+            f"or map fields.answer to the integer column"
+        ) from None
+    return str(value)
+
+
+def _check_unique(questions: list[dict], dataset: dict) -> None:
+    seen = set()
+    for question in questions:
+        if question["question_id"] in seen:
+            raise DatasetError(
+                f"question id '{question['question_id']}' repeats; fix: map fields.question_id to a "
+                f"unique column (or remove it to number the rows)"
+            )
+        seen.add(question["question_id"])

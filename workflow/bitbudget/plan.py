@@ -1,0 +1,327 @@
+"""A plan before spending GPU-hours: what a config asks for, what it costs, what is cached.
+
+``python -m bitbudget.plan --configfile config/paper.yaml`` prints, without loading any
+model or dataset and without a GPU:
+
+- scenarios, and the jobs Snakemake will run after budget nesting and sample pooling
+  (one generate job per (model, weights, KV, dataset, engine), all budgets and all G in it);
+- estimated decode tokens and GPU-hours per model;
+- what is already cached (finished generation outputs, per-question shards in the traces);
+- the decode tokens of the same grid generated per scenario (each budget and each G drawn
+  separately, as evaluation tools that run one configuration at a time do), and the ratio.
+
+Token model (an assumption; say so when quoting the numbers). Every sample thinks
+``think_fraction`` x its budget (default 1.0: the whole budget, an upper bound, and exact
+with ``forcing.wait_extension`` on, where an early end of thinking is replaced by "Wait"),
+then writes ``max_answer_tokens`` answer tokens. A nested generation thinks once to the
+largest budget and decodes one answer per budget; the forced-answer suffix is prefill
+(prefix-cached in vLLM) and is not counted as decode. The per-scenario baseline draws
+``samples_per_question`` fresh samples for every (budget, G) cell.
+
+GPU-hours = decode tokens / throughput x GPUs per job. Throughput (decode tokens per second
+of one generate job, all its sequences together) is a per-model-size table below,
+overridable with ``--throughput 8b=3000``; the HF engine is ``--hf-factor`` times slower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from bitbudget import memory
+from bitbudget.config import SCHEMA_PATH, check_schema, check_semantics
+
+# Decode tokens/s of one generate job (vLLM, A100-80GB, bf16, long reasoning contexts,
+# batch limited by KV memory). Assumed, not measured: override with --throughput.
+DEFAULT_THROUGHPUT = {"0.6b": 12000, "1.7b": 8000, "4b": 4000, "8b": 2500, "14b": 1500, "32b": 700}
+DEFAULT_HF_FACTOR = 0.1  # HF transformers decoding relative to vLLM (no paged attention, no CUDA graphs)
+UNKNOWN_SIZE_THROUGHPUT = 1000
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)[bB](?![a-zA-Z])")
+
+
+# --------------------------------------------------------------------------- config
+def load_config(path: str | Path) -> dict:
+    """Read, check and default-fill a config exactly as the Snakefile does (ids must match)."""
+    from snakemake.utils import validate
+
+    config = yaml.safe_load(Path(path).read_text())
+    check_schema(config)
+    validate(config, str(SCHEMA_PATH))
+    check_semantics(config)
+    return config
+
+
+def model_size(model: dict) -> str | None:
+    """'8b' for 'Qwen/Qwen3-8B'; None for a model whose path names no size."""
+    match = _SIZE.search(Path(model["path"]).name)
+    return f"{match.group(1)}b".lower() if match else None
+
+
+def model_architecture(model: dict) -> dict | None:
+    """A model's architecture: its local config.json, else the shipped Qwen3 file for its size."""
+    local = Path(model["path"]) / "config.json"
+    if local.is_file():
+        return memory.load_config(local)
+    size = model_size(model)
+    if size and memory.architecture_path(size).is_file():
+        return memory.load_config(memory.architecture_path(size))
+    return None
+
+
+def dataset_questions(dataset: dict) -> int | None:
+    """Question count without loading a hub dataset (expected_questions), capped by max_questions."""
+    count = dataset.get("expected_questions")
+    if count is None and dataset["source"] == "synthetic":
+        count = dataset["synthetic"]["n_questions"]
+    elif count is None and dataset["source"] == "file" and Path(dataset["file"]).is_file():
+        from bitbudget.datasets import load_questions
+
+        count = len(load_questions({**dataset, "max_questions": None}))
+    limit = dataset.get("max_questions")
+    return min(count, limit) if count is not None and limit else count
+
+
+# --------------------------------------------------------------------------- resources
+@dataclass(frozen=True)
+class Gpu:
+    model: str = "a100"
+    memory_gib: float = 80.0
+    utilization: float = 0.9
+
+
+def derive_resources(architecture: dict, bits: int, horizon: int, concurrency: int, gpu: Gpu = Gpu(),
+                     group_size: int = 128, kv_strategy: dict | None = None,
+                     runtime_min: int = 60) -> dict:
+    """GPUs for weights + KV of `concurrency` sequences of `horizon` tokens; host memory for loading."""
+    weights = memory.weight_bytes(architecture, bits, group_size)
+    kv = concurrency * memory.kv_bytes(architecture, kv_strategy, horizon)
+    usable = gpu.memory_gib * gpu.utilization * memory.GIB
+    gpus = max(1, math.ceil((weights + kv) / usable))
+    gpus = 1 << (gpus - 1).bit_length()  # tensor parallelism wants a power of two
+    mem_mb = int(math.ceil((memory.to_gib(weights) * 1.5 + 16) * 1024 / 1000) * 1000)
+    return {"gpu": gpus, "gpu_model": gpu.model, "mem_mb": mem_mb, "runtime": int(runtime_min)}
+
+
+# --------------------------------------------------------------------------- plan
+@dataclass
+class GenerationPlan:
+    gen_id: str
+    model: str
+    weights: str
+    kv: str
+    dataset: str
+    engine: str
+    budgets: tuple
+    samples: int
+    questions: int | None
+    nested_tokens: float
+    per_scenario_tokens: float
+    gpu_hours: float
+    gpus: int
+    output_exists: bool
+    shards_present: int
+
+
+@dataclass
+class Plan:
+    scenarios: int
+    jobs: dict
+    generations: list[GenerationPlan] = field(default_factory=list)
+    assumptions: dict = field(default_factory=dict)
+
+    @property
+    def nested_tokens(self) -> float:
+        return sum(g.nested_tokens for g in self.generations)
+
+    @property
+    def per_scenario_tokens(self) -> float:
+        return sum(g.per_scenario_tokens for g in self.generations)
+
+    @property
+    def ratio(self) -> float:
+        return self.nested_tokens / self.per_scenario_tokens if self.per_scenario_tokens else float("nan")
+
+    def per_model(self) -> dict[str, dict]:
+        rows: dict[str, dict] = defaultdict(lambda: {"generations": 0, "tokens": 0.0, "gpu_hours": 0.0,
+                                                     "per_scenario_tokens": 0.0, "cached": 0})
+        for g in self.generations:
+            row = rows[g.model]
+            row["generations"] += 1
+            row["tokens"] += g.nested_tokens
+            row["per_scenario_tokens"] += g.per_scenario_tokens
+            row["gpu_hours"] += g.gpu_hours
+            row["cached"] += g.output_exists
+        return dict(rows)
+
+    def to_dict(self) -> dict:
+        return {
+            "scenarios": self.scenarios, "jobs": self.jobs, "assumptions": self.assumptions,
+            "decode_tokens": self.nested_tokens, "per_scenario_decode_tokens": self.per_scenario_tokens,
+            "ratio": self.ratio, "gpu_hours": sum(g.gpu_hours for g in self.generations),
+            "per_model": self.per_model(),
+            "cached_generations": sum(g.output_exists for g in self.generations),
+            "shards_present": sum(g.shards_present for g in self.generations),
+        }
+
+
+def throughput_for(model: dict, engine: str, table: dict, hf_factor: float) -> float:
+    size = model_size(model)
+    base = table.get(size, UNKNOWN_SIZE_THROUGHPUT) if size else UNKNOWN_SIZE_THROUGHPUT
+    return base * (hf_factor if engine == "hf" else 1.0)
+
+
+def make_plan(config: dict, think_fraction: float = 1.0, throughput: dict | None = None,
+              hf_factor: float = DEFAULT_HF_FACTOR, workdir: str | Path = ".") -> Plan:
+    from bitbudget.study import build_study
+
+    table = {**DEFAULT_THROUGHPUT, **(throughput or {})}
+    study = build_study(config)
+    answer = config["sampling"]["max_answer_tokens"]
+    workdir = Path(workdir)
+    cells_per_generation: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for row in study.scenarios:
+        cells_per_generation[row["gen_id"]].extend((row["token_budget"], row["G"]) for _ in row["grids"])
+    plan = Plan(
+        scenarios=len(study.scenarios),
+        jobs={
+            "quantize": sum(c.quantized for c in study.checkpoints.values()),
+            "generate": len(study.generations),
+            "grade": len(study.grades),
+            "aggregate/fit/report": 3,
+        },
+        assumptions={"think_fraction": think_fraction, "answer_tokens": answer,
+                     "throughput_tokens_per_s": table, "hf_factor": hf_factor},
+    )
+    for gen in study.generations.values():
+        questions = dataset_questions(config["datasets"][gen.dataset])
+        q = questions or 0
+        rows = q * gen.samples_per_question
+        nested = rows * (think_fraction * max(gen.budgets) + answer * len(gen.budgets))
+        per_scenario = sum(rows * (think_fraction * budget + answer) for budget, _ in cells_per_generation[gen.gen_id])
+        resources = gen.spec["resources"]
+        gpus = max(1, int(resources.get("gpu", 0) or 0))
+        rate = throughput_for(config["models"][gen.checkpoint.model], gen.spec["engine"]["name"], table, hf_factor)
+        shards = workdir / gen.trace_dir / "shards"
+        plan.generations.append(GenerationPlan(
+            gen.gen_id, gen.checkpoint.model, gen.checkpoint.weights, gen.kv, gen.dataset,
+            gen.spec["engine"]["name"], gen.budgets, gen.samples_per_question, questions,
+            nested, per_scenario, nested / rate / 3600 * gpus, gpus,
+            (workdir / gen.output).exists(),
+            sum(1 for _ in shards.glob("*.json")) if shards.is_dir() else 0,
+        ))
+    return plan
+
+
+def suggest_resources(config: dict, plan: Plan, gpu: Gpu = Gpu(), concurrency: int = 8,
+                      margin: float = 1.5) -> dict[str, dict]:
+    """Per-model `resources` for the config: the largest need over the model's generate jobs.
+
+    GPUs and host memory from the memory model (16-bit weights, the largest horizon,
+    `concurrency` full-KV sequences); runtime from the plan's tokens x `margin`, in minutes.
+    """
+    out: dict[str, dict] = {}
+    for g in plan.generations:
+        model = config["models"][g.model]
+        architecture = model_architecture(model)
+        if architecture is None:
+            continue
+        fmt = config["weight_formats"][g.weights]
+        need = derive_resources(architecture, 16 if fmt["bits"] >= 16 else fmt["bits"], max(g.budgets),
+                               concurrency, gpu, fmt.get("group_size", 128))
+        hours_per_job = g.gpu_hours / max(g.gpus, 1)
+        need["runtime"] = int(math.ceil(hours_per_job * margin * 60 / 60) * 60)
+        best = out.setdefault(g.model, need)
+        for key in ("gpu", "mem_mb", "runtime"):
+            best[key] = max(best[key], need[key])
+    return out
+
+
+# --------------------------------------------------------------------------- output
+def _tokens(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def format_plan(plan: Plan) -> str:
+    a = plan.assumptions
+    lines = [
+        f"scenarios: {plan.scenarios}",
+        "jobs after nesting and pooling: " + ", ".join(f"{k} {v}" for k, v in plan.jobs.items()),
+        f"assumptions: every sample thinks {a['think_fraction']:.2f} x its budget, then "
+        f"{a['answer_tokens']} answer tokens per budget; throughput (decode tokens/s per generate job, "
+        f"vLLM) {a['throughput_tokens_per_s']}; HF engine x{a['hf_factor']}",
+        "",
+        f"{'model':<12} {'gens':>5} {'cached':>7} {'decode tokens':>14} {'GPU-hours':>10} "
+        f"{'per-scenario tokens':>20}",
+    ]
+    for model, row in plan.per_model().items():
+        lines.append(f"{model:<12} {row['generations']:>5} {row['cached']:>7} {_tokens(row['tokens']):>14} "
+                     f"{row['gpu_hours']:>10.1f} {_tokens(row['per_scenario_tokens']):>20}")
+    total_hours = sum(g.gpu_hours for g in plan.generations)
+    lines.append(f"{'total':<12} {len(plan.generations):>5} {sum(g.output_exists for g in plan.generations):>7} "
+                 f"{_tokens(plan.nested_tokens):>14} {total_hours:>10.1f} {_tokens(plan.per_scenario_tokens):>20}")
+    unknown = sorted({g.dataset for g in plan.generations if g.questions is None})
+    if unknown:
+        lines.append(f"warning: question count unknown for {unknown} (set expected_questions); counted as 0")
+    by_engine: dict[str, list] = defaultdict(lambda: [0, 0.0, 0.0])
+    for g in plan.generations:
+        by_engine[g.engine][0] += 1
+        by_engine[g.engine][1] += g.nested_tokens
+        by_engine[g.engine][2] += g.gpu_hours
+    lines.append("per engine: " + "; ".join(
+        f"{e} {n} gens, {_tokens(t)} tokens, {h:.1f} GPU-hours" for e, (n, t, h) in sorted(by_engine.items())))
+    shards = sum(g.shards_present for g in plan.generations)
+    wanted = sum(g.questions or 0 for g in plan.generations)
+    lines += [
+        f"cached: {sum(g.output_exists for g in plan.generations)}/{len(plan.generations)} generation outputs, "
+        f"{shards}/{wanted} question shards in the trace store",
+        f"decode tokens, nested + pooled: {_tokens(plan.nested_tokens)}; generated per scenario: "
+        f"{_tokens(plan.per_scenario_tokens)}",
+        f"ratio (nested / per scenario): {plan.ratio:.4f}",
+    ]
+    return "\n".join(lines)
+
+
+def _throughput_option(text: str) -> tuple[str, float]:
+    size, _, value = text.partition("=")
+    if not value:
+        raise argparse.ArgumentTypeError(f"--throughput takes SIZE=TOKENS_PER_S (e.g. 8b=2500), got '{text}'")
+    return size.lower(), float(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bitbudget.plan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configfile", default="config/config.yaml")
+    parser.add_argument("--directory", default=".", help="working directory whose results/ is checked for cache")
+    parser.add_argument("--think-fraction", type=float, default=1.0,
+                        help="mean thinking length as a fraction of the budget (1.0: upper bound)")
+    parser.add_argument("--throughput", type=_throughput_option, action="append", default=[],
+                        help="decode tokens/s of one generate job for a model size, e.g. 8b=2500 (repeatable)")
+    parser.add_argument("--hf-factor", type=float, default=DEFAULT_HF_FACTOR,
+                        help="HF engine throughput relative to vLLM")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    parser.add_argument("--resources", action="store_true",
+                        help="also print per-model resources derived from the memory model (YAML)")
+    args = parser.parse_args(argv)
+    config = load_config(args.configfile)
+    plan = make_plan(config, args.think_fraction, dict(args.throughput), args.hf_factor, args.directory)
+    print(json.dumps(plan.to_dict(), indent=2) if args.json else format_plan(plan))
+    if args.resources:
+        derived = suggest_resources(config, plan)
+        print("\n# per-model resources derived from the memory model (A100-80GB, 8 sequences at the horizon)")
+        for name, res in derived.items():
+            print(f"{name}: {{resources: {json.dumps(res)}}}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
