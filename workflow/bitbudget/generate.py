@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from bitbudget import artifacts
-from bitbudget.datasets import load_questions
+from bitbudget.datasets import dataset_summary, load_questions
 from bitbudget.forcing import sample_at_budget
 from bitbudget.shards import plan_work, read_shard
 
@@ -78,6 +78,7 @@ def write_generation(spec: dict, output: str | Path, trace_dir: str | Path, engi
         output, {"trace": Path(trace_dir).name, "budgets": budgets, "trace_key": trace_key},
         counters=result.counters, seconds=round(time.time() - started, 3),
         questions=len(questions), generated=len(fresh), reforked=len(incomplete),
+        dataset=dataset_summary(questions),
     )
 
 
