@@ -1,10 +1,12 @@
 rule expand_scenarios:
     output:
         "results/scenarios.parquet",
-    params:
-        scenarios=STUDY.scenarios,
     log:
         log_path("expand_scenarios"),
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        scenarios=STUDY.scenarios,
     script:
         "../scripts/expand_scenarios.py"
 
@@ -21,11 +23,13 @@ rule aggregate:
             category="Tables",
         ),
         questions="results/aggregate/questions.parquet",
-    params:
-        spec=aggregate_spec(),
     log:
         log_path("aggregate"),
     benchmark:
         benchmark_path("aggregate")
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        spec=aggregate_spec(),
     script:
         "../scripts/aggregate.py"

@@ -24,11 +24,11 @@ wildcard_constraints:
 
 def log_path(stage, *keys):
     """One spelling for every rule's log: logs/<rule>/<keys>.log."""
-    return "logs/" + "/".join([stage, *keys]) + ".log"
+    return str(Path("logs", stage, *keys)) + ".log"
 
 
 def benchmark_path(stage, *keys):
-    return "benchmarks/" + "/".join([stage, *keys]) + ".tsv"
+    return str(Path("benchmarks", stage, *keys)) + ".tsv"
 
 
 def final_outputs():
@@ -72,7 +72,12 @@ def all_grades(wildcards=None):
 def all_checkpoint_dirs(wildcards=None):
     return sorted(
         {c.path for c in STUDY.checkpoints.values() if c.quantized}
-        | {p for c in STUDY.checkpoints.values() if not c.quantized for p in model_input(c.model)}
+        | {
+            p
+            for c in STUDY.checkpoints.values()
+            if not c.quantized
+            for p in model_input(c.model)
+        }
     )
 
 
@@ -106,7 +111,12 @@ def aggregate_spec(wildcards=None):
     return {
         "grades": {g.grade_id: g.output for g in STUDY.grades.values()},
         "checkpoints": {
-            c.ckpt_id: {"path": c.path, "model": c.model, "weights": c.weights, "quantized": c.quantized}
+            c.ckpt_id: {
+                "path": c.path,
+                "model": c.model,
+                "weights": c.weights,
+                "quantized": c.quantized,
+            }
             for c in STUDY.checkpoints.values()
         },
         "weight_formats": config["weight_formats"],

@@ -10,11 +10,13 @@ rule fit:
             category="Fit",
         ),
         findings="results/fit/findings.json",
-    params:
-        analysis=config["analysis"],
     log:
         log_path("fit"),
     benchmark:
         benchmark_path("fit")
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        analysis=config["analysis"],
     script:
         "../scripts/fit.py"

@@ -3,8 +3,12 @@ rule generate:
         generation_checkpoint,
     output:
         "results/generations/{gen_id}/samples.parquet",
-    params:
-        spec=generation_spec,
+    log:
+        log_path("generate", "{gen_id}"),
+    benchmark:
+        benchmark_path("generate", "{gen_id}")
+    conda:
+        "../../envs/hf.yaml"
     resources:
         gpu=generation_resource("gpu", 0),
         gpu_model=generation_resource("gpu_model", ""),
@@ -14,9 +18,7 @@ rule generate:
         slurm_partition=generation_resource("slurm_partition", ""),
         slurm_account=generation_resource("slurm_account", ""),
         slurm_extra=generation_resource("slurm_extra", ""),
-    log:
-        log_path("generate", "{gen_id}"),
-    benchmark:
-        benchmark_path("generate", "{gen_id}")
+    params:
+        spec=generation_spec,
     script:
         "../scripts/generate.py"

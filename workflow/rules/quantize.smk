@@ -4,10 +4,12 @@ rule quantize:
         checkpoint_source,
     output:
         directory("results/checkpoints/{ckpt_id}"),
-    params:
-        spec=quantize_spec,
     log:
         log_path("quantize", "{ckpt_id}"),
     cache: True
+    conda:
+        "../../envs/hf.yaml"
+    params:
+        spec=quantize_spec,
     script:
         "../scripts/quantize.py"

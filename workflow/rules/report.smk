@@ -12,11 +12,13 @@ rule report:
             caption="../../report/captions/frontier.rst",
             category="Report",
         ),
-    params:
-        config=config,
     log:
         log_path("report"),
     benchmark:
         benchmark_path("report")
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        config=config,
     script:
         "../scripts/report.py"
