@@ -1,0 +1,169 @@
+"""Dataset loaders on small fixtures in the hub datasets' column schema (no network)."""
+
+from __future__ import annotations
+
+import copy
+import socket
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bitbudget.datasets import (
+    LETTERS,
+    DatasetError,
+    choice_permutation,
+    dataset_summary,
+    load_questions,
+    questions_sha256,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
+PAPER = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+
+
+def paper_dataset(name: str, **route) -> dict:
+    """The paper config's dataset, its hub route replaced (file, or a local `datasets` builder)."""
+    dataset = copy.deepcopy(PAPER["datasets"][name])
+    dataset.pop("expected_questions")
+    dataset.update(route)
+    return dataset
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+# --------------------------------------------------------------------------- AIME
+def test_aime_file_route_gives_integer_answers(no_network):
+    questions = load_questions(paper_dataset("aime2025", source="file", file=str(FIXTURES / "aime2025.jsonl")))
+    assert [q["question_id"] for q in questions] == ["0", "1", "2"]
+    assert [q["answer"] for q in questions] == ["70", "38", "11"]  # "070" canonicalised
+    assert questions[0]["problem"].startswith("Compute $7")
+    assert all(q["choices"] is None for q in questions)
+
+
+def test_aime_through_the_datasets_library(no_network):
+    """`source: hub` runs datasets.load_dataset; the json builder reads the local fixture."""
+    hub = {"path": "json", "name": None, "split": "train", "data_files": str(FIXTURES / "aime2025.jsonl")}
+    via_datasets = load_questions(paper_dataset("aime2025", hub=hub))
+    via_file = load_questions(paper_dataset("aime2025", source="file", file=str(FIXTURES / "aime2025.jsonl")))
+    assert via_datasets == via_file
+    assert questions_sha256(via_datasets) == questions_sha256(via_file)
+
+
+def test_expected_questions_catches_a_wrong_split():
+    dataset = paper_dataset("aime2025", source="file", file=str(FIXTURES / "aime2025.jsonl"), expected_questions=30)
+    with pytest.raises(DatasetError, match="expected_questions is 30"):
+        load_questions(dataset)
+    dataset["expected_questions"] = 3
+    dataset["max_questions"] = 2
+    assert len(load_questions(dataset)) == 2
+
+
+def test_non_integer_answer_is_an_error(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"problem": "p", "answer": "\\\\frac{1}{2}", "id": "x"}\n')
+    with pytest.raises(DatasetError, match="not an integer"):
+        load_questions(paper_dataset("aime2025", source="file", file=str(path)))
+
+
+def test_missing_column_names_the_field():
+    dataset = paper_dataset("aime2025", source="file", file=str(FIXTURES / "aime2025.jsonl"))
+    dataset["fields"] = {**dataset["fields"], "problem": "question"}
+    with pytest.raises(DatasetError, match="fields.problem"):
+        load_questions(dataset)
+
+
+# --------------------------------------------------------------------------- GPQA
+@pytest.fixture(params=["file-parquet", "file-jsonl", "datasets-parquet"])
+def gpqa(request, no_network):
+    if request.param == "file-parquet":
+        return paper_dataset("gpqa_diamond", source="file", file=str(FIXTURES / "gpqa_diamond.parquet"))
+    if request.param == "file-jsonl":
+        return paper_dataset("gpqa_diamond", source="file", file=str(FIXTURES / "gpqa_diamond.jsonl"))
+    hub = {"path": "parquet", "split": "train", "data_files": [str(FIXTURES / "gpqa_diamond.parquet")]}
+    return paper_dataset("gpqa_diamond", hub=hub)
+
+
+def test_gpqa_choices_are_shuffled_with_a_recorded_permutation(gpqa):
+    import pandas as pd
+
+    source = pd.read_parquet(FIXTURES / "gpqa_diamond.parquet").set_index("Record ID")
+    questions = load_questions(gpqa)
+    assert [q["question_id"] for q in questions] == ["recA1", "recB2", "recC3", "recD4"]
+    for q in questions:
+        row = source.loc[q["question_id"]]
+        options = [row["Correct Answer"], row["Incorrect Answer 1"], row["Incorrect Answer 2"], row["Incorrect Answer 3"]]
+        assert q["choices"] == [options[i] for i in q["choice_permutation"]]
+        assert q["choices"][LETTERS.index(q["answer"])] == row["Correct Answer"]
+        assert sorted(q["choice_permutation"]) == [0, 1, 2, 3]
+        # the simple-evals layout from problem_template, the question first
+        assert q["problem"].startswith(row["Question"] + "\n\nA) ")
+        for letter, option in zip(LETTERS, q["choices"]):
+            assert f"\n{letter}) {option}" in q["problem"]
+
+
+def test_gpqa_permutation_is_seeded(gpqa):
+    first = load_questions(gpqa)
+    assert load_questions(gpqa) == first  # same seed, same order on every load
+    other = load_questions({**gpqa, "shuffle_seed": 1})
+    assert [q["choice_permutation"] for q in other] != [q["choice_permutation"] for q in first]
+    assert questions_sha256(other) != questions_sha256(first)
+
+
+def test_correct_letter_is_uniform_over_questions():
+    positions = Counter(choice_permutation(0, f"rec{i}").index(0) for i in range(4000))
+    assert set(positions) == {0, 1, 2, 3}
+    assert all(900 < n < 1100 for n in positions.values())
+
+
+def test_prompt_template_from_config_formats_the_problem(gpqa):
+    question = load_questions(gpqa)[0]
+    prompt = PAPER["prompts"]["choice"].format(problem=question["problem"])
+    assert prompt.startswith("Answer the following multiple choice question.")
+    assert "'Answer: $LETTER'" in prompt and prompt.endswith(f"D) {question['choices'][3]}")
+
+
+def test_summary_records_hash_and_permutations(gpqa):
+    questions = load_questions(gpqa)
+    summary = dataset_summary(questions)
+    assert summary["sha256"] == questions_sha256(questions) and summary["questions"] == 4
+    assert summary["choice_permutations"]["recA1"] == questions[0]["choice_permutation"]
+    synthetic = load_questions({"kind": "choice", "source": "synthetic",
+                                "synthetic": {"n_questions": 3, "seed": 1, "min_difficulty": 2, "max_difficulty": 4}})
+    assert "choice_permutations" not in dataset_summary(synthetic)
+
+
+def test_lettered_choice_columns(tmp_path):
+    path = tmp_path / "mc.jsonl"
+    path.write_text('{"q": "Pick one", "a": "x", "b": "y", "c": "z", "d": "w", "label": "c", "qid": "m1"}\n')
+    dataset = {"kind": "choice", "source": "file", "file": str(path),
+               "fields": {"question_id": "qid", "problem": "q", "answer": "label", "choices": ["a", "b", "c", "d"]}}
+    [question] = load_questions(dataset)
+    assert question["answer"] == "C" and question["choices"] == ["x", "y", "z", "w"]
+    assert question["choice_permutation"] is None
+
+
+# --------------------------------------------------------------------------- parse time
+def test_paper_study_keys_hub_datasets_without_loading_them(no_network):
+    """Planning the paper grid reads no dataset and no model: hub keys are path/name/split/revision."""
+    from bitbudget.plan import load_config
+    from bitbudget.study import build_study, dataset_key
+
+    config = load_config(REPO / "config" / "paper.yaml")
+    study = build_study(config)
+    key = dataset_key("gpqa_diamond", config["datasets"]["gpqa_diamond"])
+    assert key["hub"] == {"path": "Idavidrein/gpqa", "name": "gpqa_diamond", "split": "train", "revision": None}
+    assert "file_sha256" not in key
+    revised = copy.deepcopy(config)
+    revised["datasets"]["gpqa_diamond"]["hub"]["revision"] = "abc123"
+    changed = {g.gen_id for g in build_study(revised).generations.values()} - set(study.generations)
+    assert changed and all(build_study(revised).generations[g].dataset == "gpqa_diamond" for g in changed)
