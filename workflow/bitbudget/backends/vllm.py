@@ -1,0 +1,361 @@
+"""vLLM engine: the HF engine's contract (shards, forks, counters) on offline `vllm.LLM`.
+
+Every request is a token-id prompt (`TokensPrompt`); text is never re-tokenized, so a fork
+sees exactly the thinking tokens of the sample it forks from. Per question chunk:
+
+1. thinking: `prompt + think` is extended up to the horizon (largest budget), stopping at
+   the end-of-thinking token. With `wait_extension` an early end of thinking is replaced by
+   the wait tokens and the sample goes on in a new segment.
+2. answers, in one batch: a sample that closed its thinking gets its natural answer
+   (`prompt + think + </think>`); a sample that reached the horizon gets the forced suffix
+   and its answer (the fork at the horizon); for every smaller budget T that the sample's
+   thinking exceeds, `prompt + think[:T] + suffix` is answered. Prefix caching makes the
+   shared prefixes nearly free.
+
+Stored shards that lack forks for a newly added budget only get the fork requests.
+Sampling follows the trace key; every request has its own seed, derived from its content
+(trace, question, sample, segment or budget), so reruns and resumes draw the same tokens
+for the same requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bitbudget.artifacts import content_id
+from bitbudget.forcing import ForcingTokens, forcing_tokens, needs_fork
+from bitbudget.shards import build_prompts, missing_forks, write_shard
+
+log = logging.getLogger(__name__)
+
+# /proc/cpuinfo flags vLLM's CPU kernels need for these features (x86)
+CPU_FP8_KV_FLAGS = ("avx512f", "avx512_bf16", "amx_bf16")
+CPU_WNA16_FLAGS = ("avx512f", "avx512_bf16", "amx_bf16")
+
+
+class Interrupted(RuntimeError):
+    """Generation was asked to stop (SIGTERM); finished shards are kept."""
+
+
+class UnsupportedOnThisDevice(RuntimeError):
+    """A configured feature cannot run on this hardware; the message names the config field."""
+
+
+@dataclass
+class Counters:
+    decode_tokens: int = 0  # sampled thinking and answer tokens of the sample's own run
+    prefill_tokens: int = 0  # prompt tokens computed (not served from the prefix cache)
+    fork_tokens: int = 0  # suffix and answer tokens of forks below the horizon
+    cached_prompt_tokens: int = 0  # prompt tokens served from the prefix cache
+    requests: int = 0
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    counters: dict
+    tokenizer: object
+    tokens: ForcingTokens
+    prompts: dict[str, list[int]]
+
+
+@dataclass
+class Sample:
+    question_id: str
+    sample_idx: int
+    think_ids: list = field(default_factory=list)
+    closed_thinking: bool = False
+    answer_ids: list = field(default_factory=list)
+    forks: dict = field(default_factory=dict)
+    segments: int = 0
+
+    def record(self) -> dict:
+        return {
+            "sample_idx": self.sample_idx,
+            "think_ids": self.think_ids,
+            "closed_thinking": self.closed_thinking,
+            "answer_ids": self.answer_ids,
+            "forks": self.forks,
+        }
+
+
+def cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def missing_cpu_flags(needed) -> list[str]:
+    flags = cpu_flags()
+    return [flag for flag in needed if flag not in flags]
+
+
+def request_seed(*parts) -> int:
+    """A 63-bit seed fixed by the request's content."""
+    return int(content_id({"parts": [str(p) for p in parts]}), 16) % (2**63 - 1)
+
+
+def check_device_support(engine: dict, checkpoint_path: str) -> None:
+    """Fail before loading anything when the config asks for what this device cannot run."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return
+    if str(engine.get("kv_cache_dtype", "auto")).startswith("fp8"):
+        missing = missing_cpu_flags(CPU_FP8_KV_FLAGS)
+        if missing:
+            raise UnsupportedOnThisDevice(
+                f"engine.kv_cache_dtype: {engine['kv_cache_dtype']} needs a GPU or a CPU with "
+                f"{', '.join(CPU_FP8_KV_FLAGS)}; this CPU lacks {', '.join(missing)}. "
+                f"Set engine.kv_cache_dtype: auto or run on a GPU."
+            )
+    scheme = weight_scheme(checkpoint_path)
+    if scheme and scheme.startswith("W") and "A16" in scheme:
+        missing = missing_cpu_flags(CPU_WNA16_FLAGS)
+        if missing:
+            raise UnsupportedOnThisDevice(
+                f"the checkpoint {checkpoint_path} is {scheme} (weight_formats: weight-only "
+                f"compressed-tensors); vLLM runs it on a GPU or a CPU with "
+                f"{', '.join(CPU_WNA16_FLAGS)}, and this CPU lacks {', '.join(missing)}. "
+                f"Use engine.name: hf, a W8A8 format, or a GPU."
+            )
+
+
+def weight_scheme(checkpoint_path: str) -> str | None:
+    """`W4A16`-style name of a compressed-tensors checkpoint, or None for plain weights."""
+    import json
+
+    config = Path(checkpoint_path) / "config.json"
+    if not config.exists():
+        return None
+    quant = json.loads(config.read_text()).get("quantization_config")
+    if not quant or quant.get("quant_method") != "compressed-tensors":
+        return None
+    for group in quant.get("config_groups", {}).values():
+        weights = group.get("weights") or {}
+        acts = group.get("input_activations") or {}
+        return f"W{weights.get('num_bits', 16)}A{acts.get('num_bits', 16) if acts else 16}"
+    return None
+
+
+def engine_args(engine: dict, checkpoint_path: str, max_model_len: int, seed: int) -> dict:
+    """Keyword arguments of `vllm.LLM` for the engine config."""
+    args = {
+        "model": checkpoint_path,
+        "tokenizer": checkpoint_path,
+        "dtype": engine.get("dtype", "auto"),
+        "enable_prefix_caching": True,
+        "max_model_len": max_model_len,
+        "max_num_seqs": engine.get("batch_size", 64),
+        "seed": seed,
+        "kv_cache_dtype": engine.get("kv_cache_dtype", "auto"),
+    }
+    if "gpu_memory_utilization" in engine:
+        args["gpu_memory_utilization"] = engine["gpu_memory_utilization"]
+    if engine.get("enforce_eager"):
+        args["enforce_eager"] = True
+    return args
+
+
+class VLLMEngine:
+    """Fills the shards of one trace directory: fresh questions, then missing forks."""
+
+    name = "vllm"
+
+    def __init__(self, spec: dict, checkpoint_path: str, trace_dir: str, stop_requested=lambda: False):
+        from transformers import AutoTokenizer
+
+        self.key = spec["trace_key"]
+        self.engine = spec["engine"]
+        self.checkpoint_path = checkpoint_path
+        self.trace_dir = Path(trace_dir)
+        self.stop_requested = stop_requested
+        self.horizon = self.key["horizon"]
+        self.sampling = self.key["sampling"]
+        check_device_support(self.engine, checkpoint_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(checkpoint_path)
+        self.tokens = forcing_tokens(self.tokenizer, self.key["forcing"], self.sampling["max_answer_tokens"])
+        self.counters = Counters()
+        self.llm = None
+        self.start_seconds = 0.0
+
+    # -- engine -----------------------------------------------------------------------
+    def start(self, longest_prompt: int) -> None:
+        if self.llm is not None:
+            return
+        from vllm import LLM
+
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.engine.get("cpu_kv_cache_gb", 1)))
+        slack = len(self.tokens.suffix) + len(self.tokens.wait) + self.tokens.max_answer_tokens + 1
+        max_model_len = self.engine.get("max_model_len") or longest_prompt + self.horizon + slack
+        args = engine_args(self.engine, self.checkpoint_path, max_model_len, self.sampling["seed"])
+        started = time.time()
+        try:
+            self.llm = LLM(**args)
+        except Exception as error:
+            if str(args["kv_cache_dtype"]).startswith("fp8"):
+                raise UnsupportedOnThisDevice(
+                    f"vLLM could not start with engine.kv_cache_dtype: {args['kv_cache_dtype']} "
+                    f"on this device ({type(error).__name__}: {error}). Set engine.kv_cache_dtype: auto "
+                    f"or run on hardware with fp8 KV-cache support."
+                ) from error
+            raise
+        self.start_seconds = round(time.time() - started, 2)
+        log.info("vLLM engine started in %.1f s (%s)", self.start_seconds, args)
+
+    def _params(self, seed: int, max_tokens: int, stop_token: int, ignore_eos: bool):
+        from vllm import SamplingParams
+
+        s = self.sampling
+        greedy = s["temperature"] == 0
+        return SamplingParams(
+            n=1,
+            temperature=s["temperature"],
+            top_p=1.0 if greedy else s["top_p"],
+            top_k=0 if greedy or s["top_k"] <= 0 else s["top_k"],
+            seed=seed,
+            max_tokens=max_tokens,
+            stop_token_ids=[stop_token],
+            ignore_eos=ignore_eos,
+            skip_special_tokens=False,
+            detokenize=False,
+        )
+
+    def _generate(self, requests: list[tuple[list[int], object]]) -> list[list[int]]:
+        """Run (prompt ids, sampling params) requests; return each one's generated ids."""
+        from vllm.inputs import TokensPrompt
+
+        if self.stop_requested():
+            raise Interrupted("stop requested")
+        if not requests:
+            return []
+        prompts = [TokensPrompt(prompt_token_ids=list(ids)) for ids, _ in requests]
+        outputs = self.llm.generate(prompts, [p for _, p in requests], use_tqdm=False)
+        results = []
+        for (ids, _), output in zip(requests, outputs):
+            cached = getattr(output, "num_cached_tokens", None) or 0
+            self.counters.prefill_tokens += len(ids) - cached
+            self.counters.cached_prompt_tokens += cached
+            self.counters.requests += 1
+            results.append(list(output.outputs[0].token_ids))
+        return results
+
+    # -- the HF engine's contract --------------------------------------------------------
+    def __call__(self, questions, fresh, incomplete, budgets):
+        prompts = build_prompts(self.tokenizer, questions, self.key["prompt"], self.key["chat_template_kwargs"])
+        todo = list(fresh) + list(incomplete)
+        self.start(max((len(prompts[q]) for q in todo), default=1))
+        samples = self.sampling["samples_per_question"]
+        per_chunk = max(1, self.engine.get("batch_size", 64) // samples)
+        started, done = time.time(), 0
+        for start in range(0, len(fresh), per_chunk):
+            chunk = fresh[start:start + per_chunk]
+            rows = [Sample(q, i) for q in chunk for i in range(samples)]
+            self._think(prompts, rows)
+            self._answer(prompts, rows, budgets)
+            for question_id in chunk:
+                write_shard(self.trace_dir, question_id, [r.record() for r in rows if r.question_id == question_id])
+            done += len(chunk)
+            self._progress(done, len(todo), started)
+        pending = list(incomplete)
+        for start in range(0, len(pending), per_chunk):
+            chunk = {q: incomplete[q] for q in pending[start:start + per_chunk]}
+            self._refork(prompts, chunk, budgets)
+            done += len(chunk)
+            self._progress(done, len(todo), started)
+        return EngineResult(asdict(self.counters), self.tokenizer, self.tokens, prompts)
+
+    def _think(self, prompts, rows: list[Sample]) -> None:
+        """Extend every sample's thinking to the horizon or its end of thinking."""
+        eot = self.tokens.end_of_thinking
+        open_rows = list(rows)
+        while open_rows:
+            requests = []
+            for row in open_rows:
+                seed = request_seed(self.sampling["seed"], self.trace_dir.name, row.question_id,
+                                    row.sample_idx, "think", row.segments)
+                params = self._params(seed, self.horizon - len(row.think_ids), eot, ignore_eos=True)
+                requests.append((prompts[row.question_id] + row.think_ids, params))
+            outputs = self._generate(requests)
+            still_open = []
+            for row, generated in zip(open_rows, outputs):
+                row.segments += 1
+                self.counters.decode_tokens += len(generated)
+                stopped = bool(generated) and generated[-1] == eot and len(row.think_ids) + len(generated) <= self.horizon
+                if stopped:
+                    generated = generated[:-1]
+                row.think_ids.extend(generated)
+                if not stopped or len(row.think_ids) >= self.horizon:
+                    del row.think_ids[self.horizon:]
+                    continue
+                if self.tokens.wait_extension:
+                    row.think_ids.extend(self.tokens.wait[: self.horizon - len(row.think_ids)])
+                    if len(row.think_ids) < self.horizon:
+                        still_open.append(row)
+                else:
+                    row.closed_thinking = True
+            open_rows = still_open
+
+    def _answer_params(self, row_key: tuple, kind: str):
+        seed = request_seed(self.sampling["seed"], self.trace_dir.name, *row_key, kind)
+        return self._params(seed, self.tokens.max_answer_tokens, self.tokens.eos, ignore_eos=True)
+
+    def _fork_request(self, prompt, think_ids, budget, row_key):
+        ids = prompt + think_ids[:budget] + list(self.tokens.suffix)
+        return ids, self._answer_params(row_key, f"fork-{budget}")
+
+    def _answer(self, prompts, rows: list[Sample], budgets) -> None:
+        """Natural answers, the forced answer at the horizon, and forks at smaller budgets."""
+        requests, targets = [], []
+        for row in rows:
+            prompt = prompts[row.question_id]
+            key = (row.question_id, row.sample_idx)
+            if row.closed_thinking:
+                ids = prompt + row.think_ids + [self.tokens.end_of_thinking]
+                requests.append((ids, self._answer_params(key, "natural")))
+                targets.append((row, None))
+            else:
+                requests.append(self._fork_request(prompt, row.think_ids, self.horizon, key))
+                targets.append((row, self.horizon))
+            for budget in budgets:
+                if budget < self.horizon and needs_fork(row.record(), budget):
+                    requests.append(self._fork_request(prompt, row.think_ids, budget, key))
+                    targets.append((row, budget))
+        for (row, budget), answer in zip(targets, self._generate(requests)):
+            if budget is None:
+                row.answer_ids = answer
+                self.counters.decode_tokens += len(answer)
+            elif budget == self.horizon:
+                row.forks[str(budget)] = answer
+                self.counters.decode_tokens += len(answer)
+            else:
+                row.forks[str(budget)] = answer
+                self.counters.fork_tokens += len(self.tokens.suffix) + len(answer)
+
+    def _refork(self, prompts, shards: dict[str, dict], budgets) -> None:
+        """Answer the forks a stored shard lacks (a budget added after it was generated)."""
+        requests, targets = [], []
+        for question_id, shard in shards.items():
+            for sample in shard["samples"]:
+                for budget in missing_forks(sample, budgets):
+                    key = (question_id, sample["sample_idx"])
+                    requests.append(self._fork_request(prompts[question_id], sample["think_ids"], budget, key))
+                    targets.append((sample, budget))
+        for (sample, budget), answer in zip(targets, self._generate(requests)):
+            sample["forks"][str(budget)] = answer
+            self.counters.fork_tokens += len(self.tokens.suffix) + len(answer)
+        for question_id, shard in shards.items():
+            write_shard(self.trace_dir, question_id, shard["samples"])
+
+    def _progress(self, done: int, total: int, started: float) -> None:
+        elapsed = max(time.time() - started, 1e-9)
+        tokens = self.counters.decode_tokens + self.counters.fork_tokens
+        log.info("questions %d/%d, %d decode tokens, %.0f tokens/s", done, total, tokens, tokens / elapsed)
