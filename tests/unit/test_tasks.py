@@ -35,7 +35,7 @@ def test_trace_length_grows_with_difficulty():
 
 
 def test_reference_answer_is_consistent():
-    q = {"problem": "Fib mod 10: a=1 b=1 n=05. Last two terms as a number?", "answer": "83"}
+    q = {"problem": "Fibonacci mod 10, last two terms as a number. a=1 b=1 n=05", "answer": "83"}
     # 1 1 -> 2 3 5 8 3
     assert tasks.reference_trace(q) == "\n04:2\n03:3\n02:5\n01:8\n00:3\n"
     assert tasks.reference_completion(q).endswith("00:3\n</think>\n**Final Answer**\n\\boxed{83}")

@@ -122,9 +122,9 @@ def quantize_checkpoint(src_dir, out_dir, *, bits: int, group_size: int, method:
                     if f.name != "quantization.json":
                         shutil.copy2(f, tmp / f.name)
         (tmp / "quantization.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        from .tinymodels import _commit_dir
+
+        _commit_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

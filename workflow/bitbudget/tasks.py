@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import random
 
-SYNTHETIC_TASK_VERSION = "fibmod10-v1"
+SYNTHETIC_TASK_VERSION = "fibmod10-v2"
 
 KINDS = ("integer", "choice")
 LETTERS = "ABCD"
@@ -34,8 +34,9 @@ THINK_CLOSE = "</think>"
 ANSWER_PREFIX = "\n**Final Answer**\n\\boxed{"
 FORCED_SUFFIX = THINK_CLOSE + ANSWER_PREFIX
 
-_INTEGER_PROBLEM = "Fib mod 10: a={a} b={b} n={n:02d}. Last two terms as a number?"
-_CHOICE_PROBLEM = "Fib mod 10: a={a} b={b} n={n:02d}. Last term? A) {o[0]} B) {o[1]} C) {o[2]} D) {o[3]}"
+# the fields the first trace line reads sit at the end of the problem, close to the trace
+_INTEGER_PROBLEM = "Fibonacci mod 10, last two terms as a number. a={a} b={b} n={n:02d}"
+_CHOICE_PROBLEM = "Fibonacci mod 10, which is the last term? a={a} b={b} n={n:02d} ABCD={o[0]}{o[1]}{o[2]}{o[3]}"
 
 
 def _terms(a: int, b: int, n: int) -> list[int]:
@@ -102,11 +103,8 @@ def make_synthetic_questions(
 
 def parse_problem(problem: str) -> tuple[int, int, int, list[str] | None]:
     """Recover (a, b, n, choices) from a problem text written by this module."""
-    head, _, tail = problem.partition(". ")
-    fields = dict(f.split("=") for f in head.split(": ", 1)[1].split())
-    choices = None
-    if "A)" in tail:
-        choices = [tail.split(f"{L}) ")[1].split(" ")[0] for L in LETTERS]
+    fields = dict(f.split("=") for f in problem.split() if "=" in f)
+    choices = list(fields["ABCD"]) if "ABCD" in fields else None
     return int(fields["a"]), int(fields["b"]), int(fields["n"]), choices
 
 

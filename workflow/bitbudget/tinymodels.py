@@ -122,7 +122,13 @@ def _training_texts(tokenizer, task: dict, rng: random.Random, batch_size: int):
         completion = trace + tasks.FORCED_SUFFIX + q["answer"] + "}" + IM_END
         p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        out.append((p_ids + c_ids, [0] * len(p_ids) + [1] * len(c_ids)))
+        # the first trace line is the only one that reads the prompt (seeds, n, options):
+        # up-weight it, else its signal drowns among the lines that read the trace itself
+        w = [1.0] * len(c_ids)
+        first = trace.find("\n")
+        for i in range(first if first >= 0 else len(trace)):
+            w[i] = task.get("first_line_weight", 1.0)
+        out.append((p_ids + c_ids, [0.0] * len(p_ids) + w))
     return out
 
 
@@ -130,11 +136,11 @@ def _collate(batch, pad_id):
     width = max(len(ids) for ids, _ in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
-    loss_mask = torch.zeros((len(batch), width), dtype=torch.bool)
+    loss_mask = torch.zeros((len(batch), width), dtype=torch.float32)
     for i, (x, m) in enumerate(batch):
         ids[i, : len(x)] = torch.tensor(x)
         mask[i, : len(x)] = 1
-        loss_mask[i, : len(x)] = torch.tensor(m, dtype=torch.bool)
+        loss_mask[i, : len(x)] = torch.tensor(m, dtype=torch.float32)
     return ids, mask, loss_mask
 
 
@@ -143,6 +149,7 @@ DEFAULT_TASK = {
     # difficulty = steps; integer lines are 5 chars, choice lines 10 chars
     "difficulty": {"integer": [4, 50], "choice": [2, 25]},
     "truncated_fraction": 0.25,
+    "first_line_weight": 1.0,
 }
 
 
@@ -153,6 +160,10 @@ def _atomic_dir(out_dir: Path) -> Path:
 
 
 def _commit_dir(tmp: Path, out_dir: Path) -> None:
+    """Make the temp dir world-readable (mkdtemp creates it 0700) and move it into place."""
+    os.chmod(tmp, 0o755)
+    for f in tmp.iterdir():
+        os.chmod(f, 0o644)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
@@ -177,6 +188,7 @@ def train_tiny_model(
     max_position_embeddings: int = 2048,
     num_threads: int | None = None,
     log_every: int = 50,
+    init_from=None,
 ) -> dict:
     """Train a tiny Qwen3 model on the synthetic task; save model + tokenizer atomically.
 
@@ -206,7 +218,14 @@ def train_tiny_model(
         pad_token_id=tokenizer.pad_token_id,
         dtype="float32",
     )
-    model = Qwen3ForCausalLM(config)
+    if init_from:  # continue training a saved model (same architecture)
+        model = Qwen3ForCausalLM.from_pretrained(str(init_from), dtype=torch.float32)
+        for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                    "intermediate_size", "head_dim", "vocab_size"):
+            if getattr(model.config, key) != getattr(config, key):
+                raise ValueError(f"init_from: {key} differs ({getattr(model.config, key)} != {getattr(config, key)})")
+    else:
+        model = Qwen3ForCausalLM(config)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=weight_decay, betas=(0.9, 0.98))
 
@@ -223,8 +242,10 @@ def train_tiny_model(
         ids, mask, loss_mask = _collate(_training_texts(tokenizer, task, rng, batch_size), tokenizer.pad_token_id)
         logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
         target = ids[:, 1:]
-        lm = loss_mask[:, 1:]
-        loss = torch.nn.functional.cross_entropy(logits[lm], target[lm])
+        w = loss_mask[:, 1:]
+        sel = w > 0
+        tok_loss = torch.nn.functional.cross_entropy(logits[sel], target[sel], reduction="none")
+        loss = (tok_loss * w[sel]).sum() / w[sel].sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -249,6 +270,7 @@ def train_tiny_model(
         "batch_size": batch_size,
         "learning_rate": learning_rate,
         "seed": seed,
+        "init_from": str(init_from) if init_from else None,
         "task": task,
         "task_version": tasks.SYNTHETIC_TASK_VERSION,
         "final_loss": sum(tail) / len(tail),
