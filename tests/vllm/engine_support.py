@@ -76,7 +76,8 @@ def study_config(model_path: Path, budgets, *, engine: dict | None = None, sampl
     config["sampling"].update(samples_per_question=samples, temperature=temperature)
     config["forcing"]["wait_extension"] = wait_extension
     config["engine"] = {"name": "vllm", "dtype": "float32", "batch_size": 64, "device": "cpu",
-                        "python": str(VLLM_PYTHON), "max_model_len": 512, **(engine or {})}
+                        "python": str(VLLM_PYTHON), "max_model_len": 512, "block_size": 32,
+                        "enforce_eager": True, **(engine or {})}
     return config
 
 

@@ -162,6 +162,8 @@ def engine_args(engine: dict, checkpoint_path: str, max_model_len: int, seed: in
         args["gpu_memory_utilization"] = engine["gpu_memory_utilization"]
     if engine.get("enforce_eager"):
         args["enforce_eager"] = True
+    if engine.get("block_size"):
+        args["block_size"] = engine["block_size"]
     return args
 
 
