@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 from transformers import AutoTokenizer
@@ -13,7 +10,7 @@ from transformers import AutoTokenizer
 from bitbudget.forcing import forcing_tokens, needs_fork, sample_at_budget
 from bitbudget.shards import read_shard
 
-from engine_support import VLLM_PYTHON, cpu_runs_wna16_and_fp8, generation_specs, needs_vllm, run_driver, study_config
+from engine_support import VLLM_PYTHON, cpu_runs_fp8_kv, generation_specs, needs_vllm, run_driver, study_config
 
 pytestmark = [pytest.mark.vllm, needs_vllm]
 
@@ -135,19 +132,37 @@ def test_run_generation_reexecutes_in_the_engine_interpreter(tiny_model, tmp_pat
     assert len(read_shard(spec["trace_dir"], shards[0].stem)["samples"]) == 2
 
 
-def test_fp8_kv_is_refused_with_the_config_field(tiny_model, tmp_path):
-    ok, reason = cpu_runs_wna16_and_fp8()
-    if ok:
-        pytest.skip("this CPU can run fp8 KV: see bench/gpu_check.sh for the fp8 run")
-    spec = generation_specs(study_config(tiny_model, [8], engine={"kv_cache_dtype": "fp8"}))[0]
-    code = (
-        "import json,sys; from bitbudget.backends.vllm import VLLMEngine\n"
-        "spec=json.load(sys.stdin)\n"
-        "try:\n VLLMEngine(spec, spec['checkpoint_path'], spec['trace_dir'])\n"
-        "except Exception as e: print(type(e).__name__, e); sys.exit(0)\n"
-        "sys.exit('no error')\n"
-    )
-    proc = subprocess.run([str(VLLM_PYTHON), "-c", code], input=json.dumps(spec), capture_output=True,
-                          text=True, cwd=tmp_path, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "UnsupportedOnThisDevice" in proc.stdout and "engine.kv_cache_dtype" in proc.stdout
+def test_fp8_kv_cache(tiny_model, tmp_path):
+    """fp8 KV where the CPU has AVX-512/AMX; else a refusal naming engine.kv_cache_dtype."""
+    ok, _ = cpu_runs_fp8_kv()
+    spec = generation_specs(study_config(tiny_model, [8, 16], samples=2, n_questions=2,
+                                         engine={"kv_cache_dtype": "fp8"}))[0]
+    job = {"name": "fp8", "spec": spec, "output": spec["output"]}
+    if not ok:
+        job["expect_error"] = "engine.kv_cache_dtype"
+    results = run_driver([job], tmp_path)
+    if not ok:
+        assert "UnsupportedOnThisDevice" in results["fp8"]["error"] or "engine.kv_cache_dtype" in results["fp8"]["error"]
+        return
+    assert results["fp8"]["meta"]["counters"]["decode_tokens"] > 0
+    assert spec["trace_key"]["engine"]["kv_cache_dtype"] == "fp8"
+
+
+def test_device_checks_name_the_config_field(tmp_path, monkeypatch):
+    from bitbudget.backends import vllm as backend
+
+    class Cpu:
+        @staticmethod
+        def is_cpu():
+            return True
+
+    w8a16 = tmp_path / "w8a16"
+    w8a16.mkdir()
+    (w8a16 / "config.json").write_text(json.dumps({"quantization_config": {
+        "quant_method": "compressed-tensors",
+        "config_groups": {"group_0": {"weights": {"num_bits": 8}, "input_activations": None}}}}))
+    with pytest.raises(backend.UnsupportedOnThisDevice, match="weight_formats"):
+        backend.check_device_support({"kv_cache_dtype": "auto"}, str(w8a16), platform=Cpu)
+    monkeypatch.setattr(backend, "cpu_flags", lambda: {"avx2", "fma"})
+    with pytest.raises(backend.UnsupportedOnThisDevice, match="engine.kv_cache_dtype"):
+        backend.check_device_support({"kv_cache_dtype": "fp8"}, str(tmp_path), platform=Cpu)

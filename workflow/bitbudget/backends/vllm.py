@@ -32,9 +32,10 @@ from bitbudget.shards import build_prompts, missing_forks, write_shard
 
 log = logging.getLogger(__name__)
 
-# /proc/cpuinfo flags vLLM's CPU kernels need for these features (x86)
-CPU_FP8_KV_FLAGS = ("avx512f", "avx512_bf16", "amx_bf16")
-CPU_WNA16_FLAGS = ("avx512f", "avx512_bf16", "amx_bf16")
+# vLLM's CPU backend (0.32): fp8 KV needs x86 AVX-512 or AMX (cpu_attn._get_attn_isa);
+# weight-only int is CPUWNA16 for 4-bit only (uint4/uint4b8): W8A16 has no CPU kernel.
+CPU_FP8_KV_FLAGS = ("avx512f", "amx_tile")  # any one of them
+CPU_WEIGHT_ONLY_BITS = (4,)
 
 
 class Interrupted(RuntimeError):
@@ -93,40 +94,32 @@ def cpu_flags() -> set[str]:
     return set()
 
 
-def missing_cpu_flags(needed) -> list[str]:
-    flags = cpu_flags()
-    return [flag for flag in needed if flag not in flags]
-
-
 def request_seed(*parts) -> int:
     """A 63-bit seed fixed by the request's content."""
     return int(content_id({"parts": [str(p) for p in parts]}), 16) % (2**63 - 1)
 
 
-def check_device_support(engine: dict, checkpoint_path: str) -> None:
+def check_device_support(engine: dict, checkpoint_path: str, platform=None) -> None:
     """Fail before loading anything when the config asks for what this device cannot run."""
-    from vllm.platforms import current_platform
-
-    if not current_platform.is_cpu():
+    if platform is None:
+        from vllm.platforms import current_platform as platform
+    if not platform.is_cpu():
         return
-    if str(engine.get("kv_cache_dtype", "auto")).startswith("fp8"):
-        missing = missing_cpu_flags(CPU_FP8_KV_FLAGS)
-        if missing:
-            raise UnsupportedOnThisDevice(
-                f"engine.kv_cache_dtype: {engine['kv_cache_dtype']} needs a GPU or a CPU with "
-                f"{', '.join(CPU_FP8_KV_FLAGS)}; this CPU lacks {', '.join(missing)}. "
-                f"Set engine.kv_cache_dtype: auto or run on a GPU."
-            )
+    kv_dtype = str(engine.get("kv_cache_dtype", "auto"))
+    flags = cpu_flags()
+    if kv_dtype.startswith("fp8") and flags and not flags.intersection(CPU_FP8_KV_FLAGS):
+        raise UnsupportedOnThisDevice(
+            f"engine.kv_cache_dtype: {kv_dtype} needs a GPU or a CPU with AVX-512 or AMX "
+            f"({' or '.join(CPU_FP8_KV_FLAGS)} in /proc/cpuinfo), which this CPU lacks. "
+            f"Set engine.kv_cache_dtype: auto or run on a GPU."
+        )
     scheme = weight_scheme(checkpoint_path)
-    if scheme and scheme.startswith("W") and "A16" in scheme:
-        missing = missing_cpu_flags(CPU_WNA16_FLAGS)
-        if missing:
-            raise UnsupportedOnThisDevice(
-                f"the checkpoint {checkpoint_path} is {scheme} (weight_formats: weight-only "
-                f"compressed-tensors); vLLM runs it on a GPU or a CPU with "
-                f"{', '.join(CPU_WNA16_FLAGS)}, and this CPU lacks {', '.join(missing)}. "
-                f"Use engine.name: hf, a W8A8 format, or a GPU."
-            )
+    if scheme and scheme.endswith("A16") and int(scheme[1:].split("A")[0]) not in CPU_WEIGHT_ONLY_BITS:
+        raise UnsupportedOnThisDevice(
+            f"the checkpoint {checkpoint_path} is {scheme} (weight_formats: weight-only "
+            f"compressed-tensors); vLLM's CPU backend runs weight-only int4 (W4A16) only. "
+            f"Use engine.name: hf, scheme W4A16 or W8A8, or a GPU."
+        )
 
 
 def weight_scheme(checkpoint_path: str) -> str | None:
