@@ -43,6 +43,14 @@ def model_input(model_name):
     return []
 
 
+def training_recipe(wildcards):
+    return next(
+        m["train"]
+        for m in config["models"].values()
+        if m["path"] == wildcards.model_dir
+    )
+
+
 def checkpoint_source(wildcards):
     return model_input(STUDY.checkpoints[wildcards.ckpt_id].model)
 

@@ -7,13 +7,13 @@ rule train_tiny_model:
         benchmark_path("train_tiny_model", "{model_dir}")
     conda:
         "../../envs/hf.yaml"
-    threads: workflow.cores
+    threads: lambda wildcards: training_recipe(wildcards)["threads"]
     params:
-        recipe=lambda wildcards: next(
-            m["train"]
-            for m in config["models"].values()
-            if m["path"] == wildcards.model_dir
-        ),
-        task=config.get("tiny_model_task", {}),
+        model=lambda wildcards: {
+            k: v
+            for k, v in training_recipe(wildcards).items()
+            if k not in ("task", "threads")
+        },
+        task=lambda wildcards: training_recipe(wildcards)["task"],
     script:
         "../scripts/train_tiny_model.py"
