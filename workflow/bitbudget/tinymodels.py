@@ -192,12 +192,14 @@ def train_tiny_model(
 ) -> dict:
     """Train a tiny Qwen3 model on the synthetic task; save model + tokenizer atomically.
 
-    ``task``: {"kinds": [...], "difficulty": {kind: [min, max]}, "truncated_fraction": f}.
+    ``task``: {"kinds": [...], "difficulty": {kind: [min, max]}, "truncated_fraction": f,
+    "first_line_weight": w}; missing keys take ``DEFAULT_TASK``'s values.
     Returns a summary: parameter counts, final loss (mean of the last 10% of steps), wall time.
     """
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     out_dir = Path(out_dir)
+    task = {**DEFAULT_TASK, **task}  # missing task keys take DEFAULT_TASK's values
     if num_threads:
         torch.set_num_threads(num_threads)
     torch.manual_seed(seed)
