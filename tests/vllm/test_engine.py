@@ -166,3 +166,20 @@ def test_device_checks_name_the_config_field(tmp_path, monkeypatch):
     monkeypatch.setattr(backend, "cpu_flags", lambda: {"avx2", "fma"})
     with pytest.raises(backend.UnsupportedOnThisDevice, match="engine.kv_cache_dtype"):
         backend.check_device_support({"kv_cache_dtype": "fp8"}, str(tmp_path), platform=Cpu)
+
+
+def test_greedy_vllm_equals_the_hf_engine(runs, tiny_model, monkeypatch):
+    """fp32 greedy: same thinking, forks and answers token for token as HFEngine."""
+    workdir, specs, _ = runs
+    monkeypatch.chdir(workdir)
+    config = study_config(tiny_model, [8, 32], temperature=0.0, samples=1)
+    config["engine"] = {"name": "hf", "dtype": "float32", "batch_size": 64, "device": "cpu"}
+    hf_spec = generation_specs(config)[0]
+    from bitbudget.generate import run_generation
+
+    run_generation(hf_spec, hf_spec["output"])
+    vllm_shards = _shards(workdir, specs["greedy_long"])
+    hf_shards = _shards(workdir, hf_spec)
+    assert vllm_shards.keys() == hf_shards.keys()
+    for question_id, shard in vllm_shards.items():
+        assert shard["samples"] == hf_shards[question_id]["samples"], question_id
