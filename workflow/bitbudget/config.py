@@ -113,7 +113,11 @@ def _check_dataset(name: str, dataset: dict) -> None:
 
 
 def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Check `config` and fill the schema's defaults in place (as Snakemake's validate does)."""
+    from snakemake.utils import validate
+
     check_schema(config, schema_path)
+    validate(config, schema=str(schema_path), set_default=True)
     check_semantics(config)
     return config
 

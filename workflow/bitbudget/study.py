@@ -15,6 +15,7 @@ costs only the new forks.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,7 +188,14 @@ def _engine_identity(name: str, python: str | None = None) -> dict:
 
 
 def build_study(config: dict) -> Study:
-    """Expand every grid; scenarios shared between grids map to one set of artifacts."""
+    """Expand every grid; scenarios shared between grids map to one set of artifacts.
+
+    The config is validated (defaults filled) on a copy first, so ids never depend on
+    whether the caller spelled out a default.
+    """
+    from bitbudget.config import validate_config
+
+    config = validate_config(copy.deepcopy(config))
     study = Study(config)
     units: dict[tuple, dict] = {}
     for grid_name, grid in config["grids"].items():

@@ -1,13 +1,11 @@
 import json
 import re
 
-from bitbudget.config import check_schema, check_semantics
+from bitbudget.config import validate_config
 from bitbudget.study import build_study
 
-# Concise schema errors first (naming the field), then snakemake's validation fills defaults.
-check_schema(config)
-validate(config, schema="../schemas/config.schema.yaml")
-check_semantics(config)
+# Before any job: a schema error names the field; Snakemake's validation fills the defaults.
+validate_config(config)
 
 STUDY = build_study(config)
 TRAINED_MODEL_DIRS = sorted(
