@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +25,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def specs(checkpoint: str, args) -> dict:
+    import bitbudget.config
     from bitbudget.study import build_study
+
+    try:
+        import snakemake  # noqa: F401  (the study validates configs with Snakemake's validate)
+    except ImportError:  # the vLLM venv has no Snakemake: check the schema alone
+        def validate_config(config, schema_path=bitbudget.config.SCHEMA_PATH):
+            bitbudget.config.check_schema(config, schema_path)
+            return config
+
+        bitbudget.config.validate_config = validate_config
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["models"] = {"m": {"path": checkpoint}}
@@ -36,7 +47,7 @@ def specs(checkpoint: str, args) -> dict:
     config["grids"] = {"g": {"models": ["m"], "weight_formats": ["as_is"], "kv_strategies": ["full"],
                              "datasets": ["arith"], "token_budgets": budgets, "parallel_samples": [1]}}
     config["sampling"]["samples_per_question"] = args.samples
-    config["engine"] = {"name": "vllm", "dtype": args.dtype, "batch_size": 256, "device": "cuda",
+    config["engine"] = {"name": "vllm", "dtype": args.dtype, "batch_size": 256, "device": args.device,
                         "kv_cache_dtype": args.kv_cache_dtype, "max_model_len": 1024,
                         "gpu_memory_utilization": 0.5}
     gen = next(iter(build_study(config).generations.values()))
@@ -60,14 +71,14 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--budgets", default="32,64,128,256")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--device", default="cuda", help="engine.device recorded in the spec (cpu for a CPU trial)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    checkpoint = str(Path(args.checkpoint).absolute())
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="vllm-bench-"))
-    import os
-
+    workdir.mkdir(parents=True, exist_ok=True)
     os.chdir(workdir)
-    spec = specs(str(Path(args.checkpoint).absolute()), args)
-    spec["checkpoint_path"] = str(Path(args.checkpoint).absolute())
+    spec = specs(checkpoint, args)
     engine = VLLMEngine(spec, spec["checkpoint_path"], spec["trace_dir"])
     questions = load_questions(spec["dataset"])
     prompts = build_prompts(engine.tokenizer, questions, spec["trace_key"]["prompt"], spec["trace_key"]["chat_template_kwargs"])

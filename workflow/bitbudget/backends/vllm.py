@@ -192,6 +192,13 @@ class VLLMEngine:
         slack = len(self.tokens.suffix) + len(self.tokens.wait) + self.tokens.max_answer_tokens + 1
         max_model_len = self.engine.get("max_model_len") or longest_prompt + self.horizon + slack
         args = engine_args(self.engine, self.checkpoint_path, max_model_len, self.sampling["seed"])
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu():
+            # vLLM 0.32 rewinds a seeded request's generator when its prefill is chunked,
+            # which CPU generators cannot do ("CPU Generator does not use offset"): every
+            # request here has a seed, so prefills are never split on CPU.
+            args["enable_chunked_prefill"] = False
         started = time.time()
         try:
             self.llm = LLM(**args)
