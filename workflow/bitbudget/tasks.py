@@ -1,19 +1,23 @@
 """Synthetic reasoning tasks with verifiable answers (the CPU default of the study).
 
-The task is a digit recurrence, Fibonacci modulo 10: start from two seed digits ``a, b`` and
-write ``n`` new terms ``x_k = (x_{k-1} + x_{k-2}) mod 10``. Difficulty is ``n``, the number of
-steps; the reasoning trace writes one line per step, so its length grows linearly with it.
+The task is a digit recurrence, Fibonacci modulo 10: from seed digits ``a, b`` write ``n``
+terms ``x_k = (x_{k-1} + x_{k-2}) mod 10``. Difficulty is ``n``; the trace writes one line per
+step, so its length grows linearly with it.
 
-Every reasoning step reads tokens at a fixed distance back in its own trace (tiny transformers
-learn such tasks quickly, and fail at lookups at variable distance):
+Every token of the trace is a function of tokens a fixed distance back (tiny transformers learn
+such tasks quickly and fail at lookups at a variable distance):
 
-* a line is ``CC:D`` where ``CC`` is a two-digit countdown of the remaining steps (the first
-  one is read from the prompt, whose length is fixed per kind) and ``D`` the new term;
-* kind ``"integer"`` (AIME-like): the answer is the number formed by the last two terms,
-  ``10*x_{n-1} + x_n`` (0-99, written without leading zero);
+* ``n`` is written as one countdown symbol (``COUNTDOWN[n]``); a trace line is ``CD`` (+ the
+  options for kind ``choice``): ``C`` the previous line's symbol minus one, ``D`` the sum mod 10
+  of the digits one and two lines up. The thinking ends after the line whose symbol is
+  ``COUNTDOWN[0]``.
+* The first two lines copy the seeds (and ``n``) from the end of the prompt, whose layout is
+  fixed per kind: ``#a`` then ``Kb`` with ``K = COUNTDOWN[n]``.
+* kind ``"integer"`` (AIME-like): the answer is the number formed by the last two terms
+  (0-99); the model writes both digits.
 * kind ``"choice"`` (GPQA-like): four distinct candidate digits for the last term, letters
-  A-D; every trace line re-writes the four options after the term (``CC:D OOOO``), so the
-  final comparison of the term with the options, and the letter, sit at a fixed distance.
+  A-D; every line repeats the options, so matching the last term to its letter reads tokens at
+  a fixed distance.
 
 A full assistant turn is ``<think>\\n`` + trace + ``</think>`` + ``\\n**Final Answer**\\n\\boxed{X}``
 + ``<|im_end|>``, matching s1-style budget forcing with the suffix
@@ -24,19 +28,21 @@ from __future__ import annotations
 
 import random
 
-SYNTHETIC_TASK_VERSION = "fibmod10-v2"
+SYNTHETIC_TASK_VERSION = "fibmod10-v3"
 
 KINDS = ("integer", "choice")
 LETTERS = "ABCD"
-MAX_DIFFICULTY = 99  # the countdown has two digits
+COUNTDOWN = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+MAX_DIFFICULTY = len(COUNTDOWN) - 1
+SEED_MARK = "#"
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 ANSWER_PREFIX = "\n**Final Answer**\n\\boxed{"
 FORCED_SUFFIX = THINK_CLOSE + ANSWER_PREFIX
 
 # the fields the first trace line reads sit at the end of the problem, close to the trace
-_INTEGER_PROBLEM = "Fibonacci mod 10, last two terms as a number. a={a} b={b} n={n:02d}"
-_CHOICE_PROBLEM = "Fibonacci mod 10, which is the last term? a={a} b={b} n={n:02d} ABCD={o[0]}{o[1]}{o[2]}{o[3]}"
+_INTEGER_PROBLEM = "Fibonacci mod 10: the last two terms. seeds={a}{b} steps={k}"
+_CHOICE_PROBLEM = "Fibonacci mod 10: which option is the last term? seeds={a}{b} steps={k} ABCD={o[0]}{o[1]}{o[2]}{o[3]}"
 
 
 def _terms(a: int, b: int, n: int) -> list[int]:
@@ -61,7 +67,7 @@ def _question(kind: str, index: int, rng: random.Random, n: int) -> dict:
     terms = _terms(a, b, n)
     if kind == "integer":
         answer = str(10 * terms[-2] + terms[-1])
-        problem = _INTEGER_PROBLEM.format(a=a, b=b, n=n)
+        problem = _INTEGER_PROBLEM.format(a=a, b=b, k=COUNTDOWN[n])
         choices = None
         prefix = "int"
     else:
@@ -70,7 +76,7 @@ def _question(kind: str, index: int, rng: random.Random, n: int) -> dict:
         options = others[:pos] + [terms[-1]] + others[pos:]
         choices = [str(o) for o in options]
         answer = LETTERS[pos]
-        problem = _CHOICE_PROBLEM.format(a=a, b=b, n=n, o=options)
+        problem = _CHOICE_PROBLEM.format(a=a, b=b, k=COUNTDOWN[n], o=options)
         prefix = "mc"
     return {
         "question_id": f"{prefix}-{index:04d}",
@@ -105,26 +111,35 @@ def parse_problem(problem: str) -> tuple[int, int, int, list[str] | None]:
     """Recover (a, b, n, choices) from a problem text written by this module."""
     fields = dict(f.split("=") for f in problem.split() if "=" in f)
     choices = list(fields["ABCD"]) if "ABCD" in fields else None
-    return int(fields["a"]), int(fields["b"]), int(fields["n"]), choices
+    seeds = fields["seeds"]
+    return int(seeds[0]), int(seeds[1]), COUNTDOWN.index(fields["steps"]), choices
 
 
 def reference_trace(question: dict) -> str:
     """The thinking text between ``<think>`` and ``</think>`` (starts and ends with a newline)."""
     a, b, n, choices = parse_problem(question["problem"])
-    terms = _terms(a, b, n)
-    lines = []
-    for k, t in enumerate(terms):
-        line = f"{n - 1 - k:02d}:{t}"
-        if choices is not None:
-            line += " " + "".join(choices)
-        lines.append(line)
-    return "\n" + "\n".join(lines) + "\n"
+    options = "".join(choices) if choices is not None else ""
+    lines = [SEED_MARK + str(a), COUNTDOWN[n] + str(b)]
+    lines += [COUNTDOWN[n - 1 - k] + str(t) for k, t in enumerate(_terms(a, b, n))]
+    return "\n" + "\n".join(line + options for line in lines) + "\n"
+
+
+def answer_text(question: dict) -> str:
+    """What the model writes inside the box: two digits for integers, a letter for choices."""
+    return question["answer"].zfill(2) if question["choices"] is None else question["answer"]
 
 
 def reference_completion(question: dict) -> str:
     """The full assistant turn after the generation prompt (which ends with ``<think>\\n``)."""
-    return reference_trace(question)[1:] + FORCED_SUFFIX + question["answer"] + "}"
+    return reference_trace(question)[1:] + FORCED_SUFFIX + answer_text(question) + "}"
 
 
 def trace_length_chars(question: dict) -> int:
     return len(reference_trace(question))
+
+
+def copied_prefix_length(trace: str) -> int:
+    """Characters of the trace's first two lines: the ones copied from the prompt."""
+    first = trace.find("\n")
+    second = trace.find("\n", first + 1) if first >= 0 else -1
+    return len(trace) if second < 0 else second

@@ -119,14 +119,14 @@ def _training_texts(tokenizer, task: dict, rng: random.Random, batch_size: int):
         if rng.random() < task["truncated_fraction"]:
             # thinking cut at a random character, then the forced suffix and the true answer
             trace = trace[: rng.randrange(0, len(trace))]
-        completion = trace + tasks.FORCED_SUFFIX + q["answer"] + "}" + IM_END
+        completion = trace + tasks.FORCED_SUFFIX + tasks.answer_text(q) + "}" + IM_END
         p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
         # the first trace line is the only one that reads the prompt (seeds, n, options):
         # up-weight it, else its signal drowns among the lines that read the trace itself
         w = [1.0] * len(c_ids)
-        first = trace.find("\n")
-        for i in range(first if first >= 0 else len(trace)):
+        copied = tasks.copied_prefix_length(trace)
+        for i in range(copied):
             w[i] = task.get("first_line_weight", 1.0)
         out.append((p_ids + c_ids, [0.0] * len(p_ids) + w))
     return out
@@ -147,7 +147,7 @@ def _collate(batch, pad_id):
 DEFAULT_TASK = {
     "kinds": ["integer", "choice"],
     # difficulty = steps; integer lines are 5 chars, choice lines 10 chars
-    "difficulty": {"integer": [4, 50], "choice": [2, 25]},
+    "difficulty": {"integer": [2, 40], "choice": [2, 16]},
     "truncated_fraction": 0.25,
     "first_line_weight": 1.0,
 }
