@@ -14,6 +14,7 @@ cd "$root"
 model="${1:-resources/tiny_models/tiny-m}"
 out="${OUT:-/tmp/gpu_check}"
 mkdir -p "$out"
+[[ -f "$model/config.json" ]] || { echo "no model at $model (train or carry resources/tiny_models first)"; exit 1; }
 nvidia-smi -L || { echo "no GPU visible (nvidia-smi)"; exit 1; }
 [[ -x .venv-vllm/bin/python ]] || bash envs/install.sh vllm
 py=.venv-vllm/bin/python
