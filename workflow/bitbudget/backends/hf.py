@@ -18,6 +18,7 @@ from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogit
 
 from bitbudget import kv as kv_strategies
 from bitbudget.artifacts import content_id
+from bitbudget.backends import EngineResult
 from bitbudget.forcing import ForcingTokens, forcing_tokens
 from bitbudget.shards import batches_by_prompt_length, build_prompts, missing_forks, write_shard
 
@@ -50,14 +51,6 @@ class Row:
             "answer_ids": self.answer_ids,
             "forks": self.forks,
         }
-
-
-@dataclass(frozen=True)
-class EngineResult:
-    counters: dict
-    tokenizer: object
-    tokens: ForcingTokens
-    prompts: dict[str, list[int]]
 
 
 @dataclass

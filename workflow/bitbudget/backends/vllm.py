@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bitbudget.artifacts import content_id
-from bitbudget.forcing import ForcingTokens, forcing_tokens, needs_fork
+from bitbudget.backends import EngineResult
+from bitbudget.forcing import forcing_tokens, needs_fork
 from bitbudget.shards import build_prompts, missing_forks, write_shard
 
 log = logging.getLogger(__name__)
@@ -53,14 +54,6 @@ class Counters:
     fork_tokens: int = 0  # suffix and answer tokens of forks below the horizon
     cached_prompt_tokens: int = 0  # prompt tokens served from the prefix cache
     requests: int = 0
-
-
-@dataclass(frozen=True)
-class EngineResult:
-    counters: dict
-    tokenizer: object
-    tokens: ForcingTokens
-    prompts: dict[str, list[int]]
 
 
 @dataclass
