@@ -99,3 +99,31 @@ def test_shards_are_complete_json(random_tiny_model, tmp_path):
     shard = json.loads(shard_path(tmp_path / "trace", "int-0000").read_text())
     assert len(shard["samples"]) == 2
     assert {"think_ids", "closed_thinking", "answer_ids", "forks"} <= set(shard["samples"][0])
+
+
+def test_nested_and_direct_budgets_agree_within_sampling_error(tmp_path):
+    """Sampled runs: accuracy at a budget forked from a longer run matches a direct run."""
+    from scipy.stats import chi2_contingency
+
+    from bitbudget.grading import grade_samples
+    from tests.conftest import REPO
+
+    model = REPO / "resources" / "tiny_models" / "tiny-m"
+    budget = 48
+
+    def accuracy_counts(budgets, name):
+        spec = make_spec(model, KV_STRATEGIES["full"], budgets, temperature=0.6, n_questions=24, samples=8, batch_size=64)
+        spec["dataset"] = {"name": "choice", "kind": "choice", "source": "synthetic",
+                           "synthetic": {"n_questions": 24, "seed": 11, "min_difficulty": 2, "max_difficulty": 12}}
+        spec["trace_key"]["sampling"]["max_answer_tokens"] = 32
+        spec["trace_key"]["sampling"]["seed"] = len(budgets)  # independent draws
+        table, _ = generate(model, tmp_path / name, spec)
+        graded = grade_samples(table[table["token_budget"] == budget], "choice", "</think>", 5, 1)
+        return int(graded["correct"].sum()), int((~graded["correct"]).sum())
+
+    nested = accuracy_counts([budget, 128], "nested")
+    direct = accuracy_counts([budget], "direct")
+    assert sum(nested) == sum(direct) == 24 * 8
+    p_value = chi2_contingency([nested, direct])[1]
+    assert p_value > 0.01, (nested, direct)
+    assert nested[0] > 0 and direct[0] > 0
