@@ -73,3 +73,11 @@ def test_renders_with_empty_inputs(tmp_path):
     scen, *_ = make_inputs(n_boot=5)
     out = report.render_report(scen.iloc[0:0], None, {}, None, [], {}, tmp_path / "r.html")
     assert "No threshold was fitted" in out.read_text()
+
+
+def test_memory_is_shown_in_a_readable_unit():
+    from bitbudget.report import format_memory
+
+    assert format_memory(4.19) == "4.19 GB"
+    assert format_memory(0.5) == "512 MB"
+    assert format_memory(4.83e-05) == "50.6 KB"

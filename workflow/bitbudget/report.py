@@ -110,18 +110,29 @@ def threshold_chart(result: Mapping[str, Any]) -> alt.LayerChart | None:
     return alt.layer(*layers).properties(width=620, height=220).configure_view(strokeWidth=0)
 
 
+MEMORY_UNITS = (("GB", 1.0), ("MB", 2.0**-10), ("KB", 2.0**-20))  # binary units, as the paper's GB
+
+
+def format_memory(gib: float) -> str:
+    """Memory given in GiB, in the largest unit that keeps it >= 1 (tiny models live in KB)."""
+    for unit, scale in MEMORY_UNITS:
+        if abs(gib) >= scale or unit == MEMORY_UNITS[-1][0]:
+            return f"{gib / scale:.3g} {unit}"
+    raise AssertionError("unreachable")
+
+
 def _headline(thr: Mapping[str, Any] | None) -> dict:
     if not thr:
         return {"text": "No threshold was fitted.", "sub": ""}
     lvl = int(round(100 * float(thr.get("level", 0.95))))
     if thr.get("status") == "ok" and thr.get("estimate"):
         est = thr["estimate"]
-        ci = (f"{lvl}% interval {thr['ci_low']:.2f}-{thr['ci_high']:.2f} GB"
+        ci = (f"{lvl}% interval {format_memory(thr['ci_low'])} to {format_memory(thr['ci_high'])}"
               if thr.get("ci_low") and thr.get("ci_high") else "no bootstrap interval")
         if thr.get("direction") == "win below":
-            text = f"Below {est:.2f} GB of weights, spend memory on tokens; above, on weights."
+            text = f"Below {format_memory(est)} of weights, spend memory on tokens; above, on weights."
         else:
-            text = f"Below {est:.2f} GB of weights, spend memory on weights; above, on tokens."
+            text = f"Below {format_memory(est)} of weights, spend memory on weights; above, on tokens."
         return {"text": text, "sub": f"{ci}; {thr.get('n_points')} equal-memory comparisons. "
                                      f"Paper: {thr.get('paper')}."}
     return {"text": f"No weights/tokens threshold: {thr.get('message') or thr.get('status')}.",
@@ -280,8 +291,9 @@ def render_report(
     for kind, t in thresholds.items():
         chart = threshold_chart(t)
         thr_view.append(t | {
-            "estimate_txt": _num(t.get("estimate"), "{:.2f} GB") if t.get("estimate") else "n/a",
-            "ci_txt": (f"{t['ci_low']:.2f}-{t['ci_high']:.2f} GB" if t.get("ci_low") and t.get("ci_high") else "n/a"),
+            "estimate_txt": format_memory(t["estimate"]) if t.get("estimate") else "n/a",
+            "ci_txt": (f"{format_memory(t['ci_low'])} to {format_memory(t['ci_high'])}"
+                       if t.get("ci_low") and t.get("ci_high") else "n/a"),
             "svg": _svg(chart) if chart is not None else "",
             "n_boot_ok": t.get("n_boot_ok", 0), "n_boot": t.get("n_boot", 0),
             "message": t.get("message", ""), "method": t.get("method", ""),
