@@ -82,6 +82,7 @@ def parse_job_stats(text: str) -> dict[str, int]:
             break
         jobs[match.group(1)] = int(match.group(2))
     jobs.pop("total", None)
+    jobs.pop("all", None)  # the target rule, not work
     return jobs
 
 

@@ -37,7 +37,7 @@ def test_shared_cells_between_grids_share_artifacts():
 
 def test_adding_a_budget_keeps_the_trace_and_changes_only_the_generation():
     before = study_of()
-    after = study_of(lambda c: c["grids"]["weights_vs_tokens"]["token_budgets"].insert(0, 16))
+    after = study_of(lambda c: c["grids"]["weights_vs_tokens"]["token_budgets"].insert(0, 24))
     traces_before = {g.trace_id for g in before.generations.values()}
     traces_after = {g.trace_id for g in after.generations.values()}
     assert traces_before == traces_after
