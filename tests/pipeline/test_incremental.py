@@ -60,3 +60,9 @@ def test_bad_config_stops_before_any_job(study_copy):
     message = result.stdout + result.stderr
     assert "kv_strategies.full" in message and "bitz" in message
     assert "Job stats" not in message
+
+
+def test_snakemake_report_renders_marked_outputs(study_copy):
+    study_copy.snakemake("--report", "report/snakemake.html")
+    html = (study_copy.workdir / "report" / "snakemake.html").read_text(errors="replace")
+    assert "scenarios.parquet" in html and "index.html" in html
