@@ -81,3 +81,4 @@ def test_memory_is_shown_in_a_readable_unit():
     assert format_memory(4.19) == "4.19 GB"
     assert format_memory(0.5) == "512 MB"
     assert format_memory(4.83e-05) == "50.6 KB"
+    assert format_memory(float("nan")) == "n/a"

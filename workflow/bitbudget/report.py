@@ -115,6 +115,8 @@ MEMORY_UNITS = (("GB", 1.0), ("MB", 2.0**-10), ("KB", 2.0**-20))  # binary units
 
 def format_memory(gib: float) -> str:
     """Memory given in GiB, in the largest unit that keeps it >= 1 (tiny models live in KB)."""
+    if gib is None or not math.isfinite(gib):
+        return "n/a"
     for unit, scale in MEMORY_UNITS:
         if abs(gib) >= scale or unit == MEMORY_UNITS[-1][0]:
             return f"{gib / scale:.3g} {unit}"
@@ -281,11 +283,12 @@ def render_report(
     if not scen.empty:
         if budgets_gb is None:
             lo, hi = float(scen["total_gb"].min()), float(scen["total_gb"].max())
-            budgets_gb = sorted({float(f"{b:.2g}") for b in np.geomspace(max(lo, 1e-3), hi, 8)})
+            budgets_gb = sorted({float(f"{b:.2g}") for b in np.geomspace(lo, hi, 8)})
             if budgets_gb[-1] < hi:
                 budgets_gb[-1] = float(f"{hi * 1.05:.2g}")
         for r in _frontier.best_at_budget(scen, budgets_gb).to_dict("records"):
-            best_rows.append({k: (_num(v, "{:.3f}") if k == "accuracy" else _num(v)) for k, v in r.items()})
+            best_rows.append({k: (_num(v, "{:.3f}") if k == "accuracy" else _num(v)) for k, v in r.items()}
+                             | {k: format_memory(r[k]) for k in ("budget_gb", "total_gb")})
 
     thr_view = []
     for kind, t in thresholds.items():
