@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ def test_shipped_model_loads_and_answers(name):
                              pad_token_id=tok.pad_token_id)
     text = tok.decode(out[0, enc["input_ids"].shape[1]:])
     assert "</think>" in text
-    assert tinymodels.extract_boxed(text.split("</think>", 1)[1]) is not None
+    assert re.search(r"\\boxed\{[^}]+\}", text.split("</think>", 1)[1])
 
 
 @pytest.mark.parametrize("name", NAMES)
