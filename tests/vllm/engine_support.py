@@ -44,21 +44,9 @@ def cpu_runs_fp8_kv() -> tuple[bool, str]:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """The shipped tiny-s when present, else a briefly trained throwaway with its tokenizer."""
-    shipped = REPO / "resources" / "tiny_models" / "tiny-s"
-    if (shipped / "config.json").exists() and (shipped / "model.safetensors").exists():
-        return shipped
-    from bitbudget.tinymodels import train_tiny_model
-
-    out = tmp_path_factory.mktemp("models") / "tiny-throwaway"
-    train_tiny_model(
-        out, hidden_size=64, num_layers=2, num_attention_heads=1, num_key_value_heads=1,
-        intermediate_size=128, steps=60, batch_size=8, learning_rate=3e-3, seed=0,
-        task={"kinds": ["integer"], "difficulty": {"integer": [4, 8]}, "truncated_fraction": 0.25},
-        warmup_steps=5,
-    )
-    return out
+def tiny_model() -> Path:
+    """The shipped tiny-s (resources/tiny_models, remade by rule train_tiny_model)."""
+    return REPO / "resources" / "tiny_models" / "tiny-s"
 
 
 def study_config(model_path: Path, budgets, *, engine: dict | None = None, samples: int = 3,
