@@ -39,3 +39,16 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
         artifacts.atomic_write(path, crash)
     assert not path.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_directory_replaces_whole_or_not_at_all(tmp_path):
+    out = tmp_path / "ckpt"
+    with artifacts.atomic_directory(out) as tmp:
+        (tmp / "a.txt").write_text("first")
+    assert (out / "a.txt").read_text() == "first"
+    with pytest.raises(RuntimeError):
+        with artifacts.atomic_directory(out) as tmp:
+            (tmp / "a.txt").write_text("half")
+            raise RuntimeError("killed")
+    assert (out / "a.txt").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]

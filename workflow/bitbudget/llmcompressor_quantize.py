@@ -20,10 +20,10 @@ reads a JSONL/parquet file with a `text` column (or `problem`, rendered with the
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
+
+from bitbudget.artifacts import atomic_directory
 
 QUANTIZATION_VERSION = "llmc-1"
 SCHEMES = ("W4A16", "W8A16", "W8A8")
@@ -143,9 +143,7 @@ def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict) -> dict:
             num_calibration_samples=calibration["n_samples"],
             max_seq_length=calibration["max_seq_length"],
         )
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as tmp:
         oneshot(**args)
         model.save_pretrained(tmp, save_compressed=True)
         tokenizer.save_pretrained(tmp)
@@ -167,15 +165,6 @@ def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict) -> dict:
             "source": str(src_dir),
         }
         (tmp / "quantization.json").write_text(json.dumps(meta, indent=2) + "\n")
-        tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint is shared like the source
-        for f in tmp.iterdir():
-            f.chmod(0o644)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return meta
 
 

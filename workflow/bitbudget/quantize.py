@@ -17,12 +17,12 @@ quantized weight (keys ``<name>.codes``, ``<name>.scales``, ``<name>.zeros``) an
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+
+from .artifacts import atomic_directory
 
 SUPPORTED_BITS = (2, 3, 4, 8, 16)
 SUPPORTED_METHODS = ("rtn",)
@@ -97,9 +97,7 @@ def quantize_checkpoint(src_dir, out_dir, *, bits: int, group_size: int, method:
         "quantized_modules": [n for n, _ in linears] if bits < 16 else [],
         "source": str(src_dir),
     }
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as tmp:
         if bits == 16:
             for f in src_dir.iterdir():
                 if f.is_file() and f.name not in ("quantization.json", "quantization.safetensors"):
@@ -122,12 +120,6 @@ def quantize_checkpoint(src_dir, out_dir, *, bits: int, group_size: int, method:
                     if f.name != "quantization.json":
                         shutil.copy2(f, tmp / f.name)
         (tmp / "quantization.json").write_text(json.dumps(meta, indent=2) + "\n")
-        from .tinymodels import _commit_dir
-
-        _commit_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return meta
 
 

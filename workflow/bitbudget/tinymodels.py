@@ -18,16 +18,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from . import tasks
+from .artifacts import atomic_directory
 
 log = logging.getLogger(__name__)
 
@@ -154,21 +152,6 @@ DEFAULT_TASK = {
 
 
 # --------------------------------------------------------------------------- training
-def _atomic_dir(out_dir: Path) -> Path:
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-
-
-def _commit_dir(tmp: Path, out_dir: Path) -> None:
-    """Make the temp dir world-readable (mkdtemp creates it 0700) and move it into place."""
-    os.chmod(tmp, 0o755)
-    for f in tmp.iterdir():
-        os.chmod(f, 0o644)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-
-
 def train_tiny_model(
     out_dir,
     *,
@@ -279,14 +262,9 @@ def train_tiny_model(
         "wall_time_s": round(wall, 1),
         "torch_threads": torch.get_num_threads(),
     }
-    tmp = _atomic_dir(out_dir)
-    try:
+    with atomic_directory(out_dir) as tmp:
         model.eval()
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
-        _commit_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
