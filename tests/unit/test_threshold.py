@@ -7,24 +7,47 @@ import pytest
 from bitbudget import frontier, threshold
 
 
-@pytest.mark.parametrize("true_gb,seed", [(1.4, 3), (2.55, 4), (5.39, 5)])
-def test_weights_vs_tokens_threshold_recovered(true_gb, seed):
-    # The synthetic study switches from "weights win" to "tokens win" sharply at true_gb,
-    # which lies between two adjacent weight sizes of the grid.  On a discrete grid the
-    # data only identify the threshold up to that gap, so the check is that the
-    # bootstrap interval overlaps the gap and the estimate lies within 25% of it.
-    scen, ques = threshold.synthetic_study(threshold_gb=true_gb, seed=seed, sharpness=50,
-                                           n_questions=60)
-    sizes = np.sort(scen["weight_gb"].unique())
-    below, above = sizes[sizes < true_gb].max(), sizes[sizes > true_gb].min()
-    res = threshold.fit_threshold(scen, ques, n_boot=300, seed=0)
+DENSE_BITS = (2, 3, 4, 5, 6, 8, 16)
+
+
+@pytest.mark.parametrize("bits", [(4, 8, 16), DENSE_BITS], ids=["3-formats", "7-formats"])
+@pytest.mark.parametrize("true_gb", [1.4, 2.55, 3.0, 5.39, 7.0, 12.0])
+def test_known_threshold_lies_inside_bootstrap_interval(true_gb, bits):
+    # Below true_gb weights are the better use of memory, above it tokens (a step), and
+    # accuracies are sampled with noise: the interval must contain the truth and stay
+    # within a few grid steps of it.
+    scen, ques = threshold.synthetic_study(threshold_gb=true_gb, seed=int(true_gb * 10), sharpness=np.inf,
+                                           n_questions=60, bits=bits)
+    res = threshold.fit_threshold(scen, ques, n_boot=200, seed=0)
     assert res["status"] == "ok", res["message"]
     assert res["direction"] == "win above"
+    assert res["ci_low"] <= true_gb <= res["ci_high"]
     assert res["ci_low"] <= res["estimate"] <= res["ci_high"]
-    assert res["ci_low"] <= above * 1.05 and res["ci_high"] >= below / 1.05
-    assert below / 1.25 <= res["estimate"] <= above * 1.25
-    assert res["ci_high"] / res["ci_low"] < 3
-    assert res["n_points"] >= 30 and res["method"]
+    sizes = np.sort(scen["weight_gb"].unique())
+    cells_spanned = ((sizes > res["ci_low"]) & (sizes < res["ci_high"])).sum() + 1
+    assert cells_spanned <= 4, (res["ci_low"], res["ci_high"])
+    assert res["n_boot_ok"] == 200
+    assert res["n_points"] >= 30 and "bootstrap" in res["method"]
+
+
+def test_switch_bracket_is_the_grid_cell_around_a_noise_free_threshold():
+    scen, ques = threshold.synthetic_study(threshold_gb=2.55, seed=0, sharpness=np.inf,
+                                           n_questions=400, n_samples=32, with_variants=False)
+    sizes = np.sort(scen["weight_gb"].unique())
+    res = threshold.fit_threshold(scen, ques, n_boot=50, seed=0)
+    assert res["bracket"] == (sizes[sizes < 2.55].max(), sizes[sizes > 2.55].min())
+    assert res["estimate"] == pytest.approx(np.sqrt(res["bracket"][0] * res["bracket"][1]))
+
+
+def test_more_questions_narrow_the_interval():
+    widths = []
+    for n_questions, n_samples in ((3, 1), (240, 8)):
+        scen, ques = threshold.synthetic_study(threshold_gb=5.39, seed=1, sharpness=np.inf,
+                                               n_questions=n_questions, n_samples=n_samples,
+                                               bits=DENSE_BITS)
+        res = threshold.fit_threshold(scen, ques, n_boot=200, seed=0)
+        widths.append(res["ci_high"] / res["ci_low"])
+    assert widths[1] < widths[0]
 
 
 def test_other_kinds_run_and_report_direction():

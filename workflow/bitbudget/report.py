@@ -85,14 +85,11 @@ def frontier_chart(df: pd.DataFrame, dataset: str) -> alt.LayerChart:
 
 
 def threshold_chart(result: Mapping[str, Any]) -> alt.LayerChart | None:
-    """Comparisons (win share per weight size) with the fitted threshold and its interval."""
+    """Mean advantage of the "win" option per weight size, with the switch and its interval."""
     pts = pd.DataFrame(result.get("points") or [])
     if pts.empty:
         return None
-    pts = pts[~pts["tie"]]
-    if pts.empty:
-        return None
-    agg = pts.groupby("weight_gb").agg(share=("win", "mean"), n=("win", "size")).reset_index()
+    agg = pts.groupby("weight_gb").agg(advantage=("advantage", "mean"), n=("advantage", "size")).reset_index()
     x = alt.X("weight_gb:Q", scale=alt.Scale(type="log", nice=False), title="weight memory of the configuration (GiB, log)")
     layers = []
     if result.get("ci_low") and result.get("ci_high"):
@@ -101,10 +98,10 @@ def threshold_chart(result: Mapping[str, Any]) -> alt.LayerChart | None:
     if result.get("estimate"):
         est = pd.DataFrame([{"est": result["estimate"]}])
         layers.append(alt.Chart(est).mark_rule(color="#0969da", strokeWidth=2).encode(x="est:Q"))
-    half = pd.DataFrame([{"y": 0.5}])
-    layers.append(alt.Chart(half).mark_rule(color="#8c959f", strokeDash=[4, 3]).encode(y="y:Q"))
+    zero = pd.DataFrame([{"y": 0.0}])
+    layers.append(alt.Chart(zero).mark_rule(color="#8c959f", strokeDash=[4, 3]).encode(y="y:Q"))
     layers.append(alt.Chart(agg).mark_circle(color="#24292f", opacity=0.85).encode(
-        x=x, y=alt.Y("share:Q", scale=alt.Scale(domain=[0, 1]), title=f"share won by {result.get('win')}"),
+        x=x, y=alt.Y("advantage:Q", title=f"accuracy advantage of {result.get('win')}"),
         size=alt.Size("n:Q", title="comparisons", scale=alt.Scale(range=[30, 300])),
     ))
     return alt.layer(*layers).properties(width=620, height=220).configure_view(strokeWidth=0)
@@ -295,6 +292,8 @@ def render_report(
         chart = threshold_chart(t)
         thr_view.append(t | {
             "estimate_txt": format_memory(t["estimate"]) if t.get("estimate") else "n/a",
+            "bracket_txt": (f"switch between {format_memory(t['bracket'][0])} and {format_memory(t['bracket'][1])}"
+                            if t.get("bracket") else "threshold (weight memory)"),
             "ci_txt": (f"{format_memory(t['ci_low'])} to {format_memory(t['ci_high'])}"
                        if t.get("ci_low") and t.get("ci_high") else "n/a"),
             "svg": _svg(chart) if chart is not None else "",

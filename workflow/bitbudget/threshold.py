@@ -1,9 +1,10 @@
 """The effective size at which the best use of extra memory changes.
 
 Method (the same for every kind of threshold; the text below is shown in the report):
-pairwise comparisons at equal memory are labelled by which option is more accurate, a
-logistic regression of the label on log(weight GB) gives the size where p = 0.5, and a
-question-level bootstrap gives its interval.
+pairwise comparisons at equal memory give, at each weight size, the accuracy advantage of
+one option over the other; the switch is the cut between two adjacent sizes that best
+separates the sizes where the advantage is negative from those where it is positive, and
+a question-level bootstrap gives its interval.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 __all__ = ["KINDS", "METHOD_TEXT", "build_comparisons", "fit_threshold", "fit_thresholds"]
 
-#: kind -> (what "win" means, option A, option B, expected sign of the slope in the paper)
+#: kind -> the option whose advantage is measured ("win"), the other option, the paper's value
 KINDS = {
     "weights_vs_tokens": {
         "title": "Weights vs. generation length",
@@ -23,7 +25,6 @@ KINDS = {
         "lose": "weights",
         "paper": "tokens win above ~4.2 GB (8-bit 4B)",
         "paper_gb": 4.19,
-        "expected_sign": +1,
     },
     "samples_vs_tokens": {
         "title": "Parallel samples vs. generation length",
@@ -31,7 +32,6 @@ KINDS = {
         "lose": "single longer generation",
         "paper": "majority voting pays above ~4.2 GB (8-bit 4B)",
         "paper_gb": 4.19,
-        "expected_sign": +1,
     },
     "eviction_vs_quantization": {
         "title": "KV eviction vs. KV quantization",
@@ -39,7 +39,6 @@ KINDS = {
         "lose": "quantization",
         "paper": "eviction beats quantization below ~8.9 GB (8-bit 8B)",
         "paper_gb": 8.94,
-        "expected_sign": -1,
     },
 }
 
@@ -49,31 +48,34 @@ METHOD_TEXT = {
         "token-budget ladder (G = 1, full KV cache), two uses of the memory that the longer "
         "generation needs are compared: (a) the longer generation, and (b) moving to the "
         "next larger weight memory (another model or more bits) at the largest token "
-        "budget that fits in the same total memory. Tokens win when (a) is strictly more accurate; exact ties are "
-        "dropped. A logistic regression (lightly L2-penalised, so separable data stay "
-        "finite) of 'tokens win' on log(weight GB) of the starting configuration gives the "
-        "threshold where p = 0.5. The interval is a percentile bootstrap: questions are "
-        "resampled with replacement (one draw shared by all scenarios of a dataset), "
-        "accuracies recomputed from the per-question table, comparisons relabelled and the "
-        "regression refitted."
+        "budget that fits in the same total memory. The evidence at a weight size is the sum "
+        "over its comparisons of accuracy(a) - accuracy(b). The switch is placed between the "
+        "two adjacent observed sizes that maximise (evidence above the cut) - (evidence below "
+        "it): the change-point of the sign of the advantage. The threshold is the geometric "
+        "mean of those two sizes; the grid cannot place it more finely. The interval is a "
+        "percentile bootstrap of the two sizes: questions are resampled with replacement "
+        "(one draw shared by all scenarios of a dataset), accuracies recomputed from the "
+        "per-question table and the switch found again. When no cut beats 'one option is "
+        "better everywhere', there is no crossing."
     ),
     "samples_vs_tokens": (
         "Each majority-vote scenario (G > 1, full KV cache) is compared with the "
         "single-sample scenario (G = 1) of the same model configuration with the longest "
         "token budget that fits in the same total memory; samples win when maj@G is "
-        "strictly more accurate. Logistic fit on log(weight GB) and question bootstrap as "
-        "for the weights/tokens threshold."
+        "more accurate. Switch point and question bootstrap as for the weights/tokens "
+        "threshold."
     ),
     "eviction_vs_quantization": (
         "Each KV-eviction scenario (StreamingLLM, R-KV) is compared with the quantized-KV "
         "scenario of the same configuration and G that uses the most memory up to 5% above "
-        "its own, and each quantized-KV scenario likewise with an eviction scenario; eviction wins when it is strictly more accurate. Logistic fit on "
-        "log(weight GB) and question bootstrap as above."
+        "its own, and each quantized-KV scenario likewise with an eviction scenario; the "
+        "advantage is eviction's accuracy minus quantization's. Switch point and question bootstrap as above."
     ),
 }
 
 _MEM_TOL = 0.05
-_RIDGE = 0.1
+_SCORE_TIE = 1e-12
+_SYNTHETIC_LOGIT_SPAN = 2.5
 MIN_POINTS = 6
 
 
@@ -158,54 +160,31 @@ def build_comparisons(scenarios: pd.DataFrame, kind: str) -> _Comparisons:
     return _Comparisons(np.array(a_list, dtype=int), b_list, np.array(side, dtype=bool), np.array(xs, dtype=float))
 
 
-def _labels(comp: _Comparisons, acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """acc: (n_scenarios, B).  Returns (y, w) each (n_comparisons, B): y = 1 when the
-    "win" option is strictly better; w = the accuracy gap (0 for exact ties), so that
-    near-coin-flip comparisons carry little weight."""
-    n, B = len(comp.a), acc.shape[1]
-    y = np.zeros((n, B))
-    w = np.ones((n, B))
+def _advantages(comp: _Comparisons, acc: np.ndarray) -> np.ndarray:
+    """acc: (n_scenarios, B).  Returns (n_comparisons, B): accuracy of the "win" option
+    minus that of the other option (0 for an exact tie)."""
+    adv = np.zeros((len(comp.a), acc.shape[1]))
     for i, (a, cand) in enumerate(zip(comp.a, comp.b)):
-        acc_a = acc[a]
-        acc_b = acc[cand].max(axis=0)
-        better = acc_a > acc_b
-        y[i] = better if comp.a_is_win[i] else ~better
-        gap = np.abs(acc_a - acc_b)
-        w[i] = np.where(gap > 1e-12, gap, 0.0)
-    return y, w
+        gap = acc[a] - acc[cand].max(axis=0)
+        adv[i] = gap if comp.a_is_win[i] else -gap
+    return adv
 
 
-def _logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, ridge: float = _RIDGE):
-    """Weighted logistic regression y ~ b0 + b1 * x with an L2 penalty on b1 (IRLS).
-    Returns (b0, b1) or None when it cannot be fitted."""
-    keep = w > 0
-    if keep.sum() < 2 or len(np.unique(x[keep])) < 2:
-        return None
-    beta = np.zeros(2)
-    X = np.column_stack([np.ones_like(x), x])
-    P = np.diag([0.0, ridge])
-    for _ in range(100):
-        eta = X @ beta
-        p = 1 / (1 + np.exp(-eta))
-        grad = X.T @ (w * (y - p)) - P @ beta
-        H = (X * (w * p * (1 - p))[:, None]).T @ X + P + 1e-9 * np.eye(2)
-        step = np.linalg.solve(H, grad)
-        beta = beta + step
-        if np.max(np.abs(step)) < 1e-8:
-            break
-    if not np.all(np.isfinite(beta)):
-        return None
-    return float(beta[0]), float(beta[1])
+def _switch_scores(evidence_by_size: np.ndarray) -> np.ndarray:
+    """Score of a switch between size k and k+1 with the "win" option better above it:
+    its advantage summed above the cut minus summed below.  evidence_by_size is
+    (n_sizes, B); returns (n_sizes - 1, B)."""
+    below = np.cumsum(evidence_by_size, axis=0)[:-1]
+    return evidence_by_size.sum(axis=0) - 2 * below
 
 
-def _crossing(x_std, y, w, mu, sd):
-    fit = _logistic(x_std, y, w)
-    if fit is None:
-        return None, None
-    b0, b1 = fit
-    if abs(b1) < 1e-6:
-        return None, b1
-    return float(np.exp(np.clip(mu + sd * (-b0 / b1), -50, 50))), b1
+def _best_switch(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last cut of the best-scoring span per column: equal scores mean the
+    data cannot tell those cuts apart, so the switch lies anywhere across them."""
+    tied = scores >= scores.max(axis=0) - _SCORE_TIE
+    first = tied.argmax(axis=0)
+    last = scores.shape[0] - 1 - tied[::-1].argmax(axis=0)
+    return first, last
 
 
 def _accuracy_replicates(scen: pd.DataFrame, questions: pd.DataFrame | None, n_boot: int, seed: int):
@@ -251,11 +230,13 @@ def fit_threshold(
 ) -> dict:
     """Estimate one threshold (weight GB) with a bootstrap interval.
 
-    Returns a dict: kind, title, estimate, ci_low, ci_high (GB, None when not
-    estimable), status ("ok" | "no crossing" | "not enough data"), direction ("win above"
-    or "win below": the side of the threshold where the ``win`` option is better), win,
-    lose, n_points (comparisons without ties), n_win, share_win, x_range (min, max weight
-    GB of the points), n_boot, n_boot_ok, method (text), points (list of dicts), message.
+    Returns a dict: kind, title, estimate, bracket (the two observed sizes around the
+    switch), ci_low, ci_high (GB, observed sizes; None when not estimable), status ("ok" |
+    "no crossing" | "not enough data"), direction ("win above" or "win below": the side
+    of the threshold where the ``win`` option is better), win, lose, n_points
+    (comparisons without ties), n_win, share_win, x_range (min, max weight GB of the
+    points), n_boot, n_boot_ok (replicates that also find a switch), method (text),
+    points (list of dicts), message.
     """
     meta = KINDS[kind]
     scen = scenarios_df
@@ -266,7 +247,7 @@ def fit_threshold(
     result = {
         "kind": kind, "title": meta["title"], "win": meta["win"], "lose": meta["lose"],
         "paper": meta["paper"], "paper_gb": meta["paper_gb"], "dataset": dataset or "all",
-        "estimate": None, "ci_low": None, "ci_high": None, "direction": None,
+        "estimate": None, "bracket": None, "ci_low": None, "ci_high": None, "direction": None,
         "status": "not enough data", "n_points": 0, "n_win": 0, "share_win": None,
         "x_range": None, "n_boot": int(n_boot), "n_boot_ok": 0, "level": level,
         "method": METHOD_TEXT[kind], "points": [], "message": "",
@@ -274,72 +255,63 @@ def fit_threshold(
     if len(comp.a) == 0:
         result["message"] = "no equal-memory comparisons of this kind in the data"
         return result
-    point_acc = scen["accuracy"].to_numpy(dtype=float)[:, None]
-    y0, w0 = _labels(comp, point_acc)
-    y0, w0 = y0[:, 0], w0[:, 0]
-    keep = w0 > 0
-    x = comp.x
+    advantage = _advantages(comp, scen["accuracy"].to_numpy(dtype=float)[:, None])[:, 0]
+    informative = advantage != 0
     result["points"] = [
-        {"scenario_id": str(scen.loc[a, "scenario_id"]), "weight_gb": float(xx),
-         "win": bool(yy), "tie": not bool(ww)}
-        for a, xx, yy, ww in zip(comp.a, x, y0, w0)
+        {"scenario_id": str(scen.loc[a, "scenario_id"]), "weight_gb": float(x),
+         "advantage": float(adv), "win": bool(adv > 0), "tie": not bool(adv)}
+        for a, x, adv in zip(comp.a, comp.x, advantage)
     ]
-    result["n_points"] = int(keep.sum())
-    result["n_win"] = int(y0[keep].sum())
-    result["share_win"] = float(y0[keep].mean()) if keep.any() else None
-    if keep.any():
-        result["x_range"] = (float(x[keep].min()), float(x[keep].max()))
-    lx = np.log(x)
-    distinct = len(np.unique(np.round(lx[keep], 9)))
-    if keep.sum() < MIN_POINTS or distinct < 2:
+    result["n_points"] = int(informative.sum())
+    result["n_win"] = int((advantage > 0).sum())
+    if informative.any():
+        result["share_win"] = result["n_win"] / result["n_points"]
+        result["x_range"] = (float(comp.x[informative].min()), float(comp.x[informative].max()))
+    sizes, size_index = np.unique(comp.x, return_inverse=True)
+    distinct = len(np.unique(comp.x[informative]))
+    if informative.sum() < MIN_POINTS or distinct < 2:
         result["message"] = (
-            f"{int(keep.sum())} informative comparisons over {distinct} weight size(s); "
+            f"{int(informative.sum())} informative comparisons over {distinct} weight size(s); "
             f"need >= {MIN_POINTS} over >= 2 sizes"
         )
         return result
-    if y0[keep].min() == y0[keep].max():
-        who = meta["win"] if y0[keep][0] else meta["lose"]
+
+    def evidence(adv: np.ndarray) -> np.ndarray:
+        by_size = np.zeros((len(sizes), adv.shape[1]))
+        np.add.at(by_size, size_index, adv)
+        return by_size
+
+    point_evidence = evidence(advantage[:, None])
+    scores = _switch_scores(point_evidence)[:, 0]
+    sign = 1 if scores.max() >= (-scores).max() else -1
+    no_switch = abs(point_evidence.sum())
+    if (sign * scores).max() <= no_switch + _SCORE_TIE:
+        who = meta["win"] if point_evidence.sum() > 0 else meta["lose"]
         result["status"] = "no crossing"
         result["message"] = (
-            f"{who} won all {int(keep.sum())} comparisons between "
-            f"{x[keep].min():.3g} and {x[keep].max():.3g} GB of weights"
+            f"{who} are the better use on balance at every size between "
+            f"{result['x_range'][0]:.3g} and {result['x_range'][1]:.3g} GB of weights"
         )
         return result
-    mu, sd = float(lx[keep].mean()), float(lx[keep].std()) or 1.0
-    xs = (lx - mu) / sd
-    est, b1 = _crossing(xs, y0, w0, mu, sd)
-    if est is None:
-        result["status"] = "no crossing"
-        result["message"] = "the win rate does not change with weight size"
-        return result
-    result["estimate"] = est
-    result["direction"] = "win above" if b1 > 0 else "win below"
-    lo_x, hi_x = result["x_range"]
-    # bootstrap
-    acc_b = _accuracy_replicates(scen, questions_df, n_boot, seed)
-    yb, wb = _labels(comp, acc_b)
-    reps = []
-    for b in range(acc_b.shape[1]):
-        e, s = _crossing(xs, yb[:, b], wb[:, b], mu, sd)
-        if e is not None and np.sign(s) == np.sign(b1):
-            reps.append(np.log(e))
-    result["n_boot_ok"] = len(reps)
-    if len(reps) >= max(10, n_boot // 2):
+    first, last = _best_switch(sign * scores[:, None])
+    lower, upper = sizes[first[0]], sizes[last[0] + 1]
+    result["bracket"] = (float(lower), float(upper))
+    result["estimate"] = float(np.sqrt(lower * upper))
+    result["direction"] = "win above" if sign > 0 else "win below"
+    result["status"] = "ok"
+    result["message"] = (
+        f"{meta['win']} are the better use {'above' if sign > 0 else 'below'} a switch between "
+        f"{lower:.3g} and {upper:.3g} GB of weights ({result['n_win']} of {result['n_points']} "
+        f"comparisons won by {meta['win']})"
+    )
+    if n_boot > 0:
+        boot_evidence = evidence(_advantages(comp, _accuracy_replicates(scen, questions_df, n_boot, seed)))
+        boot_scores = sign * _switch_scores(boot_evidence)
+        first_b, last_b = _best_switch(boot_scores)
         alpha = (1 - level) / 2
-        lo, hi = np.quantile(reps, [alpha, 1 - alpha])
-        result["ci_low"], result["ci_high"] = float(np.exp(lo)), float(np.exp(hi))
-    if lo_x <= est <= hi_x:
-        result["status"] = "ok"
-        result["message"] = (
-            f"{meta['win']} win {result['n_win']} of {result['n_points']} comparisons; "
-            f"{'above' if b1 > 0 else 'below'} {est:.3g} GB of weights they are the better use"
-        )
-    else:
-        result["status"] = "no crossing"
-        result["message"] = (
-            f"the fitted crossing ({est:.3g} GB) lies outside the observed weight sizes "
-            f"({lo_x:.3g}-{hi_x:.3g} GB)"
-        )
+        result["ci_low"] = float(np.quantile(sizes[first_b], alpha, method="lower"))
+        result["ci_high"] = float(np.quantile(sizes[last_b + 1], 1 - alpha, method="higher"))
+        result["n_boot_ok"] = int((boot_scores.max(axis=0) > np.abs(boot_evidence.sum(axis=0)) + _SCORE_TIE).sum())
     return result
 
 
@@ -377,10 +349,13 @@ def synthetic_study(
     and for previewing the report without a run."""
     rng = np.random.default_rng(seed)
     bits_list = bits
-    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
     models = {"m0.6B": (0.6e9, 28), "m1.7B": (1.7e9, 28), "m4B": (4e9, 36),
               "m8B": (8.2e9, 36), "m14B": (14.8e9, 40), "m32B": (32.8e9, 64)}
     lw0 = np.log(threshold_gb)
+    smallest = min(n for n, _ in models.values()) * min(bits_list) / 8 / 2**30 * 1.05
+    # below the threshold, logit grows with log weight GB steeply enough to matter but
+    # never pins the smallest model at the floor (floored accuracies are all ties)
+    weight_slope = float(np.clip(_SYNTHETIC_LOGIT_SPAN / max(lw0 - np.log(smallest), 1e-9), 0.6, 1.6))
     budgets = [2000, 6000, 10000, 14000, 18000, 22000, 26000, 30000]
     scen_rows, q_rows = [], []
     for ds in datasets:
@@ -390,8 +365,8 @@ def synthetic_study(
                 w = n_params * bits / 8 / 2**30 * 1.05
                 kv_tok = layers * 8 * 128 * 2 * 2 / 2**30  # GiB per token, 16-bit KV
                 lw = np.log(w)
-                s = sig((lw - lw0) * sharpness)  # 0 below the threshold, 1 above
-                base = -1.0 + 1.6 * (min(lw, lw0) - lw0)
+                s = expit((lw - lw0) * sharpness)  # 0 below the threshold, 1 above
+                base = -1.0 + weight_slope * (min(lw, lw0) - lw0)
                 variants = [("full", "full", None, None, 1, T) for T in budgets]
                 if with_variants:
                     for G in (4, 8):
@@ -412,7 +387,7 @@ def synthetic_study(
                         z -= {2: 1.2, 4: 0.5, 8: 0.05}[kv_bits]
                     if kv_budget is not None:
                         z -= (0.2 + 0.8 * s) * np.log(T / kv_budget) * (0.6 if kv_method == "r_kv" else 1)
-                    p_q = sig(z - difficulty)
+                    p_q = expit(z - difficulty)
                     correct = rng.binomial(n_samples, p_q)
                     acc_q = correct / n_samples
                     sid = f"{ds}-{model}-int{bits}-{kv}-T{T}-G{G}"
