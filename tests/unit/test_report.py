@@ -76,9 +76,12 @@ def test_renders_with_empty_inputs(tmp_path):
 
 
 def test_memory_is_shown_in_a_readable_unit():
-    from bitbudget.report import format_memory
+    from bitbudget.memory import format_memory, memory_unit
 
     assert format_memory(4.19) == "4.19 GB"
     assert format_memory(0.5) == "512 MB"
     assert format_memory(4.83e-05) == "50.6 KB"
     assert format_memory(float("nan")) == "n/a"
+    assert memory_unit([4.19, 0.5]) == ("MB", 2.0**-10)
+    assert memory_unit([4.83e-05, 3.0]) == ("KB", 2.0**-20)
+    assert memory_unit([]) == ("GB", 1.0)

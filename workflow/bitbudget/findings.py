@@ -14,6 +14,7 @@ import pandas as pd
 
 from . import frontier as _frontier
 from . import threshold as _threshold
+from .memory import format_memory
 
 __all__ = ["evaluate_findings"]
 
@@ -69,7 +70,7 @@ def evaluate_findings(
         "id": 1,
         "title": "Below the threshold, weights win",
         "paper": "1.7B-8bit at 6k tokens beats 0.6B-8bit at 18k; 4B-4bit at 10k beats 1.7B-8bit at 18k.",
-        "rule": (f"Below {cut:.3g} GB of weights ({cut_src} threshold), moving to more weight memory "
+        "rule": (f"Below {format_memory(cut)} of weights ({cut_src} threshold), moving to more weight memory "
                  "beats a longer generation at equal memory in most comparisons."),
         "status": _verdict([w_below > 0.5 if enough(below) else None]),
         "numbers": {"threshold_gb": cut, "comparisons": len(below), "weights_win_share": w_below},
@@ -84,7 +85,7 @@ def evaluate_findings(
         "id": 2,
         "title": "Above the threshold, tokens win",
         "paper": "AIME: 8B-8bit beats 14B-4bit; 32B-4bit is dominated. GPQA: 4-bit weights broadly memory-optimal.",
-        "rule": (f"At or above {cut:.3g} GB of weights, a longer generation beats moving to more weight "
+        "rule": (f"At or above {format_memory(cut)} of weights, a longer generation beats moving to more weight "
                  "memory at equal memory in most comparisons."),
         "status": _verdict([t_above > 0.5 if enough(above) else None]),
         "numbers": {"threshold_gb": cut, "comparisons": len(above), "tokens_win_share": t_above,
@@ -99,7 +100,7 @@ def evaluate_findings(
         "title": "Parallel scaling pays only above the threshold",
         "paper": "Majority voting helps above ~8-bit 4B: 4 <= G < 8 at 16.4-28.9 GB, G >= 8 beyond.",
         "rule": (f"Majority vote (G > 1) beats a single longer generation at equal memory in under half "
-                 f"of the comparisons below {cut:.3g} GB of weights, and more often above it."),
+                 f"of the comparisons below {format_memory(cut)} of weights, and more often above it."),
         "status": _verdict(conds),
         "numbers": {"threshold_gb": cut, "comparisons_below": len(sb), "samples_win_below": s_below,
                     "comparisons_above": len(sa), "samples_win_above": s_above},
@@ -126,15 +127,20 @@ def evaluate_findings(
         "id": 4,
         "title": "For smaller models, KV eviction beats KV quantization",
         "paper": "Below ~8-bit 8B, eviction beats quantization at equal memory; 4-bit KV drops sharply, 2-bit is worse.",
-        "rule": (f"Below {kv_cut:.3g} GB of weights ({kv_src}), eviction beats quantized KV at equal memory "
+        "rule": (f"Below {format_memory(kv_cut)} of weights ({kv_src}), eviction beats quantized KV at equal memory "
                  "(within 5%) in most comparisons, and mean accuracy does not rise as KV bits fall."),
         "status": _verdict(conds),
         "numbers": {"threshold_gb": kv_cut, "comparisons": len(eb), "eviction_win_share": e_below,
                     **{f"mean_acc_kv{b}bit": v for b, v in bits_acc.items()}},
     })
     for f in out:
-        f["detail"] = ", ".join(
-            f"{k}={'n/a' if v is None else (f'{v:.3g}' if isinstance(v, float) else v)}"
-            for k, v in f["numbers"].items()
-        )
+        f["detail"] = ", ".join(_detail_item(k, v) for k, v in f["numbers"].items())
     return out
+
+
+def _detail_item(name: str, value) -> str:
+    if value is None:
+        return f"{name}=n/a"
+    if name.endswith("_gb"):
+        return f"{name.removesuffix('_gb')}={format_memory(value)}"
+    return f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"

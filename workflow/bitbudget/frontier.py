@@ -12,6 +12,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from .memory import format_memory
+
 __all__ = ["pareto_frontier", "best_at_budget", "classify_step", "SPEND_ORDER"]
 
 #: Classification labels, in the order of precedence used by :func:`classify_step`.
@@ -74,7 +76,7 @@ def classify_step(prev, cur) -> tuple[str, str]:
             what.append(f"{prev.get('model')} -> {cur.get('model')}")
         if cur.get("weights") != prev.get("weights"):
             what.append(f"{prev.get('weights')} -> {cur.get('weights')}")
-        changes.append(f"weights {dw:+.2f} GB ({', '.join(what) or 'weights'})")
+        changes.append(f"weights {'+' if dw > 0 else '-'}{format_memory(abs(dw))} ({', '.join(what) or 'weights'})")
     if int(cur["G"]) != int(prev["G"]):
         changes.append(f"G {int(prev['G'])} -> {int(cur['G'])}")
     if int(cur["token_budget"]) != int(prev["token_budget"]):

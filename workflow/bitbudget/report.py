@@ -26,6 +26,8 @@ import pandas as pd
 
 from . import __version__
 from . import frontier as _frontier
+from . import threshold as _threshold
+from .memory import format_memory, memory_unit
 
 __all__ = ["render_report", "frontier_chart", "threshold_chart", "DEFAULT_TEMPLATE_DIR"]
 
@@ -69,10 +71,13 @@ def frontier_chart(df: pd.DataFrame, dataset: str) -> alt.LayerChart:
     fr = fr[[c for c in cols + ["spend"] if c in fr]]
     fr["label"] = fr["model"].astype(str) + " " + fr["weights"].astype(str) + " T=" + \
         fr["token_budget"].astype(str) + " G=" + fr["G"].astype(str)
-    x = alt.X("total_gb:Q", scale=alt.Scale(type="log", nice=False), title="memory: weights + KV (GiB, log)")
+    unit, per_unit = memory_unit(full["total_gb"])
+    d = d.assign(memory=d["total_gb"] / per_unit)
+    fr = fr.assign(memory=fr["total_gb"] / per_unit)
+    x = alt.X("memory:Q", scale=alt.Scale(type="log", nice=False), title=f"memory: weights + KV ({unit}, log)")
     y = alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="accuracy")
     base = alt.Chart(d).mark_circle(size=22, color="#afb8c1", opacity=0.6).encode(x=x, y=y)
-    bars = alt.Chart(fr).mark_rule(color="#57606a").encode(x="total_gb:Q", y="ci_low:Q", y2="ci_high:Q")
+    bars = alt.Chart(fr).mark_rule(color="#57606a").encode(x="memory:Q", y="ci_low:Q", y2="ci_high:Q")
     line = alt.Chart(fr).mark_line(color="#24292f", strokeWidth=1.5, interpolate="step-after").encode(x=x, y=y)
     pts = alt.Chart(fr).mark_point(filled=True, size=70, stroke="white", strokeWidth=0.8).encode(
         x=x, y=y,
@@ -90,13 +95,15 @@ def threshold_chart(result: Mapping[str, Any]) -> alt.LayerChart | None:
     if pts.empty:
         return None
     agg = pts.groupby("weight_gb").agg(advantage=("advantage", "mean"), n=("advantage", "size")).reset_index()
-    x = alt.X("weight_gb:Q", scale=alt.Scale(type="log", nice=False), title="weight memory of the configuration (GiB, log)")
+    unit, per_unit = memory_unit(agg["weight_gb"])
+    agg["weight"] = agg["weight_gb"] / per_unit
+    x = alt.X("weight:Q", scale=alt.Scale(type="log", nice=False), title=f"weight memory of the configuration ({unit}, log)")
     layers = []
     if result.get("ci_low") and result.get("ci_high"):
-        band = pd.DataFrame([{"lo": result["ci_low"], "hi": result["ci_high"]}])
+        band = pd.DataFrame([{"lo": result["ci_low"] / per_unit, "hi": result["ci_high"] / per_unit}])
         layers.append(alt.Chart(band).mark_rect(color="#0969da", opacity=0.12).encode(x="lo:Q", x2="hi:Q"))
     if result.get("estimate"):
-        est = pd.DataFrame([{"est": result["estimate"]}])
+        est = pd.DataFrame([{"est": result["estimate"] / per_unit}])
         layers.append(alt.Chart(est).mark_rule(color="#0969da", strokeWidth=2).encode(x="est:Q"))
     zero = pd.DataFrame([{"y": 0.0}])
     layers.append(alt.Chart(zero).mark_rule(color="#8c959f", strokeDash=[4, 3]).encode(y="y:Q"))
@@ -105,19 +112,6 @@ def threshold_chart(result: Mapping[str, Any]) -> alt.LayerChart | None:
         size=alt.Size("n:Q", title="comparisons", scale=alt.Scale(range=[30, 300])),
     ))
     return alt.layer(*layers).properties(width=620, height=220).configure_view(strokeWidth=0)
-
-
-MEMORY_UNITS = (("GB", 1.0), ("MB", 2.0**-10), ("KB", 2.0**-20))  # binary units, as the paper's GB
-
-
-def format_memory(gib: float) -> str:
-    """Memory given in GiB, in the largest unit that keeps it >= 1 (tiny models live in KB)."""
-    if gib is None or not math.isfinite(gib):
-        return "n/a"
-    for unit, scale in MEMORY_UNITS:
-        if abs(gib) >= scale or unit == MEMORY_UNITS[-1][0]:
-            return f"{gib / scale:.3g} {unit}"
-    raise AssertionError("unreachable")
 
 
 def _headline(thr: Mapping[str, Any] | None) -> dict:
@@ -143,9 +137,11 @@ def _scenario_table(df: pd.DataFrame, front_ids: set[str]):
         ("scenario", "scenario_id", False), ("dataset", "dataset", False), ("model", "model", False),
         ("weights", "weights", False), ("KV", "kv", False), ("tokens", "token_budget", True),
         ("G", "G", True), ("metric", "metric", False), ("accuracy", "accuracy", True),
-        ("CI low", "ci_low", True), ("CI high", "ci_high", True), ("weights GB", "weight_gb", True),
-        ("total GB", "total_gb", True), ("frontier", None, False),
+        ("CI low", "ci_low", True), ("CI high", "ci_high", True), ("weight memory", "weight_gb", True),
+        ("total memory", "total_gb", True), ("frontier", None, False),
     ]
+    unit, per_unit = memory_unit(df["weight_gb"]) if "weight_gb" in df else ("GB", 1.0)
+    memory_columns = {"weight_gb", "total_gb"}
     spec = [s for s in spec if s[1] is None or s[1] in df]
     rows = []
     for rec in df.sort_values([c for c in ("dataset", "total_gb") if c in df]).to_dict("records"):
@@ -156,7 +152,9 @@ def _scenario_table(df: pd.DataFrame, front_ids: set[str]):
                 row.append({"text": "\u2605" if on else "", "v": 1 if on else 0, "num": False})
                 continue
             v = rec.get(col)
-            if numeric:
+            if col in memory_columns:
+                row.append({"text": f"{_num(v / per_unit, '{:.3g}')} {unit}", "v": v, "num": True})
+            elif numeric:
                 fmt = "{:.3f}" if col in ("accuracy", "ci_low", "ci_high") else "{:.3g}"
                 row.append({"text": _num(v, fmt), "v": None if _num(v) == "n/a" else v, "num": True})
             else:
@@ -232,7 +230,9 @@ def _normalise_thresholds(threshold: Mapping[str, Any] | None) -> dict[str, dict
         return {}
     if "status" in threshold and "kind" in threshold:
         return {threshold["kind"]: dict(threshold)}
-    return {k: dict(v) for k, v in threshold.items() if isinstance(v, Mapping)}
+    order = {kind: i for i, kind in enumerate(_threshold.KINDS)}
+    kinds = sorted((k for k, v in threshold.items() if isinstance(v, Mapping)), key=lambda k: order.get(k, len(order)))
+    return {k: dict(threshold[k]) for k in kinds}
 
 
 def render_report(

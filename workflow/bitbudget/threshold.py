@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from .memory import format_memory
+
 __all__ = ["KINDS", "METHOD_TEXT", "build_comparisons", "fit_threshold", "fit_thresholds"]
 
 #: kind -> the option whose advantage is measured ("win"), the other option, the paper's value
@@ -290,7 +292,7 @@ def fit_threshold(
         result["status"] = "no crossing"
         result["message"] = (
             f"{who} are the better use on balance at every size between "
-            f"{result['x_range'][0]:.3g} and {result['x_range'][1]:.3g} GB of weights"
+            f"{format_memory(result['x_range'][0])} and {format_memory(result['x_range'][1])} of weights"
         )
         return result
     first, last = _best_switch(sign * scores[:, None])
@@ -301,7 +303,7 @@ def fit_threshold(
     result["status"] = "ok"
     result["message"] = (
         f"{meta['win']} are the better use {'above' if sign > 0 else 'below'} a switch between "
-        f"{lower:.3g} and {upper:.3g} GB of weights ({result['n_win']} of {result['n_points']} "
+        f"{format_memory(lower)} and {format_memory(upper)} of weights ({result['n_win']} of {result['n_points']} "
         f"comparisons won by {meta['win']})"
     )
     if n_boot > 0:

@@ -3,6 +3,7 @@ import re
 
 from bitbudget.config import validate_config
 from bitbudget.study import build_study
+from bitbudget.versions import ANALYSIS_VERSION
 
 # Before any job: a schema error names the field; Snakemake's validation fills the defaults.
 validate_config(config)

@@ -18,5 +18,6 @@ rule fit:
         "../../envs/analysis.yaml"
     params:
         analysis=config["analysis"],
+        analysis_version=ANALYSIS_VERSION,
     script:
         "../scripts/fit.py"

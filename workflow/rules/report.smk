@@ -20,5 +20,6 @@ rule report:
         "../../envs/analysis.yaml"
     params:
         config=config,
+        analysis_version=ANALYSIS_VERSION,
     script:
         "../scripts/report.py"
