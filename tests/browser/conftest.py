@@ -26,10 +26,12 @@ def chromium(tmp_path):
     return run
 
 
-def console_problems(stderr: str) -> list[str]:
-    """Console messages Chromium logs to stderr that point at page errors."""
-    bad = []
-    for line in stderr.splitlines():
-        if ":CONSOLE" in line or "Uncaught" in line or "Refused to" in line:
-            bad.append(line)
-    return bad
+@pytest.fixture
+def console_problems():
+    """A function: the console messages Chromium logs to stderr that point at page errors."""
+
+    def problems(stderr: str) -> list[str]:
+        return [line for line in stderr.splitlines()
+                if ":CONSOLE" in line or "Uncaught" in line or "Refused to" in line]
+
+    return problems

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import console_problems
-
 pytestmark = pytest.mark.browser
 
 
@@ -43,14 +41,14 @@ def report_file(tmp_path_factory):
     return out
 
 
-def test_console_error_detection_works(chromium, tmp_path):
+def test_console_error_detection_works(chromium, console_problems, tmp_path):
     bad = tmp_path / "bad.html"
     bad.write_text("<html><body><script>undefinedFunction();</script></body></html>")
     proc = chromium(bad.as_uri(), "--dump-dom")
     assert any("Uncaught" in line for line in console_problems(proc.stderr))
 
 
-def test_report_renders_in_chromium(chromium, report_file, tmp_path):
+def test_report_renders_in_chromium(chromium, console_problems, report_file, tmp_path):
     proc = chromium(report_file.as_uri(), "--dump-dom")
     dom = proc.stdout
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -24,7 +24,6 @@ from bitbudget import versions
 from bitbudget.artifacts import content_id
 
 RESULTS = "results"
-HF_WEIGHT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 
 @dataclass(frozen=True)
