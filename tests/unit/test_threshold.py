@@ -58,6 +58,19 @@ def test_other_kinds_run_and_report_direction():
     assert res["eviction_vs_quantization"]["direction"] == "win below"
 
 
+def test_each_dataset_gets_its_own_fit():
+    scen, ques = threshold.synthetic_study(threshold_gb=2.55, seed=3, sharpness=np.inf,
+                                           datasets=("aime-like", "gpqa-like"), with_variants=False)
+    fits = threshold.fit_thresholds(scen, ques, n_boot=50, seed=0)
+    per_ds = fits["weights_vs_tokens"]["by_dataset"]
+    assert [d["dataset"] for d in per_ds] == ["aime-like", "gpqa-like"]
+    for d in per_ds:
+        assert d["status"] == "ok" and d["ci_low"] <= 2.55 <= d["ci_high"]
+        assert d["n_points"] < fits["weights_vs_tokens"]["n_points"]
+    one = threshold.fit_thresholds(scen[scen["dataset"] == "aime-like"], ques, n_boot=10)
+    assert "by_dataset" not in one["weights_vs_tokens"]
+
+
 def test_not_enough_data_and_no_crossing():
     scen, ques = threshold.synthetic_study(threshold_gb=2.55, seed=1, with_variants=False)
     tiny = scen[(scen["model"] == "m0.6B") & (scen["weights"] == "int4")]

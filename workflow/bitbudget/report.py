@@ -299,6 +299,12 @@ def render_report(
             "svg": _svg(chart) if chart is not None else "",
             "n_boot_ok": t.get("n_boot_ok", 0), "n_boot": t.get("n_boot", 0),
             "message": t.get("message", ""), "method": t.get("method", ""),
+            "by_dataset": [{"dataset": d["dataset"], "status": d["status"],
+                            "estimate": format_memory(d["estimate"]) if d.get("estimate") else "n/a",
+                            "interval": (f"{format_memory(d['ci_low'])} to {format_memory(d['ci_high'])}"
+                                         if d.get("ci_low") and d.get("ci_high") else "n/a"),
+                            "comparisons": d.get("n_points", 0), "message": d.get("message", "")}
+                           for d in t.get("by_dataset") or []],
         })
 
     cols, rows = _scenario_table(scen, front_ids) if not scen.empty else ([], [])

@@ -324,11 +324,21 @@ def fit_thresholds(
     seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, dict]:
-    """All kinds of :data:`KINDS`, pooled over datasets: {kind: fit_threshold(...)}."""
-    return {
-        kind: fit_threshold(scenarios_df, questions_df, n_boot=n_boot, seed=seed, kind=kind, level=level)
-        for kind in KINDS
-    }
+    """All kinds of :data:`KINDS`, pooled over datasets: {kind: fit_threshold(...)}; with
+    more than one dataset each also holds ``by_dataset``, the same fit on each dataset
+    alone (without its comparison points)."""
+    datasets = sorted(scenarios_df["dataset"].astype(str).unique()) if len(scenarios_df) else []
+    fits = {}
+    for kind in KINDS:
+        fits[kind] = fit_threshold(scenarios_df, questions_df, n_boot=n_boot, seed=seed, kind=kind, level=level)
+        if len(datasets) > 1:
+            fits[kind]["by_dataset"] = [
+                {k: v for k, v in fit_threshold(scenarios_df, questions_df, n_boot=n_boot, seed=seed,
+                                                kind=kind, level=level, dataset=ds).items()
+                 if k != "points"}
+                for ds in datasets
+            ]
+    return fits
 
 
 # --------------------------------------------------------------------------- synthetic data
