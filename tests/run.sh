@@ -17,6 +17,7 @@ if [ "$(id -u)" = 0 ]; then
 fi
 if [ -x envs/install.sh ] && [ "${BITBUDGET_SKIP_VLLM:-0}" != 1 ]; then
   bash envs/install.sh vllm
+  bash envs/install.sh llmcompressor
 fi
 
 python -m pytest -p no:cacheprovider -q -rs "$@"

@@ -59,3 +59,25 @@ def test_undefined_grid_reference_is_named():
 def test_unsupported_weight_bits_are_rejected():
     message = broken(lambda c: c["weight_formats"]["int4"].update(bits=5))
     assert "weight_formats.int4.bits" in message
+
+
+def test_missing_calibration_file_is_named_before_any_work():
+    message = broken(lambda c: c["weight_formats"]["int4"].update(
+        method="gptq", scheme="W4A16", calibration={"source": "file", "file": "no/such/calibration.jsonl"}))
+    assert "weight_formats.int4.calibration.file" in message and "no/such/calibration.jsonl" in message
+
+
+def test_hub_calibration_needs_its_hub_section():
+    message = broken(lambda c: c["weight_formats"]["int4"].update(
+        method="gptq", scheme="W4A16", calibration={"source": "hub"}))
+    assert "weight_formats.int4.calibration.hub" in message
+
+
+def test_missing_dataset_file_is_named():
+    message = broken(lambda c: c["datasets"].update(
+        extra={"kind": "integer", "source": "file", "file": "no/such/questions.jsonl"}))
+    assert "datasets.extra.file" in message
+
+
+def test_paper_config_is_valid():
+    validate_config(yaml.safe_load((REPO / "config" / "paper.yaml").read_text()))

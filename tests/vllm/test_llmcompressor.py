@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -16,10 +17,17 @@ from engine_support import LLMC_PYTHON, generation_specs, needs_llmc, needs_vllm
 
 pytestmark = [pytest.mark.vllm, needs_llmc]
 
+CALIBRATION_CHATS = Path(__file__).resolve().parents[1] / "fixtures" / "calibration_chat.jsonl"
+
 FORMATS = {
     "w8a8": {"bits": 8, "scheme": "W8A8", "method": "rtn"},
     "w4a16_gptq": {"bits": 4, "scheme": "W4A16", "method": "gptq", "group_size": 64,
                    "calibration": {"n_samples": 16, "max_seq_length": 256}},
+    # the paper grid's calibration path: chats through `datasets`, here from a local copy
+    "w4a16_gptq_chats": {"bits": 4, "scheme": "W4A16", "method": "gptq", "group_size": 64,
+                         "calibration": {"source": "hub", "n_samples": 16, "max_seq_length": 256,
+                                         "hub": {"path": "json", "split": "train",
+                                                 "data_files": str(CALIBRATION_CHATS)}}},
     "w8a16_rtn": {"bits": 8, "scheme": "W8A16", "method": "rtn", "group_size": 64},
 }
 

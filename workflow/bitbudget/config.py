@@ -74,6 +74,9 @@ def check_semantics(config: dict) -> None:
         _check_kv_strategy(name, strategy)
     for name, dataset in config["datasets"].items():
         _check_dataset(name, dataset)
+    for name, fmt in config["weight_formats"].items():
+        if "calibration" in fmt:
+            _check_source(f"weight_formats.{name}.calibration", fmt["calibration"])
 
 
 def _check_kv_strategy(name: str, strategy: dict) -> None:
@@ -98,12 +101,25 @@ def _check_kv_strategy(name: str, strategy: dict) -> None:
         )
 
 
+def _check_source(field: str, section: dict) -> None:
+    """A `source: synthetic | hub | file` section names its data, and a local file exists."""
+    source = section.get("source", "synthetic")
+    if source in ("hub", "file") and source not in section:
+        raise ConfigError(f"config field '{field}.{source}': source '{source}' needs this field; fix: add it")
+    if source == "file" and not Path(section["file"]).is_file():
+        raise ConfigError(
+            f"config field '{field}.file': {section['file']} does not exist (paths are relative to the "
+            f"directory snakemake runs in); fix: create it or correct the path"
+        )
+
+
 def _check_dataset(name: str, dataset: dict) -> None:
     source = dataset["source"]
-    if source not in dataset:
+    if source == "synthetic" and source not in dataset:
         raise ConfigError(
             f"config field 'datasets.{name}.{source}': source '{source}' needs this section; fix: add it"
         )
+    _check_source(f"datasets.{name}", dataset)
     if source == "synthetic":
         spec = dataset["synthetic"]
         if spec["min_difficulty"] > spec["max_difficulty"]:

@@ -94,14 +94,18 @@ def _read_file(path: Path) -> list[dict]:
     return frame.to_dict("records")
 
 
-def _read_hub(hub: dict) -> list[dict]:
+def load_hub_table(hub: dict):
+    """One split of a hub dataset (or of local files through a `datasets` builder)."""
     import datasets
 
-    table = datasets.load_dataset(
+    return datasets.load_dataset(
         hub["path"], hub.get("name"), split=hub["split"], revision=hub.get("revision"),
         data_files=hub.get("data_files"),
     )
-    return list(table)
+
+
+def _read_hub(hub: dict) -> list[dict]:
+    return list(load_hub_table(hub))
 
 
 # --------------------------------------------------------------------------- records

@@ -13,8 +13,10 @@ Schemes (weight_formats.<name>.scheme):
 stay unquantized. The checkpoint loads in transformers (compressed-tensors) and in vLLM.
 
 Calibration (weight_formats.<name>.calibration): `source: synthetic` draws problems and
-reference completions of the study's synthetic task (kind, seed, difficulties); `source: file`
-reads a JSONL/parquet file with a `text` column (or `problem`, rendered with the chat template).
+reference completions of the study's synthetic task (kind, seed, difficulties); `source: hub`
+loads a split through `datasets` (e.g. HuggingFaceH4/ultrachat_200k, as llm-compressor's
+examples) and `source: file` a local JSONL/parquet file; their records give a `messages`
+chat (rendered with the model's chat template), a `text`, or a `problem` (a user turn).
 """
 
 from __future__ import annotations
@@ -69,13 +71,27 @@ def calibration_texts(calibration: dict, tokenizer) -> list[str]:
         path = Path(calibration["file"])
         frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_json(path, lines=True)
         frame = frame.sample(frac=1.0, random_state=calibration["seed"]).head(calibration["n_samples"])
-        if "text" in frame:
-            return [str(t) for t in frame["text"]]
-        return [
-            tokenizer.apply_chat_template([{"role": "user", "content": str(p)}], add_generation_prompt=True, tokenize=False)
-            for p in frame["problem"]
-        ]
-    raise ValueError(f"calibration.source must be 'synthetic' or 'file', got {calibration['source']!r}")
+        return [calibration_text(record, tokenizer) for record in frame.to_dict("records")]
+    if calibration["source"] == "hub":
+        from bitbudget.datasets import load_hub_table
+
+        table = load_hub_table(calibration["hub"]).shuffle(seed=calibration["seed"])
+        table = table.select(range(min(calibration["n_samples"], len(table))))
+        return [calibration_text(record, tokenizer) for record in table]
+    raise ValueError(f"calibration.source must be 'synthetic', 'file' or 'hub', got {calibration['source']!r}")
+
+
+def calibration_text(record: dict, tokenizer) -> str:
+    """A calibration record as model input: a chat (`messages`, as in ultrachat) rendered with
+    the model's chat template, a ready `text`, or a `problem` rendered as a user turn."""
+    if "messages" in record:
+        return tokenizer.apply_chat_template(list(record["messages"]), tokenize=False)
+    if "text" in record:
+        return str(record["text"])
+    if "problem" in record:
+        return tokenizer.apply_chat_template([{"role": "user", "content": str(record["problem"])}],
+                                             add_generation_prompt=True, tokenize=False)
+    raise ValueError(f"calibration record has none of the columns messages, text, problem: {sorted(record)}")
 
 
 def calibration_dataset(calibration: dict, tokenizer):
