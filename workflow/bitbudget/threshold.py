@@ -259,16 +259,7 @@ def fit_threshold(
         return result
     advantage = _advantages(comp, scen["accuracy"].to_numpy(dtype=float)[:, None])[:, 0]
     informative = advantage != 0
-    result["points"] = [
-        {"scenario_id": str(scen.loc[a, "scenario_id"]), "weight_gb": float(x),
-         "advantage": float(adv), "win": bool(adv > 0), "tie": not bool(adv)}
-        for a, x, adv in zip(comp.a, comp.x, advantage)
-    ]
-    result["n_points"] = int(informative.sum())
-    result["n_win"] = int((advantage > 0).sum())
-    if informative.any():
-        result["share_win"] = result["n_win"] / result["n_points"]
-        result["x_range"] = (float(comp.x[informative].min()), float(comp.x[informative].max()))
+    result.update(_describe_points(scen, comp, advantage))
     sizes, size_index = np.unique(comp.x, return_inverse=True)
     distinct = len(np.unique(comp.x[informative]))
     if informative.sum() < MIN_POINTS or distinct < 2:
@@ -279,6 +270,7 @@ def fit_threshold(
         return result
 
     def evidence(adv: np.ndarray) -> np.ndarray:
+        """(n_comparisons, B) advantages summed per weight size: (n_sizes, B)."""
         by_size = np.zeros((len(sizes), adv.shape[1]))
         np.add.at(by_size, size_index, adv)
         return by_size
@@ -308,13 +300,38 @@ def fit_threshold(
     )
     if n_boot > 0:
         boot_evidence = evidence(_advantages(comp, _accuracy_replicates(scen, questions_df, n_boot, seed)))
-        boot_scores = sign * _switch_scores(boot_evidence)
-        first_b, last_b = _best_switch(boot_scores)
-        alpha = (1 - level) / 2
-        result["ci_low"] = float(np.quantile(sizes[first_b], alpha, method="lower"))
-        result["ci_high"] = float(np.quantile(sizes[last_b + 1], 1 - alpha, method="higher"))
-        result["n_boot_ok"] = int((boot_scores.max(axis=0) > np.abs(boot_evidence.sum(axis=0)) + _SCORE_TIE).sum())
+        result.update(_bootstrap_interval(sizes, sign * _switch_scores(boot_evidence),
+                                          np.abs(boot_evidence.sum(axis=0)), level))
     return result
+
+
+def _describe_points(scen: pd.DataFrame, comp: _Comparisons, advantage: np.ndarray) -> dict:
+    """The comparisons as report points, and their counts."""
+    informative = advantage != 0
+    n_points, n_win = int(informative.sum()), int((advantage > 0).sum())
+    return {
+        "points": [
+            {"scenario_id": str(scen.loc[a, "scenario_id"]), "weight_gb": float(x),
+             "advantage": float(adv), "win": bool(adv > 0), "tie": not bool(adv)}
+            for a, x, adv in zip(comp.a, comp.x, advantage)
+        ],
+        "n_points": n_points,
+        "n_win": n_win,
+        "share_win": n_win / n_points if n_points else None,
+        "x_range": (float(comp.x[informative].min()), float(comp.x[informative].max())) if n_points else None,
+    }
+
+
+def _bootstrap_interval(sizes: np.ndarray, scores: np.ndarray, no_switch: np.ndarray, level: float) -> dict:
+    """Percentile interval of the switch's lower and upper sizes over replicates
+    (scores: (n_cuts, B) oriented to the point estimate's direction)."""
+    first, last = _best_switch(scores)
+    alpha = (1 - level) / 2
+    return {
+        "ci_low": float(np.quantile(sizes[first], alpha, method="lower")),
+        "ci_high": float(np.quantile(sizes[last + 1], 1 - alpha, method="higher")),
+        "n_boot_ok": int((scores.max(axis=0) > no_switch + _SCORE_TIE).sum()),
+    }
 
 
 def fit_thresholds(
