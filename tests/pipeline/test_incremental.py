@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
+
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.pipeline
 
@@ -66,3 +71,37 @@ def test_snakemake_report_renders_marked_outputs(study_copy):
     study_copy.snakemake("--report", "report/snakemake.html")
     html = (study_copy.workdir / "report" / "snakemake.html").read_text(errors="replace")
     assert "scenarios.parquet" in html and "index.html" in html
+
+
+def _with_trained_model(study, model_dir: Path):
+    """The study's tiny-s with its training recipe, at model_dir."""
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    study.config["models"]["tiny-s"] = {"path": str(model_dir), "train": default["models"]["tiny-s"]["train"]}
+    return study
+
+
+def test_trained_model_older_than_the_code_is_not_retrained(study_copy, tmp_path):
+    # a fresh clone writes resources/ before workflow/: the shipped models are older than
+    # the training script, which must not make snakemake train them again
+    model_dir = tmp_path / "tiny-s"
+    shutil.copytree(REPO / "resources" / "tiny_models" / "tiny-s", model_dir)
+    for path in [*model_dir.iterdir(), model_dir]:
+        os.utime(path, (0, 0))
+    jobs = _with_trained_model(study_copy, model_dir).planned_jobs()
+    assert "train_tiny_model" not in jobs and jobs.get("generate")
+
+
+def test_missing_trained_model_is_trained(study_copy, tmp_path):
+    jobs = _with_trained_model(study_copy, tmp_path / "not-yet").planned_jobs()
+    assert jobs["train_tiny_model"] == 1
+
+
+def test_model_trained_with_another_recipe_stops_before_any_job(study_copy, tmp_path):
+    model_dir = tmp_path / "tiny-s"
+    shutil.copytree(REPO / "resources" / "tiny_models" / "tiny-s", model_dir)
+    study = _with_trained_model(study_copy, model_dir)
+    study.config["models"]["tiny-s"]["train"]["steps"] += 1
+    result = study.snakemake("-n", check=False)
+    message = result.stdout + result.stderr
+    assert result.returncode != 0 and "Job stats" not in message
+    assert "models.tiny-s.train" in message and "steps" in message and f"delete {model_dir}" in message

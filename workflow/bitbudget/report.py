@@ -108,7 +108,8 @@ def threshold_chart(result: Mapping[str, Any]) -> alt.LayerChart | None:
     zero = pd.DataFrame([{"y": 0.0}])
     layers.append(alt.Chart(zero).mark_rule(color="#8c959f", strokeDash=[4, 3]).encode(y="y:Q"))
     layers.append(alt.Chart(agg).mark_circle(color="#24292f", opacity=0.85).encode(
-        x=x, y=alt.Y("advantage:Q", title=f"accuracy advantage of {result.get('win')}"),
+        x=x, y=alt.Y("advantage:Q", title=f"accuracy advantage of {result.get('win')}",
+                     scale=alt.Scale(zero=True, padding=12)),
         size=alt.Size("n:Q", title="comparisons", scale=alt.Scale(range=[30, 300])),
     ))
     return alt.layer(*layers).properties(width=620, height=220).configure_view(strokeWidth=0)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +102,48 @@ def file_fingerprint(path: Path) -> str:
         else:
             digest.update(str(file.stat().st_size).encode())
     return digest.hexdigest()[:16]
+
+
+#: recipe fields that do not change the trained weights
+RECIPE_FIELDS_NOT_IN_WEIGHTS = ("threads",)
+
+
+def recipe_mismatch(model_dir: str | Path, recipe: dict) -> list[str]:
+    """The recipe fields the model in ``model_dir`` was not trained with, from the
+    ``training.json`` its training wrote (empty when it matches)."""
+    from bitbudget.tasks import SYNTHETIC_TASK_VERSION
+
+    summary_path = Path(model_dir) / "training.json"
+    if not summary_path.is_file():
+        return [f"{summary_path} is missing"]
+    trained = json.loads(summary_path.read_text())
+    wanted = {k: v for k, v in recipe.items() if k not in RECIPE_FIELDS_NOT_IN_WEIGHTS}
+    wanted["task_version"] = SYNTHETIC_TASK_VERSION
+    return [f"{k}: trained with {trained.get(k)!r}, config has {v!r}"
+            for k, v in wanted.items() if trained.get(k) != v]
+
+
+def models_to_train(config: dict) -> list[str]:
+    """Directories of the models with a training recipe that do not exist yet.
+
+    A model directory that exists and was trained with its recipe is a source file like
+    any checkpoint (its mtime says nothing: a fresh clone writes files in any order); one
+    trained with another recipe stops the run before any job."""
+    to_train = []
+    for name, model in config["models"].items():
+        if "train" not in model:
+            continue
+        if not Path(model["path"]).exists():
+            to_train.append(model["path"])
+            continue
+        mismatch = recipe_mismatch(model["path"], model["train"])
+        if mismatch:
+            raise ValueError(
+                f"config field 'models.{name}.train': {model['path']} was trained with another "
+                f"recipe ({'; '.join(mismatch)}); fix: delete {model['path']} so that snakemake "
+                f"trains it again, or restore the recipe"
+            )
+    return sorted(to_train)
 
 
 def model_key(name: str, model: dict) -> dict:

@@ -283,7 +283,7 @@ def fit_threshold(
         who = meta["win"] if point_evidence.sum() > 0 else meta["lose"]
         result["status"] = "no crossing"
         result["message"] = (
-            f"{who} are the better use on balance at every size between "
+            f"the better use of memory is {who}, on balance, at every size between "
             f"{format_memory(result['x_range'][0])} and {format_memory(result['x_range'][1])} of weights"
         )
         return result
@@ -294,7 +294,7 @@ def fit_threshold(
     result["direction"] = "win above" if sign > 0 else "win below"
     result["status"] = "ok"
     result["message"] = (
-        f"{meta['win']} are the better use {'above' if sign > 0 else 'below'} a switch between "
+        f"the better use of memory is {meta['win']} {'above' if sign > 0 else 'below'} a switch between "
         f"{format_memory(lower)} and {format_memory(upper)} of weights ({result['n_win']} of {result['n_points']} "
         f"comparisons won by {meta['win']})"
     )

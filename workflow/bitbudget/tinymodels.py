@@ -254,6 +254,7 @@ def train_tiny_model(
         "steps": steps,
         "batch_size": batch_size,
         "learning_rate": learning_rate,
+        "warmup_steps": warmup_steps,
         "seed": seed,
         "init_from": str(init_from) if init_from else None,
         "task": task,

@@ -12,7 +12,7 @@ LLMCOMPRESSOR_QUANTIZER_VERSION = "llmc-1"  # bitbudget.llmcompressor_quantize (
 GENERATOR_VERSION = "gen-1"
 GRADER_VERSION = "grade-1"
 DATASET_LOADER_VERSION = "data-1"
-ANALYSIS_VERSION = "analysis-3"  # fit and report (bitbudget.threshold, findings, frontier, report)
+ANALYSIS_VERSION = "analysis-4"  # fit and report (bitbudget.threshold, findings, frontier, report)
 
 ENGINE_PACKAGES = {"hf": "transformers", "vllm": "vllm"}
 

@@ -2,16 +2,14 @@ import json
 import re
 
 from bitbudget.config import validate_config
-from bitbudget.study import build_study
+from bitbudget.study import build_study, models_to_train
 from bitbudget.versions import ANALYSIS_VERSION
 
 # Before any job: a schema error names the field; Snakemake's validation fills the defaults.
 validate_config(config)
 
 STUDY = build_study(config)
-TRAINED_MODEL_DIRS = sorted(
-    {m["path"] for m in config["models"].values() if "train" in m}
-)
+TRAINED_MODEL_DIRS = models_to_train(config)
 
 
 wildcard_constraints:
@@ -35,7 +33,7 @@ def final_outputs():
 
 
 def model_input(model_name):
-    """A local model directory is an input (made by train_tiny_model if it has a recipe)."""
+    """A local model directory is an input (made by train_tiny_model when it is missing)."""
     model = config["models"][model_name]
     if "train" in model or Path(model["path"]).is_dir():
         return [model["path"]]
