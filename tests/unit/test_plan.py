@@ -63,7 +63,8 @@ def test_same_cell_under_two_engines_is_two_generations():
     grid = copy.deepcopy(config["grids"]["kv_cache"])
     before = len(build_study(config).generations)
     config["grids"]["kv_vllm"] = {**grid, "engine": {"name": "vllm"}}
-    assert len(build_study(config).generations) == before + len(grid["kv_strategies"])
+    cells = len(grid["models"]) * len(grid["weight_formats"]) * len(grid["kv_strategies"]) * len(grid["datasets"])
+    assert len(build_study(config).generations) == before + cells
 
 
 def test_paper_plan_counts_and_ratio(paper_plan):
