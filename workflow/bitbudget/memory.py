@@ -212,21 +212,22 @@ MEMORY_UNITS = (  # binary units, as the paper's GB
     ("GB", 1.0), ("MB", 2.0**-10), ("KB", 2.0**-20))
 
 
+def _unit_for(smallest: float) -> tuple[str, float]:
+    return next((unit, scale) for unit, scale in MEMORY_UNITS
+                if smallest >= scale or unit == MEMORY_UNITS[-1][0])
+
+
 def format_memory(gib: float) -> str:
     """Memory given in GiB, in the largest unit that keeps it >= 1 (tiny models live in KB)."""
     if gib is None or not math.isfinite(gib):
         return "n/a"
-    for unit, scale in MEMORY_UNITS:
-        if abs(gib) >= scale or unit == MEMORY_UNITS[-1][0]:
-            return f"{gib / scale:.3g} {unit}"
-    raise AssertionError("unreachable")
+    unit, scale = _unit_for(abs(gib))
+    return f"{gib / scale:.3g} {unit}"
 
 
 def memory_unit(values) -> tuple[str, float]:
     """(unit, GiB per unit) that shows the smallest of ``values`` (GiB) as >= 1."""
-    smallest = min((abs(v) for v in values if v and math.isfinite(v)), default=1.0)
-    return next((unit, scale) for unit, scale in MEMORY_UNITS
-                if smallest >= scale or unit == MEMORY_UNITS[-1][0])
+    return _unit_for(min((abs(v) for v in values if v and math.isfinite(v)), default=1.0))
 
 
 def weight_table(group_size: int = 128) -> list[dict]:
