@@ -115,14 +115,20 @@ def threshold_chart(result: Mapping[str, Any]) -> alt.LayerChart | None:
     return alt.layer(*layers).properties(width=620, height=220).configure_view(strokeWidth=0)
 
 
+def _interval_text(result: Mapping[str, Any], missing: str = "n/a") -> str:
+    if result.get("ci_low") and result.get("ci_high"):
+        return f"{format_memory(result['ci_low'])} to {format_memory(result['ci_high'])}"
+    return missing
+
+
 def _headline(thr: Mapping[str, Any] | None) -> dict:
     if not thr:
         return {"text": "No threshold was fitted.", "sub": ""}
     lvl = int(round(100 * float(thr.get("level", 0.95))))
     if thr.get("status") == "ok" and thr.get("estimate"):
         est = thr["estimate"]
-        ci = (f"{lvl}% interval {format_memory(thr['ci_low'])} to {format_memory(thr['ci_high'])}"
-              if thr.get("ci_low") and thr.get("ci_high") else "no bootstrap interval")
+        ci = _interval_text(thr, missing="")
+        ci = f"{lvl}% interval {ci}" if ci else "no bootstrap interval"
         if thr.get("direction") == "win below":
             text = f"Below {format_memory(est)} of weights, spend memory on tokens; above, on weights."
         else:
@@ -295,15 +301,13 @@ def render_report(
             "estimate_txt": format_memory(t["estimate"]) if t.get("estimate") else "n/a",
             "bracket_txt": (f"switch between {format_memory(t['bracket'][0])} and {format_memory(t['bracket'][1])}"
                             if t.get("bracket") else "threshold (weight memory)"),
-            "ci_txt": (f"{format_memory(t['ci_low'])} to {format_memory(t['ci_high'])}"
-                       if t.get("ci_low") and t.get("ci_high") else "n/a"),
+            "ci_txt": _interval_text(t),
             "svg": _svg(chart) if chart is not None else "",
             "n_boot_ok": t.get("n_boot_ok", 0), "n_boot": t.get("n_boot", 0),
             "message": t.get("message", ""), "method": t.get("method", ""),
             "by_dataset": [{"dataset": d["dataset"], "status": d["status"],
                             "estimate": format_memory(d["estimate"]) if d.get("estimate") else "n/a",
-                            "interval": (f"{format_memory(d['ci_low'])} to {format_memory(d['ci_high'])}"
-                                         if d.get("ci_low") and d.get("ci_high") else "n/a"),
+                            "interval": _interval_text(d),
                             "comparisons": d.get("n_points", 0), "message": d.get("message", "")}
                            for d in t.get("by_dataset") or []],
         })
