@@ -180,6 +180,12 @@ def _switch_scores(evidence_by_size: np.ndarray) -> np.ndarray:
     return evidence_by_size.sum(axis=0) - 2 * below
 
 
+def _finds_switch(oriented_scores: np.ndarray, evidence_by_size: np.ndarray) -> np.ndarray:
+    """Per column: the best cut beats "one option is better at every size" (the evidence
+    summed over all sizes)."""
+    return oriented_scores.max(axis=0) > np.abs(evidence_by_size.sum(axis=0)) + _SCORE_TIE
+
+
 def _best_switch(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """First and last cut of the best-scoring span per column: equal scores mean the
     data cannot tell those cuts apart, so the switch lies anywhere across them."""
@@ -278,8 +284,7 @@ def fit_threshold(
     point_evidence = evidence(advantage[:, None])
     scores = _switch_scores(point_evidence)[:, 0]
     sign = 1 if scores.max() >= (-scores).max() else -1
-    no_switch = abs(point_evidence.sum())
-    if (sign * scores).max() <= no_switch + _SCORE_TIE:
+    if not _finds_switch(sign * scores[:, None], point_evidence)[0]:
         who = meta["win"] if point_evidence.sum() > 0 else meta["lose"]
         result["status"] = "no crossing"
         result["message"] = (
@@ -300,8 +305,7 @@ def fit_threshold(
     )
     if n_boot > 0:
         boot_evidence = evidence(_advantages(comp, _accuracy_replicates(scen, questions_df, n_boot, seed)))
-        result.update(_bootstrap_interval(sizes, sign * _switch_scores(boot_evidence),
-                                          np.abs(boot_evidence.sum(axis=0)), level))
+        result.update(_bootstrap_interval(sizes, sign * _switch_scores(boot_evidence), boot_evidence, level))
     return result
 
 
@@ -322,7 +326,7 @@ def _describe_points(scen: pd.DataFrame, comp: _Comparisons, advantage: np.ndarr
     }
 
 
-def _bootstrap_interval(sizes: np.ndarray, scores: np.ndarray, no_switch: np.ndarray, level: float) -> dict:
+def _bootstrap_interval(sizes: np.ndarray, scores: np.ndarray, evidence_by_size: np.ndarray, level: float) -> dict:
     """Percentile interval of the switch's lower and upper sizes over replicates
     (scores: (n_cuts, B) oriented to the point estimate's direction)."""
     first, last = _best_switch(scores)
@@ -330,7 +334,7 @@ def _bootstrap_interval(sizes: np.ndarray, scores: np.ndarray, no_switch: np.nda
     return {
         "ci_low": float(np.quantile(sizes[first], alpha, method="lower")),
         "ci_high": float(np.quantile(sizes[last + 1], 1 - alpha, method="higher")),
-        "n_boot_ok": int((scores.max(axis=0) > no_switch + _SCORE_TIE).sum()),
+        "n_boot_ok": int(_finds_switch(scores, evidence_by_size).sum()),
     }
 
 
