@@ -101,11 +101,11 @@ def _check_kv_strategy(name: str, strategy: dict) -> None:
         )
 
 
-def _check_source(field: str, section: dict) -> None:
-    """A `source: synthetic | hub | file` section names its data, and a local file exists."""
+def _check_source(field: str, section: dict, sourced_from=("hub", "file")) -> None:
+    """A `source:` among ``sourced_from`` has its own section, and a local file exists."""
     source = section.get("source", "synthetic")
-    if source in ("hub", "file") and source not in section:
-        raise ConfigError(f"config field '{field}.{source}': source '{source}' needs this field; fix: add it")
+    if source in sourced_from and source not in section:
+        raise ConfigError(f"config field '{field}.{source}': source '{source}' needs this section; fix: add it")
     if source == "file" and not Path(section["file"]).is_file():
         raise ConfigError(
             f"config field '{field}.file': {section['file']} does not exist (paths are relative to the "
@@ -114,13 +114,8 @@ def _check_source(field: str, section: dict) -> None:
 
 
 def _check_dataset(name: str, dataset: dict) -> None:
-    source = dataset["source"]
-    if source == "synthetic" and source not in dataset:
-        raise ConfigError(
-            f"config field 'datasets.{name}.{source}': source '{source}' needs this section; fix: add it"
-        )
-    _check_source(f"datasets.{name}", dataset)
-    if source == "synthetic":
+    _check_source(f"datasets.{name}", dataset, sourced_from=("synthetic", "hub", "file"))
+    if dataset["source"] == "synthetic":
         spec = dataset["synthetic"]
         if spec["min_difficulty"] > spec["max_difficulty"]:
             raise ConfigError(
