@@ -26,7 +26,7 @@ GRIDS = {"3 formats": (4, 8, 16), "7 formats": (2, 3, 4, 5, 6, 8, 16)}
 def run_one(true_gb: float, bits: tuple[int, ...], seed: int, n_boot: int, n_questions: int) -> dict:
     scen, ques = threshold.synthetic_study(threshold_gb=true_gb, seed=seed, sharpness=np.inf,
                                            n_questions=n_questions, bits=bits)
-    sizes = np.sort(scen["weight_gb"].unique())
+    sizes = np.sort(scen["weight_gib"].unique())
     cell = (sizes[sizes < true_gb].max(), sizes[sizes > true_gb].min())
     res = threshold.fit_threshold(scen, ques, n_boot=n_boot, seed=seed)
     if res["ci_low"] is None:

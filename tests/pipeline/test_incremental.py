@@ -27,7 +27,7 @@ def test_full_run_writes_report_and_scenarios(finished_study):
     table = pd.read_parquet(workdir / "results" / "aggregate" / "scenarios.parquet")
     assert set(table["scenario_id"]) == set(scenarios["scenario_id"])
     assert table["accuracy"].between(0, 1).all()
-    assert (table["total_gb"] > table["weight_gb"]).all()
+    assert (table["total_gib"] > table["weight_gib"]).all()
 
 
 def test_noop_rerun_runs_nothing(study_copy):

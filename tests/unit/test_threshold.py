@@ -23,7 +23,7 @@ def test_known_threshold_lies_inside_bootstrap_interval(true_gb, bits):
     assert res["direction"] == "win above"
     assert res["ci_low"] <= true_gb <= res["ci_high"]
     assert res["ci_low"] <= res["estimate"] <= res["ci_high"]
-    sizes = np.sort(scen["weight_gb"].unique())
+    sizes = np.sort(scen["weight_gib"].unique())
     cells_spanned = ((sizes > res["ci_low"]) & (sizes < res["ci_high"])).sum() + 1
     assert cells_spanned <= 4, (res["ci_low"], res["ci_high"])
     assert res["n_boot_ok"] == 200
@@ -33,7 +33,7 @@ def test_known_threshold_lies_inside_bootstrap_interval(true_gb, bits):
 def test_switch_bracket_is_the_grid_cell_around_a_noise_free_threshold():
     scen, ques = threshold.synthetic_study(threshold_gb=2.55, seed=0, sharpness=np.inf,
                                            n_questions=400, n_samples=32, with_variants=False)
-    sizes = np.sort(scen["weight_gb"].unique())
+    sizes = np.sort(scen["weight_gib"].unique())
     res = threshold.fit_threshold(scen, ques, n_boot=50, seed=0)
     assert res["bracket"] == (sizes[sizes < 2.55].max(), sizes[sizes > 2.55].min())
     assert res["estimate"] == pytest.approx(np.sqrt(res["bracket"][0] * res["bracket"][1]))
@@ -79,7 +79,7 @@ def test_not_enough_data_and_no_crossing():
     # far below the threshold weights win every comparison: no crossing to fit
     scen2, ques2 = threshold.synthetic_study(threshold_gb=200.0, seed=1, with_variants=False,
                                              n_questions=400, n_samples=16)
-    small = scen2[scen2["weight_gb"] < 5]
+    small = scen2[scen2["weight_gib"] < 5]
     res = threshold.fit_threshold(small, ques2, n_boot=10)
     assert res["status"] in {"no crossing", "ok"}
     assert res["share_win"] < 0.3
@@ -94,7 +94,7 @@ def test_bootstrap_is_reproducible():
 
 def _toy():
     rows = [
-        # dataset, scenario, model, weights, weight_gb, T, G, kv, total, acc
+        # dataset, scenario, model, weights, weight_gib, T, G, kv, total, acc
         ("d", "a", "s", "int8", 1.0, 1000, 1, "full", 1.5, 0.10),
         ("d", "b", "s", "int8", 1.0, 2000, 1, "full", 2.0, 0.20),
         ("d", "c", "l", "int4", 1.8, 1000, 1, "full", 2.2, 0.35),
@@ -103,8 +103,8 @@ def _toy():
         ("d", "g", "l", "int4", 1.8, 1000, 1, "hqq4", 2.0, 0.15),
         ("x", "h", "s", "int8", 1.0, 1000, 1, "full", 1.5, 0.5),
     ]
-    df = pd.DataFrame(rows, columns=["dataset", "scenario_id", "model", "weights", "weight_gb",
-                                     "token_budget", "G", "kv", "total_gb", "accuracy"])
+    df = pd.DataFrame(rows, columns=["dataset", "scenario_id", "model", "weights", "weight_gib",
+                                     "token_budget", "G", "kv", "total_gib", "accuracy"])
     df["kv_method"] = np.where(df["kv"] == "full", "full", "quantized")
     df["kv_bits"] = np.where(df["kv"] == "full", np.nan, 4)
     df["kv_budget"] = np.nan
@@ -121,7 +121,7 @@ def test_pareto_frontier_per_dataset():
 
 def test_best_at_budget_classifies_spending():
     out = frontier.best_at_budget(_toy(), [1.0, 1.6, 2.1, 2.5, 10])
-    d = out[out["dataset"] == "d"].set_index("budget_gb")
+    d = out[out["dataset"] == "d"].set_index("budget_gib")
     assert d.loc[1.0, "spend"] == "none"
     assert d.loc[1.6, "scenario_id"] == "a" and d.loc[1.6, "spend"] == "start"
     assert d.loc[2.1, "scenario_id"] == "b" and d.loc[2.1, "spend"] == "tokens"

@@ -57,8 +57,8 @@ def aggregate(scenarios: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
         checkpoint = spec["checkpoints"][scenario["ckpt_id"]]
         at_budget = graded[graded["token_budget"] == scenario["token_budget"]]
         context_tokens = int(round(at_budget["prompt_tokens"].mean())) + scenario["token_budget"] + spec["max_answer_tokens"]
-        kv_gb = kv_gib_per_sequence(checkpoint, spec["kv_strategies"][scenario["kv"]], context_tokens)
-        weight_gb = weight_gib(checkpoint, spec["weight_formats"][scenario["weights"]])
+        kv_per_seq = kv_gib_per_sequence(checkpoint, spec["kv_strategies"][scenario["kv"]], context_tokens)
+        weights = weight_gib(checkpoint, spec["weight_formats"][scenario["weights"]])
         rows.append({
             **{k: v for k, v in scenario.items() if k != "grids"},
             "grids": ",".join(scenario["grids"]),
@@ -71,9 +71,10 @@ def aggregate(scenarios: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.Dat
             "mean_thinking_tokens": float(at_budget["thinking_tokens"].mean()),
             "forced_fraction": float(at_budget["forced"].mean()),
             "context_tokens": context_tokens,
-            "weight_gb": weight_gb,
-            "kv_gb": scenario["G"] * kv_gb,
-            "total_gb": weight_gb + scenario["G"] * kv_gb,
+            "weight_gib": weights,
+            "kv_gib_per_seq": kv_per_seq,
+            "kv_gib": scenario["G"] * kv_per_seq,
+            "total_gib": weights + scenario["G"] * kv_per_seq,
         })
         questions.append(per_question.assign(scenario_id=scenario["scenario_id"]))
     return pd.DataFrame(rows), pd.concat(questions, ignore_index=True)

@@ -21,8 +21,8 @@ __all__ = ["evaluate_findings"]
 
 def _split(points: list[dict], cut: float):
     pts = [p for p in points if not p["tie"]]
-    below = [p["win"] for p in pts if p["weight_gb"] < cut]
-    above = [p["win"] for p in pts if p["weight_gb"] >= cut]
+    below = [p["win"] for p in pts if p["weight_gib"] < cut]
+    above = [p["win"] for p in pts if p["weight_gib"] >= cut]
     return below, above
 
 

@@ -37,7 +37,7 @@ def _frontier_one(df: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
 
 
 def pareto_frontier(
-    df: pd.DataFrame, x: str = "total_gb", y: str = "accuracy", by: str | None = "dataset"
+    df: pd.DataFrame, x: str = "total_gib", y: str = "accuracy", by: str | None = "dataset"
 ) -> pd.DataFrame:
     """Non-dominated scenarios (less ``x`` and more ``y``), per ``by`` group.
 
@@ -69,8 +69,8 @@ def classify_step(prev, cur) -> tuple[str, str]:
     if prev is None:
         return "start", "smallest frontier point"
     changes = []
-    dw = float(cur["weight_gb"]) - float(prev["weight_gb"])
-    if abs(dw) > _REL_TOL * max(float(prev["weight_gb"]), 1e-9):
+    dw = float(cur["weight_gib"]) - float(prev["weight_gib"])
+    if abs(dw) > _REL_TOL * max(float(prev["weight_gib"]), 1e-9):
         what = []
         if cur.get("model") != prev.get("model"):
             what.append(f"{prev.get('model')} -> {cur.get('model')}")
@@ -83,7 +83,7 @@ def classify_step(prev, cur) -> tuple[str, str]:
         changes.append(f"tokens {int(prev['token_budget'])} -> {int(cur['token_budget'])}")
     if _kv_key(cur) != _kv_key(prev):
         changes.append(f"KV {prev.get('kv')} -> {cur.get('kv')}")
-    if dw > _REL_TOL * max(float(prev["weight_gb"]), 1e-9):
+    if dw > _REL_TOL * max(float(prev["weight_gib"]), 1e-9):
         label = "weights"
     elif int(cur["G"]) > int(prev["G"]):
         label = "samples"
@@ -101,8 +101,8 @@ def classify_step(prev, cur) -> tuple[str, str]:
 
 def best_at_budget(
     df: pd.DataFrame,
-    budgets_gb: Iterable[float],
-    x: str = "total_gb",
+    budgets_gib: Iterable[float],
+    x: str = "total_gib",
     y: str = "accuracy",
     by: str = "dataset",
 ) -> pd.DataFrame:
@@ -110,21 +110,21 @@ def best_at_budget(
 
     For every dataset and budget, picks the most accurate scenario with ``x <= budget``
     (necessarily a frontier point) and classifies it against the next-smaller frontier
-    point with :func:`classify_step`.  Columns: dataset, budget_gb, scenario_id, model,
-    weights, token_budget, G, kv, total_gb, weight_gb, accuracy, ci_low, ci_high,
+    point with :func:`classify_step`.  Columns: dataset, budget_gib, scenario_id, model,
+    weights, token_budget, G, kv, total_gib, weight_gib, accuracy, ci_low, ci_high,
     spend (label), change (text).  Budgets that fit nothing give a row with spend "none".
     """
-    budgets = sorted(float(b) for b in budgets_gb)
+    budgets = sorted(float(b) for b in budgets_gib)
     front = pareto_frontier(df, x=x, y=y, by=by if by in df else None)
     groups = front.groupby(by, sort=True) if by in front else [(None, front)]
-    cols = ["scenario_id", "model", "weights", "token_budget", "G", "kv", x, "weight_gb",
+    cols = ["scenario_id", "model", "weights", "token_budget", "G", "kv", x, "weight_gib",
             y, "ci_low", "ci_high"]
     rows = []
     for key, fr in groups:
         fr = fr.sort_values(x).reset_index(drop=True)
         for b in budgets:
             fit = fr[fr[x] <= b + 1e-12]
-            row = {"dataset": key, "budget_gb": b}
+            row = {"dataset": key, "budget_gib": b}
             if fit.empty:
                 row.update({c: None for c in cols})
                 row.update(spend="none", change="nothing fits")

@@ -61,19 +61,19 @@ def _num(v, fmt="{:.3g}"):
 def frontier_chart(df: pd.DataFrame, dataset: str) -> alt.LayerChart:
     """Accuracy vs total memory for one dataset: all scenarios, frontier and its spend labels."""
     full = df[df["dataset"].astype(str) == str(dataset)]
-    fr = _frontier.pareto_frontier(full, by=None).sort_values("total_gb").reset_index(drop=True)
+    fr = _frontier.pareto_frontier(full, by=None).sort_values("total_gib").reset_index(drop=True)
     fr["spend"] = [
         _frontier.classify_step(fr.loc[i - 1] if i else None, fr.loc[i])[0] for i in range(len(fr))
     ]
-    cols = ["scenario_id", "model", "weights", "kv", "token_budget", "G", "total_gb", "accuracy",
+    cols = ["scenario_id", "model", "weights", "kv", "token_budget", "G", "total_gib", "accuracy",
             "ci_low", "ci_high"]
     d = full[[c for c in cols if c in full]]
     fr = fr[[c for c in cols + ["spend"] if c in fr]]
     fr["label"] = fr["model"].astype(str) + " " + fr["weights"].astype(str) + " T=" + \
         fr["token_budget"].astype(str) + " G=" + fr["G"].astype(str)
-    unit, per_unit = memory_unit(full["total_gb"])
-    d = d.assign(memory=d["total_gb"] / per_unit)
-    fr = fr.assign(memory=fr["total_gb"] / per_unit)
+    unit, per_unit = memory_unit(full["total_gib"])
+    d = d.assign(memory=d["total_gib"] / per_unit)
+    fr = fr.assign(memory=fr["total_gib"] / per_unit)
     x = alt.X("memory:Q", scale=alt.Scale(type="log", nice=False), title=f"memory: weights + KV ({unit}, log)")
     y = alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="accuracy")
     base = alt.Chart(d).mark_circle(size=22, color="#afb8c1", opacity=0.6).encode(x=x, y=y)
@@ -94,9 +94,9 @@ def threshold_chart(result: Mapping[str, Any]) -> alt.LayerChart | None:
     pts = pd.DataFrame(result.get("points") or [])
     if pts.empty:
         return None
-    agg = pts.groupby("weight_gb").agg(advantage=("advantage", "mean"), n=("advantage", "size")).reset_index()
-    unit, per_unit = memory_unit(agg["weight_gb"])
-    agg["weight"] = agg["weight_gb"] / per_unit
+    agg = pts.groupby("weight_gib").agg(advantage=("advantage", "mean"), n=("advantage", "size")).reset_index()
+    unit, per_unit = memory_unit(agg["weight_gib"])
+    agg["weight"] = agg["weight_gib"] / per_unit
     x = alt.X("weight:Q", scale=alt.Scale(type="log", nice=False), title=f"weight memory of the configuration ({unit}, log)")
     layers = []
     if result.get("ci_low") and result.get("ci_high"):
@@ -144,14 +144,14 @@ def _scenario_table(df: pd.DataFrame, front_ids: set[str]):
         ("scenario", "scenario_id", False), ("dataset", "dataset", False), ("model", "model", False),
         ("weights", "weights", False), ("KV", "kv", False), ("tokens", "token_budget", True),
         ("G", "G", True), ("metric", "metric", False), ("accuracy", "accuracy", True),
-        ("CI low", "ci_low", True), ("CI high", "ci_high", True), ("weight memory", "weight_gb", True),
-        ("total memory", "total_gb", True), ("frontier", None, False),
+        ("CI low", "ci_low", True), ("CI high", "ci_high", True), ("weight memory", "weight_gib", True),
+        ("total memory", "total_gib", True), ("frontier", None, False),
     ]
-    unit, per_unit = memory_unit(df["weight_gb"]) if "weight_gb" in df else ("GB", 1.0)
-    memory_columns = {"weight_gb", "total_gb"}
+    unit, per_unit = memory_unit(df["weight_gib"]) if "weight_gib" in df else ("GB", 1.0)
+    memory_columns = {"weight_gib", "total_gib"}
     spec = [s for s in spec if s[1] is None or s[1] in df]
     rows = []
-    for rec in df.sort_values([c for c in ("dataset", "total_gb") if c in df]).to_dict("records"):
+    for rec in df.sort_values([c for c in ("dataset", "total_gib") if c in df]).to_dict("records"):
         row = []
         for _, col, numeric in spec:
             if col is None:
@@ -252,7 +252,7 @@ def render_report(
     out_path: str | os.PathLike,
     *,
     title: str = "Where should the memory go? Weights, bits, tokens, samples, KV cache",
-    budgets_gb: list[float] | None = None,
+    budgets_gib: list[float] | None = None,
     traces_per_scenario: int = 3,
     template_dir: str | os.PathLike | None = None,
 ) -> Path:
@@ -285,14 +285,14 @@ def render_report(
 
     best_rows = []
     if not scen.empty:
-        if budgets_gb is None:
-            lo, hi = float(scen["total_gb"].min()), float(scen["total_gb"].max())
-            budgets_gb = sorted({float(f"{b:.2g}") for b in np.geomspace(lo, hi, 8)})
-            if budgets_gb[-1] < hi:
-                budgets_gb[-1] = float(f"{hi * 1.05:.2g}")
-        for r in _frontier.best_at_budget(scen, budgets_gb).to_dict("records"):
+        if budgets_gib is None:
+            lo, hi = float(scen["total_gib"].min()), float(scen["total_gib"].max())
+            budgets_gib = sorted({float(f"{b:.2g}") for b in np.geomspace(lo, hi, 8)})
+            if budgets_gib[-1] < hi:
+                budgets_gib[-1] = float(f"{hi * 1.05:.2g}")
+        for r in _frontier.best_at_budget(scen, budgets_gib).to_dict("records"):
             best_rows.append({k: (_num(v, "{:.3f}") if k == "accuracy" else _num(v)) for k, v in r.items()}
-                             | {k: format_memory(r[k]) for k in ("budget_gb", "total_gb")})
+                             | {k: format_memory(r[k]) for k in ("budget_gib", "total_gib")})
 
     thr_view = []
     for kind, t in thresholds.items():

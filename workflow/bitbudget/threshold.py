@@ -108,8 +108,8 @@ def build_comparisons(scenarios: pd.DataFrame, kind: str) -> _Comparisons:
         raise ValueError(f"unknown threshold kind {kind!r}; known: {sorted(KINDS)}")
     df = scenarios.reset_index(drop=True)
     a_list, b_list, side, xs = [], [], [], []
-    tot = df["total_gb"].to_numpy(dtype=float)
-    wgb = df["weight_gb"].to_numpy(dtype=float)
+    tot = df["total_gib"].to_numpy(dtype=float)
+    wgb = df["weight_gib"].to_numpy(dtype=float)
     if df.empty:
         return _Comparisons(np.array([], int), [], np.array([], bool), np.array([]))
     cfg = df["dataset"].astype(str) + "|" + df["model"].astype(str) + "|" + df["weights"].astype(str)
@@ -315,7 +315,7 @@ def _describe_points(scen: pd.DataFrame, comp: _Comparisons, advantage: np.ndarr
     n_points, n_win = int(informative.sum()), int((advantage > 0).sum())
     return {
         "points": [
-            {"scenario_id": str(scen.loc[a, "scenario_id"]), "weight_gb": float(x),
+            {"scenario_id": str(scen.loc[a, "scenario_id"]), "weight_gib": float(x),
              "advantage": float(adv), "win": bool(adv > 0), "tie": not bool(adv)}
             for a, x, adv in zip(comp.a, comp.x, advantage)
         ],
@@ -437,7 +437,7 @@ def synthetic_study(
                         "kv_budget": kv_budget, "token_budget": T, "G": G, "n_samples": n_samples,
                         "n_questions": n_questions, "metric": "pass@1" if G == 1 else "maj@G",
                         "accuracy": acc, "ci_low": max(0.0, acc - half), "ci_high": min(1.0, acc + half),
-                        "weight_gb": w, "kv_gb": kv_seq, "total_gb": w + G * kv_seq,
+                        "weight_gib": w, "kv_gib_per_seq": kv_seq, "kv_gib": G * kv_seq, "total_gib": w + G * kv_seq,
                         "gen_id": f"gen-{model}-{bits}-{kv}", "grade_id": "grade-v1",
                     })
     return pd.DataFrame(scen_rows), pd.DataFrame(q_rows)
