@@ -15,6 +15,10 @@ import pandas as pd
 
 ID_LENGTH = 12
 META_NAME = "meta.json"
+# Modes before the umask, as open() and mkdir() use: a published artifact gets exactly the
+# permissions a plain write would give it (group-readable under the usual 022 or 002 umask).
+FILE_MODE = 0o666
+DIR_MODE = 0o777
 
 
 class ArtifactError(RuntimeError):
@@ -38,6 +42,19 @@ def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux reports it in /proc/self/status)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o077)  # elsewhere: set and restore, the only portable way to read it
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp_path)` then rename onto `path`, so a reader never sees half a file."""
     path = Path(path)
@@ -46,6 +63,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, FILE_MODE & ~current_umask())  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -56,17 +74,20 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
 def atomic_directory(out_dir: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling directory to fill; on success it replaces `out_dir` whole.
 
-    mkdtemp makes the directory private (0700); it is published world-readable like any
-    checkpoint. On an error the temporary directory is removed and `out_dir` is untouched.
+    mkdtemp makes the directory private (0700); it is published with the process umask
+    like any file the process creates. On an error the temporary directory is removed and
+    `out_dir` is untouched.
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         yield tmp
-        tmp.chmod(0o755)
-        for file in tmp.iterdir():
-            file.chmod(0o644)
+        umask = current_umask()
+        for root, dirs, files in os.walk(tmp):
+            os.chmod(root, DIR_MODE & ~umask)
+            for name in files:
+                os.chmod(os.path.join(root, name), FILE_MODE & ~umask)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
