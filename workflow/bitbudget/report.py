@@ -15,7 +15,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -27,6 +26,7 @@ import pandas as pd
 from . import __version__
 from . import frontier as _frontier
 from . import threshold as _threshold
+from .artifacts import write_text
 from .memory import format_memory, memory_unit
 
 __all__ = ["render_report", "frontier_chart", "threshold_chart", "DEFAULT_TEMPLATE_DIR"]
@@ -334,9 +334,5 @@ def render_report(
         version=__version__,
     )
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".report-", suffix=".html")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(html)
-    os.replace(tmp, out)
+    write_text(out, html)  # atomic, with the process umask (group-readable by default)
     return out
