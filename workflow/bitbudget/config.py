@@ -77,6 +77,9 @@ def check_semantics(config: dict) -> None:
     for name, fmt in config["weight_formats"].items():
         if "calibration" in fmt:
             _check_source(f"weight_formats.{name}.calibration", fmt["calibration"])
+    from .capabilities import check_config as check_capabilities  # the engine/format/KV combinations
+
+    check_capabilities(config)
 
 
 def _check_kv_strategy(name: str, strategy: dict) -> None:
