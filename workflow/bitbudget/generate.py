@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bitbudget import artifacts
+from bitbudget import artifacts, shards
 from bitbudget.datasets import dataset_summary, load_questions
 from bitbudget.forcing import sample_at_budget
 from bitbudget.shards import plan_work, read_shard
@@ -41,6 +41,11 @@ def samples_table(questions, trace_dir, budgets, result) -> pd.DataFrame:
     records = []
     for question in questions:
         shard = read_shard(trace_dir, question["question_id"])
+        if shard is None:
+            raise RuntimeError(
+                f"trace {trace_dir} has no shard for question {question['question_id']} (the job was "
+                "stopped): rerun snakemake to resume at the first missing question"
+            )
         for sample in shard["samples"]:
             for budget in budgets:
                 at_budget = sample_at_budget(sample, budget, result.tokens)
@@ -64,6 +69,13 @@ def write_generation(spec: dict, output: str | Path, trace_dir: str | Path, engi
     """Drive one generation: load questions, let the engine fill missing shards, assemble."""
     started = time.time()
     trace_key = spec["trace_key"]
+    # Metadata means complete: a stale meta file must not outlive the data it described.
+    artifacts.meta_path(output).unlink(missing_ok=True)
+    for stale in shards.remove_stale_temporaries(trace_dir) + artifacts.remove_stale_temporaries(Path(output).parent):
+        log.warning("removed %s, left by a writer that was stopped", stale)
+    checkpoint = Path(spec.get("checkpoint_path", ""))
+    if checkpoint.name == trace_key["checkpoint"]:  # a checkpoint this pipeline made: check it
+        artifacts.verify_directory(checkpoint)
     questions = load_questions(spec["dataset"])
     budgets = sorted(spec["budgets"])
     samples = trace_key["sampling"]["samples_per_question"]
@@ -74,8 +86,9 @@ def write_generation(spec: dict, output: str | Path, trace_dir: str | Path, engi
     result = engine_run(questions, fresh, incomplete, budgets)
     table = samples_table(questions, trace_dir, budgets, result)
     artifacts.write_parquet(output, table)
+    gen_key = {"trace": Path(trace_dir).name, "budgets": budgets}
     return artifacts.write_meta(
-        output, {"trace": Path(trace_dir).name, "budgets": budgets, "trace_key": trace_key},
+        output, {**gen_key, "trace_key": trace_key}, artifact_id=artifacts.content_id(gen_key),
         counters=result.counters, seconds=round(time.time() - started, 3),
         questions=len(questions), generated=len(fresh), reforked=len(incomplete),
         dataset=dataset_summary(questions),
@@ -87,11 +100,11 @@ def make_engine(spec: dict, stop_requested):
     if name == "hf":
         from bitbudget.backends.hf import HFEngine
 
-        return HFEngine(spec, spec["checkpoint_path"], spec["trace_dir"], stop_requested)
+        return HFEngine(spec, spec["checkpoint_path"], spec["trace_dir"], stop_requested, revision=spec.get("revision"))
     if name == "vllm":
         from bitbudget.backends.vllm import VLLMEngine
 
-        return VLLMEngine(spec, spec["checkpoint_path"], spec["trace_dir"], stop_requested)
+        return VLLMEngine(spec, spec["checkpoint_path"], spec["trace_dir"], stop_requested, revision=spec.get("revision"))
     raise ValueError(f"engine.name '{name}' is unknown; use 'hf' or 'vllm'")
 
 

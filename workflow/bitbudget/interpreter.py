@@ -115,8 +115,10 @@ def cli_arguments(description: str, argv=None) -> argparse.Namespace:
     parser.add_argument("--log", help="append logging to this file too")
     args = parser.parse_args(argv)
     handlers = [logging.StreamHandler(sys.stderr)]
-    if args.log:
-        handlers.append(logging.FileHandler(args.log, mode="a"))
+    if args.log:  # the rule's log and its history (bitbudget.logs), the run's header already written
+        from bitbudget.logs import file_handlers
+
+        handlers += file_handlers(args.log, header=False)
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args

@@ -128,8 +128,9 @@ def needs_calibration(scheme: str, method: str) -> bool:
     return method == "gptq"  # RTN: weight scales need no data; W8A8 activations are dynamic
 
 
-def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict) -> dict:
-    """Quantize a checkpoint directory into a compressed-tensors one; return quantization.json."""
+def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict, revision: str | None = None) -> dict:
+    """Quantize a checkpoint (a directory, or a hub id at `revision`) into a compressed-tensors
+    one; return quantization.json."""
     import torch
     from llmcompressor import oneshot
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -140,7 +141,10 @@ def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict) -> dict:
     method = fmt.get("method", "rtn")
     group_size = fmt.get("group_size", 128)
     calibration = calibration_of(fmt)
-    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    from bitbudget.revisions import local_snapshot
+
+    source = str(src_dir)
+    src_dir, out_dir = local_snapshot(source, revision), Path(out_dir)
     torch.manual_seed(calibration["seed"])
     model = AutoModelForCausalLM.from_pretrained(str(src_dir), dtype="auto")
     tokenizer = AutoTokenizer.from_pretrained(str(src_dir))
@@ -178,7 +182,8 @@ def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict) -> dict:
             "n_quantized_params": counts["n_quantized"],
             "n_unquantized_params": counts["n_unquantized"],
             "packages": _versions(),
-            "source": str(src_dir),
+            "source": source,
+            **({"revision": revision} if revision else {}),
         }
         (tmp / "quantization.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
@@ -193,13 +198,13 @@ def _versions() -> dict:
 def main(argv=None) -> int:
     """`python -m bitbudget.llmcompressor_quantize --spec spec.json --output checkpoint_dir`.
 
-    spec: {"source": dir, "format": weight format dict}.
+    spec: {"source": dir or hub id, "format": weight format dict, "revision": optional}.
     """
     from bitbudget.interpreter import cli_arguments
 
     args = cli_arguments("quantize a checkpoint with llm-compressor", argv)
     spec = json.loads(Path(args.spec).read_text())
-    quantize_with_llmcompressor(spec["source"], args.output, spec["format"])
+    quantize_with_llmcompressor(spec["source"], args.output, spec["format"], spec.get("revision"))
     return 0
 
 

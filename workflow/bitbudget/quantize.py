@@ -56,15 +56,16 @@ def _is_decoder_linear(name: str, module) -> bool:
 
 
 def quantize_checkpoint(src_dir, out_dir, *, bits: int, group_size: int, method: str = "rtn",
-                        fmt: dict | None = None, python: str | None = None) -> dict:
-    """Quantize a checkpoint directory; write ``out_dir`` atomically; return quantization.json.
+                        fmt: dict | None = None, python: str | None = None, revision: str | None = None) -> dict:
+    """Quantize a checkpoint directory (or a hub id at ``revision``, the pinned snapshot); write
+    ``out_dir`` atomically; return quantization.json.
 
     ``method: gptq`` or a format with a ``scheme`` makes a compressed-tensors checkpoint with
     llm-compressor (bitbudget.llmcompressor_quantize), in interpreter ``python`` when given.
     """
     fmt = {**(fmt or {}), "bits": bits, "group_size": group_size, "method": method}
     if bits < 16 and (method == "gptq" or fmt.get("scheme")):
-        return quantize_with_llmcompressor(src_dir, out_dir, fmt, python)
+        return quantize_with_llmcompressor(src_dir, out_dir, fmt, python, revision)
     from transformers import AutoModelForCausalLM
 
     from .tinymodels import count_parameters_of_model
@@ -75,7 +76,10 @@ def quantize_checkpoint(src_dir, out_dir, *, bits: int, group_size: int, method:
         raise ValueError(f"method must be one of {SUPPORTED_METHODS}, got {method!r}")
     if not isinstance(group_size, int) or group_size <= 0:
         raise ValueError(f"group_size must be a positive integer, got {group_size!r}")
-    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    from .revisions import local_snapshot
+
+    source = str(src_dir)
+    src_dir, out_dir = local_snapshot(source, revision), Path(out_dir)
     model = AutoModelForCausalLM.from_pretrained(str(src_dir), dtype=torch.float32)
     linears = [(n, m) for n, m in model.named_modules() if _is_decoder_linear(n, m)]
     for name, mod in linears:
@@ -95,7 +99,8 @@ def quantize_checkpoint(src_dir, out_dir, *, bits: int, group_size: int, method:
         "n_quantized_params": counts["n_quantized"],
         "n_unquantized_params": counts["n_unquantized"],
         "quantized_modules": [n for n, _ in linears] if bits < 16 else [],
-        "source": str(src_dir),
+        "source": source,
+        **({"revision": revision} if revision else {}),
     }
     with atomic_directory(out_dir) as tmp:
         if bits == 16:
@@ -123,15 +128,16 @@ def quantize_checkpoint(src_dir, out_dir, *, bits: int, group_size: int, method:
     return meta
 
 
-def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict, python: str | None = None) -> dict:
+def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict, python: str | None = None,
+                                revision: str | None = None) -> dict:
     """Run llm-compressor here, or in its own interpreter (it pins its compressed-tensors)."""
     from .interpreter import other_interpreter, run_in_interpreter
 
     interpreter = other_interpreter(python)
     if interpreter:
-        spec = {"source": str(src_dir), "format": fmt}
+        spec = {"source": str(src_dir), "format": fmt, "revision": revision}
         run_in_interpreter(interpreter, "bitbudget.llmcompressor_quantize", spec, str(out_dir))
         return json.loads((Path(out_dir) / "quantization.json").read_text())
     from .llmcompressor_quantize import quantize_with_llmcompressor as quantize
 
-    return quantize(src_dir, out_dir, fmt)
+    return quantize(src_dir, out_dir, fmt, revision)

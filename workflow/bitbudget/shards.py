@@ -3,30 +3,81 @@
 `results/traces/{trace_id}/shards/{question_id}.json` holds all samples of one question:
 thinking token ids up to the horizon, the natural answer, and the forced answers (forks)
 per budget. Shards are written atomically, so a killed job resumes at the first missing one.
+
+Each shard carries the sha256 of its own content (the canonical JSON of its question id and
+samples), written in the same atomic rename: a shard that was edited, truncated or damaged is
+refused where it is read, naming the file and the fix, instead of flowing into samples.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from itertools import groupby
 from pathlib import Path
 
 from bitbudget import artifacts
 from bitbudget.forcing import needs_fork
 
+log = logging.getLogger(__name__)
+
 
 def shard_path(trace_dir: str | Path, question_id: str) -> Path:
     return Path(trace_dir) / "shards" / f"{question_id}.json"
 
 
+class ShardError(artifacts.ArtifactError):
+    """A stored trace shard is damaged or was modified."""
+
+
+def shard_checksum(question_id: str, samples: list[dict]) -> str:
+    text = artifacts.canonical_json({"question_id": question_id, "samples": samples})
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _shard_fix(path: Path) -> str:
+    return (
+        f"Fix: `rm {path}`, then rerun snakemake as before (e.g. `snakemake -c2`): the generation "
+        "makes that question again and keeps every other shard."
+    )
+
+
 def read_shard(trace_dir: str | Path, question_id: str) -> dict | None:
+    """The shard of one question, verified against its checksum; None when there is none."""
     path = shard_path(trace_dir, question_id)
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        shard = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ShardError(f"Trace shard {path} is damaged ({type(error).__name__}: {error}). {_shard_fix(path)}") from error
+    if not isinstance(shard, dict) or not isinstance(shard.get("samples"), list):
+        raise ShardError(f"Trace shard {path} has no list of samples. {_shard_fix(path)}")
+    if shard.get("question_id") != question_id:
+        raise ShardError(
+            f"Trace shard {path} holds question {shard.get('question_id')!r}, not {question_id!r}. {_shard_fix(path)}"
+        )
+    if "sha256" not in shard:
+        log.warning("trace shard %s predates shard checksums: read unverified", path)
+    elif shard["sha256"] != shard_checksum(question_id, shard["samples"]):
+        raise ShardError(
+            f"Trace shard {path} does not match its checksum: it was modified after it was written. "
+            f"{_shard_fix(path)}"
+        )
+    return shard
 
 
 def write_shard(trace_dir: str | Path, question_id: str, samples: list[dict]) -> None:
-    payload = {"question_id": question_id, "samples": sorted(samples, key=lambda s: s["sample_idx"])}
+    # As a reader will see them (JSON object keys become strings), so the checksum matches.
+    samples = json.loads(json.dumps(sorted(samples, key=lambda s: s["sample_idx"])))
+    payload = {"question_id": question_id, "samples": samples, "sha256": shard_checksum(question_id, samples)}
     artifacts.write_text(shard_path(trace_dir, question_id), json.dumps(payload, separators=(",", ":")))
+
+
+def remove_stale_temporaries(trace_dir: str | Path) -> list[Path]:
+    """Partial shard files of a killed job (the generate job owns its trace directory)."""
+    return artifacts.remove_stale_temporaries(Path(trace_dir) / "shards") + artifacts.remove_stale_temporaries(trace_dir)
 
 
 def missing_forks(sample: dict, budgets) -> list[int]:

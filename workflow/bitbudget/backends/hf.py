@@ -219,12 +219,16 @@ class BatchDecoder:
 
 
 
-def load_model(path: str, dtype: str, device: str):
+def load_model(path: str, dtype: str, device: str, revision: str | None = None):
+    """Model and tokenizer of `path` at the pinned `revision` (bitbudget.revisions)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from bitbudget.revisions import loader_kwargs
+
+    pinned = loader_kwargs(path, revision)
     torch_dtype = None if dtype == "auto" else getattr(torch, dtype)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **pinned).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, **pinned)
     return model, tokenizer
 
 
@@ -239,11 +243,12 @@ class HFEngine:
 
     name = "hf"
 
-    def __init__(self, spec: dict, checkpoint_path: str, trace_dir: str, stop_requested=lambda: False):
+    def __init__(self, spec: dict, checkpoint_path: str, trace_dir: str, stop_requested=lambda: False,
+                 revision: str | None = None):
         self.key = spec["trace_key"]
         self.trace_dir = Path(trace_dir)
         self.engine = spec["engine"]
-        self.model, self.tokenizer = load_model(checkpoint_path, self.engine["dtype"], self.engine["device"])
+        self.model, self.tokenizer = load_model(checkpoint_path, self.engine["dtype"], self.engine["device"], revision)
         self.tokens = forcing_tokens(self.tokenizer, self.key["forcing"], self.key["sampling"]["max_answer_tokens"])
         self.stop_requested = stop_requested
         self.counters = Counters()

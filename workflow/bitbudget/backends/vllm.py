@@ -132,11 +132,16 @@ def weight_scheme(checkpoint_path: str) -> str | None:
     return None
 
 
-def engine_args(engine: dict, checkpoint_path: str, max_model_len: int, seed: int) -> dict:
-    """Keyword arguments of `vllm.LLM` for the engine config."""
+def engine_args(engine: dict, checkpoint_path: str, max_model_len: int, seed: int,
+                revision: str | None = None) -> dict:
+    """Keyword arguments of `vllm.LLM` for the engine config (the model at its pinned revision)."""
+    from bitbudget.revisions import loader_kwargs
+
+    pinned = loader_kwargs(checkpoint_path, revision).get("revision")
     args = {
         "model": checkpoint_path,
         "tokenizer": checkpoint_path,
+        **({"revision": pinned, "tokenizer_revision": pinned} if pinned else {}),
         "dtype": engine.get("dtype", "auto"),
         "enable_prefix_caching": True,
         "max_model_len": max_model_len,
@@ -158,18 +163,22 @@ class VLLMEngine:
 
     name = "vllm"
 
-    def __init__(self, spec: dict, checkpoint_path: str, trace_dir: str, stop_requested=lambda: False):
+    def __init__(self, spec: dict, checkpoint_path: str, trace_dir: str, stop_requested=lambda: False,
+                 revision: str | None = None):
         from transformers import AutoTokenizer
+
+        from bitbudget.revisions import loader_kwargs
 
         self.key = spec["trace_key"]
         self.engine = spec["engine"]
         self.checkpoint_path = checkpoint_path
+        self.revision = revision
         self.trace_dir = Path(trace_dir)
         self.stop_requested = stop_requested
         self.horizon = self.key["horizon"]
         self.sampling = self.key["sampling"]
         check_device_support(self.engine, checkpoint_path)
-        self.tokenizer = AutoTokenizer.from_pretrained(checkpoint_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(checkpoint_path, **loader_kwargs(checkpoint_path, revision))
         self.tokens = forcing_tokens(self.tokenizer, self.key["forcing"], self.sampling["max_answer_tokens"])
         self.counters = Counters()
         self.llm = None
@@ -184,7 +193,7 @@ class VLLMEngine:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.engine.get("cpu_kv_cache_gb", 1)))
         slack = len(self.tokens.suffix) + len(self.tokens.wait) + self.tokens.max_answer_tokens + 1
         max_model_len = self.engine.get("max_model_len") or longest_prompt + self.horizon + slack
-        args = engine_args(self.engine, self.checkpoint_path, max_model_len, self.sampling["seed"])
+        args = engine_args(self.engine, self.checkpoint_path, max_model_len, self.sampling["seed"], self.revision)
         from vllm.platforms import current_platform
 
         if current_platform.is_cpu():
