@@ -31,7 +31,8 @@ def benchmark_path(stage, *keys):
 def final_outputs():
     """Every artifact is a target: one deleted or left incomplete is rebuilt by the next plain
     run, with what depends on it and nothing else. Metadata is written last, so data without
-    its metadata is incomplete: it is recomputed as if missing (forced, not deleted here)."""
+    its metadata is incomplete: it is recomputed as if missing (forced, not deleted here).
+    """
     from bitbudget.artifacts import incomplete_artifacts
 
     artifacts = (
@@ -44,7 +45,8 @@ def final_outputs():
     )
     incomplete = incomplete_artifacts(artifacts)
     if incomplete and getattr(workflow, "dag_settings", None) is not None:
-        workflow.dag_settings.forcerun = frozenset(workflow.dag_settings.forcerun) | set(incomplete)
+        forced = set(workflow.dag_settings.forcerun) | set(incomplete)
+        workflow.dag_settings.forcerun = frozenset(forced)
     return artifacts + ["report/index.html"]
 
 
