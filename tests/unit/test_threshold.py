@@ -127,3 +127,49 @@ def test_best_at_budget_classifies_spending():
     assert d.loc[2.1, "scenario_id"] == "b" and d.loc[2.1, "spend"] == "tokens"
     assert d.loc[2.5, "scenario_id"] == "c" and d.loc[2.5, "spend"] == "weights"
     assert d.loc[10.0, "scenario_id"] == "f" and d.loc[10.0, "spend"] == "samples"
+
+
+@pytest.mark.parametrize("kind", ["weights_vs_tokens", "eviction_vs_quantization"])
+def test_every_comparison_pairs_equal_memory(kind):
+    scen, _ = threshold.synthetic_study(threshold_gb=2.55, seed=1)
+    tol = threshold.analysis_default("memory_tolerance")
+    res = threshold.fit_threshold(scen, None, n_boot=0, kind=kind)
+    assert res["n_points"] >= 10 and res["memory_tolerance"] == tol
+    for p in res["points"]:
+        gap = abs(p["total_gib"] - p["partner_total_gib"]) / max(p["total_gib"], p["partner_total_gib"])
+        assert gap <= tol + 1e-12, p
+    # a wider tolerance admits more pairs, a zero tolerance almost none
+    wide = threshold.build_comparisons(scen, kind, memory_tolerance=0.3)
+    assert len(wide.a) > len(threshold.build_comparisons(scen, kind).a)
+
+
+def _pair(rows):
+    df = pd.DataFrame(rows, columns=["scenario_id", "model", "weights", "weight_gib", "token_budget", "G",
+                                     "total_gib", "accuracy"])
+    return df.assign(dataset="d", kv="full", kv_method="full")
+
+
+def test_weights_vs_tokens_needs_equal_memory_not_just_no_more():
+    # the longer generation (10 GiB) and the larger model (6 GiB) differ by 40%: the old pairing
+    # ("the largest total at or below") compared them; equal memory does not
+    rows = [("s-long", "s", "int8", 1.0, 8000, 1, 10.0, 0.5), ("l-short", "l", "int8", 4.0, 1000, 1, 6.0, 0.4)]
+    assert len(threshold.build_comparisons(_pair(rows), "weights_vs_tokens").a) == 0
+    rows[1] = ("l-short", "l", "int8", 4.0, 1000, 1, 9.7, 0.4)
+    comp = threshold.build_comparisons(_pair(rows), "weights_vs_tokens")
+    assert len(comp.a) == 1 and comp.x[0] == 1.0
+    assert threshold.build_comparisons(_pair(rows), "weights_vs_tokens", memory_tolerance=0.01).a.size == 0
+
+
+def test_samples_compare_with_the_best_single_sample_of_any_configuration():
+    rows = [
+        ("s-G8", "s", "int8", 1.0, 2000, 8, 20.0, 0.50),
+        ("s-G1", "s", "int8", 1.0, 30000, 1, 4.0, 0.30),   # same configuration, far less memory
+        ("l-G1", "l", "bf16", 16.0, 8000, 1, 19.5, 0.60),  # another model at equal memory: the frontier
+        ("x-G1", "x", "bf16", 30.0, 2000, 1, 31.0, 0.90),  # more memory: not a candidate
+    ]
+    res = threshold.fit_threshold(_pair(rows), None, n_boot=0, kind="samples_vs_tokens")
+    (p,) = res["points"]
+    assert p["partner_id"] == "l-G1" and p["advantage"] == pytest.approx(-0.10) and not p["win"]
+    # without a single-sample scenario near its memory there is no comparison
+    far = [r for r in rows if r[0] != "l-G1"]
+    assert threshold.fit_threshold(_pair(far), None, n_boot=0, kind="samples_vs_tokens")["points"] == []

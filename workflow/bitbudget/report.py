@@ -298,6 +298,7 @@ def render_report(
     for kind, t in thresholds.items():
         chart = threshold_chart(t)
         thr_view.append(t | {
+            "paper_txt": format_memory(t["paper_gib"]) if t.get("paper_gib") else "n/a",
             "estimate_txt": format_memory(t["estimate"]) if t.get("estimate") else "n/a",
             "bracket_txt": (f"switch between {format_memory(t['bracket'][0])} and {format_memory(t['bracket'][1])}"
                             if t.get("bracket") else "threshold (weight memory)"),

@@ -9,156 +9,177 @@ a question-level bootstrap gives its interval.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from .config import load_schema
 from .memory import format_memory
 
-__all__ = ["KINDS", "METHOD_TEXT", "build_comparisons", "fit_threshold", "fit_thresholds"]
+__all__ = ["KINDS", "METHOD_TEXT", "analysis_default", "build_comparisons", "equal_memory",
+           "fit_threshold", "fit_thresholds"]
 
-#: kind -> the option whose advantage is measured ("win"), the other option, the paper's value
+#: kind -> the option whose advantage is measured ("win") and the other option
 KINDS = {
     "weights_vs_tokens": {
         "title": "Weights vs. generation length",
         "win": "tokens",
         "lose": "weights",
-        "paper": "tokens win above ~4.2 GB (8-bit 4B)",
-        "paper_gb": 4.19,
+        "paper": "tokens win above ~4.2 GiB (8-bit 4B)",
     },
     "samples_vs_tokens": {
         "title": "Parallel samples vs. generation length",
         "win": "samples",
         "lose": "single longer generation",
-        "paper": "majority voting pays above ~4.2 GB (8-bit 4B)",
-        "paper_gb": 4.19,
+        "paper": "majority voting pays above ~4.2 GiB (8-bit 4B)",
     },
     "eviction_vs_quantization": {
         "title": "KV eviction vs. KV quantization",
         "win": "eviction",
         "lose": "quantization",
-        "paper": "eviction beats quantization below ~8.9 GB (8-bit 8B)",
-        "paper_gb": 8.94,
+        "paper": "eviction beats quantization below ~8.9 GiB (8-bit 8B)",
     },
 }
 
 METHOD_TEXT = {
     "weights_vs_tokens": (
-        "For every model configuration (model, weight format) and every step up its "
-        "token-budget ladder (G = 1, full KV cache), two uses of the memory that the longer "
-        "generation needs are compared: (a) the longer generation, and (b) moving to the "
-        "next larger weight memory (another model or more bits) at the largest token "
-        "budget that fits in the same total memory. The evidence at a weight size is the sum "
-        "over its comparisons of accuracy(a) - accuracy(b). The switch is placed between the "
-        "two adjacent observed sizes that maximise (evidence above the cut) - (evidence below "
-        "it): the change-point of the sign of the advantage. The threshold is the geometric "
-        "mean of those two sizes; the grid cannot place it more finely. The interval is a "
-        "percentile bootstrap of the two sizes: questions are resampled with replacement "
-        "(one draw shared by all scenarios of a dataset), accuracies recomputed from the "
-        "per-question table and the switch found again. When no cut beats 'one option is "
-        "better everywhere', there is no crossing."
+        "Two single-sample scenarios (G = 1, full KV cache) of one dataset are compared when "
+        "their total memory is equal within the memory tolerance and one spends it on a longer "
+        "generation, the other on more weight memory (another model or more bits) at a shorter "
+        "one. Each longer generation is paired with the next larger weight memory that has a "
+        "scenario at equal memory (the closest in total memory). The evidence at a weight size "
+        "is the sum over its comparisons of accuracy(longer generation) - accuracy(more weights). "
+        "The switch is placed between the two adjacent observed sizes that maximise (evidence "
+        "above the cut) - (evidence below it): the change-point of the sign of the advantage. "
+        "The threshold is the geometric mean of those two sizes; the grid cannot place it more "
+        "finely. The interval is a percentile bootstrap of the two sizes: questions are "
+        "resampled with replacement (one draw shared by all scenarios of a dataset), "
+        "accuracies recomputed from the per-question table and the switch found again. When no "
+        "cut beats 'one option is better everywhere', there is no crossing."
     ),
     "samples_vs_tokens": (
-        "Each majority-vote scenario (G > 1, full KV cache) is compared with the "
-        "single-sample scenario (G = 1) of the same model configuration with the longest "
-        "token budget that fits in the same total memory; samples win when maj@G is "
-        "more accurate. Switch point and question bootstrap as for the weights/tokens "
-        "threshold."
+        "Each majority-vote scenario (G > 1, full KV cache) is compared with the best "
+        "single-sample scenario (G = 1, any model, weights and token budget of the dataset) "
+        "using no more memory than it (within the memory tolerance): the single-sample "
+        "frontier at its memory. A comparison is made only where some single-sample scenario "
+        "lies within the tolerance of its memory. Samples win when maj@G is more accurate. "
+        "Switch point and question bootstrap as for the weights/tokens threshold."
     ),
     "eviction_vs_quantization": (
         "Each KV-eviction scenario (StreamingLLM, R-KV) is compared with the quantized-KV "
-        "scenario of the same configuration and G that uses the most memory up to 5% above "
-        "its own, and each quantized-KV scenario likewise with an eviction scenario; the "
-        "advantage is eviction's accuracy minus quantization's. Switch point and question bootstrap as above."
+        "scenario of the same model, weights and G closest to it in total memory, when the two "
+        "are equal within the memory tolerance, and each quantized-KV scenario likewise with "
+        "an eviction scenario; the advantage is eviction's accuracy minus quantization's. "
+        "Switch point and question bootstrap as above."
     ),
 }
 
-_MEM_TOL = 0.05
 _SCORE_TIE = 1e-12
+_SAME_SIZE = 1e-6  # relative difference below which two weight memories are one size
 _SYNTHETIC_LOGIT_SPAN = 2.5
+_SYNTHETIC_SAMPLES_GAIN = 2.0  # above the threshold, maj@G beats the single-sample frontier at equal memory
 MIN_POINTS = 6
+
+
+@lru_cache(maxsize=None)
+def _analysis_schema() -> dict:
+    return load_schema()["properties"]["analysis"]["properties"]
+
+
+def analysis_default(name: str):
+    """The schema's default of ``analysis.<name>`` (defined once, in the config schema)."""
+    return copy.deepcopy(_analysis_schema()[name]["default"])
 
 
 @dataclass
 class _Comparisons:
-    a: np.ndarray  # scenario row index of the "win" option
-    b: list[np.ndarray]  # candidate row indices of the other option
+    a: np.ndarray  # scenario row index of option a
+    b: list[np.ndarray]  # candidate row indices of the other option (the best one counts)
     a_is_win: np.ndarray  # True when option a is the "win" side
-    x: np.ndarray  # weight GB of the configuration
+    x: np.ndarray  # weight GiB of the configuration
 
 
 def _is_full(df: pd.DataFrame) -> pd.Series:
     return df["kv_method"].astype(str).eq("full")
 
 
-def _closest_below(idx, tot: np.ndarray) -> np.ndarray:
-    """The candidate(s) using the most memory among ``idx`` (one alternative per
-    comparison: taking the best of many noisy candidates would bias labels to its side)."""
-    idx = np.asarray(idx, dtype=int)
-    if not idx.size:
-        return idx
-    return idx[tot[idx] >= tot[idx].max() * (1 - 1e-9)]
+def equal_memory(tot_a, tot_b, tolerance: float):
+    """True where two total memories differ by at most ``tolerance`` of the larger one."""
+    tot_a, tot_b = np.asarray(tot_a, dtype=float), np.asarray(tot_b, dtype=float)
+    return np.abs(tot_a - tot_b) <= tolerance * np.maximum(tot_a, tot_b) * (1 + 1e-12)
 
 
-def build_comparisons(scenarios: pd.DataFrame, kind: str) -> _Comparisons:
-    """The equal-memory comparisons that label one kind of threshold (see METHOD_TEXT)."""
+def _one_per_cell(df: pd.DataFrame, mask: pd.Series) -> pd.Index:
+    """Row labels of ``mask``, one per (dataset, model, weights, KV, T, G): a cell run by
+    two grids (e.g. under two engines) counts once, the one with most samples."""
+    sub = df[mask]
+    if sub.empty:
+        return sub.index
+    order = sub.sort_values(["n_samples", "scenario_id"] if "n_samples" in sub else ["scenario_id"],
+                            ascending=[False, True] if "n_samples" in sub else [True], kind="mergesort")
+    keys = ["dataset", "model", "weights", "kv", "token_budget", "G"]
+    return order.drop_duplicates([k for k in keys if k in order]).index.sort_values()
+
+
+def build_comparisons(scenarios: pd.DataFrame, kind: str, memory_tolerance: float | None = None) -> _Comparisons:
+    """The equal-memory comparisons that label one kind of threshold (see METHOD_TEXT):
+    the two options' total memories differ by at most ``memory_tolerance`` (a fraction;
+    default ``analysis.memory_tolerance`` of the config schema)."""
     if kind not in KINDS:
         raise ValueError(f"unknown threshold kind {kind!r}; known: {sorted(KINDS)}")
+    tol = analysis_default("memory_tolerance") if memory_tolerance is None else float(memory_tolerance)
     df = scenarios.reset_index(drop=True)
     a_list, b_list, side, xs = [], [], [], []
-    tot = df["total_gib"].to_numpy(dtype=float)
-    wgb = df["weight_gib"].to_numpy(dtype=float)
     if df.empty:
         return _Comparisons(np.array([], int), [], np.array([], bool), np.array([]))
-    cfg = df["dataset"].astype(str) + "|" + df["model"].astype(str) + "|" + df["weights"].astype(str)
+    tot = df["total_gib"].to_numpy(dtype=float)
+    wgb = df["weight_gib"].to_numpy(dtype=float)
+    T = df["token_budget"].to_numpy(dtype=float)
     full = _is_full(df)
-    G = df["G"].to_numpy(dtype=int)
+    dataset = df["dataset"].astype(str)
     if kind == "weights_vs_tokens":
-        base = df[full & (df["G"] == 1)]
-        for ds, dgrp in base.groupby("dataset", sort=True):
-            for _, cgrp in dgrp.groupby(cfg[dgrp.index], sort=True):
-                # one scenario per token budget (the most accurate if duplicated)
-                ladder = cgrp.sort_values(["token_budget", "accuracy"]).groupby("token_budget").tail(1)
-                ladder = ladder.sort_values("token_budget")
-                idx = ladder.index.to_numpy()
-                for i in range(len(idx) - 1):
-                    a = idx[i + 1]
-                    w = wgb[idx[i]]
-                    fits = dgrp.index[(wgb[dgrp.index] > w * (1 + 1e-6)) & (tot[dgrp.index] <= tot[a] * (1 + 1e-9))]
-                    if len(fits):
-                        # the next larger weight memory that fits, at its largest total
-                        w_next = wgb[fits].min()
-                        fits = fits[np.isclose(wgb[fits], w_next, rtol=1e-9)]
-                    cand = _closest_below(fits, tot)
-                    if len(cand):
-                        a_list.append(a); b_list.append(np.asarray(cand)); side.append(True); xs.append(w)
+        base = _one_per_cell(df, full & (df["G"] == 1))
+        for _, rows in pd.Series(base, index=base).groupby(dataset[base].to_numpy(), sort=True):
+            idx = rows.to_numpy()
+            for a in idx:
+                more_weights = (wgb[idx] > wgb[a] * (1 + _SAME_SIZE)) & (T[idx] < T[a])
+                cand = idx[more_weights & equal_memory(tot[a], tot[idx], tol)]
+                if not len(cand):
+                    continue
+                # the next larger weight memory at equal memory, its scenario closest in memory
+                cand = cand[wgb[cand] <= wgb[cand].min() * (1 + _SAME_SIZE)]
+                b = cand[np.argmin(np.abs(tot[cand] - tot[a]))]
+                a_list.append(a); b_list.append(np.array([b])); side.append(True); xs.append(wgb[a])
     elif kind == "samples_vs_tokens":
-        for _, cgrp in df[full].groupby(cfg[full], sort=True):
-            single = cgrp[cgrp["G"] == 1]
-            for a in cgrp.index[cgrp["G"] > 1]:
-                cand = _closest_below(single.index[tot[single.index] <= tot[a] * (1 + 1e-9)], tot)
-                if len(cand):
-                    a_list.append(a); b_list.append(np.asarray(cand)); side.append(True); xs.append(wgb[a])
+        single = _one_per_cell(df, full & (df["G"] == 1))
+        many = _one_per_cell(df, full & (df["G"] > 1))
+        for ds in sorted(dataset[many].unique()):
+            pool = single[dataset[single].to_numpy() == ds].to_numpy()
+            for a in many[dataset[many].to_numpy() == ds]:
+                if not equal_memory(tot[a], tot[pool], tol).any():
+                    continue  # no single-sample scenario near its memory: no comparison
+                cand = pool[tot[pool] <= tot[a] * (1 + tol)]
+                a_list.append(a); b_list.append(cand); side.append(True); xs.append(wgb[a])
     else:
         method = df["kv_method"].astype(str)
         evict = method.isin(["streaming_llm", "r_kv"])
         quant = method.eq("quantized")
-        key = cfg + "|" + df["G"].astype(str)
+        key = dataset + "|" + df["model"].astype(str) + "|" + df["weights"].astype(str) + "|" + df["G"].astype(str)
         for _, grp in df[evict | quant].groupby(key[evict | quant], sort=True):
-            e_idx = grp.index[evict[grp.index]]
-            q_idx = grp.index[quant[grp.index]]
-            if not len(e_idx) or not len(q_idx):
-                continue
-            for a in e_idx:
-                cand = _closest_below(q_idx[tot[q_idx] <= tot[a] * (1 + _MEM_TOL)], tot)
-                if len(cand):
-                    a_list.append(a); b_list.append(np.asarray(cand)); side.append(True); xs.append(wgb[a])
-            for a in q_idx:
-                cand = _closest_below(e_idx[tot[e_idx] <= tot[a] * (1 + _MEM_TOL)], tot)
-                if len(cand):
-                    a_list.append(a); b_list.append(np.asarray(cand)); side.append(False); xs.append(wgb[a])
+            e_idx = grp.index[evict[grp.index]].to_numpy()
+            q_idx = grp.index[quant[grp.index]].to_numpy()
+            for own, other, is_win in ((e_idx, q_idx, True), (q_idx, e_idx, False)):
+                if not len(other):
+                    continue
+                for a in own:
+                    cand = other[equal_memory(tot[a], tot[other], tol)]
+                    if len(cand):
+                        b = cand[np.argmin(np.abs(tot[cand] - tot[a]))]
+                        a_list.append(a); b_list.append(np.array([b])); side.append(is_win); xs.append(wgb[a])
     return _Comparisons(np.array(a_list, dtype=int), b_list, np.array(side, dtype=bool), np.array(xs, dtype=float))
 
 
@@ -235,8 +256,12 @@ def fit_threshold(
     kind: str = "weights_vs_tokens",
     level: float = 0.95,
     dataset: str | None = None,
+    memory_tolerance: float | None = None,
+    paper_cuts: dict | None = None,
 ) -> dict:
-    """Estimate one threshold (weight GB) with a bootstrap interval.
+    """Estimate one threshold (weight GiB) with a bootstrap interval, from the comparisons of
+    :func:`build_comparisons` at ``memory_tolerance``; ``paper_cuts`` (default: the config
+    schema's ``analysis.paper_cuts``) gives the paper's value shown beside it.
 
     Returns a dict: kind, title, estimate, bracket (the two observed sizes around the
     switch), ci_low, ci_high (GB, observed sizes; None when not estimable), status ("ok" |
@@ -251,10 +276,13 @@ def fit_threshold(
     if dataset is not None:
         scen = scen[scen["dataset"].astype(str) == str(dataset)]
     scen = scen.reset_index(drop=True)
-    comp = build_comparisons(scen, kind)
+    tol = analysis_default("memory_tolerance") if memory_tolerance is None else float(memory_tolerance)
+    cuts = analysis_default("paper_cuts") if paper_cuts is None else paper_cuts
+    comp = build_comparisons(scen, kind, tol)
     result = {
         "kind": kind, "title": meta["title"], "win": meta["win"], "lose": meta["lose"],
-        "paper": meta["paper"], "paper_gb": meta["paper_gb"], "dataset": dataset or "all",
+        "paper": meta["paper"], "paper_gib": cuts.get(kind), "memory_tolerance": tol,
+        "dataset": dataset or "all",
         "estimate": None, "bracket": None, "ci_low": None, "ci_high": None, "direction": None,
         "status": "not enough data", "n_points": 0, "n_win": 0, "share_win": None,
         "x_range": None, "n_boot": int(n_boot), "n_boot_ok": 0, "level": level,
@@ -313,11 +341,17 @@ def _describe_points(scen: pd.DataFrame, comp: _Comparisons, advantage: np.ndarr
     """The comparisons as report points, and their counts."""
     informative = advantage != 0
     n_points, n_win = int(informative.sum()), int((advantage > 0).sum())
+    acc = scen["accuracy"].to_numpy(dtype=float)
+    tot = scen["total_gib"].to_numpy(dtype=float)
+    ids = scen["scenario_id"].astype(str).to_numpy()
+    datasets = scen["dataset"].astype(str).to_numpy()
+    partners = [int(cand[np.argmax(acc[cand])]) for cand in comp.b]  # the alternative that counted
     return {
         "points": [
-            {"scenario_id": str(scen.loc[a, "scenario_id"]), "weight_gib": float(x),
+            {"scenario_id": ids[a], "partner_id": ids[b], "dataset": datasets[a], "a_is_win": bool(a_win),
+             "weight_gib": float(x), "total_gib": float(tot[a]), "partner_total_gib": float(tot[b]),
              "advantage": float(adv), "win": bool(adv > 0), "tie": not bool(adv)}
-            for a, x, adv in zip(comp.a, comp.x, advantage)
+            for a, b, a_win, x, adv in zip(comp.a, partners, comp.a_is_win, comp.x, advantage)
         ],
         "n_points": n_points,
         "n_win": n_win,
@@ -344,6 +378,8 @@ def fit_thresholds(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    memory_tolerance: float | None = None,
+    paper_cuts: dict | None = None,
 ) -> dict[str, dict]:
     """All kinds of :data:`KINDS`, pooled over datasets: {kind: fit_threshold(...)}; with
     more than one dataset each also holds ``by_dataset``, the same fit on each dataset
@@ -351,11 +387,12 @@ def fit_thresholds(
     datasets = sorted(scenarios_df["dataset"].astype(str).unique()) if len(scenarios_df) else []
     fits = {}
     for kind in KINDS:
-        fits[kind] = fit_threshold(scenarios_df, questions_df, n_boot=n_boot, seed=seed, kind=kind, level=level)
+        opts = {"n_boot": n_boot, "seed": seed, "kind": kind, "level": level,
+                "memory_tolerance": memory_tolerance, "paper_cuts": paper_cuts}
+        fits[kind] = fit_threshold(scenarios_df, questions_df, **opts)
         if len(datasets) > 1:
             fits[kind]["by_dataset"] = [
-                {k: v for k, v in fit_threshold(scenarios_df, questions_df, n_boot=n_boot, seed=seed,
-                                                kind=kind, level=level, dataset=ds).items()
+                {k: v for k, v in fit_threshold(scenarios_df, questions_df, dataset=ds, **opts).items()
                  if k != "points"}
                 for ds in datasets
             ]
@@ -415,7 +452,7 @@ def synthetic_study(
                     tokens_held = T if kv_budget is None else min(T, kv_budget)
                     kv_seq = kv_tok * tokens_held * ((kv_bits + 1) / 16 if kv_bits else 1)
                     if G > 1:
-                        z += (1.2 * s - 0.4) * np.log(G)
+                        z += (_SYNTHETIC_SAMPLES_GAIN * s - 0.4) * np.log(G)
                     if kv_method == "quantized":
                         z -= {2: 1.2, 4: 0.5, 8: 0.05}[kv_bits]
                     if kv_budget is not None:

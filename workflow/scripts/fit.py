@@ -8,7 +8,8 @@ log = configure_logging(snakemake)
 analysis = snakemake.params.analysis
 scenarios = read_parquet_verified(snakemake.input.scenarios)
 questions = read_parquet_verified(snakemake.input.questions)
-thresholds = fit_thresholds(scenarios, questions, n_boot=analysis["bootstrap_samples"], seed=analysis["seed"])
+thresholds = fit_thresholds(scenarios, questions, n_boot=analysis["bootstrap_samples"], seed=analysis["seed"],
+                            memory_tolerance=analysis["memory_tolerance"], paper_cuts=analysis["paper_cuts"])
 findings = evaluate_findings(scenarios, thresholds)
 write_parquet(snakemake.output.frontier, pareto_frontier(scenarios))
 write_json(snakemake.output.threshold, thresholds)
