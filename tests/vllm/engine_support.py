@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from bitbudget import capabilities
 
 REPO = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
@@ -27,20 +30,21 @@ needs_llmc = pytest.mark.skipif(
 )
 
 
-def cpu_flags() -> set[str]:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+def on_gpu() -> bool:
+    """vLLM runs on a GPU here (the CUDA wheel envs/install.sh picks when nvidia-smi finds one)."""
+    return shutil.which("nvidia-smi") is not None
 
 
 def cpu_runs_fp8_kv() -> tuple[bool, str]:
     """vLLM's CPU attention stores an fp8 KV cache with AVX-512 or AMX."""
-    from bitbudget.backends.vllm import CPU_FP8_KV_FLAGS
+    refusal = None if on_gpu() else capabilities.vllm_cpu_kv_refusal("fp8", capabilities.cpu_flags())
+    return (False, refusal.reason) if refusal else (True, "")
 
-    if cpu_flags().intersection(CPU_FP8_KV_FLAGS):
-        return True, ""
-    return False, f"this CPU has none of {', '.join(CPU_FP8_KV_FLAGS)}: fp8 KV needs AVX-512/AMX or a GPU"
+
+def needs_cpu_support_for(scheme: str):
+    """Skip, with the reason, a test whose weight scheme vLLM cannot run on this CPU."""
+    refusal = None if on_gpu() else capabilities.vllm_cpu_weight_refusal(scheme, capabilities.cpu_flags())
+    return pytest.mark.skipif(refusal is not None, reason=f"{scheme}: {refusal.reason}" if refusal else "")
 
 
 @pytest.fixture(scope="session")

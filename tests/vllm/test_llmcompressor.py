@@ -13,7 +13,8 @@ import pytest
 from bitbudget.forcing import forcing_tokens, sample_at_budget
 from bitbudget.quantize import quantize_checkpoint
 
-from engine_support import LLMC_PYTHON, generation_specs, needs_llmc, needs_vllm, run_driver, study_config
+from engine_support import (LLMC_PYTHON, generation_specs, needs_cpu_support_for, needs_llmc, needs_vllm, on_gpu,
+                            run_driver, study_config)
 
 pytestmark = [pytest.mark.vllm, needs_llmc]
 
@@ -97,6 +98,7 @@ def test_w8a8_checkpoint_generates_in_vllm(checkpoints, tmp_path):
 
 
 @needs_vllm
+@needs_cpu_support_for("W4A16")
 def test_w4a16_gptq_checkpoint_generates_in_vllm(checkpoints, tmp_path):
     path, _ = checkpoints["w4a16_gptq"]
     spec = generation_specs(study_config(path, [8, 16], samples=2, n_questions=2, engine={"dtype": "bfloat16"}))[0]
@@ -108,7 +110,7 @@ def test_w4a16_gptq_checkpoint_generates_in_vllm(checkpoints, tmp_path):
 @needs_vllm
 def test_w8a16_checkpoint_refused_on_cpu(checkpoints, tmp_path):
     """vLLM's CPU backend has no weight-only int8 kernel: refused before loading, naming the field."""
-    if shutil.which("nvidia-smi"):
+    if on_gpu():
         pytest.skip("a GPU runs W8A16: see bench/gpu_check.sh")
     spec = generation_specs(study_config(checkpoints["w8a16_rtn"][0], [8]))[0]
     results = run_driver([{"name": "w8", "spec": spec, "output": spec["output"], "expect_error": "W8A16"}], tmp_path)

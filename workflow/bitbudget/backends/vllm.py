@@ -26,17 +26,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bitbudget import capabilities
 from bitbudget.artifacts import content_id
 from bitbudget.backends import EngineResult
 from bitbudget.forcing import forcing_tokens, needs_fork
 from bitbudget.shards import build_prompts, missing_forks, write_shard
 
 log = logging.getLogger(__name__)
-
-# vLLM's CPU backend (0.32): fp8 KV needs x86 AVX-512 or AMX (cpu_attn._get_attn_isa);
-# weight-only int is CPUWNA16 for 4-bit only (uint4/uint4b8): W8A16 has no CPU kernel.
-CPU_FP8_KV_FLAGS = ("avx512f", "amx_tile")  # any one of them
-CPU_WEIGHT_ONLY_BITS = (4,)
 
 
 class Interrupted(RuntimeError):
@@ -76,15 +72,8 @@ class Sample:
         }
 
 
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+def cpu_flags() -> frozenset[str]:
+    return capabilities.cpu_flags()
 
 
 def request_seed(*parts) -> int:
@@ -98,21 +87,15 @@ def check_device_support(engine: dict, checkpoint_path: str, platform=None) -> N
         from vllm.platforms import current_platform as platform
     if not platform.is_cpu():
         return
-    kv_dtype = str(engine.get("kv_cache_dtype", "auto"))
+    # the same rules config validation applies (bitbudget.capabilities), checked again on the
+    # machine that runs the job, against the checkpoint's actual scheme
     flags = cpu_flags()
-    if kv_dtype.startswith("fp8") and flags and not flags.intersection(CPU_FP8_KV_FLAGS):
-        raise UnsupportedOnThisDevice(
-            f"engine.kv_cache_dtype: {kv_dtype} needs a GPU or a CPU with AVX-512 or AMX "
-            f"({' or '.join(CPU_FP8_KV_FLAGS)} in /proc/cpuinfo), which this CPU lacks. "
-            f"Set engine.kv_cache_dtype: auto or run on a GPU."
-        )
-    scheme = weight_scheme(checkpoint_path)
-    if scheme and scheme.endswith("A16") and int(scheme[1:].split("A")[0]) not in CPU_WEIGHT_ONLY_BITS:
-        raise UnsupportedOnThisDevice(
-            f"the checkpoint {checkpoint_path} is {scheme} (weight_formats: weight-only "
-            f"compressed-tensors); vLLM's CPU backend runs weight-only int4 (W4A16) only. "
-            f"Use engine.name: hf, scheme W4A16 or W8A8, or a GPU."
-        )
+    refusal = capabilities.vllm_cpu_kv_refusal(str(engine.get("kv_cache_dtype", "auto")), flags)
+    if refusal:
+        raise UnsupportedOnThisDevice(refusal.message("engine.kv_cache_dtype"))
+    refusal = capabilities.vllm_cpu_weight_refusal(weight_scheme(checkpoint_path), flags)
+    if refusal:
+        raise UnsupportedOnThisDevice(f"{refusal.message('weight_formats')} (checkpoint {checkpoint_path})")
 
 
 def weight_scheme(checkpoint_path: str) -> str | None:
