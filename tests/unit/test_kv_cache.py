@@ -166,3 +166,100 @@ def test_validate_kv_strategy_accepts_paper_configs():
          "compress_every": 128},
     ):
         validate_kv_strategy(s)
+
+
+# --- R-KV against the published formulas --------------------------------------------------
+# The reference below restates the scoring of the authors' implementation (repository
+# Zefan-Cai/R-KV: rkv/compression/r1_kv.py and rkv/utils.py) one batch row and one KV head
+# at a time, with explicit loops where the library vectorises.
+
+
+def reference_kept(queries, keys, budget, window, kernel, lam, threshold=0.5):
+    """Kept stored indices per (row, KV head), as sorted lists, following the authors' steps."""
+    b, hkv, s, d = keys.shape
+    group = queries.shape[1] // hkv
+    kept = []
+    for row in range(b):
+        per_head = []
+        for h in range(hkv):
+            k = keys[row, h]
+            # raw logits of every query head of the group, reduced by their maximum
+            logits = torch.stack([queries[row, h * group + g] @ k.T / d ** 0.5 for g in range(group)]).max(0).values
+            # softmax over the keys outside the window, mean over the window's queries
+            attention = torch.softmax(logits[-window:, : s - window], dim=-1).mean(0)
+            half = kernel // 2
+            pooled = torch.stack([attention[max(0, i - half): i + half + 1].max() for i in range(s - window)])
+            # cosine similarity, diagonal zeroed, last highly similar partner of each row zeroed
+            unit = k / (k.norm(dim=-1, keepdim=True) + 1e-8)
+            sim = unit @ unit.T
+            sim.fill_diagonal_(0.0)
+            for j in range(s):
+                partners = [i for i in range(s) if sim[j, i] > threshold]
+                sim[j, max(partners) if partners else 0] = 0.0
+            redundancy = torch.softmax(sim.mean(0), dim=-1)[: s - window]
+            score = pooled * lam - redundancy * (1 - lam)
+            best = score.topk(budget - window).indices.tolist()
+            per_head.append(sorted(best) + list(range(s - window, s)))
+        kept.append(per_head)
+    return kept
+
+
+def similar_keys(b, hkv, s, d, generator):
+    """Random keys where about a third are noisy copies of earlier ones (so some pairs
+    exceed the 0.5 cosine threshold and the zeroing of the last similar partner matters)."""
+    keys = torch.randn(b, hkv, s, d, generator=generator, dtype=torch.float64)
+    for i in range(s // 3, s, 3):
+        src = torch.randint(0, i, (1,), generator=generator).item()
+        keys[:, :, i] = keys[:, :, src] + 0.3 * torch.randn(b, hkv, d, generator=generator, dtype=torch.float64)
+    return keys
+
+
+@pytest.mark.parametrize("seed, hq, hkv, s, budget, window, kernel, lam", [
+    (0, 4, 2, 48, 24, 8, 7, 0.07),
+    (1, 8, 2, 80, 40, 8, 5, 0.1),
+    (2, 2, 2, 33, 16, 4, 3, 0.5),
+    (3, 6, 3, 64, 20, 8, 7, 0.0),
+])
+def test_rkv_evicts_what_the_published_formulas_evict(seed, hq, hkv, s, budget, window, kernel, lam):
+    from bitbudget.kv.rkv import RKVLayer
+
+    g = torch.Generator().manual_seed(seed)
+    b, d = 2, 16
+    keys = similar_keys(b, hkv, s, d, g)
+    values = torch.randn(b, hkv, s, d, generator=g, dtype=torch.float64)
+    queries = torch.randn(b, hq, window, d, generator=g, dtype=torch.float64)
+    expected = reference_kept(queries, keys, budget, window, kernel, lam)
+    assert any(
+        (torch.nn.functional.normalize(keys[0, 0], dim=-1) @ torch.nn.functional.normalize(keys[0, 0], dim=-1).T
+         - torch.eye(s, dtype=torch.float64)).gt(0.5).any(dim=-1)
+    )
+    layer = RKVLayer(budget, observation_window=window, pool_kernel=kernel, lam=lam, compress_every=1)
+    layer.update(keys.clone(), values.clone())
+    layer.record_queries(queries)
+    layer.compress()
+    for row in range(b):
+        for h in range(hkv):
+            idx = torch.tensor(expected[row][h])
+            assert torch.equal(layer.keys[row, h], keys[row, h, idx])
+            assert torch.equal(layer.values[row, h], values[row, h, idx])
+    # the two batch rows are scored on their own keys: their evicted sets differ
+    assert expected[0] != expected[1]
+
+
+def test_rkv_redundancy_keeps_the_newest_of_repeated_keys():
+    """Three copies of one key among distinct ones: with importance off (lam = 0) the oldest
+    copy is the most redundant and the newest the least (its similarity to the copy before
+    it is the one zeroed), so a budget that must drop one copy drops the oldest."""
+    from bitbudget.kv.rkv import redundancy_scores
+
+    d, s = 16, 10
+    keys = torch.zeros(1, 1, s, d, dtype=torch.float64)
+    for i in range(s):
+        keys[0, 0, i, i] = 1.0  # orthogonal, similarity 0
+    copies = (1, 4, 7)
+    for i in copies:
+        keys[0, 0, i] = 0.0
+        keys[0, 0, i, d - 1] = 1.0
+    red = redundancy_scores(keys)[0, 0]
+    oldest, middle, newest = (red[i].item() for i in copies)
+    assert oldest > middle > newest

@@ -195,7 +195,7 @@ def _trace_key(config: dict, ckpt: Checkpoint, kv: str, dataset: str, samples: i
     engine = {k: v for k, v in engine_config.items() if k not in ("batch_size", "python", "device")}
     return {
         "checkpoint": ckpt.ckpt_id,
-        "kv": config["kv_strategies"][kv],
+        "kv": versions.kv_key(config["kv_strategies"][kv]),
         "dataset": (dataset_keys or {}).get(dataset) or dataset_key(dataset, config["datasets"][dataset]),
         "prompt": config["prompts"][kind],
         "chat_template_kwargs": config["prompts"].get("chat_template_kwargs", {}),

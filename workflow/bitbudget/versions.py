@@ -14,6 +14,19 @@ GRADER_VERSION = "grade-1"
 DATASET_LOADER_VERSION = "data-1"
 ANALYSIS_VERSION = "analysis-4"  # fit and report (bitbudget.threshold, findings, frontier, report)
 
+# KV-cache methods whose algorithm changed since GENERATOR_VERSION: the version enters the
+# trace key of that method only, so the traces of every other method keep their ids.
+# r_kv rkv-2: the authors' scoring (softmax over the non-window keys, GQA max of logits,
+# zeroed similarity to the last highly similar key, per batch row).
+KV_METHOD_VERSIONS = {"r_kv": "rkv-2"}
+
+
+def kv_key(strategy: dict) -> dict:
+    """A KV strategy as it enters a trace key: with its method's version when it has one."""
+    method_version = KV_METHOD_VERSIONS.get(strategy.get("method"))
+    return dict(strategy) if method_version is None else {**strategy, "method_version": method_version}
+
+
 ENGINE_PACKAGES = {"hf": "transformers", "vllm": "vllm"}
 
 

@@ -15,16 +15,27 @@ mask was sized before any layer compressed. The cache therefore holds at most ``
 compress_every`` tokens per row and head (more only transiently during a prefill longer
 than that), and the memory model charges that peak.
 
-Score, per batch row and KV head, over the stored tokens ``i`` (queries grouped by GQA):
-    importance ``I_i`` = softmax attention of the buffered queries onto key ``i`` (causal:
-        a query never sees keys after its own position), averaged over the window queries
-        and the query heads of the group, then max-pooled along keys (kernel ``pool_kernel``,
-        stride 1);
-    redundancy ``R_i`` = softmax over ``i`` of the mean cosine similarity of key ``i`` to
-        the other stored keys of that head;
-    ``score_i = lam * I_i - (1 - lam) * R_i`` (lam = 0.1 in the paper).
-The ``observation_window`` most recent tokens are always kept; the other ``budget -
-observation_window`` slots go to the highest scores; kept tokens stay in original order.
+Score, as the authors' reference implementation computes it (repository Zefan-Cai/R-KV),
+per batch row and KV head. The ``w = observation_window`` most recent stored tokens form
+the window and are always kept; only the ``n = S - w`` older tokens are scored:
+    importance ``I_i``: attention logits ``q . k_i / sqrt(D)`` of every buffered query onto
+        the older keys, reduced over the query heads of the GQA group by their *maximum*
+        (raw logits, before any softmax); a softmax over the ``n`` older keys only (the
+        window's keys take no share of it); the mean over the buffered queries; then a
+        max-pool along keys (kernel ``pool_kernel``, stride 1, same length). No causal
+        mask is needed: every older key precedes every buffered query.
+    redundancy ``R_i``: cosine similarities ``c_ji`` between all ``S`` stored keys, the
+        diagonal zeroed; for each token ``j`` the similarity to its *last* highly similar
+        token (largest index ``l`` with ``c_jl > 0.5``) is zeroed, so the most recent copy
+        of a repeated pattern looks less redundant than its older copies (as in the
+        authors' code, a token with no highly similar partner has its entry for the first
+        stored token zeroed instead); ``R`` is the softmax over all ``S`` tokens of the
+        column means ``mean_j c_ji``, read at the ``n`` older tokens.
+    ``score_i = lam * I_i - (1 - lam) * R_i``; the authors' default lam is 0.07, the
+        paper describes ~0.1 (``lam`` is a config field).
+The ``budget - w`` highest scores are kept with the window, in original order. The
+authors compute the redundancy of batch row 0 only and apply it to every row; here each
+row uses its own keys. Scores are computed in at least float32.
 """
 
 from __future__ import annotations
@@ -36,6 +47,64 @@ import torch.nn.functional as F
 from transformers.cache_utils import Cache
 
 from .base import EvictingLayer
+
+
+# a pair of keys whose cosine similarity exceeds this is "highly similar" (authors' value)
+SIMILARITY_THRESHOLD = 0.5
+# added to key norms before dividing (authors' value), so a zero key has similarity 0
+NORM_EPS = 1e-8
+
+
+def importance_scores(queries: torch.Tensor, keys: torch.Tensor, window: int, pool_kernel: int) -> torch.Tensor:
+    """Attention of the buffered queries ``[B, Hq, Wq, D]`` onto the keys ``[B, Hkv, S, D]``
+    older than the last ``window``: GQA max of raw logits, softmax over those ``S - window``
+    keys, mean over queries, max-pooled along keys. Returns ``[B, Hkv, S - window]``."""
+    b, hkv, s, d = keys.shape
+    older = s - window
+    hq, wq = queries.shape[1], queries.shape[2]
+    q = queries.view(b, hkv, hq // hkv, wq, d)
+    logits = torch.einsum("bhgwd,bhsd->bhgws", q, keys[:, :, :older]) / math.sqrt(d)
+    attention = logits.amax(dim=2).softmax(dim=-1).mean(dim=-2)
+    if pool_kernel > 1:
+        pooled = F.max_pool1d(attention.reshape(b * hkv, 1, older), pool_kernel, stride=1,
+                              padding=pool_kernel // 2)
+        attention = pooled[..., :older].reshape(b, hkv, older)
+    return attention
+
+
+def redundancy_scores(keys: torch.Tensor) -> torch.Tensor:
+    """Redundancy of every stored key ``[B, Hkv, S, D]`` -> ``[B, Hkv, S]`` (softmax over S),
+    one batch row at a time (the similarity matrix is ``S x S`` per head)."""
+    rows = []
+    for row in keys:  # [Hkv, S, D]
+        unit = row / (row.norm(dim=-1, keepdim=True) + NORM_EPS)
+        sim = unit @ unit.transpose(-1, -2)
+        sim.diagonal(dim1=-2, dim2=-1).zero_()
+        positions = torch.arange(sim.shape[-1], device=sim.device)
+        last_similar = torch.where(sim > SIMILARITY_THRESHOLD, positions, 0).amax(dim=-1, keepdim=True)
+        sim.scatter_(-1, last_similar, 0.0)
+        rows.append(sim.mean(dim=-2).softmax(dim=-1))
+    return torch.stack(rows)
+
+
+def rkv_scores(queries: torch.Tensor, keys: torch.Tensor, window: int, pool_kernel: int, lam: float) -> torch.Tensor:
+    """``lam * importance - (1 - lam) * redundancy`` of the keys older than the last
+    ``window``, shape ``[B, Hkv, S - window]``; computed in at least float32."""
+    dtype = torch.promote_types(keys.dtype, torch.float32)
+    keys = keys.to(dtype)
+    older = keys.shape[-2] - window
+    importance = importance_scores(queries.to(dtype), keys, window, pool_kernel)
+    redundancy = redundancy_scores(keys)[..., :older]
+    return lam * importance - (1.0 - lam) * redundancy
+
+
+def kept_indices(scores: torch.Tensor, slots: int, stored: int) -> torch.Tensor:
+    """Indices ``[B, Hkv, slots + window]`` to keep, ascending: the ``slots`` best-scored
+    older tokens and the whole window (the tokens from ``scores.shape[-1]`` to ``stored``)."""
+    older = scores.shape[-1]
+    best = scores.topk(slots, dim=-1).indices.sort(dim=-1).values
+    window = torch.arange(older, stored, device=scores.device).expand(*scores.shape[:-1], -1)
+    return torch.cat([best, window], dim=-1)
 
 
 class RKVLayer(EvictingLayer):
@@ -74,42 +143,21 @@ class RKVLayer(EvictingLayer):
         return True
 
     def scores(self) -> torch.Tensor:
-        """``lam * importance - (1 - lam) * redundancy``, shape ``[B, Hkv, S]``."""
+        """Scores of the stored tokens before the window, shape ``[B, Hkv, S - window]``."""
         if self.queries is None:
             raise RuntimeError(
                 "r_kv cache has no captured queries: call bitbudget.kv.prepare_model(model, "
                 "strategy) before generating"
             )
-        keys = self.keys.float()
-        b, hkv, s, d = keys.shape
-        q = self.queries.float()
-        hq, w = q.shape[1], q.shape[2]
-        q = q.view(b, hkv, hq // hkv, w, d)
-        logits = torch.einsum("bhgwd,bhsd->bhgws", q, keys) / math.sqrt(d)
-        # query j of the window sits at stored index s - w + j and sees keys up to it
-        future = torch.arange(s, device=keys.device)[None, :] > (
-            s - w + torch.arange(w, device=keys.device)
-        )[:, None]
-        logits = logits.masked_fill(future, float("-inf"))
-        importance = logits.softmax(dim=-1).mean(dim=(2, 3))
-        k = self.pool_kernel
-        if k > 1:
-            pooled = F.max_pool1d(importance.reshape(b * hkv, 1, s), k, stride=1, padding=k // 2)
-            importance = pooled[..., :s].reshape(b, hkv, s)
-        kn = F.normalize(keys, dim=-1)
-        sim = kn @ kn.transpose(-1, -2)
-        sim.diagonal(dim1=-2, dim2=-1).zero_()
-        redundancy = (sim.sum(dim=-1) / max(s - 1, 1)).softmax(dim=-1)
-        return self.lam * importance - (1.0 - self.lam) * redundancy
+        return rkv_scores(self.queries, self.keys, min(self.observation_window, self.budget),
+                          self.pool_kernel, self.lam)
 
     def compress(self) -> None:
         s = self.stored_length()
         if s <= self.budget:
             return
-        score = self.scores()
-        keep_recent = min(self.observation_window, self.budget)
-        score[..., s - keep_recent :] = float("inf")
-        idx = score.topk(self.budget, dim=-1).indices.sort(dim=-1).values
+        window = min(self.observation_window, self.budget)
+        idx = kept_indices(self.scores(), self.budget - window, s)
         idx = idx.unsqueeze(-1).expand(-1, -1, -1, self.keys.shape[-1])
         self.keys = self.keys.gather(2, idx).contiguous()
         self.values = self.values.gather(2, idx).contiguous()
