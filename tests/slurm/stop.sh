@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Stop the daemons that tests/slurm/start.sh started (only those: it reads its own PID files).
 # Safe to run when nothing is running. BITBUDGET_SLURM_PURGE=1 also deletes the state directory.
+# It also removes the configuration start.sh wrote to /etc/slurm: left there, it points every
+# SLURM client at the stopped controller, and each `scontrol` (the SLURM executor plugin runs
+# one whenever snakemake starts) waits ~9 s on it before failing.
 set -uo pipefail
 STATE=${BITBUDGET_SLURM_STATE:-/var/tmp/bitbudget-slurm}
 [ -d "$STATE/run" ] || { echo "stop.sh: nothing started ($STATE/run missing)"; exit 0; }
@@ -29,5 +32,17 @@ stop slurmdbd
 stop mariadbd
 stop munged
 rm -f "$STATE"/run/slurmctld.pid "$STATE"/run/slurmd.pid "$STATE"/run/mariadbd.real.pid
+
+# the configuration: only files that start.sh rendered (their first line is the template's)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CONF_DIR=/etc/slurm  # where start.sh writes it
+for name in slurm.conf gres.conf slurmdbd.conf; do
+    conf=$CONF_DIR/$name
+    if [ -f "$conf" ] && [ "$(head -n 1 "$conf")" = "$(head -n 1 "$HERE/$name")" ]; then
+        rm -f "$conf" && echo "removed $conf"
+    fi
+done
+# start.sh made the directory when no package had (keep it when a package owns it or it holds more)
+if [ -d "$CONF_DIR" ] && ! dpkg -S "$CONF_DIR" >/dev/null 2>&1; then rmdir "$CONF_DIR" 2>/dev/null || true; fi
 [ "${BITBUDGET_SLURM_PURGE:-0}" = 1 ] && rm -rf "$STATE" && echo "removed $STATE"
 exit 0
