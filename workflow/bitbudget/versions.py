@@ -12,7 +12,7 @@ LLMCOMPRESSOR_QUANTIZER_VERSION = "llmc-1"  # bitbudget.llmcompressor_quantize (
 GENERATOR_VERSION = "gen-1"
 GRADER_VERSION = "grade-1"
 DATASET_LOADER_VERSION = "data-1"
-ANALYSIS_VERSION = "analysis-4"  # fit and report (bitbudget.threshold, findings, frontier, report)
+ANALYSIS_VERSION = "analysis-5"  # fit and report (bitbudget.threshold, findings, frontier, report)
 
 # KV-cache methods whose algorithm changed since GENERATOR_VERSION: the version enters the
 # trace key of that method only, so the traces of every other method keep their ids.
@@ -27,7 +27,12 @@ def kv_key(strategy: dict) -> dict:
     return dict(strategy) if method_version is None else {**strategy, "method_version": method_version}
 
 
+SIMULATED_ENGINE_VERSION = "sim-1"  # bitbudget.backends.simulated: the planted surface and its draws
+METADATA_CHECKPOINT_VERSION = "meta-ckpt-1"  # bitbudget.backends.simulated.write_metadata_checkpoint
+
 ENGINE_PACKAGES = {"hf": "transformers", "vllm": "vllm"}
+#: engines that are part of this package: their identity is their version here, not a package's
+BUILTIN_ENGINES = {"simulated": SIMULATED_ENGINE_VERSION}
 
 
 def package_version(name: str) -> str:
@@ -56,6 +61,8 @@ def interpreter_package_version(python: str, names) -> tuple[str, str] | None:
 
 def engine_identity(engine_name: str, python: str | None = None) -> dict:
     """Engine name, package and version; from `python`'s venv when it names another one."""
+    if engine_name in BUILTIN_ENGINES:
+        return {"name": engine_name, "package": "bitbudget", "version": BUILTIN_ENGINES[engine_name]}
     package = ENGINE_PACKAGES[engine_name]
     names = ENGINE_DISTRIBUTIONS.get(engine_name, (package,))
     if python:

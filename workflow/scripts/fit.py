@@ -10,7 +10,7 @@ scenarios = read_parquet_verified(snakemake.input.scenarios)
 questions = read_parquet_verified(snakemake.input.questions)
 thresholds = fit_thresholds(scenarios, questions, n_boot=analysis["bootstrap_samples"], seed=analysis["seed"],
                             memory_tolerance=analysis["memory_tolerance"], paper_cuts=analysis["paper_cuts"])
-findings = evaluate_findings(scenarios, thresholds)
+findings = evaluate_findings(scenarios, thresholds, analysis)
 write_parquet(snakemake.output.frontier, pareto_frontier(scenarios))
 write_json(snakemake.output.threshold, thresholds)
 write_json(snakemake.output.findings, findings)
