@@ -20,4 +20,9 @@ if [ -x envs/install.sh ] && [ "${BITBUDGET_SKIP_VLLM:-0}" != 1 ]; then
   bash envs/install.sh llmcompressor
 fi
 
-python -m pytest -p no:cacheprovider -q -rs "$@"
+status=0
+python -m pytest -p no:cacheprovider -q -rs "$@" || status=$?
+if [ "$status" = 5 ]; then  # pytest's "no tests collected": a run that tested nothing is a failure
+  echo "tests/run.sh: pytest collected no tests (exit 5) from: ${*:-the whole suite}" >&2
+fi
+exit "$status"
