@@ -36,7 +36,8 @@ def loader_kwargs(path: str, revision: str | None) -> dict:
     directory = Path(path)
     if not directory.is_dir():
         return {"revision": revision}
-    if _git(directory, "rev-parse", "--is-inside-work-tree") != "true":
+    toplevel = _git(directory, "rev-parse", "--show-toplevel")
+    if toplevel is None or Path(toplevel).resolve() != directory.resolve():  # not a repository of its own
         raise RevisionError(
             f"model {path} pins revision {revision!r} but is a plain directory without git history, "
             f"so the revision cannot be checked; fix: remove `revision` from the model's config or "
