@@ -1,8 +1,19 @@
-"""Grade answers: math-verify for integer answers, letter extraction for multiple choice.
+"""Grade answers with math-verify: integer answers by equivalence, choice letters by its
+string extraction.
 
 Model output is untrusted. math-verify runs in worker processes (its own timeouts use
-signals, which work in a worker's main thread); a worker that still overruns the outer
-timeout is killed with its pool, and the answer grades as wrong with `timed_out` set.
+signals, which work in a worker's main thread). An answer is marked ``timed_out`` when a
+parse or comparison hits math-verify's own timeout, or when a worker still overruns the
+outer timeout (it is then killed with its pool); a timed-out answer grades as wrong.
+
+Choice letters (A-D). The answer section is parsed once with LaTeX extraction (``\\boxed``
+first) and math-verify's string extraction, anchored (``Answer: C``, ``Answer: **C**``,
+``the answer is (B)``, ``Answer: C) 3.2 eV``). A parsed single-letter symbol (``\\boxed{C}``,
+``\\boxed{\\text{C}}``, ``$C$``) is the letter; any other parse (``\\boxed{C) 3.2 eV}`` parses
+as a product) falls back to the matched text, whose LaTeX wrappers are removed before the
+string extraction reads it without anchor. A box naming more than one letter, or boxes
+naming different letters (math-verify reads all boxes as one set), is ambiguous and gives
+no answer.
 """
 
 from __future__ import annotations
@@ -15,10 +26,16 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-CHOICE_PATTERNS = (
-    re.compile(r"\\boxed\{\s*\(?([A-D])\)?\s*\}"),
-    re.compile(r"[Aa]nswer(?: is)?\s*:?\s*\(?([A-D])\)?\b"),
-)
+CHOICE_LETTERS = ("A", "B", "C", "D")
+# how a letter may be written: C, (C), C)
+CHOICE_FORMS = tuple(CHOICE_LETTERS) + tuple(f"({x})" for x in CHOICE_LETTERS) + tuple(f"{x})" for x in CHOICE_LETTERS)
+# LaTeX wrappers around a boxed letter: \text{C}, \textbf{(C)}, \mathrm{C}, $...$
+LATEX_WRAPPER = re.compile(r"\\[a-zA-Z]+\s*\{|[{}$]")
+STANDALONE_LETTER = re.compile(r"(?<![A-Za-z\\])[A-D](?![A-Za-z])")
+
+
+# (extracted, correct, timed_out) of an answer whose grading ran out of time
+TIMED_OUT = (None, False, True)
 
 
 def answer_section(text: str, end_of_thinking: str) -> str:
@@ -27,53 +44,111 @@ def answer_section(text: str, end_of_thinking: str) -> str:
     return after if found else ""
 
 
-def extract_choice(answer: str) -> str | None:
-    for pattern in CHOICE_PATTERNS:
-        matches = pattern.findall(answer)
-        if matches:
-            return matches[-1].upper()
-    return None
+def _choice_extraction(anchored: bool):
+    from math_verify import StringExtractionConfig
+
+    return StringExtractionConfig(strings=CHOICE_FORMS, try_extract_without_anchor=not anchored, lowercase=False)
 
 
-def grade_choice(answer: str, reference: str) -> tuple[str | None, bool]:
-    letter = extract_choice(answer)
-    return letter, letter is not None and letter == reference.strip().upper()
+def _parse(text: str, extraction_config, seconds: int) -> list | None:
+    """math-verify's parse; None when it hit its own timeout."""
+    from math_verify import parse
+    from math_verify.errors import TimeoutException
+
+    try:
+        return parse(text, extraction_config=extraction_config, parsing_timeout=seconds, raise_on_error=True)
+    except TimeoutException:
+        return None
+    except Exception as error:  # unparsable model output is no answer, not a crash
+        log.debug("math-verify could not parse %r: %s", text, error)
+        return []
 
 
-def grade_math(answer: str, reference: str, timeout_s: float) -> tuple[str | None, bool]:
-    """Runs inside a worker process."""
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+def _letter_of_form(form: str) -> str | None:
+    letter = form.strip("()")
+    return letter if letter in CHOICE_LETTERS else None
+
+
+def _letter_in_box(content: str, seconds: int) -> str | None:
+    """The one letter a boxed (or otherwise matched) text names, if it names exactly one."""
+    plain = LATEX_WRAPPER.sub(" ", content).strip()
+    if len(set(STANDALONE_LETTER.findall(plain))) != 1:
+        return None
+    found = _parse(plain, [_choice_extraction(anchored=False)], seconds)
+    return _letter_of_form(found[0]) if found else None
+
+
+def extract_choice(answer: str, timeout_s: float = 5) -> tuple[str | None, bool]:
+    """(letter or None, timed_out) for one answer section."""
+    from math_verify import LatexExtractionConfig
+    from sympy import Symbol
 
     seconds = max(1, int(timeout_s))
-    parsed = parse(
-        answer, extraction_config=[LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()],
-        parsing_timeout=seconds,
-    )
+    parsed = _parse(answer, [LatexExtractionConfig(boxed_match_priority=0), _choice_extraction(anchored=True)],
+                    seconds)
+    if parsed is None:
+        return None, True
     if not parsed:
         return None, False
-    gold = parse(f"${reference}$", parsing_timeout=seconds)
-    return str(parsed[-1]) if len(parsed) == 1 else str(parsed[0]), bool(verify(gold, parsed, timeout_seconds=seconds))
+    first, matched = parsed[0], parsed[-1]
+    if isinstance(first, str) and _letter_of_form(first):
+        return _letter_of_form(first), False
+    if isinstance(first, Symbol) and first.name.upper() in CHOICE_LETTERS:
+        return first.name.upper(), False
+    return (_letter_in_box(matched, seconds) if isinstance(matched, str) else None), False
 
 
-def _grade_math_many(batch: list[tuple[str, str]], timeout_s: float) -> list[tuple[str | None, bool]]:
-    return [grade_math(answer, reference, timeout_s) for answer, reference in batch]
+def grade_choice(answer: str, reference: str, timeout_s: float = 5) -> tuple[str | None, bool, bool]:
+    """Runs inside a worker process: (extracted letter, correct, timed_out)."""
+    letter, timed_out = extract_choice(answer, timeout_s)
+    return letter, letter is not None and letter == reference.strip().upper(), timed_out
 
 
-def grade_math_parallel(pairs: list[tuple[str, str]], timeout_s: float, workers: int) -> list[tuple]:
-    """Grade (answer, reference) pairs in worker processes; an overrun grades as wrong."""
+def grade_math(answer: str, reference: str, timeout_s: float) -> tuple[str | None, bool, bool]:
+    """Runs inside a worker process: (extracted, correct, timed_out)."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, verify
+    from math_verify.errors import TimeoutException
+
+    seconds = max(1, int(timeout_s))
+    parsed = _parse(answer, [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()], seconds)
+    if parsed is None:
+        return TIMED_OUT
+    if not parsed:
+        return None, False, False
+    extracted = str(parsed[-1]) if len(parsed) == 1 else str(parsed[0])
+    gold = _parse(f"${reference}$", [LatexExtractionConfig(), ExprExtractionConfig()], seconds)
+    if gold is None:
+        return extracted, False, True
+    # verify() is any() over (gold, parsed) pairs; compared pair by pair so that a pair
+    # which hits the comparison timeout is told apart from a pair that differs
+    timed_out = False
+    for g in gold:
+        for t in parsed:
+            try:
+                if verify(g, t, timeout_seconds=seconds, raise_on_error=True):
+                    return extracted, True, False
+            except TimeoutException:
+                timed_out = True
+            except Exception as error:
+                log.debug("math-verify could not compare %r and %r: %s", g, t, error)
+    return extracted, False, timed_out
+
+
+def grade_parallel(grader, pairs: list[tuple[str, str]], timeout_s: float, workers: int) -> list[tuple]:
+    """Grade (answer, reference) pairs with ``grader`` in worker processes; an overrun of
+    the outer timeout kills the pool and grades as wrong and timed out."""
     results: list[tuple] = [None] * len(pairs)
     pending = list(range(len(pairs)))
     while pending:
         pool = futures.ProcessPoolExecutor(max_workers=workers)
-        submitted = {i: pool.submit(grade_math, *pairs[i], timeout_s) for i in pending}
+        submitted = {i: pool.submit(grader, *pairs[i], timeout_s) for i in pending}
         pending = []
         for i, future in submitted.items():
             try:
-                extracted, correct = future.result(timeout=timeout_s * 4 + 5)
-                results[i] = (extracted, correct, False)
+                results[i] = tuple(future.result(timeout=timeout_s * 4 + 5))
             except futures.TimeoutError:
                 log.warning("grading answer %d timed out; graded as wrong", i)
-                results[i] = (None, False, True)
+                results[i] = TIMED_OUT
                 pending = [j for j in submitted if j > i and results[j] is None]
                 _kill(pool)
                 break
@@ -91,13 +166,13 @@ def _kill(pool: futures.ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
+GRADERS = {"choice": grade_choice, "integer": grade_math}
+
+
 def grade_samples(samples: pd.DataFrame, kind: str, end_of_thinking: str, timeout_s: float, workers: int) -> pd.DataFrame:
     answers = [answer_section(text, end_of_thinking) for text in samples["text"]]
-    references = list(samples["reference_answer"])
-    if kind == "choice":
-        graded = [(*grade_choice(a, r), False) for a, r in zip(answers, references)]
-    else:
-        graded = grade_math_parallel(list(zip(answers, references)), timeout_s, workers)
+    references = [str(r) for r in samples["reference_answer"]]
+    graded = grade_parallel(GRADERS[kind], list(zip(answers, references)), timeout_s, workers)
     out = samples.copy()
     out["extracted_answer"] = [g[0] for g in graded]
     out["correct"] = [bool(g[1]) for g in graded]

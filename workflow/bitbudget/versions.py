@@ -10,7 +10,7 @@ from pathlib import Path
 QUANTIZER_VERSION = "rtn-1"
 LLMCOMPRESSOR_QUANTIZER_VERSION = "llmc-1"  # bitbudget.llmcompressor_quantize (gptq, scheme)
 GENERATOR_VERSION = "gen-1"
-GRADER_VERSION = "grade-1"
+GRADER_VERSION = "grade-2"  # grade-2: choice letters and timeouts through math-verify
 DATASET_LOADER_VERSION = "data-1"
 ANALYSIS_VERSION = "analysis-5"  # fit and report (bitbudget.threshold, findings, frontier, report)
 
