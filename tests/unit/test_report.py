@@ -1,5 +1,6 @@
 """The HTML report: renders from synthetic data, escapes model output, stays offline."""
 
+import json
 import re
 
 import pandas as pd
@@ -36,13 +37,16 @@ def rendered(tmp_path_factory):
 
 
 def test_model_text_is_escaped(rendered):
-    assert "alert('pwned')" not in rendered.replace("&#39;", "'").split("<pre>")[0]
-    assert "<script>alert" not in rendered
-    assert "&lt;script&gt;alert(" in rendered
-    assert "<img src=x" not in rendered
-    assert "&lt;b&gt;42&lt;/b&gt;" in rendered
-    # exactly one script element: ours
-    assert len(re.findall(r"<script\b", rendered)) == 1
+    data = re.search(r'<script type="application/json" id="trace-data">(.*?)</script>', rendered, re.S).group(1)
+    page = rendered.replace(data, "")
+    assert "alert('pwned')" not in page.replace("&#39;", "'")
+    assert "<script>alert" not in rendered and "<img src=x" not in rendered
+    # model output reaches the page only inside the JSON block, with no markup character left
+    assert "<" not in data and ">" not in data and "&" not in data
+    assert "\\u003cscript\\u003ealert(" in data and "\\u003cb\\u003e42" in data
+    # exactly one executable script element: ours
+    assert len(re.findall(r"<script>", rendered)) == 1
+    assert len(re.findall(r"<script\b", rendered)) == 2
 
 
 def test_no_external_resources(rendered):
@@ -85,3 +89,45 @@ def test_memory_is_shown_in_a_readable_unit():
     assert memory_unit([4.19, 0.5]) == ("MB", 2.0**-10)
     assert memory_unit([4.83e-05, 3.0]) == ("KB", 2.0**-20)
     assert memory_unit([]) == ("GB", 1.0)
+
+
+def test_scenario_table_can_be_filtered(rendered):
+    selects = re.findall(r'<select data-filter="(\w+)">', rendered)
+    assert selects == ["dataset", "model", "weights", "kv", "G"]
+    rows = re.findall(r'<tr data-dataset="([^"]+)" data-model="[^"]+" data-weights="[^"]+" data-kv="[^"]+" data-g="(\d+)">', rendered)
+    assert len(rows) == rendered.count("<tr data-dataset=") > 100
+    assert {d for d, _ in rows} == {"aime-like", "gpqa-like"} and {"1", "4", "8"} <= {g for _, g in rows}
+
+
+def test_findings_show_per_dataset_verdicts_and_counts(rendered):
+    section = rendered[rendered.index('<section id="findings">'):rendered.index('<section id="scenarios">')]
+    assert section.count('class="finding"') == 4
+    assert section.count("aime-like") >= 4 and section.count("gpqa-like") >= 4 and "pooled (reference)" in section
+    assert "comparisons below" in section and "4.19 GB" in section and "8.94 GB" in section
+
+
+def test_simulated_data_is_said_plainly(tmp_path):
+    scen, ques, samples, thr, found, prov = make_inputs(n_boot=5)
+    out = report.render_report(scen.assign(engine="simulated"), ques, samples, thr, found, prov, tmp_path / "s.html")
+    html = out.read_text()
+    assert 'id="simulated-banner"' in html and "<title>[SIMULATED DATA]" in html
+    assert html.count("Simulated data") >= 3  # banner, trace note, footer
+    real = report.render_report(scen.assign(engine="hf"), ques, samples, thr, found, prov, tmp_path / "r.html")
+    assert "simulated-banner" not in real.read_text() and "Simulated data" not in real.read_text()
+
+
+def test_traces_are_stored_once_per_generation_cell_and_capped(tmp_path):
+    scen, ques, _, thr, found, prov = make_inputs(n_boot=5)
+    long = pd.DataFrame([{"question_id": f"q{i}", "sample_idx": 0, "token_budget": 2000, "correct": True,
+                          "extracted_answer": "1", "reference_answer": "1", "thinking_tokens": 9,
+                          "answer_tokens": 1, "forced": False, "text": "x" * 50_000} for i in range(5)])
+    samples = {sid: long for sid in scen["scenario_id"]}  # every scenario, long texts
+    out = report.render_report(scen, ques, samples, thr, found, prov, tmp_path / "t.html",
+                               traces_per_scenario=2, trace_total_chars=200_000)
+    html = out.read_text()
+    data = json.loads(re.search(r'id="trace-data">(.*?)</script>', html, re.S).group(1))
+    cells = scen.groupby(["grade_id", "token_budget"]).ngroups
+    assert len(data) == cells < len(scen)
+    assert all(len(v) == 2 for v in data.values())
+    assert sum(len(t["text"]) for v in data.values() for t in v) <= 200_000 * 1.05
+    assert html.count('<option value="') >= len(scen)  # every scenario can be picked

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bitbudget import artifacts, shards
+from bitbudget import artifacts, memory, shards
 from bitbudget.datasets import dataset_summary, load_questions
 from bitbudget.forcing import sample_at_budget
 from bitbudget.shards import plan_work, read_shard
@@ -92,6 +92,7 @@ def write_generation(spec: dict, output: str | Path, trace_dir: str | Path, engi
         counters=result.counters, seconds=round(time.time() - started, 3),
         questions=len(questions), generated=len(fresh), reforked=len(incomplete),
         dataset=dataset_summary(questions),
+        model=getattr(result, "model", None) or memory.checkpoint_record(spec["checkpoint_path"], spec.get("revision")),
     )
 
 

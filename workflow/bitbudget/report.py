@@ -32,7 +32,10 @@ from .memory import format_memory, memory_unit
 __all__ = ["render_report", "frontier_chart", "threshold_chart", "DEFAULT_TEMPLATE_DIR"]
 
 DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "report" / "templates"
-MAX_TRACE_CHARS = 6000
+MAX_TRACE_CHARS = 6000  # one trace text at most (head and tail kept)
+MAX_TRACE_TOTAL_CHARS = 3_000_000  # all trace texts of the page together (the report stays under 10 MB)
+FILTER_COLUMNS = (("dataset", "dataset"), ("model", "model"), ("weights", "weights"), ("KV", "kv"), ("G", "G"))
+SIMULATED_ENGINE = "simulated"  # the engine name of data drawn from a planted accuracy surface
 SPEND_COLORS = {"start": "#6e7781", "weights": "#0969da", "tokens": "#1a7f37",
                 "samples": "#bf3989", "kv compression": "#bc4c00", "other": "#8c959f"}
 
@@ -166,41 +169,137 @@ def _scenario_table(df: pd.DataFrame, front_ids: set[str]):
                 row.append({"text": _num(v, fmt), "v": None if _num(v) == "n/a" else v, "num": True})
             else:
                 row.append({"text": _num(v), "v": None, "num": False})
-        rows.append(row)
+        rows.append({"cells": row, "f": {col: _num(rec.get(col)) for _, col in FILTER_COLUMNS if col in df}})
     return [s[0] for s in spec], rows
 
 
-def _clip_text(text: Any) -> str:
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.0f}%"
+
+
+def _memory_txt(v) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, (list, tuple)):
+        return f"{format_memory(v[0])} to {format_memory(v[1])}"
+    return format_memory(v)
+
+
+def _numbers_txt(numbers: Mapping[str, Any]) -> str:
+    """A finding's numbers as text: shares as percentages, memories in readable units."""
+    parts = []
+    for name, value in numbers.items():
+        label = name.replace("_", " ")
+        if name.endswith("_gib"):
+            parts.append(f"{label.removesuffix(' gib')} {format_memory(value)}")
+        elif isinstance(value, float) or value is None:
+            parts.append(f"{label} {_pct(value)}")
+        else:
+            parts.append(f"{label} {value}")
+    return ", ".join(parts)
+
+
+def _fit_txt(fit: Mapping[str, Any] | None) -> str:
+    if not fit:
+        return "no fit"
+    if fit.get("status") != "ok":
+        return f"fit: {fit.get('status')}"
+    br = fit.get("bracket")
+    text = f"switch between {format_memory(br[0])} and {format_memory(br[1])}" if br else "switch"
+    if fit.get("ci_low") is not None and fit.get("ci_high") is not None:
+        text += f"; interval {format_memory(fit['ci_low'])} to {format_memory(fit['ci_high'])}"
+    held = fit.get("interval_contains_cut")
+    held = fit.get("bracket_contains_cut") if held is None else held
+    return text + ("; holds the paper's cut" if held else "; does not hold the paper's cut")
+
+
+def _check_view(c: Mapping[str, Any]) -> dict:
+    sides = [f"{s['label']}: {_memory_txt(s.get('memory_gib'))}"
+             + (f", accuracy {s['accuracy']:.3f}" if s.get("accuracy") is not None else "")
+             for s in c.get("sides", [])]
+    return {"statement": c["statement"], "status": c["status"], "dataset": c.get("dataset", ""),
+            "sides": sides, "detail": c.get("detail", "")}
+
+
+def _finding_view(f: Mapping[str, Any]) -> dict:
+    """A findings.json entry for the template (older entries without per-dataset rows pass through)."""
+    rows = []
+    for r in f.get("per_dataset", []):
+        ex = r.get("exploratory")
+        rows.append({
+            "dataset": r["dataset"], "status": r["status"], "rule_status": r.get("rule_status", r["status"]),
+            "comparisons": r.get("comparisons", 0), "numbers": _numbers_txt(r.get("numbers", {})),
+            "fit": _fit_txt(r.get("fit")),
+            "exploratory": (f"exploratory, at the fitted switch {format_memory(ex['cut_gib'])}: {ex['status']} "
+                            f"({_numbers_txt(ex['numbers'])})") if ex else "",
+            "checks": [_check_view(c) for c in r.get("checks", [])],
+        })
+    pooled = f.get("pooled")
+    return {"id": f["id"], "title": f["title"], "paper": f["paper"], "rule": f["rule"], "status": f["status"],
+            "cut": format_memory(f["cut_gib"]) if f.get("cut_gib") else "", "comparisons": f.get("comparisons", 0),
+            "rows": rows, "detail": f.get("detail", ""),
+            "pooled": ({"status": pooled["status"], "comparisons": pooled.get("comparisons", 0),
+                        "numbers": _numbers_txt(pooled.get("numbers", {})), "fit": _fit_txt(pooled.get("fit"))}
+                       if pooled else None)}
+
+
+def _clip_text(text: Any, limit: int) -> str:
     if text is None or (isinstance(text, float) and math.isnan(text)):
         return ""
     text = str(text)
-    if len(text) <= MAX_TRACE_CHARS:
+    if len(text) <= limit:
         return text
-    head, tail = MAX_TRACE_CHARS * 2 // 3, MAX_TRACE_CHARS // 3
+    head, tail = limit * 2 // 3, limit // 3
     return f"{text[:head]}\n\n[... {len(text) - head - tail} characters omitted ...]\n\n{text[-tail:]}"
 
 
-def _traces(samples_by_scenario: Mapping[str, pd.DataFrame], scen: pd.DataFrame, per_scenario: int):
-    out = []
-    info = scen.set_index(scen["scenario_id"].astype(str)) if "scenario_id" in scen else None
+def _json_for_html(value: Any) -> str:
+    """JSON safe inside a <script type="application/json"> element (no '<', '>', '&')."""
+    text = json.dumps(value, default=str, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _traces(samples_by_scenario: Mapping[str, pd.DataFrame], scen: pd.DataFrame, per_scenario: int,
+            max_chars: int, max_total_chars: int) -> dict:
+    """The trace viewer's data: a few samples per generation cell, each stored once.
+
+    Scenarios that read the same samples (the same grades at the same token budget, e.g.
+    every G of a configuration) share one entry; each text is clipped to ``max_chars`` and
+    to an equal share of ``max_total_chars``, so the page stays small on any grid.
+    Returns {"options": [(scenario_id, label, key)], "samples": {key: [sample dicts]}}."""
+    info = scen.set_index(scen["scenario_id"].astype(str)) if "scenario_id" in scen else pd.DataFrame()
+    info = info[~info.index.duplicated()]
+    keys, picked = {}, {}
     for sid, sdf in samples_by_scenario.items():
         if sdf is None or len(sdf) == 0:
             continue
-        label = str(sid)
-        if info is not None and str(sid) in info.index:
-            r = info.loc[str(sid)]
-            if isinstance(r, pd.DataFrame):
-                r = r.iloc[0]
-            label = f"{r.get('dataset')} | {r.get('model')} {r.get('weights')} | KV {r.get('kv')} | T={r.get('token_budget')} G={r.get('G')}"
-        samples = []
-        for rec in sdf.head(per_scenario).to_dict("records"):
-            samples.append({k: ("" if rec.get(k) is None else rec.get(k)) for k in (
+        sid = str(sid)
+        r = info.loc[sid] if sid in info.index else None
+        key = sid if r is None or "grade_id" not in r else f"{r['grade_id']}@{r.get('token_budget')}"
+        keys[sid] = key
+        if key not in picked:
+            picked[key] = sdf.head(per_scenario)
+    n_texts = sum(len(d) for d in picked.values())
+    limit = max(1, min(max_chars, max_total_chars // max(n_texts, 1)))
+    samples = {}
+    for key, sdf in picked.items():
+        samples[key] = [
+            {k: ("" if rec.get(k) is None else rec.get(k)) for k in (
                 "question_id", "sample_idx", "token_budget", "extracted_answer", "reference_answer",
-                "thinking_tokens", "answer_tokens")} | {
-                "correct": bool(rec.get("correct")), "forced": bool(rec.get("forced")),
-                "text": _clip_text(rec.get("text"))})
-        out.append({"scenario_id": str(sid), "label": label, "samples": samples})
-    return out
+                "thinking_tokens", "answer_tokens")}
+            | {"correct": bool(rec.get("correct")), "forced": bool(rec.get("forced")),
+               "text": _clip_text(rec.get("text"), limit)}
+            for rec in sdf.to_dict("records")]
+    options = []
+    for sid, key in keys.items():
+        label = sid
+        if sid in info.index:
+            r = info.loc[sid]
+            label = (f"{r.get('dataset')} | {r.get('model')} {r.get('weights')} | KV {r.get('kv')} | "
+                     f"T={r.get('token_budget')} G={r.get('G')}")
+        options.append({"scenario_id": sid, "label": label, "key": key})
+    options.sort(key=lambda o: o["label"])
+    return {"options": options, "samples": samples, "chars_per_text": limit}
 
 
 def _stringify(v: Any) -> str:
@@ -254,6 +353,8 @@ def render_report(
     title: str = "Where should the memory go? Weights, bits, tokens, samples, KV cache",
     budgets_gib: list[float] | None = None,
     traces_per_scenario: int = 3,
+    trace_chars: int = MAX_TRACE_CHARS,
+    trace_total_chars: int = MAX_TRACE_TOTAL_CHARS,
     template_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Write the single-file HTML report to ``out_path`` and return its path.
@@ -314,6 +415,12 @@ def render_report(
         })
 
     cols, rows = _scenario_table(scen, front_ids) if not scen.empty else ([], [])
+    filters = [{"name": name, "column": col,
+                "options": sorted({r["f"][col] for r in rows}, key=lambda v: (len(v), v) if col == "G" else v)}
+               for name, col in FILTER_COLUMNS if rows and col in rows[0]["f"]]
+    engines = sorted(scen["engine"].astype(str).unique()) if "engine" in scen and not scen.empty else []
+    simulated = SIMULATED_ENGINE in engines
+    traces = _traces(samples_by_scenario or {}, scen, traces_per_scenario, trace_chars, trace_total_chars)
     html = env.get_template("index.html.j2").render(
         title=title,
         n_scenarios=len(scen),
@@ -324,10 +431,14 @@ def render_report(
         frontier_charts=charts,
         best_rows=best_rows,
         thresholds=thr_view,
-        findings=findings or [],
+        findings=[_finding_view(f) for f in findings or []],
         scenario_cols=cols,
         scenario_rows=rows,
-        traces=_traces(samples_by_scenario or {}, scen, traces_per_scenario),
+        filters=filters,
+        simulated=simulated,
+        engines=engines,
+        traces=traces,
+        trace_json=_json_for_html(traces["samples"]),
         provenance=_provenance_blocks(provenance),
         css=css,
         script=script,

@@ -92,15 +92,16 @@ def all_grades(wildcards=None):
     return [grade.output for grade in STUDY.grades.values()]
 
 
-def all_checkpoint_dirs(wildcards=None):
-    return sorted(
-        {c.path for c in STUDY.checkpoints.values() if c.quantized}
-        | {
-            p
-            for c in STUDY.checkpoints.values()
-            if not c.quantized
-            for p in model_input(c.model)
-        }
+def all_generations(wildcards=None):
+    return sorted(g.output for g in STUDY.generations.values())
+
+
+def study_benchmarks(wildcards=None):
+    """Benchmark files of this study's jobs (not those other studies left in benchmarks/)."""
+    return (
+        [benchmark_path("generate", g) for g in sorted(STUDY.generations)]
+        + [benchmark_path("grade", g) for g in sorted(STUDY.grades)]
+        + [benchmark_path(stage) for stage in ("aggregate", "fit")]
     )
 
 
@@ -133,15 +134,7 @@ def aggregate_spec(wildcards=None):
     """Plain data the aggregate step needs to place each scenario at its memory cost."""
     return {
         "grades": {g.grade_id: g.output for g in STUDY.grades.values()},
-        "checkpoints": {
-            c.ckpt_id: {
-                "path": c.path,
-                "model": c.model,
-                "weights": c.weights,
-                "quantized": c.quantized,
-            }
-            for c in STUDY.checkpoints.values()
-        },
+        "generations": {g.gen_id: g.output for g in STUDY.generations.values()},
         "weight_formats": config["weight_formats"],
         "kv_strategies": config["kv_strategies"],
         "max_answer_tokens": config["sampling"]["max_answer_tokens"],

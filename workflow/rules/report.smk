@@ -6,6 +6,7 @@ rule report:
         threshold="results/fit/threshold.json",
         findings="results/fit/findings.json",
         grades=all_grades,
+        generations=all_generations,
     output:
         report(
             "report/index.html",
@@ -21,5 +22,6 @@ rule report:
     params:
         config=config,
         analysis_version=ANALYSIS_VERSION,
+        benchmarks=study_benchmarks(),
     script:
         "../scripts/report.py"
