@@ -1,5 +1,6 @@
 """Memory model: the paper's Table 1 and the bytes really held by each KV cache."""
 
+import numpy as np
 import pytest
 import torch
 from transformers import Qwen3Config, Qwen3ForCausalLM
@@ -13,6 +14,7 @@ from bitbudget.memory import (
     architecture_path,
     format_table,
     kv_bytes,
+    kv_charged_tokens,
     load_config,
     param_counts,
     total_bytes,
@@ -55,13 +57,26 @@ def test_weight_formula_and_table():
 def test_kv_caps_and_total():
     cfg = architecture_path("8b")
     per_tok = 144 * KIB
-    assert kv_bytes(cfg, {"method": "streaming_llm", "budget": 2048}, 30000) == 2048 * per_tok
-    assert kv_bytes(cfg, {"method": "r_kv", "budget": 2048, "compress_every": 128}, 30000) == 2176 * per_tok
-    assert kv_bytes(cfg, {"method": "r_kv", "budget": 2048}, 100) == 100 * per_tok
+    streaming = {"method": "streaming_llm", "budget": 2048, "sink_tokens": 4}
+    rkv = {"method": "r_kv", "budget": 2048, "compress_every": 128}
+    # the paper's convention: both eviction methods are charged their KV budget
+    assert kv_bytes(cfg, streaming, 30000) == 2048 * per_tok
+    assert kv_bytes(cfg, rkv, 30000) == 2048 * per_tok
+    # full context: both charged what they hold between forwards at its fullest
+    assert kv_bytes(cfg, streaming, 30000, kv_tokens="context") == 2048 * per_tok
+    assert kv_bytes(cfg, rkv, 30000, kv_tokens="context") == 2176 * per_tok
+    assert kv_bytes(cfg, rkv, 100) == 100 * per_tok
     q = kv_bytes(cfg, {"method": "quantized", "bits": 4, "group_size": 64, "residual_length": 128}, 10128)
     assert q == pytest.approx((72 * KIB * 2) * (10000 * (0.5 + 4 / 64) + 128 * 2) / 2, rel=1e-9)
-    tot = total_bytes(cfg, 8, {"method": "full"}, 100, 900, samples=4)
-    assert tot == pytest.approx(weight_bytes(cfg, 8) + 4 * 1000 * per_tok)
+    tot = total_bytes(cfg, 8, {"method": "full"}, 900, samples=4)
+    assert tot == pytest.approx(weight_bytes(cfg, 8) + 4 * 900 * per_tok)
+    tot = total_bytes(cfg, 8, {"method": "full"}, 900, samples=4, kv_tokens="context",
+                      prompt_tokens=100, answer_tokens=24)
+    assert tot == pytest.approx(weight_bytes(cfg, 8) + 4 * 1024 * per_tok)
+    assert kv_charged_tokens("budget", np.array([10, 20]), 5, 3).tolist() == [10, 20]
+    assert kv_charged_tokens("context", np.array([10, 20]), 5, 3).tolist() == [18, 28]
+    with pytest.raises(ValueError, match="kv_tokens"):
+        kv_charged_tokens("prompt", 10)
 
 
 STRATEGIES = {
@@ -103,7 +118,7 @@ def test_formula_matches_measured_cache_bytes(model, name):
     tokens = prompt_len + steps
     assert cache.get_seq_length() == tokens
     measured = measure_cache_bytes(cache)
-    formula = batch * kv_bytes(model.config, strategy, tokens, dtype_bytes=4)
+    formula = batch * kv_bytes(model.config, strategy, tokens, dtype_bytes=4, kv_tokens="context")
     if name == "r_kv":  # compressions at 64, 80, 96 tokens; one token short of the next
         assert cache.layers[0].compressions == 3
         assert cache.layers[0].keys.shape[-2] == strategy["budget"] + strategy["compress_every"] - 1

@@ -135,6 +135,7 @@ def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict, revision: str | Non
     from llmcompressor import oneshot
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from bitbudget.memory import architecture_record, stored_tensor_names
     from bitbudget.tinymodels import count_parameters_of_model
 
     scheme = scheme_of(fmt)
@@ -181,6 +182,7 @@ def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict, revision: str | Non
             "calibration": calibration if needs_calibration(scheme, method) else None,
             "n_quantized_params": counts["n_quantized"],
             "n_unquantized_params": counts["n_unquantized"],
+            "model": architecture_record(model.config, stored_tensor_names(src_dir)),
             "packages": _versions(),
             "source": source,
             **({"revision": revision} if revision else {}),

@@ -17,7 +17,22 @@ Weights
 
 KV cache (per sequence)
     ``tokens * layers * kv_heads * head_dim * 2 * bytes_per_elem``; see :func:`kv_bytes` for the
-    eviction caps and the quantized layout.
+    quantized layout. Which tokens are charged is the analysis setting ``kv_tokens``
+    (:func:`kv_charged_tokens`): ``budget`` (the paper's convention, the default) charges the
+    token budget T; ``context`` charges the whole context, prompt + T + answer tokens.
+
+    Eviction (StreamingLLM and R-KV alike) caps the tokens at what the cache holds. Both
+    methods overrun their KV budget for a moment: StreamingLLM holds the tokens of one forward
+    before it evicts them, R-KV collects up to ``compress_every`` tokens beyond its budget
+    before it compresses back to the budget. With ``budget`` both are charged their KV budget,
+    ``min(T, budget)``, as the paper does; with ``context`` both are charged what they hold
+    between forwards at its fullest (:func:`kv_resident_tokens`): StreamingLLM its budget,
+    R-KV ``budget + compress_every``.
+
+Checkpoint records
+    The stage that loads a model records :func:`checkpoint_record` (its architecture fields,
+    whether its files store a tied lm_head, its parameter counts) in its metadata; the
+    analysis charges memory from that record with the same functions as the table.
 
 ``python -m bitbudget.memory`` prints the Qwen3 table next to the paper's values.
 """
@@ -26,8 +41,11 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 from pathlib import Path
 from typing import Any, Mapping
+
+import numpy as np
 
 GIB = 2**30
 KIB = 2**10
@@ -149,24 +167,45 @@ def kv_elems_per_token(config: Any) -> int:
     return int(cfg["num_hidden_layers"]) * kv_heads * _head_dim(cfg) * 2
 
 
-def kv_resident_tokens(strategy: Mapping | None, tokens: int) -> int:
-    """Tokens the cache holds at its peak for a sequence of ``tokens`` tokens.
+KV_TOKENS = ("budget", "context")  # the analysis setting `kv_tokens` (schema default: budget)
+EVICTION_METHODS = ("streaming_llm", "r_kv")
 
-    full / quantized: all of them. streaming_llm: ``min(tokens, budget)``. r_kv: the cache
-    grows to ``budget + compress_every`` between two compressions, and that peak is what is
-    charged: ``min(tokens, budget + compress_every)``.
+
+def kv_charged_tokens(kv_tokens: str, token_budget, prompt_tokens=0, answer_tokens=0):
+    """Tokens of one sequence charged for its KV cache, before any eviction cap.
+
+    ``budget``: the token budget T (the paper). ``context``: prompt + T + answer tokens.
+    Works on scalars and numpy arrays alike.
+    """
+    if kv_tokens == "budget":
+        return token_budget
+    if kv_tokens == "context":
+        return prompt_tokens + token_budget + answer_tokens
+    raise ValueError(f"kv_tokens must be one of {KV_TOKENS}, got {kv_tokens!r}")
+
+
+def kv_resident_tokens(strategy: Mapping | None, tokens, kv_tokens: str = "budget"):
+    """Tokens charged for a sequence of ``tokens`` tokens under a KV strategy.
+
+    full / quantized: all of them. Eviction (streaming_llm, r_kv): capped at the KV budget
+    with ``kv_tokens="budget"`` (the paper's ``min(T, budget)``, both methods alike); with
+    ``kv_tokens="context"`` capped at what the cache holds between forwards at its fullest:
+    the budget for streaming_llm, ``budget + compress_every`` for r_kv (see the module
+    docstring). ``tokens`` may be a numpy array.
     """
     strategy = dict(strategy or {"method": "full"})
     method = strategy.get("method", "full")
-    if method == "streaming_llm":
-        return min(tokens, int(strategy["budget"]))
-    if method == "r_kv":
-        return min(tokens, int(strategy["budget"]) + int(strategy.get("compress_every", 128)))
-    return tokens
+    if method not in EVICTION_METHODS:
+        return tokens
+    cap = int(strategy["budget"])
+    if method == "r_kv" and kv_tokens == "context":
+        cap += int(strategy["compress_every"])
+    return np.minimum(tokens, cap) if isinstance(tokens, np.ndarray) else min(tokens, cap)
 
 
-def kv_bytes(config: Any, strategy: Mapping | None, tokens: int, dtype_bytes: int = 2) -> float:
-    """KV-cache bytes of ONE sequence of ``tokens`` tokens (prompt + generated).
+def kv_bytes(config: Any, strategy: Mapping | None, tokens, dtype_bytes: int = 2,
+             kv_tokens: str = "budget"):
+    """KV-cache bytes of ONE sequence of ``tokens`` charged tokens (see :func:`kv_charged_tokens`).
 
     ``dtype_bytes`` is the full-precision element size (2 for bf16/fp16, 4 for float32).
     Quantized (HQQ/quanto, KIVI-style): the newest ``min(tokens, residual_length)`` tokens are
@@ -177,31 +216,95 @@ def kv_bytes(config: Any, strategy: Mapping | None, tokens: int, dtype_bytes: in
     """
     strategy = dict(strategy or {"method": "full"})
     elems = kv_elems_per_token(config)
-    n = kv_resident_tokens(strategy, int(tokens))
+    array = isinstance(tokens, np.ndarray)
+    n = kv_resident_tokens(strategy, tokens if array else int(tokens), kv_tokens)
     if strategy.get("method") == "quantized":
-        bits = int(strategy.get("bits", 4))
-        group = int(strategy.get("group_size", 64))
-        residual = min(n, int(strategy.get("residual_length", 128)))
+        bits = int(strategy["bits"])
+        group = int(strategy["group_size"])
+        residual = np.minimum(n, int(strategy["residual_length"]))
         quant = n - residual
         per_elem_q = bits / 8 + 2 * dtype_bytes / group
-        return elems * (quant * per_elem_q + residual * dtype_bytes)
-    return float(elems * n * dtype_bytes)
+        out = elems * (quant * per_elem_q + residual * dtype_bytes)
+        return out if array else float(out)
+    return elems * n * float(dtype_bytes) if array else float(elems * n * dtype_bytes)
 
 
 def total_bytes(
     config: Any,
     bits: int,
     strategy: Mapping | None,
-    prompt_tokens: int,
-    gen_tokens: int,
+    token_budget: int,
     samples: int = 1,
     group_size: int = 128,
     dtype_bytes: int = 2,
+    kv_tokens: str = "budget",
+    prompt_tokens: int = 0,
+    answer_tokens: int = 0,
 ) -> float:
-    """Weights + ``samples`` (G) x KV of ``prompt_tokens + gen_tokens`` tokens, in bytes."""
+    """Weights + ``samples`` (G) x KV of one sequence, in bytes (the tokens per ``kv_tokens``)."""
+    tokens = kv_charged_tokens(kv_tokens, token_budget, prompt_tokens, answer_tokens)
     return weight_bytes(config, bits, group_size) + samples * kv_bytes(
-        config, strategy, prompt_tokens + gen_tokens, dtype_bytes
+        config, strategy, tokens, dtype_bytes, kv_tokens
     )
+
+
+# --------------------------------------------------------------------------- checkpoint records
+
+ARCHITECTURE_FIELDS = (
+    "model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "head_dim", "vocab_size", "attention_bias", "tie_word_embeddings",
+    "checkpoint_stores_lm_head",
+)
+LM_HEAD_TENSOR = "lm_head.weight"
+SIDE_WEIGHT_FILES = ("quantization.safetensors",)  # our RTN codes, not model weights
+
+
+def safetensors_names(path: str | Path) -> list[str]:
+    """Tensor names in a safetensors file, read from its header (no tensor is loaded)."""
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+    return [k for k in header if k != "__metadata__"]
+
+
+def stored_tensor_names(path: str | Path) -> list[str] | None:
+    """Names of the weights a checkpoint directory stores; None when it holds no weight files
+    (a metadata-only checkpoint: the architecture then says what its files would store)."""
+    path = Path(path)
+    index = sorted(path.glob("*.safetensors.index.json"))
+    if index:
+        return sorted(json.loads(index[0].read_text())["weight_map"])
+    files = [f for f in sorted(path.glob("*.safetensors")) if f.name not in SIDE_WEIGHT_FILES]
+    if not files:
+        return None
+    return sorted(name for f in files for name in safetensors_names(f))
+
+
+def architecture_record(config: Any, stored: list[str] | None = None) -> dict:
+    """What the analysis needs of a model, from its config and (when known) the names of the
+    tensors its checkpoint stores: the architecture fields and the parameter counts.
+
+    ``checkpoint_stores_lm_head`` is true when a tied model's files hold a separate
+    ``lm_head.weight`` (charged at 16-bit, see the module docstring); an architecture JSON
+    that states it keeps its value when ``stored`` is None.
+    """
+    cfg = load_config(config)
+    arch = {k: cfg[k] for k in ARCHITECTURE_FIELDS if cfg.get(k) is not None}
+    if stored is not None:
+        arch["checkpoint_stores_lm_head"] = LM_HEAD_TENSOR in stored
+    return {"architecture": arch, "param_counts": param_counts(arch)}
+
+
+def checkpoint_record(path: str | Path, revision: str | None = None) -> dict:
+    """:func:`architecture_record` of the checkpoint a stage has just loaded: a local directory,
+    a hub id at ``revision`` (its snapshot in the hub cache the loader filled), or an
+    architecture JSON (a model without weights, as the simulated engine uses)."""
+    from .revisions import local_snapshot
+
+    if Path(path).is_file():
+        return architecture_record(Path(path))
+    directory = local_snapshot(str(path), revision)
+    return architecture_record(directory / "config.json", stored_tensor_names(directory))
 
 
 def to_gib(n_bytes: float) -> float:

@@ -8,21 +8,27 @@ import platform
 from pathlib import Path
 
 from bitbudget import versions
-from bitbudget.artifacts import canonical_json, content_id
+from bitbudget.artifacts import canonical_json, content_id, meta_path
 
 PACKAGES = ("bitbudget", "snakemake", "torch", "transformers", "vllm", "math-verify", "hqq", "pandas")
 
 
-def read_benchmarks(root: str | Path = "benchmarks") -> list[dict]:
-    """Timings Snakemake recorded for each job that ran (rule, artifact id, seconds, max RSS)."""
+def read_benchmarks(paths: list[str | Path]) -> list[dict]:
+    """Timings Snakemake recorded for this study's jobs (rule, artifact id, seconds, max RSS).
+
+    ``paths`` are the study's own benchmark files (``benchmarks/<rule>[/<id>].tsv``); those of
+    jobs that have not run yet (the report's own) are skipped.
+    """
     rows = []
-    for path in sorted(Path(root).rglob("*.tsv")):
+    for path in map(Path, paths):
+        if not path.exists():
+            continue
         with open(path) as handle:
             records = list(csv.DictReader(handle, delimiter="\t"))
         if records:
             last = records[-1]
             rows.append({
-                "rule": path.parent.name if path.parent != Path(root) else path.stem,
+                "rule": path.parts[1] if len(path.parts) > 2 else path.stem,
                 "artifact": path.stem,
                 "seconds": float(last["s"]),
                 "max_rss_mb": float(last.get("max_rss") or 0),
@@ -30,17 +36,18 @@ def read_benchmarks(root: str | Path = "benchmarks") -> list[dict]:
     return rows
 
 
-def generation_records(grade_paths: list[str]) -> list[dict]:
-    """Per generation: how many questions were generated fresh, re-forked or taken from cache."""
+def generation_records(grade_paths: list[str], generation_paths: list[str]) -> list[dict]:
+    """Per grade of a generation: how many questions were generated fresh, re-forked or taken
+    from cache, read from the metadata of the declared grade and generation inputs."""
+    generations = {Path(p).parent.name: json.loads(meta_path(p).read_text()) for p in generation_paths}
     rows = []
     for grade_path in grade_paths:
-        grade_dir = Path(grade_path).parent
-        grade_meta = json.loads((grade_dir / "grades.meta.json").read_text())
+        grade_meta = json.loads(meta_path(grade_path).read_text())
         gen_id = grade_meta["key"]["generation"]
-        gen_meta = json.loads(Path(f"results/generations/{gen_id}/samples.meta.json").read_text())
+        gen_meta = generations[gen_id]
         rows.append({
             "generation": gen_id,
-            "grade": grade_dir.name,
+            "grade": Path(grade_path).parent.name,
             "trace": gen_meta["key"]["trace"],
             "questions": gen_meta["questions"],
             "generated": gen_meta["generated"],
@@ -52,7 +59,8 @@ def generation_records(grade_paths: list[str]) -> list[dict]:
     return rows
 
 
-def collect(config: dict, grade_paths: list[str]) -> dict:
+def collect(config: dict, grade_paths: list[str], generation_paths: list[str],
+            benchmark_paths: list[str]) -> dict:
     return {
         "versions": {name: versions.package_version(name) for name in PACKAGES}
         | {"python": platform.python_version(), "platform": platform.platform()},
@@ -62,6 +70,6 @@ def collect(config: dict, grade_paths: list[str]) -> dict:
             "generator": versions.GENERATOR_VERSION,
             "grader": versions.GRADER_VERSION,
         },
-        "generations": generation_records(grade_paths),
-        "timings": read_benchmarks(),
+        "generations": generation_records(grade_paths, generation_paths),
+        "timings": read_benchmarks(benchmark_paths),
     }

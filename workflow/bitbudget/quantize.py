@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from .artifacts import atomic_directory
+from .memory import architecture_record, stored_tensor_names
 
 SUPPORTED_BITS = (2, 3, 4, 8, 16)
 SUPPORTED_METHODS = ("rtn",)
@@ -99,6 +100,7 @@ def quantize_checkpoint(src_dir, out_dir, *, bits: int, group_size: int, method:
         "n_quantized_params": counts["n_quantized"],
         "n_unquantized_params": counts["n_unquantized"],
         "quantized_modules": [n for n, _ in linears] if bits < 16 else [],
+        "model": architecture_record(model.config, stored_tensor_names(src_dir)),
         "source": source,
         **({"revision": revision} if revision else {}),
     }

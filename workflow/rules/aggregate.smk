@@ -15,7 +15,7 @@ rule aggregate:
     input:
         scenarios="results/scenarios.parquet",
         grades=all_grades,
-        checkpoints=all_checkpoint_dirs,
+        generations=all_generations,
     output:
         scenarios=report(
             "results/aggregate/scenarios.parquet",
