@@ -32,6 +32,7 @@ from .memory import format_memory, memory_unit
 __all__ = ["render_report", "frontier_chart", "threshold_chart", "DEFAULT_TEMPLATE_DIR"]
 
 DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "report" / "templates"
+TRACES_PER_SCENARIO = 3  # samples shown per scenario in the trace viewer
 MAX_TRACE_CHARS = 6000  # one trace text at most (head and tail kept)
 MAX_TRACE_TOTAL_CHARS = 3_000_000  # all trace texts of the page together (the report stays under 10 MB)
 FILTER_COLUMNS = (("dataset", "dataset"), ("model", "model"), ("weights", "weights"), ("KV", "kv"), ("G", "G"))
@@ -352,7 +353,7 @@ def render_report(
     *,
     title: str = "Where should the memory go? Weights, bits, tokens, samples, KV cache",
     budgets_gib: list[float] | None = None,
-    traces_per_scenario: int = 3,
+    traces_per_scenario: int = TRACES_PER_SCENARIO,
     trace_chars: int = MAX_TRACE_CHARS,
     trace_total_chars: int = MAX_TRACE_TOTAL_CHARS,
     template_dir: str | os.PathLike | None = None,
