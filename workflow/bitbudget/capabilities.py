@@ -104,7 +104,8 @@ def vllm_cpu_kv_refusal(kv_cache_dtype: str, flags) -> Refusal | None:
 
 def runs_on_cpu(engine: dict, resources: dict) -> bool:
     """Whether a generate job runs its engine on the CPU: device cpu, or no GPU requested."""
-    return str(engine.get("device", CPU_DEVICE)).startswith(CPU_DEVICE) or resources.get("gpu", 0) == 0
+    # no `gpu` resource: the scheduler gives the job no GPU
+    return str(engine["device"]).startswith(CPU_DEVICE) or resources.get("gpu", 0) == 0
 
 
 def weight_scheme(fmt: dict) -> str | None:
@@ -134,7 +135,7 @@ def refusals(config: dict, flags=None) -> list[str]:
             continue
         kv_field = (f"grids.{grid_name}.engine.kv_cache_dtype" if "kv_cache_dtype" in grid.get("engine", {})
                     else "engine.kv_cache_dtype")
-        refusal = vllm_cpu_kv_refusal(engine.get("kv_cache_dtype", "auto"), flags)
+        refusal = vllm_cpu_kv_refusal(engine["kv_cache_dtype"], flags)
         if refusal:
             found.setdefault(kv_field, refusal.message(kv_field))
         for name in grid["weight_formats"]:
