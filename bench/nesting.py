@@ -86,7 +86,7 @@ def run(config: dict) -> dict:
     workdir.mkdir()
     os.chdir(workdir)
     [gen] = build_study(config).generations.values()
-    spec = {**gen.spec, "checkpoint_path": gen.checkpoint.path, "trace_dir": gen.trace_dir}
+    spec = gen.engine_spec()
     started = time.perf_counter()
     engine = HFEngine(spec, spec["checkpoint_path"], spec["trace_dir"])
     meta = write_generation(spec, gen.output, gen.trace_dir, engine)

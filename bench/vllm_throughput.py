@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def specs(checkpoint: str, args) -> dict:
     import bitbudget.config
-    from bitbudget.study import build_study
+    from bitbudget.study import build_study, engine_spec
 
     try:
         import snakemake  # noqa: F401  (the study validates configs with Snakemake's validate)
@@ -51,7 +51,7 @@ def specs(checkpoint: str, args) -> dict:
                         "kv_cache_dtype": args.kv_cache_dtype, "max_model_len": 1024,
                         "gpu_memory_utilization": 0.5}
     gen = next(iter(build_study(config).generations.values()))
-    return {**gen.spec, "checkpoint_path": checkpoint, "trace_dir": gen.trace_dir, "output": gen.output}
+    return {**engine_spec(gen.key, gen.runtime["engine"], checkpoint, gen.trace_dir), "output": gen.output}
 
 
 def main() -> None:

@@ -105,3 +105,26 @@ def test_model_trained_with_another_recipe_stops_before_any_job(study_copy, tmp_
     message = result.stdout + result.stderr
     assert result.returncode != 0 and "Job stats" not in message
     assert "models.tiny-s.train" in message and "steps" in message and f"delete {model_dir}" in message
+
+
+RUNTIME_CHANGES = {
+    "scheduler time limit": ("resources", "generate", "runtime"),
+    "engine batch size": ("engine", "batch_size"),
+    "grading workers": ("grading", "workers"),
+    "GPU memory per job": ("resources", "generate", "mem_mb"),
+}
+
+
+@pytest.mark.parametrize("field", RUNTIME_CHANGES.values(), ids=RUNTIME_CHANGES.keys())
+def test_runtime_settings_rerun_nothing(study_copy, field):
+    section = study_copy.config
+    for name in field[:-1]:
+        section = section.setdefault(name, {})
+    section[field[-1]] = section.get(field[-1], 1) + 7
+    assert study_copy.planned_jobs() == {}
+
+
+def test_a_key_setting_reruns_exactly_its_dependents(study_copy):
+    study_copy.config["sampling"]["temperature"] += 0.1
+    # every generation of the small grid (bf16, int4) and what follows; the checkpoint stays
+    assert study_copy.planned_jobs() == {"generate": 2, "grade": 2, **{rule: 1 for rule in ANALYSIS_RULES}}

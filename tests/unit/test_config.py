@@ -81,3 +81,69 @@ def test_missing_dataset_file_is_named():
 
 def test_paper_config_is_valid():
     validate_config(yaml.safe_load((REPO / "config" / "paper.yaml").read_text()))
+
+
+def test_duplicate_key_is_named_with_its_line(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("models:\n  tiny-s: {path: a}\n  tiny-m: {path: b}\n  tiny-s: {path: c}\n")
+    from bitbudget.config import read_config_file
+
+    with pytest.raises(ConfigError) as error:
+        read_config_file(path)
+    message = str(error.value)
+    assert "models.tiny-s" in message and "duplicate" in message and "line 4" in message
+
+
+def test_yaml_anchors_and_merge_keys_are_not_duplicates(tmp_path):
+    from bitbudget.config import read_config_file
+
+    path = tmp_path / "study.yaml"
+    path.write_text("a: &base {x: 1, y: 2}\nb:\n  <<: *base\n  x: 3\n")
+    assert read_config_file(path) == {"a": {"x": 1, "y": 2}, "b": {"x": 3, "y": 2}}
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    from bitbudget.config import read_config_file
+
+    path = tmp_path / "study.yaml"
+    path.write_text("sampling:\n  temperature: 0.6\n  top_p: [0.95\n")
+    with pytest.raises(ConfigError) as error:
+        read_config_file(path)
+    assert str(path) in str(error.value) and "line" in str(error.value)
+
+
+@pytest.mark.parametrize("path", ["resources/no-such-model", "./nowhere", "/abs/missing/model", "a/b/c"])
+def test_missing_local_model_path_is_named(path):
+    def mutate(config):
+        config["models"]["tiny-s"] = {"path": path}
+
+    message = broken(mutate)
+    assert "models.tiny-s.path" in message and path in message
+
+
+def test_hub_model_id_stays_valid_offline():
+    config = copy.deepcopy(DEFAULT)
+    config["models"]["tiny-s"] = {"path": "Qwen/Qwen3-8B"}
+    validate_config(config)
+
+
+def test_empty_dataset_file_is_named(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+
+    def mutate(config):
+        config["datasets"]["arith"] = {"kind": "integer", "source": "file", "file": str(empty)}
+
+    message = broken(mutate)
+    assert "datasets.arith" in message and "no questions" in message
+
+
+def test_streaming_budget_must_exceed_sink_tokens_in_config_and_cache():
+    from bitbudget.kvspec import check_kv_strategy
+
+    at_sinks = {"method": "streaming_llm", "budget": 4, "sink_tokens": 4}
+    message = broken(lambda c: c["kv_strategies"].update(s4=at_sinks))
+    assert "kv_strategies.s4.budget" in message
+    with pytest.raises(ConfigError):
+        check_kv_strategy(at_sinks)
+    check_kv_strategy({**at_sinks, "budget": 5})

@@ -153,7 +153,7 @@ def test_hqq_8bit_close_to_full(model):
     ],
 )
 def test_validate_kv_strategy_names_field(strategy, field):
-    with pytest.raises(ValueError, match=f"'{field}'"):
+    with pytest.raises(ValueError, match=rf"\.{field}'"):
         validate_kv_strategy(strategy)
 
 

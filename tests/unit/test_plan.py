@@ -49,12 +49,12 @@ def test_paper_grid_matches_the_protocol(paper):
 
 def test_grid_engines(paper):
     study = build_study(paper)
-    engines = {(g.kv, g.spec["engine"]["name"]) for g in study.generations.values()}
+    engines = {(g.kv, g.engine_name) for g in study.generations.values()}
     assert {e for kv, e in engines if kv != "full"} == {"hf"}  # KV strategies only under HF
     assert ("full", "vllm") in engines and ("full", "hf") in engines
     assert {row["engine"] for row in study.scenarios} == {"hf", "vllm"}
-    hf = next(g for g in study.generations.values() if g.spec["engine"]["name"] == "hf")
-    assert hf.spec["engine"]["batch_size"] == 8 and hf.spec["engine"]["dtype"] == "bfloat16"
+    hf = next(g for g in study.generations.values() if g.engine_name == "hf")
+    assert hf.runtime["engine"]["batch_size"] == 8 and hf.key["trace_key"]["engine"]["dtype"] == "bfloat16"
     assert hf.key["trace_key"]["engine"]["package"] == "transformers"
 
 

@@ -7,6 +7,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from bitbudget.errors import ConfigError  # re-exported: callers import it from here
+from bitbudget.kvspec import check_kv_strategy
+
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 # Which named section each grid axis refers to.
@@ -16,12 +19,6 @@ GRID_REFERENCES = {
     "kv_strategies": "kv_strategies",
     "datasets": "datasets",
 }
-HQQ_KV_BITS = (2, 4, 8)
-QUANTO_KV_BITS = (2, 4)
-
-
-class ConfigError(ValueError):
-    """A config value is wrong; the message names the field and the fix."""
 
 
 def _field(path) -> str:
@@ -71,7 +68,10 @@ def check_semantics(config: dict) -> None:
                 f"sampling.samples_per_question"
             )
     for name, strategy in config["kv_strategies"].items():
-        _check_kv_strategy(name, strategy)
+        check_kv_strategy(strategy, f"kv_strategies.{name}")
+    simulated = simulated_only_models(config)
+    for name, model in config["models"].items():
+        _check_model_path(name, model, simulated=name in simulated)
     for name, dataset in config["datasets"].items():
         _check_dataset(name, dataset)
     for name, fmt in config["weight_formats"].items():
@@ -80,28 +80,6 @@ def check_semantics(config: dict) -> None:
     from .capabilities import check_config as check_capabilities  # the engine/format/KV combinations
 
     check_capabilities(config)
-
-
-def _check_kv_strategy(name: str, strategy: dict) -> None:
-    field = f"kv_strategies.{name}"
-    method = strategy["method"]
-    if method == "quantized":
-        allowed = HQQ_KV_BITS if strategy.get("backend", "hqq") == "hqq" else QUANTO_KV_BITS
-        if strategy["bits"] not in allowed:
-            raise ConfigError(
-                f"config field '{field}.bits': {strategy['bits']}-bit is not supported by the "
-                f"{strategy.get('backend', 'hqq')} backend; fix: use one of {list(allowed)}"
-            )
-    if method == "streaming_llm" and strategy["budget"] <= strategy.get("sink_tokens", 4):
-        raise ConfigError(
-            f"config field '{field}.budget': KV budget {strategy['budget']} must exceed "
-            f"sink_tokens={strategy.get('sink_tokens', 4)}; fix: raise the budget"
-        )
-    if method == "r_kv" and strategy["budget"] < strategy.get("observation_window", 8):
-        raise ConfigError(
-            f"config field '{field}.budget': KV budget {strategy['budget']} is below the "
-            f"observation window; fix: raise the budget"
-        )
 
 
 def _check_source(field: str, section: dict, sourced_from=("hub", "file")) -> None:
@@ -116,8 +94,52 @@ def _check_source(field: str, section: dict, sourced_from=("hub", "file")) -> No
         )
 
 
+def looks_local(path: str) -> bool:
+    """A model path meant as a directory here, not a hub id: absolute, ./ or ../, ~, more than
+    org/name, or org/name whose first part is a directory here (e.g. resources/...)."""
+    if path.startswith(("/", "./", "../", "~")) or path.count("/") > 1:
+        return True
+    return "/" in path and Path(path.split("/", 1)[0]).is_dir()
+
+
+def simulated_only_models(config: dict) -> set[str]:
+    """Models that only grids with the simulated engine use (they need an architecture, no weights)."""
+    engines: dict[str, set] = {}
+    for grid in config["grids"].values():
+        name = {**config["engine"], **grid.get("engine", {})}["name"]
+        for model in grid["models"]:
+            engines.setdefault(model, set()).add(name)
+    return {model for model, names in engines.items() if names == {"simulated"}}
+
+
+def _check_model_path(name: str, model: dict, simulated: bool = False) -> None:
+    """A local model must exist unless its recipe makes it; hub ids stay unchecked (offline).
+    A model only the simulated engine uses may be an architecture JSON (resources/architectures/)."""
+    path = model["path"]
+    if "train" in model or not looks_local(path) or Path(path).expanduser().is_dir():
+        return
+    if path.endswith(".json") and Path(path).expanduser().is_file():
+        if simulated:
+            return
+        raise ConfigError(
+            f"config field 'models.{name}.path': {path} is an architecture without weights, which only the "
+            f"simulated engine can run; fix: point it at a model directory or hub id, or run its grids with "
+            f"engine name 'simulated'"
+        )
+    raise ConfigError(
+        f"config field 'models.{name}.path': {path} is not a directory (paths are relative to the directory "
+        f"snakemake runs in; a hub id is written org/name); fix: correct the path, or give a training recipe "
+        f"under models.{name}.train"
+    )
+
+
 def _check_dataset(name: str, dataset: dict) -> None:
     _check_source(f"datasets.{name}", dataset, sourced_from=("synthetic", "hub", "file"))
+    if dataset["source"] == "file" and count_records(dataset["file"]) == 0:
+        raise ConfigError(
+            f"config field 'datasets.{name}.file': {dataset['file']} holds no questions; fix: point it at a "
+            f"parquet or JSONL file with one question per record"
+        )
     if dataset["source"] == "synthetic":
         spec = dataset["synthetic"]
         if spec["min_difficulty"] > spec["max_difficulty"]:
@@ -136,5 +158,61 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     return config
 
 
+def count_records(path: str | Path) -> int:
+    """Records in a local dataset file without loading it: parquet row count, or JSONL lines."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_metadata(path).num_rows
+    with open(path, encoding="utf-8") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _duplicate_keys(node, path=()):
+    """(field path, mark of the repeated key, mark of the first) for every repeated key."""
+    if isinstance(node, yaml.MappingNode):
+        seen = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = key_node.value
+            if key in seen:
+                yield (*path, key), key_node.start_mark, seen[key]
+            seen.setdefault(key, key_node.start_mark)
+            yield from _duplicate_keys(value_node, (*path, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _duplicate_keys(item, (*path, index))
+
+
+def read_config_file(path: str | Path) -> dict:
+    """One config file, with its file and line named on a syntax error or a duplicate key."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: YAML syntax error: {error.problem or error.context}; fix: correct the YAML "
+                          f"there (indentation, brackets, quotes)") from None
+    for field, mark, first in _duplicate_keys(node):
+        raise ConfigError(
+            f"config field '{_field(field)}': duplicate key in {path} at line {mark.line + 1} (first at line "
+            f"{first.line + 1}); YAML would keep only the last one; fix: remove or rename one of them")
+    return yaml.load(text, Loader=_StrictLoader) or {}
+
+
+def check_config_files(paths) -> None:
+    """Every config file Snakemake read: syntax with file and line, no duplicate key."""
+    for path in paths:
+        read_config_file(path)
+
+
 def load_config(path: str | Path) -> dict:
-    return validate_config(yaml.safe_load(Path(path).read_text()))
+    """A validated config from one file, its defaults filled."""
+    return validate_config(read_config_file(path))

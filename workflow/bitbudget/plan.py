@@ -205,13 +205,13 @@ def make_plan(config: dict, think_fraction: float = 1.0, throughput: dict | None
         rows = q * gen.samples_per_question
         nested = rows * (think_fraction * max(gen.budgets) + answer * len(gen.budgets))
         per_scenario = sum(rows * (think_fraction * budget + answer) for budget, _ in cells_per_generation[gen.gen_id])
-        resources = gen.spec["resources"]
+        resources = gen.runtime["resources"]
         gpus = max(1, int(resources.get("gpu", 0) or 0))
-        rate = throughput_for(config["models"][gen.checkpoint.model], gen.spec["engine"]["name"], table, hf_factor)
+        rate = throughput_for(config["models"][gen.checkpoint.model], gen.engine_name, table, hf_factor)
         shards = workdir / gen.trace_dir / "shards"
         plan.generations.append(GenerationPlan(
             gen.gen_id, gen.checkpoint.model, gen.checkpoint.weights, gen.kv, gen.dataset,
-            gen.spec["engine"]["name"], gen.budgets, gen.samples_per_question, questions,
+            gen.engine_name, gen.budgets, gen.samples_per_question, questions,
             nested, per_scenario, nested / rate / 3600 * gpus, gpus,
             (workdir / gen.output).exists(),
             sum(1 for _ in shards.glob("*.json")) if shards.is_dir() else 0,

@@ -23,18 +23,43 @@ from pathlib import Path
 
 from bitbudget import versions
 from bitbudget.artifacts import content_id
+from bitbudget.forcing import sampling_key
 
 RESULTS = "results"
+
+#: engine settings that change how fast tokens come, never which tokens: runtime, not key
+ENGINE_RUNTIME_FIELDS = ("batch_size", "python", "device")
+
+
+def without_runtime(config: dict) -> dict:
+    """The config less every runtime setting (scheduler resources, interpreters, engine speed,
+    grading workers, training threads): what a stage may hash or show without a runtime edit
+    ever rerunning it."""
+    config = copy.deepcopy(config)
+    for section in ("resources", "envs"):
+        config.pop(section, None)
+    config["grading"].pop("workers", None)
+    for engine in [config["engine"], *(grid.get("engine", {}) for grid in config["grids"].values())]:
+        for name in ENGINE_RUNTIME_FIELDS:
+            engine.pop(name, None)
+    for model in config["models"].values():
+        model.pop("resources", None)
+        for name in RECIPE_FIELDS_NOT_IN_WEIGHTS:
+            model.get("train", {}).pop(name, None)
+    return config
 
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A job spec: `key` is exactly what its id hashes; `runtime` never changes its result."""
+
     ckpt_id: str
     model: str
     weights: str
     key: dict
     source_path: str
     quantized: bool
+    runtime: dict = field(default_factory=dict)
 
     @property
     def path(self) -> str:
@@ -52,7 +77,14 @@ class Generation:
     budgets: tuple[int, ...]
     samples_per_question: int
     key: dict
-    spec: dict  # everything the generate script needs, plain data
+    runtime: dict  # {"engine": ENGINE_RUNTIME_FIELDS, "resources": scheduler resources}
+
+    @property
+    def engine_name(self) -> str:
+        return self.key["trace_key"]["engine"]["name"]
+
+    def engine_spec(self) -> dict:
+        return engine_spec(self.key, self.runtime["engine"], self.checkpoint.path, self.trace_dir)
 
     @property
     def output(self) -> str:
@@ -68,6 +100,7 @@ class Grade:
     grade_id: str
     generation: Generation
     key: dict
+    runtime: dict = field(default_factory=dict)  # {"workers": grading processes}
 
     @property
     def output(self) -> str:
@@ -170,16 +203,44 @@ def dataset_key(name: str, dataset: dict) -> dict:
     return key
 
 
-def _checkpoint(config: dict, model: str, weights: str) -> Checkpoint:
+def _checkpoint(config: dict, model: str, weights: str, metadata_only: bool = False) -> Checkpoint:
+    """``metadata_only``: for the simulated engine, a checkpoint of the architecture, parameter
+    counts, bits and group size, without weights (bitbudget.backends.simulated.write_metadata_checkpoint)."""
     fmt = dict(config["weight_formats"][weights])
     quantized = fmt["bits"] < 16
     key = {"model": model_key(model, config["models"][model])}
+    if metadata_only:
+        key["metadata_only"] = simulated_architecture_key(config["models"][model]["path"])
     if quantized:
         key["format"] = {"bits": fmt["bits"], "method": fmt.get("method", "rtn"), "group_size": fmt.get("group_size", 128)}
         key["format"].update({k: fmt[k] for k in ("scheme", "calibration", "dampening_frac") if k in fmt})
         llmc = key["format"]["method"] == "gptq" or "scheme" in fmt
         key["quantizer"] = versions.LLMCOMPRESSOR_QUANTIZER_VERSION if llmc else versions.QUANTIZER_VERSION
-    return Checkpoint(content_id(key), model, weights, key, config["models"][model]["path"], quantized)
+        if metadata_only:
+            key["quantizer"] = versions.METADATA_CHECKPOINT_VERSION
+    runtime = {"python": config["envs"]["llmcompressor"].get("python")} if quantized else {}
+    return Checkpoint(content_id(key), model, weights, key, config["models"][model]["path"], quantized, runtime)
+
+
+def simulated_architecture_key(path: str) -> dict:
+    """The architecture a simulated checkpoint is made of (its file's content, not only its path)."""
+    from bitbudget.backends.simulated import read_architecture
+
+    return {"architecture": read_architecture(path), "version": versions.METADATA_CHECKPOINT_VERSION}
+
+
+def simulation_key(config: dict, dataset: str) -> dict:
+    """The planted truth one simulated generation draws from: globals, KV costs, its dataset's surface."""
+    from bitbudget.config import ConfigError
+
+    simulation = config.get("simulation")
+    if simulation is None or dataset not in simulation["datasets"]:
+        raise ConfigError(
+            f"config field 'simulation.datasets.{dataset}': the simulated engine generates for dataset "
+            f"'{dataset}' but no surface is planted for it; fix: add it (see config/simulated.yaml)"
+        )
+    return {**{k: v for k, v in simulation.items() if k != "datasets"}, "dataset": dataset,
+            "surface": simulation["datasets"][dataset]}
 
 
 def grid_engine(config: dict, grid: dict) -> dict:
@@ -190,10 +251,11 @@ def grid_engine(config: dict, grid: dict) -> dict:
 def _trace_key(config: dict, ckpt: Checkpoint, kv: str, dataset: str, samples: int, horizon: int,
                engine_config: dict, dataset_keys: dict | None = None) -> dict:
     kind = config["datasets"][dataset]["kind"]
-    sampling = {k: v for k, v in config["sampling"].items() if k != "samples_per_question"}
+    sampling = {k: v for k, v in sampling_key(config["sampling"], config["forcing"]).items()
+                if k != "samples_per_question"}
     forcing = {k: v for k, v in config["forcing"].items() if k != "forced_answer_suffix"}
-    engine = {k: v for k, v in engine_config.items() if k not in ("batch_size", "python", "device")}
-    return {
+    engine = {k: v for k, v in engine_config.items() if k not in ENGINE_RUNTIME_FIELDS}
+    key = {
         "checkpoint": ckpt.ckpt_id,
         "kv": versions.kv_key(config["kv_strategies"][kv]),
         "dataset": (dataset_keys or {}).get(dataset) or dataset_key(dataset, config["datasets"][dataset]),
@@ -205,17 +267,31 @@ def _trace_key(config: dict, ckpt: Checkpoint, kv: str, dataset: str, samples: i
         "engine": {**engine, **_engine_identity(engine_config["name"], engine_config.get("python"))},
         "generator": versions.GENERATOR_VERSION,
     }
+    if engine_config["name"] == "simulated":
+        key["simulation"] = simulation_key(config, dataset)
+    return key
 
 
-def _generation_spec(config: dict, gen: dict) -> dict:
-    model = config["models"][gen["model"]]
-    resources = {**config["resources"].get("generate", {}), **model.get("resources", {})}
+def _generation_runtime(config: dict, unit: dict) -> dict:
+    """What only changes where and how fast a generation runs: never part of its key."""
+    model = config["models"][unit["model"]]
     return {
-        "dataset": {"name": gen["dataset"], **config["datasets"][gen["dataset"]]},
-        "kv_strategy": config["kv_strategies"][gen["kv"]],
-        "budgets": list(gen["budgets"]),
-        "resources": resources,
-        "engine": gen["engine"],
+        "engine": {k: unit["engine"][k] for k in ENGINE_RUNTIME_FIELDS if k in unit["engine"]},
+        "resources": {**config["resources"]["generate"], **model.get("resources", {})},
+    }
+
+
+def engine_spec(key: dict, engine_runtime: dict, checkpoint_path: str, trace_dir: str) -> dict:
+    """Everything an engine needs for one generation, from its key and its runtime settings."""
+    trace_key = key["trace_key"]
+    return {
+        "dataset": trace_key["dataset"],
+        "kv_strategy": trace_key["kv"],
+        "budgets": list(key["budgets"]),
+        "engine": {**trace_key["engine"], **engine_runtime},
+        "trace_key": trace_key,
+        "checkpoint_path": checkpoint_path,
+        "trace_dir": trace_dir,
     }
 
 
@@ -262,9 +338,11 @@ def build_study(config: dict) -> Study:
     dataset_keys = {name: dataset_key(name, config["datasets"][name]) for name in {u["dataset"] for u in units.values()}}
     checkpoints: dict[tuple, Checkpoint] = {}
     for unit in units.values():
-        ckpt = checkpoints.get((unit["model"], unit["weights"]))
+        simulated = unit["engine"]["name"] == "simulated"
+        ckpt = checkpoints.get((unit["model"], unit["weights"], simulated))
         if ckpt is None:
-            ckpt = checkpoints[unit["model"], unit["weights"]] = _checkpoint(config, unit["model"], unit["weights"])
+            ckpt = checkpoints[unit["model"], unit["weights"], simulated] = _checkpoint(
+                config, unit["model"], unit["weights"], metadata_only=simulated)
             ckpt = study.checkpoints.setdefault(ckpt.ckpt_id, ckpt)
         budgets = tuple(sorted(unit["budgets"]))
         trace_key = _trace_key(config, ckpt, unit["kv"], unit["dataset"], unit["samples"], max(budgets), unit["engine"], dataset_keys)
@@ -273,11 +351,11 @@ def build_study(config: dict) -> Study:
         gen = Generation(
             content_id(gen_key), trace_id, ckpt, unit["kv"], unit["dataset"], budgets, unit["samples"],
             {**gen_key, "trace_key": trace_key},
-            {**_generation_spec(config, {**unit, "budgets": budgets}), "trace_key": trace_key},
+            _generation_runtime(config, unit),
         )
         study.generations[gen.gen_id] = gen
         grade_key = {"generation": gen.gen_id, **grader_key}
-        grade = Grade(content_id(grade_key), gen, grade_key)
+        grade = Grade(content_id(grade_key), gen, grade_key, {"workers": config["grading"]["workers"]})
         study.grades[grade.grade_id] = grade
         study.scenarios.extend(_scenarios(config, unit, grade))
     return study

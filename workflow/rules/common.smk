@@ -1,11 +1,13 @@
 import json
 import re
 
-from bitbudget.config import validate_config
-from bitbudget.study import build_study, models_to_train
+from bitbudget.config import check_config_files, validate_config
+from bitbudget.study import build_study, models_to_train, without_runtime
 from bitbudget.versions import ANALYSIS_VERSION
 
-# Before any job: a schema error names the field; Snakemake's validation fills the defaults.
+# Before any job: every config file read is checked for duplicate keys (YAML keeps the last
+# silently), then a schema error names the field; Snakemake's validation fills the defaults.
+check_config_files(workflow.configfiles)
 validate_config(config)
 
 STUDY = build_study(config)
@@ -77,9 +79,22 @@ def generation_checkpoint(wildcards):
     return model_input(ckpt.model)
 
 
-def generation_resource(name, default):
+def generation_resource(name):
+    """A scheduler resource of a generate job (schema defaults, overridden per model)."""
+
     def resource(wildcards):
-        return STUDY.generations[wildcards.gen_id].spec["resources"].get(name, default)
+        return STUDY.generations[wildcards.gen_id].runtime["resources"][name]
+
+    return resource
+
+
+def engine_runtime(name):
+    """An engine setting that changes speed, not tokens: a resource, so editing it reruns nothing.
+    Resources hold numbers and strings only: an unset interpreter is the empty string."""
+
+    def resource(wildcards):
+        value = STUDY.generations[wildcards.gen_id].runtime["engine"].get(name)
+        return "" if value is None else value
 
     return resource
 
@@ -105,29 +120,36 @@ def study_benchmarks(wildcards=None):
     )
 
 
-def quantize_spec(wildcards):
-    ckpt = STUDY.checkpoints[wildcards.ckpt_id]
-    fmt = config["weight_formats"][ckpt.weights]
-    return {
-        "source": ckpt.source_path,
-        "revision": config["models"][ckpt.model].get("revision"),
-        "bits": fmt["bits"],
-        "group_size": fmt["group_size"],
-        "method": fmt["method"],
-        "format": fmt,
-        "python": config.get("envs", {}).get("llmcompressor", {}).get("python"),
-        "key": ckpt.key,
-    }
+def checkpoint_key(wildcards):
+    return STUDY.checkpoints[wildcards.ckpt_id].key
 
 
-def generation_spec(wildcards):
-    generation = STUDY.generations[wildcards.gen_id]
-    return {
-        **generation.spec,
-        "engine": generation.spec["engine"],
-        "checkpoint_path": generation.checkpoint.path,
-        "trace_dir": generation.trace_dir,
-    }
+def quantize_python(wildcards):
+    return STUDY.checkpoints[wildcards.ckpt_id].runtime.get("python") or ""
+
+
+def generation_key(wildcards):
+    return STUDY.generations[wildcards.gen_id].key
+
+
+def generation_checkpoint_path(wildcards):
+    return STUDY.generations[wildcards.gen_id].checkpoint.path
+
+
+def generation_trace_dir(wildcards):
+    return STUDY.generations[wildcards.gen_id].trace_dir
+
+
+def grade_key(wildcards):
+    return STUDY.grades[wildcards.grade_id].key
+
+
+def grade_dataset_kind(wildcards):
+    return STUDY.grades[wildcards.grade_id].generation.key["trace_key"]["dataset"]["kind"]
+
+
+def grade_end_of_thinking(wildcards):
+    return STUDY.grades[wildcards.grade_id].generation.key["trace_key"]["forcing"]["end_of_thinking"]
 
 
 def aggregate_spec(wildcards=None):

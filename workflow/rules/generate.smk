@@ -1,3 +1,5 @@
+# params: hold only the generation's key (what its id hashes) and paths derived from ids;
+# engine speed settings and scheduler resources are resources, so editing them reruns nothing.
 rule generate:
     input:
         generation_checkpoint,
@@ -10,15 +12,20 @@ rule generate:
     conda:
         "../../envs/hf.yaml"
     resources:
-        gpu=generation_resource("gpu", 0),
-        gpu_model=generation_resource("gpu_model", ""),
-        cpus_per_gpu=generation_resource("cpus_per_gpu", 1),
-        mem_mb=generation_resource("mem_mb", 4000),
-        runtime=generation_resource("runtime", 60),
-        slurm_partition=generation_resource("slurm_partition", ""),
-        slurm_account=generation_resource("slurm_account", ""),
-        slurm_extra=generation_resource("slurm_extra", ""),
+        gpu=generation_resource("gpu"),
+        gpu_model=generation_resource("gpu_model"),
+        cpus_per_gpu=generation_resource("cpus_per_gpu"),
+        mem_mb=generation_resource("mem_mb"),
+        runtime=generation_resource("runtime"),
+        slurm_partition=generation_resource("slurm_partition"),
+        slurm_account=generation_resource("slurm_account"),
+        slurm_extra=generation_resource("slurm_extra"),
+        engine_batch_size=engine_runtime("batch_size"),
+        engine_device=engine_runtime("device"),
+        engine_python=engine_runtime("python"),
     params:
-        spec=generation_spec,
+        key=generation_key,
+        checkpoint_path=generation_checkpoint_path,
+        trace_dir=generation_trace_dir,
     script:
         "../scripts/generate.py"

@@ -9,13 +9,10 @@ rule grade:
         benchmark_path("grade", "{grade_id}")
     conda:
         "../../envs/analysis.yaml"
-    threads: config["grading"]["workers"]
+    threads: lambda wildcards: STUDY.grades[wildcards.grade_id].runtime["workers"]
     params:
-        kind=lambda wildcards: config["datasets"][
-            STUDY.grades[wildcards.grade_id].generation.dataset
-        ]["kind"],
-        end_of_thinking=config["forcing"]["end_of_thinking"],
-        grading=config["grading"],
-        key=lambda wildcards: STUDY.grades[wildcards.grade_id].key,
+        key=grade_key,
+        kind=grade_dataset_kind,
+        end_of_thinking=grade_end_of_thinking,
     script:
         "../scripts/grade.py"

@@ -7,9 +7,11 @@ rule quantize:
     log:
         log_path("quantize", "{ckpt_id}"),
     cache: True
+    resources:
+        python=quantize_python,
     conda:
         "../../envs/hf.yaml"
     params:
-        spec=quantize_spec,
+        key=checkpoint_key,
     script:
         "../scripts/quantize.py"

@@ -2,14 +2,23 @@ from pathlib import Path
 
 from bitbudget.artifacts import write_meta
 from bitbudget.logs import configure_logging
-from bitbudget.quantize import quantize_checkpoint
 
 log = configure_logging(snakemake)
-spec = snakemake.params.spec
+key = snakemake.params.key
+fmt = key["format"]
 out_dir = Path(snakemake.output[0])
-summary = quantize_checkpoint(
-    spec["source"], out_dir, bits=spec["bits"], group_size=spec["group_size"], method=spec["method"],
-    fmt=spec.get("format"), python=spec.get("python"),
-)
-write_meta(out_dir / "model.safetensors", spec["key"], quantization=summary)
-log.info("quantized %s to %d-bit (group %d): %s", spec["source"], spec["bits"], spec["group_size"], summary)
+if key.get("metadata_only"):  # the simulated engine's checkpoint: architecture and counts, no weights
+    from bitbudget.backends.simulated import CONFIG_FILE, write_metadata_checkpoint
+
+    summary = write_metadata_checkpoint(key["model"]["path"], out_dir, fmt)
+    data_file = out_dir / CONFIG_FILE
+else:
+    from bitbudget.quantize import quantize_checkpoint
+
+    summary = quantize_checkpoint(
+        key["model"]["path"], out_dir, bits=fmt["bits"], group_size=fmt["group_size"], method=fmt["method"],
+        fmt=fmt, python=snakemake.resources.python or None,
+    )
+    data_file = out_dir / "model.safetensors"
+write_meta(data_file, key, quantization=summary)
+log.info("quantized %s to %d-bit (group %d): %s", key["model"]["path"], fmt["bits"], fmt["group_size"], summary)

@@ -25,7 +25,6 @@ cropped (no speculative decoding rollback).
 """
 
 from .factory import (
-    DEFAULTS,
     METHODS,
     make_cache,
     measure_cache_bytes,
@@ -37,7 +36,6 @@ from .rkv import RKVCache, RKVLayer, install_query_hooks
 from .streaming import StreamingLLMCache, StreamingLLMLayer
 
 __all__ = [
-    "DEFAULTS",
     "METHODS",
     "RKVCache",
     "RKVLayer",

@@ -7,70 +7,18 @@ from typing import Any, Mapping
 import torch
 from transformers.cache_utils import Cache, DynamicCache
 
+from bitbudget.kvspec import KV_METHODS, check_kv_strategy, with_defaults
+
 from .quantized import make_quantized_cache
 from .rkv import QueryHooks, RKVCache, install_query_hooks
 from .streaming import StreamingLLMCache
 
-METHODS = ("full", "quantized", "streaming_llm", "r_kv")
-QUANT_BITS = {"hqq": (2, 4, 8), "quanto": (2, 4)}
-
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "full": {},
-    "quantized": {"backend": "hqq", "bits": 4, "group_size": 64, "residual_length": 128},
-    "streaming_llm": {"sink_tokens": 4},
-    "r_kv": {"observation_window": 8, "pool_kernel": 7, "lam": 0.1, "compress_every": 128},
-}
-
-
-def _int(strategy: Mapping, field: str, minimum: int) -> int:
-    value = strategy.get(field)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"KV strategy field '{field}' must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"KV strategy field '{field}' must be >= {minimum}, got {value}")
-    return value
-
-
-def with_defaults(strategy: Mapping) -> dict:
-    """The strategy with the defaults of its method filled in."""
-    method = strategy.get("method")
-    return {"method": method, **DEFAULTS.get(method, {}), **dict(strategy)}
+METHODS = KV_METHODS
 
 
 def validate_kv_strategy(strategy: Mapping) -> None:
-    """Raise ``ValueError`` naming the offending field; return None when valid."""
-    if not isinstance(strategy, Mapping):
-        raise ValueError(f"KV strategy must be a mapping, got {type(strategy).__name__}")
-    method = strategy.get("method")
-    if method not in METHODS:
-        raise ValueError(f"KV strategy field 'method': unknown method {method!r}, expected one of {METHODS}")
-    s = with_defaults(strategy)
-    if method == "quantized":
-        backend = str(s["backend"]).lower()
-        if backend not in QUANT_BITS:
-            raise ValueError(f"KV strategy field 'backend': unknown backend {s['backend']!r}, "
-                             f"expected one of {tuple(QUANT_BITS)}")
-        bits = s["bits"]
-        if bits not in QUANT_BITS[backend]:
-            raise ValueError(f"KV strategy field 'bits': {bits!r} is not supported by {backend} "
-                             f"(supported: {QUANT_BITS[backend]})")
-        _int(s, "group_size", 1)
-        _int(s, "residual_length", 1)
-    elif method == "streaming_llm":
-        budget = _int(s, "budget", 1)
-        sink = _int(s, "sink_tokens", 0)
-        if budget < sink:
-            raise ValueError(f"KV strategy field 'budget': {budget} is below sink_tokens ({sink})")
-    elif method == "r_kv":
-        budget = _int(s, "budget", 1)
-        window = _int(s, "observation_window", 1)
-        _int(s, "pool_kernel", 1)
-        _int(s, "compress_every", 1)
-        if budget < window:
-            raise ValueError(f"KV strategy field 'budget': {budget} is below observation_window ({window})")
-        lam = s["lam"]
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0.0 <= lam <= 1.0:
-            raise ValueError(f"KV strategy field 'lam' must be a number in [0, 1], got {lam!r}")
+    """Raise ``ValueError`` (a ConfigError) naming the offending field; return None when valid."""
+    check_kv_strategy(strategy)
 
 
 def _num_layers(model_config) -> int:

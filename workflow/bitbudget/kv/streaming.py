@@ -17,8 +17,8 @@ from .base import EvictingLayer
 class StreamingLLMLayer(EvictingLayer):
     def __init__(self, budget: int, sink_tokens: int = 4):
         super().__init__(budget)
-        if sink_tokens > budget:
-            raise ValueError(f"budget ({budget}) is below sink_tokens ({sink_tokens})")
+        if sink_tokens >= budget:
+            raise ValueError(f"budget ({budget}) must exceed sink_tokens ({sink_tokens})")
         self.sink_tokens = int(sink_tokens)
 
     def update(self, key_states, value_states, *args, **kwargs):
