@@ -12,10 +12,12 @@ import pandas as pd
 
 from bitbudget import artifacts, memory, shards
 from bitbudget.datasets import dataset_summary, load_questions
-from bitbudget.forcing import sample_at_budget
 from bitbudget.shards import plan_work, read_shard
 
 log = logging.getLogger(__name__)
+
+#: engines that run in this interpreter on no device whatever the job's GPU resources say
+SELF_CONTAINED_ENGINES = ("simulated",)
 
 
 class StopFlag:
@@ -46,9 +48,10 @@ def samples_table(questions, trace_dir, budgets, result) -> pd.DataFrame:
                 f"trace {trace_dir} has no shard for question {question['question_id']} (the job was "
                 "stopped): rerun snakemake to resume at the first missing question"
             )
+        prompt_tokens = result.prompt_tokens(question["question_id"])
         for sample in shard["samples"]:
             for budget in budgets:
-                at_budget = sample_at_budget(sample, budget, result.tokens)
+                at_budget = result.at_budget(sample, budget)
                 records.append({
                     "question_id": question["question_id"],
                     "sample_idx": sample["sample_idx"],
@@ -56,11 +59,11 @@ def samples_table(questions, trace_dir, budgets, result) -> pd.DataFrame:
                     "reference_answer": question["answer"],
                     "choices": json.dumps(question.get("choices")),
                     "difficulty": question.get("difficulty"),
-                    "prompt_tokens": len(result.prompts[question["question_id"]]),
+                    "prompt_tokens": prompt_tokens,
                     "thinking_tokens": at_budget["thinking_tokens"],
                     "answer_tokens": at_budget["answer_tokens"],
                     "forced": at_budget["forced"],
-                    "text": result.tokenizer.decode(at_budget["ids"], skip_special_tokens=False),
+                    "text": at_budget["text"],
                 })
     return pd.DataFrame.from_records(records)
 
@@ -106,7 +109,11 @@ def make_engine(spec: dict, stop_requested):
         from bitbudget.backends.vllm import VLLMEngine
 
         return VLLMEngine(spec, spec["checkpoint_path"], spec["trace_dir"], stop_requested, revision=spec.get("revision"))
-    raise ValueError(f"engine.name '{name}' is unknown; use 'hf' or 'vllm'")
+    if name == "simulated":
+        from bitbudget.backends.simulated import SimulatedEngine
+
+        return SimulatedEngine(spec, spec["checkpoint_path"], spec["trace_dir"], stop_requested)
+    raise ValueError(f"engine.name '{name}' is unknown; use 'hf', 'vllm' or 'simulated'")
 
 
 def run_generation(spec: dict, output: str | Path, stop_requested=lambda: False, gpus: int = 0) -> dict:
@@ -117,6 +124,8 @@ def run_generation(spec: dict, output: str | Path, stop_requested=lambda: False,
     """
     from bitbudget.interpreter import other_interpreter, run_in_interpreter
 
+    if spec["engine"]["name"] in SELF_CONTAINED_ENGINES:  # no device, no engine environment
+        return write_generation(spec, output, spec["trace_dir"], make_engine(spec, stop_requested))
     with _gpu_devices(gpus):
         python = other_interpreter(spec["engine"].get("python"))
         if python:

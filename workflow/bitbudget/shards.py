@@ -96,10 +96,16 @@ def plan_work(questions, trace_dir, budgets, samples) -> tuple[list[str], dict[s
     return fresh, incomplete
 
 
+def prompt_text(template: str, problem: str) -> str:
+    """The user message: `{problem}` filled in, every other brace kept (the paper's AIME prompt
+    asks for `\\boxed{}`, which str.format would take for a field)."""
+    return template.replace("{problem}", problem)
+
+
 def build_prompts(tokenizer, questions: list[dict], template: str, chat_kwargs: dict) -> dict[str, list[int]]:
     prompts = {}
     for question in questions:
-        message = template.format(problem=question["problem"])
+        message = prompt_text(template, question["problem"])
         prompts[question["question_id"]] = list(tokenizer.apply_chat_template(
             [{"role": "user", "content": message}], add_generation_prompt=True, tokenize=True,
             return_dict=False, **chat_kwargs,

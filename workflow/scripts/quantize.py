@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from bitbudget.artifacts import write_meta
+from bitbudget.artifacts import write_directory_meta, write_meta
 from bitbudget.logs import configure_logging
 
 log = configure_logging(snakemake)
@@ -8,10 +8,11 @@ key = snakemake.params.key
 fmt = key["format"]
 out_dir = Path(snakemake.output[0])
 if key.get("metadata_only"):  # the simulated engine's checkpoint: architecture and counts, no weights
-    from bitbudget.backends.simulated import CONFIG_FILE, write_metadata_checkpoint
+    from bitbudget.backends.simulated import write_metadata_checkpoint
 
     summary = write_metadata_checkpoint(key["model"]["path"], out_dir, fmt)
-    data_file = out_dir / CONFIG_FILE
+    # every file of the directory is checksummed (there is no weights file to name)
+    write_directory_meta(out_dir, key, quantization=summary)
 else:
     from bitbudget.quantize import quantize_checkpoint
 
@@ -19,6 +20,5 @@ else:
         key["model"]["path"], out_dir, bits=fmt["bits"], group_size=fmt["group_size"], method=fmt["method"],
         fmt=fmt, python=snakemake.resources.python or None,
     )
-    data_file = out_dir / "model.safetensors"
-write_meta(data_file, key, quantization=summary)
+    write_meta(out_dir / "model.safetensors", key, quantization=summary)
 log.info("quantized %s to %d-bit (group %d): %s", key["model"]["path"], fmt["bits"], fmt["group_size"], summary)
