@@ -4,6 +4,12 @@ A sample thinks until it closes its thinking or reaches the horizon (the largest
 budget). For each smaller budget T the answer is forked: the first T thinking tokens,
 then the forced-answer suffix, then the model finishes a short answer. A sample that
 closed its thinking within T keeps its natural answer at that budget.
+
+Two answer caps. A forced answer (after the suffix, which ends in ``\boxed{`` or
+``Answer: ``) needs only the answer itself: ``sampling.max_answer_tokens``. A natural answer
+follows the model's own end of thinking, where Qwen3 writes a summary before its
+``\boxed{}``: ``sampling.max_natural_answer_tokens`` (the schema holds its default). With
+the "Wait" extension on, thinking never ends early, so only the forced cap applies.
 """
 
 from __future__ import annotations
@@ -18,11 +24,45 @@ class ForcingTokens:
     suffix: tuple[int, ...]
     wait: tuple[int, ...]
     wait_extension: bool
-    max_answer_tokens: int
+    max_answer_tokens: int  # after the forced suffix
+    max_natural_answer_tokens: int  # after the model's own end of thinking
+
+    @property
+    def longest_answer(self) -> int:
+        return max(self.max_answer_tokens, self.max_natural_answer_tokens)
 
 
-def forcing_tokens(tokenizer, forcing: dict, max_answer_tokens: int) -> ForcingTokens:
-    """Token ids of a forcing config whose `forced_answer_suffix` is the dataset kind's string."""
+NATURAL_CAP = "max_natural_answer_tokens"
+
+
+def natural_answer_tokens(sampling: dict) -> int:
+    """The natural-answer cap of a trace key's sampling section: absent there when it
+    equals `max_answer_tokens` (see :func:`sampling_key`)."""
+    return int(sampling.get(NATURAL_CAP, sampling["max_answer_tokens"]))
+
+
+def sampling_key(sampling: dict, forcing: dict) -> dict:
+    """The sampling section as it enters a trace key. The natural-answer cap enters only
+    where it acts (wait extension off) and differs from `max_answer_tokens`, the cap that
+    natural answers had before it existed: every earlier trace keeps its id."""
+    key = dict(sampling)
+    if forcing["wait_extension"] or key.get(NATURAL_CAP, sampling["max_answer_tokens"]) == sampling["max_answer_tokens"]:
+        key.pop(NATURAL_CAP, None)
+    return key
+
+
+def answer_token_caps(sampling: dict, forcing: dict) -> dict:
+    """Answer tokens a sequence may hold after its thinking: ``forced`` (after the suffix)
+    and ``natural`` (after an early end of thinking; None with the wait extension on, when
+    thinking never ends early). What the memory model charges for answers."""
+    natural = None if forcing["wait_extension"] else natural_answer_tokens(sampling_key(sampling, forcing))
+    return {"forced": int(sampling["max_answer_tokens"]), "natural": natural}
+
+
+def forcing_tokens(tokenizer, forcing: dict, max_answer_tokens: int,
+                   max_natural_answer_tokens: int | None = None) -> ForcingTokens:
+    """Token ids of a forcing config whose `forced_answer_suffix` is the dataset kind's string.
+    The natural-answer cap defaults to the forced one."""
     end_ids = tokenizer.encode(forcing["end_of_thinking"], add_special_tokens=False)
     if len(end_ids) != 1:
         raise ValueError(
@@ -39,7 +79,15 @@ def forcing_tokens(tokenizer, forcing: dict, max_answer_tokens: int) -> ForcingT
         wait=tuple(tokenizer.encode(forcing["wait_text"], add_special_tokens=False)),
         wait_extension=forcing["wait_extension"],
         max_answer_tokens=max_answer_tokens,
+        max_natural_answer_tokens=max_answer_tokens if max_natural_answer_tokens is None else max_natural_answer_tokens,
     )
+
+
+def trace_forcing_tokens(tokenizer, trace_key: dict) -> ForcingTokens:
+    """The forcing tokens and answer caps of a trace key (what every engine runs)."""
+    sampling = trace_key["sampling"]
+    return forcing_tokens(tokenizer, trace_key["forcing"], sampling["max_answer_tokens"],
+                          natural_answer_tokens(sampling))
 
 
 def sample_at_budget(sample: dict, budget: int, tokens: ForcingTokens) -> dict:

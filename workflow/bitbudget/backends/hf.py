@@ -19,7 +19,7 @@ from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogit
 from bitbudget import kv as kv_strategies
 from bitbudget.artifacts import content_id
 from bitbudget.backends import EngineResult
-from bitbudget.forcing import ForcingTokens, forcing_tokens
+from bitbudget.forcing import ForcingTokens, trace_forcing_tokens
 from bitbudget.shards import batches_by_prompt_length, build_prompts, missing_forks, write_shard
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,8 @@ class BatchDecoder:
         if row.queue:  # the forced-answer suffix is fed, not part of the answer
             return row.queue.pop(0)
         row.answer_ids.append(sampled)
-        if sampled == self.tokens.eos or len(row.answer_ids) >= self.tokens.max_answer_tokens:
+        cap = self.tokens.max_natural_answer_tokens if row.forced_at is None else self.tokens.max_answer_tokens
+        if sampled == self.tokens.eos or len(row.answer_ids) >= cap:
             row.phase = DONE
             if row.forced_at is not None:
                 row.forks[str(row.forced_at)] = row.answer_ids
@@ -249,7 +250,7 @@ class HFEngine:
         self.trace_dir = Path(trace_dir)
         self.engine = spec["engine"]
         self.model, self.tokenizer = load_model(checkpoint_path, self.engine["dtype"], self.engine["device"], revision)
-        self.tokens = forcing_tokens(self.tokenizer, self.key["forcing"], self.key["sampling"]["max_answer_tokens"])
+        self.tokens = trace_forcing_tokens(self.tokenizer, self.key)
         self.stop_requested = stop_requested
         self.counters = Counters()
 

@@ -29,10 +29,12 @@ from pathlib import Path
 from bitbudget import capabilities
 from bitbudget.artifacts import content_id
 from bitbudget.backends import EngineResult
-from bitbudget.forcing import forcing_tokens, needs_fork
+from bitbudget.forcing import needs_fork, trace_forcing_tokens
 from bitbudget.shards import build_prompts, missing_forks, write_shard
 
 log = logging.getLogger(__name__)
+
+NATURAL = "natural"  # the answer request after the model's own end of thinking (part of its seed)
 
 
 class Interrupted(RuntimeError):
@@ -162,7 +164,7 @@ class VLLMEngine:
         self.sampling = self.key["sampling"]
         check_device_support(self.engine, checkpoint_path)
         self.tokenizer = AutoTokenizer.from_pretrained(checkpoint_path, **loader_kwargs(checkpoint_path, revision))
-        self.tokens = forcing_tokens(self.tokenizer, self.key["forcing"], self.sampling["max_answer_tokens"])
+        self.tokens = trace_forcing_tokens(self.tokenizer, self.key)
         self.counters = Counters()
         self.llm = None
         self.start_seconds = 0.0
@@ -173,8 +175,8 @@ class VLLMEngine:
             return
         from vllm import LLM
 
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.engine.get("cpu_kv_cache_gb", 1)))
-        slack = len(self.tokens.suffix) + len(self.tokens.wait) + self.tokens.max_answer_tokens + 1
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.engine["cpu_kv_cache_gb"]))
+        slack = len(self.tokens.suffix) + len(self.tokens.wait) + self.tokens.longest_answer + 1
         max_model_len = self.engine.get("max_model_len") or longest_prompt + self.horizon + slack
         args = engine_args(self.engine, self.checkpoint_path, max_model_len, self.sampling["seed"], self.revision)
         from vllm.platforms import current_platform
@@ -293,7 +295,8 @@ class VLLMEngine:
 
     def _answer_params(self, row_key: tuple, kind: str):
         seed = request_seed(self.sampling["seed"], self.trace_dir.name, *row_key, kind)
-        return self._params(seed, self.tokens.max_answer_tokens, self.tokens.eos, ignore_eos=True)
+        cap = self.tokens.max_natural_answer_tokens if kind == NATURAL else self.tokens.max_answer_tokens
+        return self._params(seed, cap, self.tokens.eos, ignore_eos=True)
 
     def _fork_request(self, prompt, think_ids, budget, row_key):
         ids = prompt + think_ids[:budget] + list(self.tokens.suffix)
@@ -307,7 +310,7 @@ class VLLMEngine:
             key = (row.question_id, row.sample_idx)
             if row.closed_thinking:
                 ids = prompt + row.think_ids + [self.tokens.end_of_thinking]
-                requests.append((ids, self._answer_params(key, "natural")))
+                requests.append((ids, self._answer_params(key, NATURAL)))
                 targets.append((row, None))
             else:
                 requests.append(self._fork_request(prompt, row.think_ids, self.horizon, key))
