@@ -120,3 +120,25 @@ def test_summarize_scenario_pass_and_maj():
     ans = [[None if pd.isna(a) else a for a in g["extracted_answer"]]
            for _, g in df.groupby("question_id")]
     assert summary3["accuracy"] == pytest.approx(stats.majority_vote_at_g(ans, ["42"] * 5, 3))
+
+
+def test_shared_draws_match_the_scenario_at_a_time_estimators():
+    """summarize_cell (draws shared by a dataset's scenarios) gives summarize_scenario's
+    accuracy and per-question values exactly, and its interval up to bootstrap noise."""
+    rng = np.random.default_rng(3)
+    n_q, n_s, n_boot = 20, 8, 2000
+    p = rng.uniform(0.1, 0.9, n_q)
+    correct = rng.random((n_q, n_s)) < p[:, None]
+    wrong = rng.choice(np.array(["7", "8", "9", None], dtype=object), size=(n_q, n_s), p=[0.4, 0.3, 0.2, 0.1])
+    answers = np.where(correct, "42", wrong)
+    df = pd.DataFrame({"question_id": np.repeat([f"q{i:02d}" for i in range(n_q)], n_s),
+                       "sample_idx": np.tile(np.arange(n_s), n_q), "token_budget": 100,
+                       "correct": correct.ravel(), "extracted_answer": answers.ravel()})
+    cell = stats.summarize_cell(correct, answers, [1, 3, 5], stats.Resampling(n_q, n_s, n_boot, seed=0))
+    for g in (1, 3, 5):
+        summary, per_q = stats.summarize_scenario(df, "pass@1" if g == 1 else "maj@G", g=g, n_boot=n_boot, seed=1)
+        assert cell[g]["accuracy"] == pytest.approx(summary["accuracy"], abs=1e-12)
+        assert np.allclose(cell[g]["per_question"], per_q["accuracy"])
+        width = summary["ci_high"] - summary["ci_low"]
+        assert cell[g]["ci_low"] == pytest.approx(summary["ci_low"], abs=0.15 * width)
+        assert cell[g]["ci_high"] == pytest.approx(summary["ci_high"], abs=0.15 * width)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import zlib
 
 import numpy as np
 import pandas as pd
 
 from bitbudget import artifacts, memory
 from bitbudget.artifacts import read_parquet_verified
-from bitbudget.stats import summarize_scenario
+from bitbudget.stats import Resampling, summarize_cell, summarize_scenario
 
 log = logging.getLogger(__name__)
 
@@ -67,34 +68,91 @@ def memory_columns(scenarios: pd.DataFrame, records: dict[str, dict], spec: dict
     }, index=scenarios.index)
 
 
+def _cell_arrays(at_budget: pd.DataFrame):
+    """(question ids, correct [Q, n], answers [Q, n]) of one cell, or None when questions hold
+    different numbers of samples (then the scenario-at-a-time estimators are used)."""
+    at = at_budget.sort_values(["question_id", "sample_idx"])
+    qids, sizes = np.unique(at["question_id"].astype(str).to_numpy(), return_counts=True)
+    if not len(qids) or (sizes != sizes[0]).any():
+        return None
+    shape = (len(qids), int(sizes[0]))
+    answers = at["extracted_answer"].astype(object).where(at["extracted_answer"].notna(), None)
+    answers = np.array([None if a is None else str(a) for a in answers], dtype=object)
+    return qids, at["correct"].to_numpy(dtype=bool).reshape(shape), answers.reshape(shape)
+
+
+def _dataset_seed(seed: int, dataset: str) -> list[int]:
+    """Bootstrap draws per dataset: shared by its scenarios, independent across datasets."""
+    return [int(seed), zlib.crc32(str(dataset).encode())]
+
+
+def _summaries(cell: pd.DataFrame, at_budget: pd.DataFrame, analysis: dict,
+               resamplings: dict) -> tuple[dict, list[pd.DataFrame]]:
+    """scenario_id -> summary, and the per-question tables, of the scenarios of one cell."""
+    arrays = _cell_arrays(at_budget)
+    summaries, questions = {}, []
+    if arrays is None:
+        for scenario in cell.itertuples():
+            metric = "pass@1" if scenario.G == 1 else "maj@G"
+            summary, per_question = summarize_scenario(
+                at_budget, metric=metric, g=scenario.G, n_boot=analysis["bootstrap_samples"],
+                seed=analysis["seed"])
+            summaries[scenario.scenario_id] = summary
+            questions.append(per_question.assign(scenario_id=scenario.scenario_id))
+        return summaries, questions
+    qids, correct, answers = arrays
+    dataset = str(cell["dataset"].iloc[0])
+    key = (dataset, *correct.shape)
+    if key not in resamplings:
+        resamplings[key] = Resampling(*correct.shape, analysis["bootstrap_samples"],
+                                      _dataset_seed(analysis["seed"], dataset))
+    by_g = summarize_cell(correct, answers, sorted(set(cell["G"].astype(int))), resamplings[key])
+    n_correct = correct.sum(axis=1)
+    for scenario in cell.itertuples():
+        result = by_g[int(scenario.G)]
+        summaries[scenario.scenario_id] = {k: result[k] for k in ("accuracy", "ci_low", "ci_high")} | {
+            "n_questions": len(qids)}
+        questions.append(pd.DataFrame({
+            "question_id": qids, "n_samples": correct.shape[1], "n_correct": n_correct,
+            "accuracy": result["per_question"], "scenario_id": scenario.scenario_id}))
+    return summaries, questions
+
+
 def aggregate(scenarios: pd.DataFrame, spec: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    grades = {grade_id: read_parquet_verified(path) for grade_id, path in spec["grades"].items()}
+    """Every scenario's accuracy with its bootstrap interval, placed at its memory cost.
+
+    Scenarios are summarized a cell (grades table x token budget) at a time, with bootstrap
+    draws shared by the scenarios of a dataset (:class:`bitbudget.stats.Resampling`).
+    """
     records = model_records(spec["generations"])
     analysis = spec["analysis"]
-    rows, questions = [], []
+    scenarios = scenarios.reset_index(drop=True)
+    summaries, questions, cells, resamplings = {}, [], {}, {}
+    for grade_id, grade_scenarios in scenarios.groupby("grade_id", sort=False):
+        graded = read_parquet_verified(spec["grades"][grade_id])
+        by_budget = dict(tuple(graded.groupby("token_budget", sort=False)))
+        for budget, cell in grade_scenarios.groupby("token_budget", sort=False):
+            at_budget = by_budget[budget]
+            done, per_question = _summaries(cell, at_budget, analysis, resamplings)
+            summaries.update(done)
+            questions.extend(per_question)
+            cells[grade_id, budget] = {
+                "mean_thinking_tokens": float(at_budget["thinking_tokens"].mean()),
+                "forced_fraction": float(at_budget["forced"].mean()),
+                "prompt_tokens": float(at_budget["prompt_tokens"].mean()),
+            }
+    rows = []
     for scenario in scenarios.to_dict("records"):
-        graded = grades[scenario["grade_id"]]
-        metric = "pass@1" if scenario["G"] == 1 else "maj@G"
-        summary, per_question = summarize_scenario(
-            graded, metric=metric, g=scenario["G"], n_boot=analysis["bootstrap_samples"],
-            seed=analysis["seed"], token_budget=scenario["token_budget"],
-        )
-        at_budget = graded[graded["token_budget"] == scenario["token_budget"]]
-        prompt_tokens = float(at_budget["prompt_tokens"].mean())
+        summary = summaries[scenario["scenario_id"]]
+        cell = cells[scenario["grade_id"], scenario["token_budget"]]
         rows.append({
             **{k: v for k, v in scenario.items() if k != "grids"},
             "grids": ",".join(scenario["grids"]),
-            "metric": metric,
-            "accuracy": summary["accuracy"],
-            "ci_low": summary["ci_low"],
-            "ci_high": summary["ci_high"],
-            "n_questions": summary["n_questions"],
-            "mean_thinking_tokens": float(at_budget["thinking_tokens"].mean()),
-            "forced_fraction": float(at_budget["forced"].mean()),
-            "prompt_tokens": prompt_tokens,
-            "context_tokens": int(round(prompt_tokens)) + scenario["token_budget"] + spec["max_answer_tokens"],
+            "metric": "pass@1" if scenario["G"] == 1 else "maj@G",
+            **{k: summary[k] for k in ("accuracy", "ci_low", "ci_high", "n_questions")},
+            **cell,
+            "context_tokens": int(round(cell["prompt_tokens"])) + scenario["token_budget"] + spec["max_answer_tokens"],
         })
-        questions.append(per_question.assign(scenario_id=scenario["scenario_id"]))
     table = pd.DataFrame(rows)
     prompts = np.rint(table["prompt_tokens"].to_numpy()).astype(np.int64)
     table = pd.concat([table, memory_columns(table, records, spec, prompts)], axis=1)

@@ -272,3 +272,103 @@ def summarize_scenario(
         "n_samples": int(per_question["n_samples"].min()),
     }
     return summary, per_question
+
+
+# --------------------------------------------------------------------------- many scenarios at once
+#
+# The aggregate stage summarizes every scenario of a study. The scenarios of one grades table
+# at one token budget (a "cell") differ only in G, and every cell of a dataset has the same
+# questions and pool size, so the two-level bootstrap draws are made once per dataset
+# (:class:`Resampling`) and shared: replicate b draws the questions ``question_idx[b]`` and,
+# for its j-th drawn question, takes each pool sample ``weights[b, j, s]`` times (n draws with
+# replacement), exactly as :func:`bootstrap_ci` does one scenario at a time. A replicate's
+# pool is reduced to its answer counts (reference, each other value, None); maj@G of a pool
+# depends on those counts only, so it is computed once per distinct count signature.
+
+
+class Resampling:
+    """Two-level bootstrap draws shared by every scenario of a dataset (see above)."""
+
+    def __init__(self, n_questions: int, n_samples: int, n_boot: int, seed: int):
+        rng = np.random.default_rng(seed)
+        self.n_questions, self.n_samples, self.n_boot = n_questions, n_samples, n_boot
+        self.question_idx = rng.integers(0, n_questions, size=(n_boot, n_questions))
+        picks = rng.integers(0, n_samples, size=(n_boot * n_questions, n_samples))
+        rows = np.arange(n_boot * n_questions)[:, None] * n_samples
+        weights = np.bincount((rows + picks).ravel(), minlength=n_boot * n_questions * n_samples)
+        flat_q = self.question_idx.ravel()
+        self.order = np.argsort(flat_q, kind="stable")  # draws grouped by question
+        self.bounds = np.concatenate([[0], np.cumsum(np.bincount(flat_q, minlength=n_questions))])
+        self.weights = weights.reshape(-1, n_samples)[self.order].astype(np.float32)
+
+    def counts(self, onehot: np.ndarray) -> np.ndarray:
+        """Resampled counts ``[n_boot, n_questions, K]`` of ``onehot`` ``[Q, n, K]`` (0/1)."""
+        out = np.empty((self.weights.shape[0], onehot.shape[-1]), dtype=np.float32)
+        for q in range(self.n_questions):
+            lo, hi = self.bounds[q], self.bounds[q + 1]
+            if hi > lo:
+                np.matmul(self.weights[lo:hi], onehot[q], out=out[lo:hi])
+        counts = np.empty_like(out)
+        counts[self.order] = out
+        return np.rint(counts).astype(np.int16).reshape(self.n_boot, self.n_questions, -1)
+
+
+def answer_codes(correct: np.ndarray, answers: np.ndarray) -> np.ndarray:
+    """Codes ``[Q, n]``: 0 = counts for the reference (graded correct), -1 = no answer,
+    1, 2, ... = the other values of that question (as :func:`summarize_scenario` votes)."""
+    codes = np.empty(correct.shape, dtype=np.int64)
+    for q in range(correct.shape[0]):
+        values: dict = {}
+        for s, (ok, a) in enumerate(zip(correct[q], answers[q])):
+            codes[q, s] = 0 if ok else (-1 if a is None else values.setdefault(a, len(values) + 1))
+    return codes
+
+
+def _signature_counts(codes: np.ndarray) -> tuple[np.ndarray, int]:
+    """One-hot ``[Q, n, K]`` of codes with columns (reference, None, others...)."""
+    k_other = int(codes.max(initial=0))
+    columns = np.where(codes < 0, 1, np.where(codes == 0, 0, codes + 1))
+    return np.eye(k_other + 2, dtype=np.float32)[columns], k_other
+
+
+def _maj_of_counts(counts: np.ndarray, gs: Sequence[int]) -> dict[int, np.ndarray]:
+    """maj@g of every pool given as counts ``[..., K]`` (reference, None, others...)."""
+    flat = counts.reshape(-1, counts.shape[-1])
+    sig = np.concatenate([flat[:, :2], -np.sort(-flat[:, 2:], axis=1)], axis=1).astype(np.int16)
+    uniq, inverse = np.unique(sig, axis=0, return_inverse=True)
+    out = {}
+    for g in gs:
+        values = np.array([_maj_from_counts(int(r[0]), tuple(int(c) for c in r[2:] if c), int(r[1]), int(g))
+                           for r in uniq])
+        out[g] = values[inverse.ravel()].reshape(counts.shape[:-1])
+    return out
+
+
+def summarize_cell(correct: np.ndarray, answers: np.ndarray, gs: Sequence[int],
+                   resampling: Resampling | None, level: float = 0.95) -> dict[int, dict]:
+    """Accuracy, interval and per-question accuracy of the scenarios of one cell.
+
+    ``correct`` ``[Q, n]`` bool and ``answers`` ``[Q, n]`` (extracted answer or None), the
+    questions in the order the ``resampling`` draws them; ``gs`` the G of each scenario
+    (1 = pass@1). Returns ``{g: {"accuracy", "ci_low", "ci_high", "per_question"}}``; the
+    same estimators as :func:`summarize_scenario`, the bootstrap draws shared across cells.
+    """
+    alpha = (1 - level) / 2
+    codes = answer_codes(correct, answers)
+    onehot, _ = _signature_counts(codes)
+    pool = onehot.sum(axis=1)
+    majs = [g for g in gs if g > 1]
+    per_question = {1: correct.mean(axis=1)} | _maj_of_counts(pool, majs)
+    replicates: dict[int, np.ndarray] = {}
+    if resampling is not None:
+        counts = resampling.counts(onehot)
+        replicates[1] = counts[..., 0].mean(axis=1) / correct.shape[1]
+        replicates.update({g: v.mean(axis=1) for g, v in _maj_of_counts(counts, majs).items()})
+    out = {}
+    for g in gs:
+        acc = per_question[g]
+        lo, hi = (np.quantile(replicates[g], [alpha, 1 - alpha]) if replicates
+                  else (float("nan"), float("nan")))
+        out[g] = {"accuracy": float(acc.mean()), "ci_low": float(lo), "ci_high": float(hi),
+                  "per_question": acc}
+    return out
