@@ -56,7 +56,7 @@ def synthetic_config(kv_heavy: bool) -> dict:
 
 
 def scenarios_of(config_path: Path) -> int:
-    from bitbudget.plan import load_config
+    from bitbudget.config import load_config
     from bitbudget.study import build_study
 
     return len(build_study(load_config(config_path)).scenarios)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bitbudget import memory
-from bitbudget.plan import load_config, main, make_plan, model_architecture, model_size, suggest_resources
+from bitbudget.config import load_config
+from bitbudget.plan import main, make_plan, model_architecture, model_size, suggest_resources
 from bitbudget.study import build_study
 
 REPO = Path(__file__).resolve().parents[2]

@@ -77,8 +77,7 @@ def generation_specs(config: dict) -> list[dict]:
 
     study = build_study(config)
     return [
-        {**g.spec, "engine": g.spec["engine"], "checkpoint_path": g.checkpoint.path, "trace_dir": g.trace_dir,
-         "gen_id": g.gen_id, "output": g.output}
+        {**g.engine_spec(), "gen_id": g.gen_id, "output": g.output}
         for g in study.generations.values()
     ]
 

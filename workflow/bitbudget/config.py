@@ -29,6 +29,15 @@ def load_schema(schema_path: str | Path = SCHEMA_PATH) -> dict:
     return yaml.safe_load(Path(schema_path).read_text())
 
 
+def schema_defaults(*path: str) -> dict:
+    """The schema's defaults for the fields of one object; "*" steps into a named entry, e.g.
+    schema_defaults("models", "*", "train", "task")."""
+    node = load_schema()
+    for name in path:
+        node = node["additionalProperties"] if name == "*" else node["properties"][name]
+    return {name: spec["default"] for name, spec in node["properties"].items() if "default" in spec}
+
+
 def check_schema(config: dict, schema_path: str | Path = SCHEMA_PATH) -> None:
     """Raise ConfigError for the most relevant schema violation, naming the field."""
     schema = load_schema(schema_path)

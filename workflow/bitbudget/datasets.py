@@ -29,7 +29,6 @@ import random
 import re
 from pathlib import Path
 
-QUESTION_FIELDS = ("question_id", "problem", "answer", "choices", "difficulty")
 LETTERS = "ABCD"
 DEFAULT_CHOICE_TEMPLATE = "{question}\n\nA) {A}\nB) {B}\nC) {C}\nD) {D}"
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")

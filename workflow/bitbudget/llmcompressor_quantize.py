@@ -25,9 +25,9 @@ import json
 import shutil
 from pathlib import Path
 
+from bitbudget import versions
 from bitbudget.artifacts import atomic_directory
 
-QUANTIZATION_VERSION = "llmc-1"
 SCHEMES = ("W4A16", "W8A16", "W8A8")
 DEFAULT_CALIBRATION = {
     "source": "synthetic", "kind": "integer", "n_samples": 64, "seed": 0,
@@ -178,7 +178,7 @@ def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict, revision: str | Non
             "method": method,
             "scheme": scheme,
             "format": "compressed-tensors",
-            "version": QUANTIZATION_VERSION,
+            "version": versions.LLMCOMPRESSOR_QUANTIZER_VERSION,
             "calibration": calibration if needs_calibration(scheme, method) else None,
             "n_quantized_params": counts["n_quantized"],
             "n_unquantized_params": counts["n_unquantized"],

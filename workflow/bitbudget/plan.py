@@ -33,10 +33,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from bitbudget import memory
-from bitbudget.config import SCHEMA_PATH, check_schema, check_semantics
+from bitbudget.config import load_config
 
 # Decode tokens/s of one generate job (vLLM, A100-80GB, bf16, long reasoning contexts,
 # batch limited by KV memory). Assumed, not measured: override with --throughput.
@@ -47,17 +46,6 @@ _SIZE = re.compile(r"(\d+(?:\.\d+)?)[bB](?![a-zA-Z])")
 
 
 # --------------------------------------------------------------------------- config
-def load_config(path: str | Path) -> dict:
-    """Read, check and default-fill a config exactly as the Snakefile does (ids must match)."""
-    from snakemake.utils import validate
-
-    config = yaml.safe_load(Path(path).read_text())
-    check_schema(config)
-    validate(config, str(SCHEMA_PATH))
-    check_semantics(config)
-    return config
-
-
 def model_size(model: dict) -> str | None:
     """'8b' for 'Qwen/Qwen3-8B'; None for a model whose path names no size."""
     match = _SIZE.search(Path(model["path"]).name)

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import torch
 
+from . import versions
 from .artifacts import atomic_directory
 from .memory import architecture_record, stored_tensor_names
 
 SUPPORTED_BITS = (2, 3, 4, 8, 16)
 SUPPORTED_METHODS = ("rtn",)
-QUANTIZATION_VERSION = "rtn-v1"
 
 
 def quantize_tensor(weight: torch.Tensor, bits: int, group_size: int):
@@ -93,7 +93,7 @@ def quantize_checkpoint(src_dir, out_dir, *, bits: int, group_size: int, method:
         "bits": bits,
         "group_size": group_size,
         "method": method if bits < 16 else "none",
-        "version": QUANTIZATION_VERSION,
+        "version": versions.QUANTIZER_VERSION,
         "scale_dtype": "float32",
         "zero_dtype": "uint8",
         "storage_dtype": "float32 (dequantized values)",

@@ -28,7 +28,7 @@ from bitbudget.forcing import sampling_key
 RESULTS = "results"
 
 #: engine settings that change how fast tokens come, never which tokens: runtime, not key
-ENGINE_RUNTIME_FIELDS = ("batch_size", "python", "device")
+ENGINE_RUNTIME_FIELDS = ("batch_size", "python", "device", "cpu_kv_cache_gb")
 
 
 def without_runtime(config: dict) -> dict:

@@ -84,8 +84,6 @@ def _question(kind: str, index: int, rng: random.Random, n: int) -> dict:
         "answer": answer,
         "choices": choices,
         "difficulty": n,
-        # internals used to write reference traces (not part of the public interface)
-        "_seeds": (a, b),
     }
 
 
@@ -101,9 +99,7 @@ def make_synthetic_questions(
     out = []
     for i in range(n_questions):
         n = rng.randint(min_difficulty, max_difficulty)
-        q = _question(kind, i, rng, n)
-        q.pop("_seeds")
-        out.append(q)
+        out.append(_question(kind, i, rng, n))
     return out
 
 

@@ -125,7 +125,7 @@ def _training_texts(tokenizer, task: dict, rng: random.Random, batch_size: int):
         w = [1.0] * len(c_ids)
         copied = tasks.copied_prefix_length(trace)
         for i in range(copied):
-            w[i] = task.get("first_line_weight", 1.0)
+            w[i] = task["first_line_weight"]
         out.append((p_ids + c_ids, [0.0] * len(p_ids) + w))
     return out
 
@@ -140,15 +140,6 @@ def _collate(batch, pad_id):
         mask[i, : len(x)] = 1
         loss_mask[i, : len(x)] = torch.tensor(m, dtype=torch.float32)
     return ids, mask, loss_mask
-
-
-DEFAULT_TASK = {
-    "kinds": ["integer", "choice"],
-    # difficulty = steps; integer lines are 5 chars, choice lines 10 chars
-    "difficulty": {"integer": [2, 40], "choice": [2, 16]},
-    "truncated_fraction": 0.25,
-    "first_line_weight": 1.0,
-}
 
 
 # --------------------------------------------------------------------------- training
@@ -176,13 +167,15 @@ def train_tiny_model(
     """Train a tiny Qwen3 model on the synthetic task; save model + tokenizer atomically.
 
     ``task``: {"kinds": [...], "difficulty": {kind: [min, max]}, "truncated_fraction": f,
-    "first_line_weight": w}; missing keys take ``DEFAULT_TASK``'s values.
+    "first_line_weight": w}; optional keys take the config schema's defaults.
     Returns a summary: parameter counts, final loss (mean of the last 10% of steps), wall time.
     """
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     out_dir = Path(out_dir)
-    task = {**DEFAULT_TASK, **task}  # missing task keys take DEFAULT_TASK's values
+    from bitbudget.config import schema_defaults
+
+    task = {**schema_defaults("models", "*", "train", "task"), **task}
     if num_threads:
         torch.set_num_threads(num_threads)
     torch.manual_seed(seed)

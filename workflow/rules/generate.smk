@@ -23,6 +23,7 @@ rule generate:
         engine_batch_size=engine_runtime("batch_size"),
         engine_device=engine_runtime("device"),
         engine_python=engine_runtime("python"),
+        engine_cpu_kv_cache_gb=engine_runtime("cpu_kv_cache_gb"),
     params:
         key=generation_key,
         checkpoint_path=generation_checkpoint_path,

@@ -29,7 +29,7 @@ from pathlib import Path
 from bitbudget import capabilities
 from bitbudget.artifacts import content_id
 from bitbudget.backends import EngineResult
-from bitbudget.forcing import needs_fork, trace_forcing_tokens
+from bitbudget.forcing import needs_fork, open_thinking, trace_forcing_tokens
 from bitbudget.shards import build_prompts, missing_forks, write_shard
 
 log = logging.getLogger(__name__)
@@ -240,6 +240,7 @@ class VLLMEngine:
     # -- the HF engine's contract --------------------------------------------------------
     def __call__(self, questions, fresh, incomplete, budgets):
         prompts = build_prompts(self.tokenizer, questions, self.key["prompt"], self.key["chat_template_kwargs"])
+        prompts = {q: open_thinking(ids, self.tokens) for q, ids in prompts.items()}
         todo = list(fresh) + list(incomplete)
         self.start(max((len(prompts[q]) for q in todo), default=1))
         samples = self.sampling["samples_per_question"]
