@@ -26,6 +26,7 @@ class ForcingTokens:
     wait_extension: bool
     max_answer_tokens: int  # after the forced suffix
     max_natural_answer_tokens: int  # after the model's own end of thinking
+    start_of_thinking: int | None = None  # `<think>` when the tokenizer has it as one token
 
     @property
     def longest_answer(self) -> int:
@@ -59,6 +60,29 @@ def answer_token_caps(sampling: dict, forcing: dict) -> dict:
     return {"forced": int(sampling["max_answer_tokens"]), "natural": natural}
 
 
+def thinking_opener(end_of_thinking: str) -> str | None:
+    """The tag that opens what `end_of_thinking` closes: `<think>` for `</think>`."""
+    return "<" + end_of_thinking[2:] if end_of_thinking.startswith("</") else None
+
+
+def open_thinking(prompt: list[int], tokens: ForcingTokens) -> list[int]:
+    """The prompt with its thinking opened, so that every generated token is a thinking token.
+
+    Qwen3's chat template with ``enable_thinking`` ends the prompt at ``assistant\n`` and
+    leaves ``<think>`` to the model, which would count it as thinking; a template that
+    opens (the tiny models': ``assistant\n<think>\n``) or closes (``enable_thinking:
+    false``) the thinking itself is left as it is. Read in the generation prompt: the
+    tokens after the prompt's last end of turn (eos).
+    """
+    if tokens.start_of_thinking is None:
+        return list(prompt)
+    last_eos = max((i for i, t in enumerate(prompt) if t == tokens.eos), default=-1)
+    generation_prompt = prompt[last_eos + 1:]
+    if tokens.start_of_thinking in generation_prompt or tokens.end_of_thinking in generation_prompt:
+        return list(prompt)
+    return list(prompt) + [tokens.start_of_thinking]
+
+
 def forcing_tokens(tokenizer, forcing: dict, max_answer_tokens: int,
                    max_natural_answer_tokens: int | None = None) -> ForcingTokens:
     """Token ids of a forcing config whose `forced_answer_suffix` is the dataset kind's string.
@@ -72,6 +96,8 @@ def forcing_tokens(tokenizer, forcing: dict, max_answer_tokens: int,
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("the tokenizer has no eos token; set eos_token in its tokenizer_config.json")
+    opener = thinking_opener(forcing["end_of_thinking"])
+    opener_ids = tokenizer.encode(opener, add_special_tokens=False) if opener else []
     return ForcingTokens(
         end_of_thinking=end_ids[0],
         eos=eos,
@@ -80,6 +106,7 @@ def forcing_tokens(tokenizer, forcing: dict, max_answer_tokens: int,
         wait_extension=forcing["wait_extension"],
         max_answer_tokens=max_answer_tokens,
         max_natural_answer_tokens=max_answer_tokens if max_natural_answer_tokens is None else max_natural_answer_tokens,
+        start_of_thinking=opener_ids[0] if len(opener_ids) == 1 else None,
     )
 
 

@@ -19,7 +19,7 @@ from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogit
 from bitbudget import kv as kv_strategies
 from bitbudget.artifacts import content_id
 from bitbudget.backends import EngineResult
-from bitbudget.forcing import ForcingTokens, trace_forcing_tokens
+from bitbudget.forcing import ForcingTokens, open_thinking, trace_forcing_tokens
 from bitbudget.shards import batches_by_prompt_length, build_prompts, missing_forks, write_shard
 
 log = logging.getLogger(__name__)
@@ -256,6 +256,7 @@ class HFEngine:
 
     def __call__(self, questions, fresh, incomplete, budgets):
         prompts = build_prompts(self.tokenizer, questions, self.key["prompt"], self.key["chat_template_kwargs"])
+        prompts = {q: open_thinking(ids, self.tokens) for q, ids in prompts.items()}
         samples = self.key["sampling"]["samples_per_question"]
         progress = Progress(len(fresh) + len(incomplete))
         for batch in batches_by_prompt_length(fresh, prompts, samples, self.engine["batch_size"]):
