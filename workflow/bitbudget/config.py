@@ -78,9 +78,9 @@ def check_semantics(config: dict) -> None:
             )
     for name, strategy in config["kv_strategies"].items():
         check_kv_strategy(strategy, f"kv_strategies.{name}")
-    simulated = simulated_only_models(config)
+    real = models_of_real_engines(config)
     for name, model in config["models"].items():
-        _check_model_path(name, model, simulated=name in simulated)
+        _check_model_path(name, model, simulated=name not in real)
     for name, dataset in config["datasets"].items():
         _check_dataset(name, dataset)
     for name, fmt in config["weight_formats"].items():
@@ -111,14 +111,11 @@ def looks_local(path: str) -> bool:
     return "/" in path and Path(path.split("/", 1)[0]).is_dir()
 
 
-def simulated_only_models(config: dict) -> set[str]:
-    """Models that only grids with the simulated engine use (they need an architecture, no weights)."""
-    engines: dict[str, set] = {}
-    for grid in config["grids"].values():
-        name = {**config["engine"], **grid.get("engine", {})}["name"]
-        for model in grid["models"]:
-            engines.setdefault(model, set()).add(name)
-    return {model for model, names in engines.items() if names == {"simulated"}}
+def models_of_real_engines(config: dict) -> set[str]:
+    """Models that a grid runs with a real engine (the others need an architecture, no weights)."""
+    return {model for grid in config["grids"].values()
+            if {**config["engine"], **grid.get("engine", {})}["name"] != "simulated"
+            for model in grid["models"]}
 
 
 def _check_model_path(name: str, model: dict, simulated: bool = False) -> None:

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bitbudget import memory
-from bitbudget.artifacts import canonical_json, content_id
+from bitbudget.artifacts import content_id
 from bitbudget.shards import missing_forks, prompt_text, write_shard
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class Interrupted(RuntimeError):
 
 def uniform(*parts) -> float:
     """A uniform number in [0, 1) fixed by ``parts`` (hash-based: no generator state)."""
-    digest = hashlib.sha256(canonical_json(parts).encode()).digest()
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
     return (int.from_bytes(digest[:8], "big") >> (64 - _UNIFORM_BITS)) / 2.0**_UNIFORM_BITS
 
 
