@@ -1,0 +1,49 @@
+"""Rehearsal of the paper grid on the test SLURM cluster: the simulated overlay through
+`--profile slurm` (+ slurm-test), generate jobs with their GPU tags on the fake GPUs."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+import yaml
+from snakemake.utils import update_config
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slurm
+
+LAYERS = (REPO / "config" / "simulated.yaml", REPO / "tests" / "pipeline" / "simulated-small.yaml",
+          REPO / "tests" / "slurm" / "rehearsal.yaml")
+
+
+def rehearsal_config() -> dict:
+    """config/paper.yaml + simulated overlay + reduced grid + the test cluster's site overlay."""
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    for layer in LAYERS:
+        update_config(config, yaml.safe_load(layer.read_text()))
+    for model in config["models"].values():
+        model["path"] = str(REPO / model["path"])
+    return config
+
+
+def test_simulated_paper_grid_runs_on_slurm_with_gpu_tags(slurm_cluster, run_snakemake, tmp_path):
+    config = rehearsal_config()
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    args = [*slurm_cluster.profile_args, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+            "--configfile", str(tmp_path / "config.yaml"), "--verbose"]
+    run = run_snakemake(args, cwd=tmp_path, timeout=1800)
+    assert run.returncode == 0, run.output[-4000:]
+
+    generate_calls = [c for c in run.sbatch_calls if "rule_generate" in c]
+    table = pd.read_parquet(tmp_path / "results" / "aggregate" / "scenarios.parquet")
+    assert len(generate_calls) == table["gen_id"].nunique()
+    # 32B asks for two GPUs, every other size for one; all on the fake testgpu gres
+    assert all(re.search(r"--gpus=testgpu:[12]\b", c) and "--partition gpu" in c.replace("=", " ")
+               for c in generate_calls), generate_calls[:3]
+    assert any("--gpus=testgpu:2" in c for c in generate_calls)
+    job_ids = re.findall(r"SLURM jobid (\d+) \(log: [^)]*/rule_generate/", run.output)
+    records = slurm_cluster.wait_for_sacct(job_ids, fields="ReqTRES,Partition")
+    assert all(r["State"] == "COMPLETED" and "gres/gpu" in r["ReqTRES"] for r in records.values()), records
+    assert (tmp_path / "report" / "index.html").exists()
