@@ -252,7 +252,7 @@ def _trace_key(config: dict, ckpt: Checkpoint, kv: str, dataset: str, samples: i
                engine_config: dict, dataset_keys: dict | None = None) -> dict:
     kind = config["datasets"][dataset]["kind"]
     sampling = {k: v for k, v in sampling_key(config["sampling"], config["forcing"]).items()
-                if k != "samples_per_question"}
+                if k not in ("samples_per_question", "adaptive")}  # adaptive: how many are drawn, not which
     forcing = {k: v for k, v in config["forcing"].items() if k != "forced_answer_suffix"}
     engine = {k: v for k, v in engine_config.items() if k not in ENGINE_RUNTIME_FIELDS}
     key = {

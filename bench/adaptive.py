@@ -1,0 +1,241 @@
+"""Adaptive sample allocation on the simulated paper grid: tokens saved, decisions kept.
+
+For each overlay (config/simulated.yaml, config/simulated-contrary.yaml on config/paper.yaml)
+and each seed (``sampling.seed``), draws every sample of every generation from the simulated
+engine's planted surface (:class:`bitbudget.backends.simulated.SimulatedEngine`, the same draws
+a Snakemake run writes into its shards; checkpoints are the metadata-only ones of the quantize
+stage), then runs the analysis in-process twice:
+
+* full: every generation at its ``samples_per_question``;
+* adaptive: rounds of ``sampling.adaptive`` (the schema's defaults unless given), stopping
+  generations by :mod:`bitbudget.adaptive`.
+
+Both runs summarise scenarios with :func:`bitbudget.stats.summarize_cell`, place them with
+:func:`bitbudget.aggregate.memory_columns` and decide with the fit stage's functions
+(:func:`bitbudget.frontier.pareto_frontier`, :func:`bitbudget.threshold.fit_thresholds`,
+:func:`bitbudget.findings.evaluate_findings`). Samples are nested, so a run stopped at n samples
+sees exactly the first n of the full run's.
+
+    python bench/adaptive.py                 # 10 seeds, both overlays
+    python bench/adaptive.py --seeds 2       # quicker
+
+The last line: ``tokens adaptive/full R, frontier identical F, bracket and verdicts identical V``
+(decode tokens, and shares of (overlay, seed) runs whose decisions equal the full run's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(REPO / "tests" / "golden"))
+
+OVERLAYS = ("config/simulated.yaml", "config/simulated-contrary.yaml")
+BASE = "config/paper.yaml"
+DEFAULT_SEEDS = 10
+BRACKET_KIND = "weights_vs_tokens"
+
+
+def load_config(overlay: str, seed: int, adaptive: dict | None) -> dict:
+    from bitbudget.config import validate_config
+    from dump_ids import _merge
+
+    config: dict = {}
+    for path in (BASE, overlay):
+        config = _merge(config, yaml.safe_load((REPO / path).read_text()))
+    config["sampling"]["seed"] = seed
+    config["sampling"]["adaptive"] = dict(adaptive or {})
+    return validate_config(config)
+
+
+class Draws:
+    """correct [Q, n, budgets] and answers of every generation of a study, from the engine."""
+
+    def __init__(self, study, workdir: Path):
+        from bitbudget.backends.simulated import SimulatedEngine, answer_text, plant_question, write_metadata_checkpoint
+        from bitbudget.datasets import load_questions
+
+        config = study.config
+        self.generations = {}
+        questions = {name: load_questions(config["datasets"][name]) for name in config["datasets"]}
+        for gen in study.generations.values():
+            ckpt = gen.checkpoint
+            path = ckpt.path
+            if ckpt.quantized:
+                path = str(workdir / ckpt.ckpt_id)
+                if not Path(path).exists():
+                    write_metadata_checkpoint(REPO / ckpt.source_path, path, {
+                        "method": "rtn", "group_size": 128, **config["weight_formats"][ckpt.weights]})
+            else:
+                path = str(REPO / path)
+            spec = gen.engine_spec()
+            engine = SimulatedEngine(spec, path, str(workdir / gen.trace_id))
+            kind, suffix = engine.kind, engine.key["forcing"]["forced_answer_suffix"]
+            budgets = list(gen.budgets)
+            n, qs = gen.samples_per_question, questions[gen.dataset]
+            correct = np.zeros((len(qs), n, len(budgets)), dtype=bool)
+            answers = np.empty((len(qs), n, len(budgets)), dtype=object)
+            for qi, question in enumerate(qs):
+                records = [{"sample_idx": i, "think_ids": [], "closed_thinking": False, "answer_ids": [], "forks": {}}
+                           for i in range(n)]  # as the engine starts a fresh shard
+                engine._fill(question, records, budgets, suffix, 0)
+                planted = plant_question(question, kind, engine.simulation)
+                value_of = {answer_text(v, kind, suffix): v
+                            for v in (planted.gold, planted.distractor, *planted.alternatives)}
+                for si, record in enumerate(records):
+                    for bi, budget in enumerate(budgets):
+                        value = value_of[record["forks"][str(budget)]]
+                        answers[qi, si, bi] = value
+                        correct[qi, si, bi] = value == planted.gold
+            self.generations[gen.gen_id] = (correct, answers, budgets, [q["question_id"] for q in qs])
+
+
+class Analysis:
+    """Scenario tables at given samples per generation, and the decisions the fit makes on them."""
+
+    def __init__(self, study, draws: Draws):
+        from bitbudget import memory
+        from bitbudget.aggregate import memory_columns
+
+        config = study.config
+        self.config, self.draws = config, draws
+        base = pd.DataFrame(study.scenarios)
+        base["grids"] = base["grids"].map(",".join)
+        records = {g.gen_id: memory.checkpoint_record(REPO / config["models"][g.checkpoint.model]["path"])
+                   for g in study.generations.values()}
+        spec = {"analysis": config["analysis"], "max_answer_tokens": config["sampling"]["max_answer_tokens"],
+                "weight_formats": config["weight_formats"], "kv_strategies": config["kv_strategies"]}
+        self.base = pd.concat([base, memory_columns(base, records, spec)], axis=1)
+        self.gs = self.base.groupby(["gen_id", "token_budget"])["G"].apply(lambda s: sorted(set(s))).to_dict()
+        self.cache: dict = {}
+        self.max_budget = {g.gen_id: max(g.budgets) for g in study.generations.values()}
+        self.maximum = {g.gen_id: g.samples_per_question for g in study.generations.values()}
+        self.questions = {g: draws.generations[g][0].shape[0] for g in self.maximum}
+
+    def _accuracy(self, gen_id: str, n: int) -> dict:
+        from bitbudget.stats import summarize_cell
+
+        if (gen_id, n) not in self.cache:
+            correct, answers, budgets, _ = self.draws.generations[gen_id]
+            out = {}
+            for bi, budget in enumerate(budgets):
+                gs = self.gs[gen_id, budget]
+                known = [g for g in gs if g <= n]
+                res = summarize_cell(correct[:, :n, bi], answers[:, :n, bi], known, None) if known else {}
+                for g in gs:
+                    out[budget, g] = res[g]["accuracy"] if g in res else np.nan
+            self.cache[gen_id, n] = out
+        return self.cache[gen_id, n]
+
+    def table(self, drawn: dict[str, int]) -> pd.DataFrame:
+        scen = self.base.copy()
+        acc = {g: self._accuracy(g, n) for g, n in drawn.items()}
+        scen["accuracy"] = [acc[g][t, k] for g, t, k in zip(scen["gen_id"], scen["token_budget"], scen["G"])]
+        scen["n_samples"] = scen["gen_id"].map(drawn)
+        scen["n_questions"] = scen["gen_id"].map(self.questions)
+        return scen
+
+    def decisions(self, scen: pd.DataFrame) -> dict:
+        from bitbudget.findings import evaluate_findings
+        from bitbudget.frontier import pareto_frontier
+        from bitbudget.threshold import fit_thresholds
+
+        analysis = self.config["analysis"]
+        thresholds = fit_thresholds(scen, None, n_boot=0, memory_tolerance=analysis["memory_tolerance"],
+                                    paper_cuts=analysis["paper_cuts"])
+        thr = thresholds[BRACKET_KIND]
+        brackets = [(thr.get("status"), thr.get("bracket"))] + [
+            (d.get("dataset"), d.get("status"), d.get("bracket")) for d in thr.get("by_dataset") or []]
+        findings = evaluate_findings(scen, thresholds, analysis)
+        return {"frontier": frozenset(pareto_frontier(scen)["scenario_id"]), "bracket": brackets,
+                "verdicts": [(f["id"], f["status"], tuple((r["dataset"], r["status"]) for r in f["per_dataset"]))
+                             for f in findings]}
+
+    def tokens(self, drawn: dict[str, int]) -> int:
+        return sum(n * self.questions[g] * self.max_budget[g] for g, n in drawn.items())
+
+
+def adaptive_run(analysis: Analysis) -> tuple[dict, list[dict]]:
+    """Rounds of the configured rule; returns samples drawn per generation and a log per round."""
+    from bitbudget import adaptive
+
+    config = analysis.config
+    per_gen = {g: adaptive.AdaptiveRule.from_config(config["sampling"], m) for g, m in analysis.maximum.items()}
+    all_rounds = sorted({n for rule in per_gen.values() for n in rule.rounds})
+    delta = adaptive.per_test_delta(next(iter(per_gen.values())).confidence, len(analysis.base), len(all_rounds))
+    drawn = {g: rule.rounds[0] for g, rule in per_gen.items()}
+    open_ = set(drawn)
+    log = []
+    while open_:
+        scen = analysis.table(drawn)
+        decisions = adaptive.decided_scenarios(scen, delta, config["analysis"])
+        status = adaptive.stopping_generations(scen, decisions, drawn, analysis.maximum)
+        open_ = {g for g, s in status.items() if s == adaptive.OPEN}
+        log.append({"open": len(open_), "tokens": analysis.tokens(drawn), "decided": int(decisions["decided"].sum())})
+        for g in open_:
+            drawn[g] = next(n for n in per_gen[g].rounds if n > drawn[g])
+    return drawn, log
+
+
+def run(overlay: str, seed: int, adaptive_settings: dict | None, workdir: Path) -> dict:
+    from bitbudget.study import build_study
+
+    config = load_config(overlay, seed, adaptive_settings)
+    study = build_study(config)
+    started = time.perf_counter()
+    draws = Draws(study, workdir)
+    drawn_s = time.perf_counter() - started
+    analysis = Analysis(study, draws)
+    full_drawn = dict(analysis.maximum)
+    full = analysis.decisions(analysis.table(full_drawn))
+    drawn, log = adaptive_run(analysis)
+    adapt = analysis.decisions(analysis.table(drawn))
+    return {"overlay": overlay, "seed": seed, "tokens_full": analysis.tokens(full_drawn),
+            "tokens_adaptive": analysis.tokens(drawn), "rounds": log,
+            "frontier_identical": full["frontier"] == adapt["frontier"],
+            "bracket_verdicts_identical": full["bracket"] == adapt["bracket"] and full["verdicts"] == adapt["verdicts"],
+            "draw_s": drawn_s, "seconds": time.perf_counter() - started,
+            "stopped_early": sum(drawn[g] < analysis.maximum[g] for g in drawn), "generations": len(drawn)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS)
+    parser.add_argument("--initial", type=int, help="sampling.adaptive.initial (default: the schema's)")
+    parser.add_argument("--step", type=int, help="sampling.adaptive.step (default: the schema's)")
+    parser.add_argument("--confidence", type=float, help="sampling.adaptive.confidence (default: the schema's)")
+    parser.add_argument("--overlays", nargs="+", default=list(OVERLAYS))
+    args = parser.parse_args(argv)
+    settings = {k: v for k, v in (("initial", args.initial), ("step", args.step), ("confidence", args.confidence))
+                if v is not None}
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-adaptive-") as tmp:
+        for overlay in args.overlays:
+            for seed in range(args.seeds):
+                r = run(overlay, seed, settings, Path(tmp))
+                results.append(r)
+                print(f"{overlay} seed {seed}: tokens {r['tokens_adaptive'] / r['tokens_full']:.2f}, "
+                      f"{r['stopped_early']}/{r['generations']} generations stopped early, rounds "
+                      f"{[x['open'] for x in r['rounds']]} open, frontier identical {r['frontier_identical']}, "
+                      f"bracket and verdicts identical {r['bracket_verdicts_identical']} "
+                      f"({r['seconds']:.0f} s, draws {r['draw_s']:.0f} s)", flush=True)
+    ratio = sum(r["tokens_adaptive"] for r in results) / sum(r["tokens_full"] for r in results)
+    frontier = np.mean([r["frontier_identical"] for r in results])
+    verdicts = np.mean([r["bracket_verdicts_identical"] for r in results])
+    print(f"tokens adaptive/full {ratio:.2f}, frontier identical {frontier:.2f}, "
+          f"bracket and verdicts identical {verdicts:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

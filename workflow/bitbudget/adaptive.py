@@ -1,0 +1,293 @@
+"""Adaptive sample allocation: after each round, stop the generations whose decisions are settled.
+
+The rule (docs/adaptive.md gives the argument in full)
+------------------------------------------------------
+Sampling runs in rounds: ``initial`` samples per question, then ``step`` more, up to
+``maximum`` (``sampling.samples_per_question``). After each round every scenario gets a
+confidence interval for its accuracy (the mean over the dataset's questions of the
+per-question pass@1 or maj@G, both averages over samples of bounded kernels):
+
+* **Hoeffding's inequality for U-statistics** (Hoeffding 1963, section 5): the maj@G estimate
+  of one question from ``n`` samples is a U-statistic of order G with a kernel in [0, 1]; the
+  mean over ``Q`` independent questions is bounded as a mean of ``Q * floor(n / G)``
+  independent [0, 1] terms, so ``|estimate - accuracy| <= sqrt(ln(2 / delta) / (2 Q floor(n / G)))``
+  with probability ``1 - delta``. pass@1 is the case G = 1. A scenario with ``G > n`` has no
+  estimate yet: its interval is [0, 1].
+* **Union bound over rounds and scenarios** (a Bonferroni confidence sequence):
+  ``delta = (1 - confidence) / (scenarios x rounds)``, so every interval of every round holds
+  at once with probability at least ``confidence``; stopping at any round is then valid.
+
+A scenario is **decided** when, on its dataset's accuracy-vs-memory frontier,
+
+* it is *dominated by a margin*: some scenario at no more memory has a lower bound above its
+  upper bound; or
+* it is *on the frontier with no competitor within reach*: every scenario that is not itself
+  dominated by a margin has an interval disjoint from its own (at no more memory: below it);
+
+and **its comparisons can no longer move the analysis**: for each kind of equal-memory
+comparison (:func:`bitbudget.threshold.build_comparisons`), per dataset and pooled, the
+switch bracket is the same for every accuracy inside the intervals (the switch scores are
+linear in the per-size evidence, so this is exact interval arithmetic), and each finding's
+verdict at the paper's cut is the same whichever way the comparisons not yet decided turn
+out. A scenario feeding a comparison at a weight size that could move a bracket or a verdict
+is not decided.
+
+A generation stops when every scenario it feeds is decided, or at ``maximum``. Successive
+elimination (racing, Even-Dar, Mannor and Mansour 2006; Maron and Moore 1994) with these
+anytime intervals: an eliminated arm is one whose place in every decision is already fixed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import findings as _findings
+from . import threshold as _threshold
+
+__all__ = ["AdaptiveRule", "rounds", "per_test_delta", "radius", "intervals", "frontier_decided",
+           "comparisons_settled", "decided_scenarios", "stopping_generations"]
+
+#: reasons a generation stops (or goes on), as the plan and the report name them
+DOMINATED, FRONTIER, MAXIMUM, OPEN = "dominated by a margin", "on the frontier, no competitor within reach", \
+    "reached the maximum", "open"
+
+
+@dataclass(frozen=True)
+class AdaptiveRule:
+    """The `sampling.adaptive` settings with the maximum they run up to."""
+
+    initial: int
+    step: int
+    maximum: int
+    confidence: float
+
+    @classmethod
+    def from_config(cls, sampling: dict, maximum: int | None = None) -> "AdaptiveRule | None":
+        """None when adaptive sampling is off (no `sampling.adaptive`)."""
+        adaptive = sampling.get("adaptive")
+        if adaptive is None:
+            return None
+        return cls(int(adaptive["initial"]), int(adaptive["step"]),
+                   int(maximum if maximum is not None else sampling["samples_per_question"]),
+                   float(adaptive["confidence"]))
+
+    @property
+    def rounds(self) -> list[int]:
+        return rounds(self.initial, self.step, self.maximum)
+
+
+def rounds(initial: int, step: int, maximum: int) -> list[int]:
+    """Samples per question after each round: initial, initial + step, ..., maximum."""
+    if initial < 1 or step < 1 or maximum < 1:
+        raise ValueError(f"initial, step and maximum must be positive (got {initial}, {step}, {maximum})")
+    out = list(range(min(initial, maximum), maximum, step))
+    return out + [maximum]
+
+
+def per_test_delta(confidence: float, n_scenarios: int, n_rounds: int) -> float:
+    """Error probability of one interval so that all ``n_scenarios x n_rounds`` hold together
+    with probability ``confidence`` (union bound)."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    return (1.0 - confidence) / max(1, n_scenarios * n_rounds)
+
+
+def radius(n_questions, n_samples, g, delta: float) -> np.ndarray:
+    """Hoeffding radius for the mean over questions of an order-``g`` U-statistic from
+    ``n_samples`` per question; infinite where ``g > n_samples`` (no estimate)."""
+    blocks = np.floor_divide(np.asarray(n_samples, dtype=np.int64), np.asarray(g, dtype=np.int64))
+    terms = np.asarray(n_questions, dtype=float) * blocks
+    with np.errstate(divide="ignore"):
+        return np.where(terms > 0, np.sqrt(math.log(2.0 / delta) / (2.0 * np.maximum(terms, 1))), np.inf)
+
+
+def intervals(accuracy, n_questions, n_samples, g, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) bounds of every scenario's accuracy, inside [0, 1]."""
+    acc = np.asarray(accuracy, dtype=float)
+    r = radius(n_questions, n_samples, g, delta)
+    known = np.isfinite(acc) & np.isfinite(r)
+    lo = np.where(known, np.clip(acc - np.where(known, r, 0), 0, 1), 0.0)
+    hi = np.where(known, np.clip(acc + np.where(known, r, 0), 0, 1), 1.0)
+    return lo, hi
+
+
+def frontier_decided(group, memory, lo, hi) -> tuple[np.ndarray, np.ndarray]:
+    """(dominated by a margin, on the frontier with no competitor within reach) per scenario;
+    scenarios compete only within their ``group`` (the dataset)."""
+    group, memory = np.asarray(group), np.asarray(memory, dtype=float)
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    dominated = np.zeros(len(memory), dtype=bool)
+    clear = np.zeros(len(memory), dtype=bool)
+    for value in np.unique(group):
+        idx = np.flatnonzero(group == value)
+        m, l, h = memory[idx], lo[idx], hi[idx]
+        # best lower bound at no more memory, excluding the scenario itself
+        best = np.full(len(idx), -np.inf)
+        cheaper_or_equal = m[None, :] <= m[:, None]
+        np.fill_diagonal(cheaper_or_equal, False)
+        best = np.where(cheaper_or_equal, l[None, :], -np.inf).max(axis=1) if len(idx) > 1 else best
+        dom = best > h
+        competitors = ~dom
+        overlap = (l[None, :] <= h[:, None]) & (h[None, :] >= l[:, None])
+        # at no more memory, a competitor must sit entirely below
+        below_needed = cheaper_or_equal & (h[None, :] >= l[:, None])
+        blocked = ((overlap | below_needed) & competitors[None, :])
+        np.fill_diagonal(blocked, False)
+        dominated[idx] = dom
+        clear[idx] = ~dom & ~blocked.any(axis=1)
+    return dominated, clear
+
+
+def _evidence_box(comp, lo, hi, sizes_index, n_sizes):
+    """Per-size interval [low, high] of the summed advantage of the "win" option."""
+    adv_lo = np.empty(len(comp.a))
+    adv_hi = np.empty(len(comp.a))
+    for i, (a, cand) in enumerate(zip(comp.a, comp.b)):
+        g_lo, g_hi = lo[a] - hi[cand].max(), hi[a] - lo[cand].max()
+        adv_lo[i], adv_hi[i] = (g_lo, g_hi) if comp.a_is_win[i] else (-g_hi, -g_lo)
+    e_lo, e_hi = np.zeros(n_sizes), np.zeros(n_sizes)
+    np.add.at(e_lo, sizes_index, adv_lo)
+    np.add.at(e_hi, sizes_index, adv_hi)
+    return adv_lo, adv_hi, e_lo, e_hi
+
+
+def _linear_forms(n_sizes: int) -> dict:
+    """Every quantity the fit compares, as a coefficient vector on the per-size evidence:
+    the cut scores with each orientation, and the total (``no crossing`` test)."""
+    forms = {}
+    for c in range(n_sizes - 1):
+        w = np.ones(n_sizes)
+        w[: c + 1] = -1.0  # score_c = sum above - sum at or below
+        forms["+", c] = w
+        forms["-", c] = -w
+    forms["total", "+"] = np.ones(n_sizes)
+    forms["total", "-"] = -np.ones(n_sizes)
+    return forms
+
+
+def _bracket_contested(e_point, e_lo, e_hi) -> np.ndarray:
+    """Sizes whose evidence could, within its interval, change the best cut, its orientation
+    or whether a switch is found: those weighted differently by the point winner and a rival
+    that is not beaten for every evidence inside the box."""
+    n = len(e_point)
+    contested = np.zeros(n, dtype=bool)
+    if n < 2:
+        return contested
+    forms = _linear_forms(n)
+    cuts = {k: w for k, w in forms.items() if k[0] in "+-"}
+    winner = max(cuts, key=lambda k: (float(cuts[k] @ e_point), -k[1]))
+    w_best = cuts[winner]
+    for key, w in forms.items():
+        if key == winner:
+            continue
+        d = w_best - w
+        low = np.minimum(d * e_lo, d * e_hi).sum()
+        if not low > _threshold._SCORE_TIE:
+            contested |= d != 0
+    return contested
+
+
+def _verdict_contested(kind: str, points_x, adv_lo, adv_hi, analysis: dict) -> np.ndarray:
+    """Comparisons whose outcome (win, loss or tie) is open and could change a finding's
+    rule verdict at the paper's cut: the verdict is evaluated with every open comparison
+    of a side turned to a win, a loss and a tie."""
+    cfg = _findings._analysis(analysis)
+    cut = float(cfg["paper_cuts"][kind])
+    min_n, window = int(cfg["min_comparisons"]), float(cfg["switch_window"])
+    x = np.asarray(points_x, dtype=float)
+    decided_win, decided_loss = adv_lo > 0, adv_hi < 0
+    open_ = ~(decided_win | decided_loss)
+    contested = np.zeros(len(x), dtype=bool)
+    if not open_.any():
+        return contested
+    below = x < cut
+    outcomes = ("win", "loss", "tie")
+
+    def points(assign_below: str, assign_above: str) -> list[dict]:
+        out = []
+        for xi, win, loss, is_open, b in zip(x, decided_win, decided_loss, open_, below):
+            if is_open:
+                outcome = assign_below if b else assign_above
+                out.append({"weight_gib": xi, "win": outcome == "win", "tie": outcome == "tie"})
+            else:
+                out.append({"weight_gib": xi, "win": bool(win), "tie": False})
+        return out
+
+    for fid, spec in _findings.FINDINGS.items():
+        if spec["kind"] != kind:
+            continue
+        statuses = {_findings._rule(fid, points(ob, oa), cut, min_n, window)[0] for ob in outcomes for oa in outcomes}
+        if len(statuses) > 1:
+            contested |= open_
+    return contested
+
+
+def comparisons_settled(scenarios: pd.DataFrame, lo, hi, analysis: dict) -> np.ndarray:
+    """Per scenario: False when it feeds a comparison that could still move a switch bracket
+    (per dataset or pooled) or a finding's verdict (per dataset) within the intervals."""
+    scen = scenarios.reset_index(drop=True)
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    point = scen["accuracy"].to_numpy(dtype=float)
+    point = np.where(np.isfinite(point), point, (lo + hi) / 2)
+    settled = np.ones(len(scen), dtype=bool)
+    tol = analysis.get("memory_tolerance", _threshold.analysis_default("memory_tolerance"))
+    datasets = sorted(scen["dataset"].astype(str).unique())
+    groups = [(None, np.arange(len(scen)))] + [
+        (ds, np.flatnonzero(scen["dataset"].astype(str).to_numpy() == ds)) for ds in datasets]
+    for kind in _threshold.KINDS:
+        for ds, rows in groups:
+            sub = scen.iloc[rows].reset_index(drop=True)
+            comp = _threshold.build_comparisons(sub, kind, tol)
+            if not len(comp.a):
+                continue
+            s_lo, s_hi, s_pt = lo[rows], hi[rows], point[rows]
+            sizes, size_index = np.unique(comp.x, return_inverse=True)
+            adv_lo, adv_hi, e_lo, e_hi = _evidence_box(comp, s_lo, s_hi, size_index, len(sizes))
+            e_point = np.zeros(len(sizes))
+            np.add.at(e_point, size_index, _threshold._advantages(comp, s_pt[:, None])[:, 0])
+            open_cmp = _bracket_contested(e_point, e_lo, e_hi)[size_index]
+            if ds is not None:
+                open_cmp |= _verdict_contested(kind, comp.x, adv_lo, adv_hi, analysis)
+            for i in np.flatnonzero(open_cmp):
+                settled[rows[comp.a[i]]] = False
+                settled[rows[comp.b[i]]] = False
+    return settled
+
+
+def decided_scenarios(scenarios: pd.DataFrame, delta: float, analysis: dict) -> pd.DataFrame:
+    """Per scenario: its interval and whether (and why) it is decided.
+
+    ``scenarios`` holds dataset, total_gib, accuracy (NaN when not estimable yet), G,
+    n_questions, n_samples (per question, so far) and the columns the comparisons read."""
+    scen = scenarios.reset_index(drop=True)
+    lo, hi = intervals(scen["accuracy"], scen["n_questions"], scen["n_samples"], scen["G"], delta)
+    dominated, clear = frontier_decided(scen["dataset"].astype(str).to_numpy(), scen["total_gib"], lo, hi)
+    settled = comparisons_settled(scen, lo, hi, analysis)
+    reason = np.where(dominated, DOMINATED, np.where(clear, FRONTIER, OPEN))
+    decided = (dominated | clear) & settled
+    return pd.DataFrame({"scenario_id": scen["scenario_id"], "lower": lo, "upper": hi, "dominated": dominated,
+                         "frontier_clear": clear, "comparisons_settled": settled, "decided": decided,
+                         "reason": np.where(decided, reason, OPEN)})
+
+
+def stopping_generations(scenarios: pd.DataFrame, decisions: pd.DataFrame, drawn: dict[str, int],
+                         maximum: dict[str, int]) -> dict[str, str]:
+    """gen_id -> why it stops (a reason) or OPEN: a generation stops when every scenario it
+    feeds is decided, or when it has drawn its maximum."""
+    decided = dict(zip(decisions["scenario_id"], decisions["decided"]))
+    reasons = dict(zip(decisions["scenario_id"], decisions["reason"]))
+    out = {}
+    for gen_id, rows in scenarios.groupby("gen_id", sort=True)["scenario_id"]:
+        if drawn[gen_id] >= maximum[gen_id]:
+            out[gen_id] = MAXIMUM
+        elif all(decided[s] for s in rows):
+            kinds = {reasons[s] for s in rows}
+            out[gen_id] = DOMINATED if kinds == {DOMINATED} else FRONTIER if kinds == {FRONTIER} else \
+                f"{DOMINATED} or {FRONTIER}"
+        else:
+            out[gen_id] = OPEN
+    return out
