@@ -331,15 +331,37 @@ def _signature_counts(codes: np.ndarray) -> tuple[np.ndarray, int]:
     return np.eye(k_other + 2, dtype=np.float32)[columns], k_other
 
 
+_MAJ_BY_SIGNATURE: dict[tuple[int, int, int, int], float] = {}  # (g, bits, K, packed) -> maj@g
+
+
 def _maj_of_counts(counts: np.ndarray, gs: Sequence[int]) -> dict[int, np.ndarray]:
-    """maj@g of every pool given as counts ``[..., K]`` (reference, None, others...)."""
-    flat = counts.reshape(-1, counts.shape[-1])
-    sig = np.concatenate([flat[:, :2], -np.sort(-flat[:, 2:], axis=1)], axis=1).astype(np.int16)
-    uniq, inverse = np.unique(sig, axis=0, return_inverse=True)
+    """maj@g of every pool given as counts ``[..., K]`` (reference, None, others...).
+
+    A pool's signature (reference, None, other counts in decreasing order) is packed into one
+    integer, so distinct pools are found with a 1-D ``np.unique``; maj@g is computed once per
+    distinct signature and g, and remembered across cells."""
+    flat = counts.reshape(-1, counts.shape[-1]).astype(np.int64)
+    sig = np.concatenate([flat[:, :2], -np.sort(-flat[:, 2:], axis=1)], axis=1)
+    bits = max(int(sig.max(initial=0)).bit_length(), 1)
+    k = sig.shape[1]
+    if bits * k <= 62:
+        packed = sig @ (1 << (bits * np.arange(k, dtype=np.int64)))
+        uniq_keys, first, inverse = np.unique(packed, return_index=True, return_inverse=True)
+        uniq = sig[first]
+    else:  # many distinct answers: signatures as rows
+        uniq, inverse = np.unique(sig, axis=0, return_inverse=True)
+        uniq_keys = np.arange(len(uniq)) - len(uniq)  # not remembered across cells
     out = {}
     for g in gs:
-        values = np.array([_maj_from_counts(int(r[0]), tuple(int(c) for c in r[2:] if c), int(r[1]), int(g))
-                           for r in uniq])
+        values = np.empty(len(uniq))
+        for u, (key, row) in enumerate(zip(uniq_keys.tolist(), uniq)):
+            memo = (int(g), bits, k, key)
+            value = _MAJ_BY_SIGNATURE.get(memo) if key >= 0 else None
+            if value is None:
+                value = _maj_from_counts(int(row[0]), tuple(int(c) for c in row[2:] if c), int(row[1]), int(g))
+                if key >= 0:
+                    _MAJ_BY_SIGNATURE[memo] = value
+            values[u] = value
         out[g] = values[inverse.ravel()].reshape(counts.shape[:-1])
     return out
 
