@@ -31,25 +31,18 @@ def benchmark_path(stage, *keys):
 
 
 def final_outputs():
-    """Every artifact is a target: one deleted or left incomplete is rebuilt by the next plain
-    run, with what depends on it and nothing else. Metadata is written last, so data without
-    its metadata is incomplete: it is recomputed as if missing (forced, not deleted here).
+    """Every artifact is a target: one deleted, or whose data is missing beside its metadata,
+    is rebuilt by the next plain run, with what depends on it and nothing else.
     """
-    from bitbudget.artifacts import incomplete_artifacts
-
-    artifacts = (
+    return (
         [c.path for c in STUDY.checkpoints.values() if c.quantized]
         + [g.output for g in STUDY.generations.values()]
         + [g.output for g in STUDY.grades.values()]
         + ["results/scenarios.parquet", "results/aggregate/scenarios.parquet"]
         + ["results/aggregate/questions.parquet", "results/fit/frontier.parquet"]
         + ["results/fit/threshold.json", "results/fit/findings.json"]
+        + ["report/index.html"]
     )
-    incomplete = incomplete_artifacts(artifacts)
-    if incomplete and getattr(workflow, "dag_settings", None) is not None:
-        forced = set(workflow.dag_settings.forcerun) | set(incomplete)
-        workflow.dag_settings.forcerun = frozenset(forced)
-    return artifacts + ["report/index.html"]
 
 
 def model_input(model_name):
