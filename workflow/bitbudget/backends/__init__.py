@@ -1,8 +1,38 @@
 """Generation engines (HF transformers, vLLM, simulated): each fills a trace directory's shards."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from bitbudget.forcing import ForcingTokens, sample_at_budget
+
+
+class Interrupted(RuntimeError):
+    """Generation was asked to stop (SIGTERM); finished shards are kept."""
+
+
+@dataclass
+class Counters:
+    """Token work of one generation, recorded in its metadata (never part of an id)."""
+
+    decode_tokens: int = 0  # sampled (or teacher-forced) thinking and answer tokens of the sample's own run
+    prefill_tokens: int = 0  # prompt tokens computed (not served from a prefix cache)
+    fork_tokens: int = 0  # suffix and answer tokens of forks below the horizon
+    cached_prompt_tokens: int = 0  # prompt tokens served from vLLM's prefix cache
+    requests: int = 0  # engine requests (vLLM)
+
+    def add(self, other: "Counters") -> None:
+        for counter in fields(self):
+            setattr(self, counter.name, getattr(self, counter.name) + getattr(other, counter.name))
+
+
+def sample_record(sample_idx: int, think_ids: list, closed_thinking: bool, answer_ids: list, forks: dict) -> dict:
+    """One sample as a trace shard stores it, the same for every engine."""
+    return {
+        "sample_idx": sample_idx,
+        "think_ids": think_ids,
+        "closed_thinking": closed_thinking,
+        "answer_ids": answer_ids,
+        "forks": forks,
+    }
 
 
 @dataclass(frozen=True)

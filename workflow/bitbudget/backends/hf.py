@@ -18,17 +18,13 @@ from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogit
 
 from bitbudget import kv as kv_strategies
 from bitbudget.artifacts import content_id
-from bitbudget.backends import EngineResult
+from bitbudget.backends import Counters, EngineResult, Interrupted, sample_record
 from bitbudget.forcing import ForcingTokens, open_thinking, trace_forcing_tokens
 from bitbudget.shards import batches_by_prompt_length, build_prompts, missing_forks, write_shard
 
 log = logging.getLogger(__name__)
 
 THINK, ANSWER, DONE = "think", "answer", "done"
-
-
-class Interrupted(RuntimeError):
-    """Generation was asked to stop (SIGTERM); finished shards are kept."""
 
 
 @dataclass
@@ -44,25 +40,7 @@ class Row:
     forced_at: int | None = None
 
     def record(self) -> dict:
-        return {
-            "sample_idx": self.key[1],
-            "think_ids": self.think_ids,
-            "closed_thinking": self.closed_thinking,
-            "answer_ids": self.answer_ids,
-            "forks": self.forks,
-        }
-
-
-@dataclass
-class Counters:
-    decode_tokens: int = 0  # sampled or teacher-forced single-token forward rows
-    prefill_tokens: int = 0
-    fork_tokens: int = 0
-
-    def add(self, other: "Counters") -> None:
-        self.decode_tokens += other.decode_tokens
-        self.prefill_tokens += other.prefill_tokens
-        self.fork_tokens += other.fork_tokens
+        return sample_record(self.key[1], self.think_ids, self.closed_thinking, self.answer_ids, self.forks)
 
 
 def make_sampler(sampling: dict) -> LogitsProcessorList:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from bitbudget import capabilities
 from bitbudget.artifacts import content_id
-from bitbudget.backends import EngineResult
+from bitbudget.backends import Counters, EngineResult, Interrupted, sample_record
 from bitbudget.forcing import needs_fork, open_thinking, trace_forcing_tokens
 from bitbudget.shards import build_prompts, missing_forks, write_shard
 
@@ -37,21 +37,8 @@ log = logging.getLogger(__name__)
 NATURAL = "natural"  # the answer request after the model's own end of thinking (part of its seed)
 
 
-class Interrupted(RuntimeError):
-    """Generation was asked to stop (SIGTERM); finished shards are kept."""
-
-
 class UnsupportedOnThisDevice(RuntimeError):
     """A configured feature cannot run on this hardware; the message names the config field."""
-
-
-@dataclass
-class Counters:
-    decode_tokens: int = 0  # sampled thinking and answer tokens of the sample's own run
-    prefill_tokens: int = 0  # prompt tokens computed (not served from the prefix cache)
-    fork_tokens: int = 0  # suffix and answer tokens of forks below the horizon
-    cached_prompt_tokens: int = 0  # prompt tokens served from the prefix cache
-    requests: int = 0
 
 
 @dataclass
@@ -65,13 +52,7 @@ class Sample:
     segments: int = 0
 
     def record(self) -> dict:
-        return {
-            "sample_idx": self.sample_idx,
-            "think_ids": self.think_ids,
-            "closed_thinking": self.closed_thinking,
-            "answer_ids": self.answer_ids,
-            "forks": self.forks,
-        }
+        return sample_record(self.sample_idx, self.think_ids, self.closed_thinking, self.answer_ids, self.forks)
 
 
 def cpu_flags() -> frozenset[str]:
