@@ -83,7 +83,8 @@ def generation_resource(name):
 
 def engine_runtime(name):
     """An engine setting that changes speed, not tokens: a resource, so editing it reruns nothing.
-    Resources hold numbers and strings only: an unset interpreter is the empty string."""
+    Resources hold numbers and strings only: an unset interpreter is the empty string.
+    """
 
     def resource(wildcards):
         value = STUDY.generations[wildcards.gen_id].runtime["engine"].get(name)
@@ -138,11 +139,15 @@ def grade_key(wildcards):
 
 
 def grade_dataset_kind(wildcards):
-    return STUDY.grades[wildcards.grade_id].generation.key["trace_key"]["dataset"]["kind"]
+    return STUDY.grades[wildcards.grade_id].generation.key["trace_key"]["dataset"][
+        "kind"
+    ]
 
 
 def grade_end_of_thinking(wildcards):
-    return STUDY.grades[wildcards.grade_id].generation.key["trace_key"]["forcing"]["end_of_thinking"]
+    return STUDY.grades[wildcards.grade_id].generation.key["trace_key"]["forcing"][
+        "end_of_thinking"
+    ]
 
 
 def aggregate_spec(wildcards=None):

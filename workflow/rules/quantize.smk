@@ -7,10 +7,10 @@ rule quantize:
     log:
         log_path("quantize", "{ckpt_id}"),
     cache: True
-    resources:
-        python=quantize_python,
     conda:
         "../../envs/hf.yaml"
+    resources:
+        python=quantize_python,
     params:
         key=checkpoint_key,
     script:

@@ -1,17 +1,13 @@
 from bitbudget.artifacts import read_parquet_verified, write_json, write_meta, write_parquet
-from bitbudget.findings import evaluate_findings
-from bitbudget.frontier import pareto_frontier
+from bitbudget.fit import fit_study
 from bitbudget.logs import configure_logging
-from bitbudget.threshold import fit_thresholds
 
 log = configure_logging(snakemake)
 analysis = snakemake.params.analysis
 scenarios = read_parquet_verified(snakemake.input.scenarios)
 questions = read_parquet_verified(snakemake.input.questions)
-thresholds = fit_thresholds(scenarios, questions, n_boot=analysis["bootstrap_samples"], seed=analysis["seed"],
-                            memory_tolerance=analysis["memory_tolerance"], paper_cuts=analysis["paper_cuts"])
-findings = evaluate_findings(scenarios, thresholds, analysis)
-write_parquet(snakemake.output.frontier, pareto_frontier(scenarios))
+frontier, thresholds, findings = fit_study(scenarios, questions, analysis)
+write_parquet(snakemake.output.frontier, frontier)
 write_json(snakemake.output.threshold, thresholds)
 write_json(snakemake.output.findings, findings)
 key = {"scenarios": sorted(scenarios["scenario_id"]), "analysis": analysis}
