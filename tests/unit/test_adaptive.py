@@ -1,0 +1,143 @@
+"""The adaptive stopping rule: its intervals, its frontier and comparison checks, its stops."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bitbudget import adaptive
+from bitbudget.frontier import pareto_frontier
+
+CONFIDENCE = 0.95
+Q = 200
+
+
+def test_rounds_end_at_the_maximum():
+    assert adaptive.rounds(8, 8, 32) == [8, 16, 24, 32]
+    assert adaptive.rounds(8, 10, 32) == [8, 18, 28, 32]
+    assert adaptive.rounds(40, 8, 32) == [32]
+    with pytest.raises(ValueError):
+        adaptive.rounds(0, 8, 32)
+
+
+def test_radius_is_hoeffding_for_u_statistics():
+    delta = adaptive.per_test_delta(CONFIDENCE, 100, 4)
+    assert delta == pytest.approx((1 - CONFIDENCE) / 400)
+    expected = math.sqrt(math.log(2 / delta) / (2 * Q * 16))
+    assert adaptive.radius(Q, 16, 1, delta) == pytest.approx(expected)
+    # order-4 kernel: floor(16 / 4) = 4 independent blocks per question
+    assert adaptive.radius(Q, 16, 4, delta) == pytest.approx(math.sqrt(math.log(2 / delta) / (2 * Q * 4)))
+    assert np.isinf(adaptive.radius(Q, 8, 16, delta))  # maj@16 from 8 samples: no estimate
+
+
+def test_intervals_cover_the_truth_at_the_stated_rate():
+    """Every interval of every round holds at once in at least `confidence` of studies."""
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0.1, 0.9, size=(20, Q))  # scenario x question probabilities
+    rounds = adaptive.rounds(4, 4, 16)
+    delta = adaptive.per_test_delta(CONFIDENCE, truth.shape[0], len(rounds))
+    failures = 0
+    studies = 200
+    for _ in range(studies):
+        draws = rng.random((truth.shape[0], Q, rounds[-1])) < truth[:, :, None]
+        held = True
+        for n in rounds:
+            acc = draws[:, :, :n].mean(axis=(1, 2))
+            lo, hi = adaptive.intervals(acc, Q, n, 1, delta)
+            held &= bool(((lo <= truth.mean(axis=1)) & (truth.mean(axis=1) <= hi)).all())
+        failures += not held
+    assert failures / studies <= 1 - CONFIDENCE
+
+
+def _scenarios(acc, memory, n, gen=None, dataset="d"):
+    k = len(acc)
+    return pd.DataFrame({
+        "scenario_id": [f"s{i}" for i in range(k)], "gen_id": gen or [f"g{i}" for i in range(k)],
+        "dataset": dataset, "model": [f"m{i}" for i in range(k)], "weights": "bf16", "kv": "full",
+        "kv_method": "full", "G": 1, "token_budget": 1000, "n_samples": n, "n_questions": Q,
+        "weight_gib": memory, "total_gib": memory, "accuracy": acc})
+
+
+def test_far_below_the_frontier_is_decided_dominated():
+    scen = _scenarios([0.8, 0.2, 0.82], [1.0, 2.0, 3.0], 16)
+    delta = adaptive.per_test_delta(CONFIDENCE, len(scen), 4)
+    lo, hi = adaptive.intervals(scen["accuracy"], Q, 16, 1, delta)
+    dominated, clear = adaptive.frontier_decided(scen["dataset"], scen["total_gib"], lo, hi)
+    assert dominated.tolist() == [False, True, False]
+    # s0 and s2 are within reach of each other: neither is clear
+    assert clear.tolist() == [False, False, False]
+
+
+def test_a_lone_frontier_point_is_clear():
+    scen = _scenarios([0.3, 0.1, 0.9], [1.0, 2.0, 3.0], 32)
+    delta = adaptive.per_test_delta(CONFIDENCE, len(scen), 4)
+    lo, hi = adaptive.intervals(scen["accuracy"], Q, 32, 1, delta)
+    dominated, clear = adaptive.frontier_decided(scen["dataset"], scen["total_gib"], lo, hi)
+    assert dominated.tolist() == [False, True, False]
+    assert clear.tolist() == [True, False, True]
+
+
+def test_never_stops_a_close_frontier_generation():
+    """Two generations whose scenarios are within a few points of each other: with 8 of 32
+    samples the full run's frontier point is not decided, so its generation keeps sampling,
+    while a generation far below stops."""
+    rng = np.random.default_rng(1)
+    p = {"close_a": 0.60, "close_b": 0.62, "far": 0.2}
+    memory = {"close_a": 1.0, "close_b": 1.05, "far": 1.5}
+    full_n, n = 32, 8
+    draws = {g: rng.random((Q, full_n)) < p[g] for g in p}
+    full = _scenarios([draws[g].mean() for g in p], [memory[g] for g in p], full_n, gen=list(p))
+    on_full_frontier = set(full.loc[full["scenario_id"].isin(pareto_frontier(full)["scenario_id"]), "gen_id"])
+    assert on_full_frontier & {"close_a", "close_b"}
+    now = _scenarios([draws[g][:, :n].mean() for g in p], [memory[g] for g in p], n, gen=list(p))
+    delta = adaptive.per_test_delta(CONFIDENCE, len(now), len(adaptive.rounds(n, n, full_n)))
+    decisions = adaptive.decided_scenarios(now, delta, {})
+    status = adaptive.stopping_generations(now, decisions, {g: n for g in p}, {g: full_n for g in p})
+    for gen in on_full_frontier:
+        assert status[gen] == adaptive.OPEN
+    assert status["far"] == adaptive.DOMINATED
+
+
+def test_open_comparisons_keep_generations_sampling():
+    """Equal-memory weights-vs-tokens comparisons whose sign is open at the paper's cut keep
+    their scenarios undecided; settled when the intervals are narrow and the signs clear."""
+    rows = []
+    # weight sizes 1, 2, 8, 16 GiB; at each, a longer generation of the smaller model vs the
+    # larger model at equal memory; tokens win above 4.19 GiB, weights below
+    for i, (small, big, tokens_gain) in enumerate([(1.0, 2.0, -0.3), (2.0, 3.0, -0.3), (8.0, 9.0, 0.3),
+                                                    (16.0, 17.0, 0.3), (20.0, 21.0, 0.3), (0.5, 0.6, -0.3)]):
+        base = 0.5
+        rows.append({"model": f"small{i}", "weight_gib": small, "total_gib": 10.0 * (i + 1), "token_budget": 2000,
+                     "accuracy": base + tokens_gain / 2})
+        rows.append({"model": f"big{i}", "weight_gib": big, "total_gib": 10.0 * (i + 1), "token_budget": 1000,
+                     "accuracy": base - tokens_gain / 2})
+    scen = pd.DataFrame(rows).assign(
+        scenario_id=[f"s{i}" for i in range(len(rows))], gen_id=[f"g{i}" for i in range(len(rows))],
+        dataset="d", weights="bf16", kv="full", kv_method="full", G=1, n_questions=Q)
+    analysis = {"min_comparisons": 1}
+    wide = adaptive.comparisons_settled(scen, scen["accuracy"] - 0.4, scen["accuracy"] + 0.4, analysis)
+    narrow = adaptive.comparisons_settled(scen, scen["accuracy"] - 0.01, scen["accuracy"] + 0.01, analysis)
+    assert not wide.any()
+    assert narrow.all()
+
+
+def test_schema_defaults_fill_and_absent_is_off():
+    from pathlib import Path
+
+    import yaml
+
+    from bitbudget.config import ConfigError, schema_defaults, validate_config
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "config.yaml").read_text())
+    config = validate_config(raw)
+    assert "adaptive" not in config["sampling"]
+    assert adaptive.AdaptiveRule.from_config(config["sampling"]) is None
+    raw["sampling"]["adaptive"] = {"initial": 2}
+    rule = adaptive.AdaptiveRule.from_config(validate_config(raw)["sampling"])
+    defaults = schema_defaults("sampling", "adaptive")
+    assert (rule.initial, rule.step, rule.confidence) == (2, defaults["step"], defaults["confidence"])
+    assert rule.maximum == config["sampling"]["samples_per_question"]
+    raw["sampling"]["adaptive"] = {"confidence": 1.5}
+    with pytest.raises(ConfigError, match="confidence"):
+        validate_config(raw)
