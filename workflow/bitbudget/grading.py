@@ -172,7 +172,10 @@ GRADERS = {"choice": grade_choice, "integer": grade_math}
 def grade_samples(samples: pd.DataFrame, kind: str, end_of_thinking: str, timeout_s: float, workers: int) -> pd.DataFrame:
     answers = [answer_section(text, end_of_thinking) for text in samples["text"]]
     references = [str(r) for r in samples["reference_answer"]]
-    graded = grade_parallel(GRADERS[kind], list(zip(answers, references)), timeout_s, workers)
+    pairs = list(zip(answers, references))
+    unique = list(dict.fromkeys(pairs))  # an answer repeated for the same reference is graded once
+    by_pair = dict(zip(unique, grade_parallel(GRADERS[kind], unique, timeout_s, workers)))
+    graded = [by_pair[pair] for pair in pairs]
     out = samples.copy()
     out["extracted_answer"] = [g[0] for g in graded]
     out["correct"] = [bool(g[1]) for g in graded]
