@@ -62,7 +62,7 @@ def test_paper_grid_charges_the_memory_table():
 def test_kv_tokens_follow_the_token_budget_unless_context_is_asked():
     config = paper_config()
     assert config["analysis"]["kv_tokens"] == "budget"  # the schema's default
-    arch = memory.load_config(memory.architecture_path("8b"))
+    arch = memory.load_architecture(memory.architecture_path("8b"))
     records = {"g": {"architecture": arch, "param_counts": memory.param_counts(arch)}}
     kvs = {"full": {"method": "full"},
            "streaming": {"method": "streaming_llm", "budget": 2048, "sink_tokens": 4},

@@ -15,7 +15,7 @@ from bitbudget.memory import (
     format_table,
     kv_bytes,
     kv_charged_tokens,
-    load_config,
+    load_architecture,
     param_counts,
     total_bytes,
     weight_bytes,
@@ -26,7 +26,7 @@ from bitbudget.memory import (
 
 @pytest.mark.parametrize("size", sorted(PAPER_WEIGHT_GIB))
 def test_weights_match_paper_table(size):
-    cfg = load_config(architecture_path(size))
+    cfg = load_architecture(architecture_path(size))
     for bits, ref in zip((4, 8, 16), PAPER_WEIGHT_GIB[size]):
         if ref is None:
             continue

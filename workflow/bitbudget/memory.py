@@ -64,7 +64,7 @@ PAPER_WEIGHT_GIB: dict[str, tuple[float | None, float | None, float | None]] = {
 PAPER_KV_KIB_PER_TOKEN = {"0.6b": 112, "1.7b": 112, "4b": 144, "8b": 144, "14b": 160, "32b": 256}
 
 
-def load_config(config: Any) -> dict:
+def load_architecture(config: Any) -> dict:
     """An architecture config as a dict: a dict, a path to a config.json, or a HF config object."""
     if isinstance(config, Mapping):
         return dict(config)
@@ -92,7 +92,7 @@ def param_counts(config: Any, count_stored_lm_head: bool = False) -> dict[str, i
     linear layers; ``unquantized`` = embeddings + lm_head (if untied, or if
     ``count_stored_lm_head`` and the checkpoint stores a tied copy) + norms.
     """
-    cfg = load_config(config)
+    cfg = load_architecture(config)
     h = int(cfg["hidden_size"])
     inter = int(cfg["intermediate_size"])
     layers = int(cfg["num_hidden_layers"])
@@ -162,7 +162,7 @@ def weight_bytes(
 
 def kv_elems_per_token(config: Any) -> int:
     """K and V elements per token per sequence: layers * kv_heads * head_dim * 2."""
-    cfg = load_config(config)
+    cfg = load_architecture(config)
     kv_heads = int(cfg.get("num_key_value_heads") or cfg["num_attention_heads"])
     return int(cfg["num_hidden_layers"]) * kv_heads * _head_dim(cfg) * 2
 
@@ -288,7 +288,7 @@ def architecture_record(config: Any, stored: list[str] | None = None) -> dict:
     ``lm_head.weight`` (charged at 16-bit, see the module docstring); an architecture JSON
     that states it keeps its value when ``stored`` is None.
     """
-    cfg = load_config(config)
+    cfg = load_architecture(config)
     arch = {k: cfg[k] for k in ARCHITECTURE_FIELDS if cfg.get(k) is not None}
     if stored is not None:
         arch["checkpoint_stores_lm_head"] = LM_HEAD_TENSOR in stored
@@ -337,7 +337,7 @@ def weight_table(group_size: int = 128) -> list[dict]:
     """Rows for the Qwen3 table: ours vs the paper's weight GiB and 16-bit KV KiB/token."""
     rows = []
     for size in QWEN3_SIZES:
-        cfg = load_config(architecture_path(size))
+        cfg = load_architecture(architecture_path(size))
         paper = PAPER_WEIGHT_GIB.get(size, (None, None, None))
         row: dict[str, Any] = {"model": f"Qwen3-{size.upper()}", "size": size}
         for bits, ref in zip((4, 8, 16), paper):

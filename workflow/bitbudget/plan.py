@@ -56,10 +56,10 @@ def model_architecture(model: dict) -> dict | None:
     """A model's architecture: its local config.json, else the shipped Qwen3 file for its size."""
     local = Path(model["path"]) / "config.json"
     if local.is_file():
-        return memory.load_config(local)
+        return memory.load_architecture(local)
     size = model_size(model)
     if size and memory.architecture_path(size).is_file():
-        return memory.load_config(memory.architecture_path(size))
+        return memory.load_architecture(memory.architecture_path(size))
     return None
 
 

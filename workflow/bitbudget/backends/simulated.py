@@ -98,7 +98,7 @@ def read_architecture(path: str | Path) -> dict:
             f"model's `path` to an architecture JSON such as resources/architectures/qwen3-8b.json, or to a "
             f"directory holding its {CONFIG_FILE}"
         )
-    return memory.load_config(file)
+    return memory.load_architecture(file)
 
 
 @dataclass(frozen=True)
