@@ -139,8 +139,8 @@ def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict, revision: str | Non
     from bitbudget.tinymodels import count_parameters_of_model
 
     scheme = scheme_of(fmt)
-    method = fmt.get("method", "rtn")
-    group_size = fmt.get("group_size", 128)
+    method = fmt["method"]
+    group_size = fmt["group_size"]
     calibration = calibration_of(fmt)
     from bitbudget.revisions import local_snapshot
 

@@ -212,7 +212,7 @@ def _checkpoint(config: dict, model: str, weights: str, metadata_only: bool = Fa
     if metadata_only:
         key["metadata_only"] = simulated_architecture_key(config["models"][model]["path"])
     if quantized:
-        key["format"] = {"bits": fmt["bits"], "method": fmt.get("method", "rtn"), "group_size": fmt.get("group_size", 128)}
+        key["format"] = {"bits": fmt["bits"], "method": fmt["method"], "group_size": fmt["group_size"]}
         key["format"].update({k: fmt[k] for k in ("scheme", "calibration", "dampening_frac") if k in fmt})
         llmc = key["format"]["method"] == "gptq" or "scheme" in fmt
         key["quantizer"] = versions.LLMCOMPRESSOR_QUANTIZER_VERSION if llmc else versions.QUANTIZER_VERSION
