@@ -1,0 +1,260 @@
+"""Fault drills on a small study with real Snakemake: a user's bad day.
+
+Each drill damages one kind of stored artifact (or kills or starves a job), then asserts that
+the next plain run either recomputes exactly what was lost or stops naming the file and a fix,
+that the fix works, and that nothing already complete is lost. The drills share one finished
+study and each leaves it finished again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.smallstudy import REPO, Study, small_config
+
+pytestmark = pytest.mark.pipeline
+
+ANALYSIS = {"aggregate": 1, "fit": 1, "report": 1}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Study:
+    study = Study(tmp_path_factory.mktemp("drills"), small_config())
+    study.snakemake()
+    return study
+
+
+def snapshot(workdir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(workdir)): p.read_bytes() for p in sorted((workdir / "results").rglob("*")) if p.is_file()}
+
+
+def assert_kept(before: dict, after: dict, *changed: str) -> None:
+    """Everything complete before is there byte for byte, except under the `changed` prefixes."""
+    kept = {k: v for k, v in before.items() if not k.startswith(changed)}
+    assert {k: after.get(k) for k in kept} == kept
+
+
+def ids(workdir: Path, kind: str) -> list[str]:
+    return sorted(p.name for p in (workdir / "results" / kind).iterdir() if not p.name.startswith("."))
+
+
+def quantized_generation(workdir: Path) -> str:
+    """The generation that reads a quantized checkpoint (its trace key names that checkpoint)."""
+    ckpts = set(ids(workdir, "checkpoints"))
+    for gen in ids(workdir, "generations"):
+        meta = json.loads((workdir / "results" / "generations" / gen / "samples.meta.json").read_text())
+        if meta["key"]["trace_key"]["checkpoint"] in ckpts:
+            return gen
+    raise AssertionError("no generation reads a quantized checkpoint")
+
+
+def trace_of(workdir: Path, gen: str) -> Path:
+    meta = json.loads((workdir / "results" / "generations" / gen / "samples.meta.json").read_text())
+    return workdir / "results" / "traces" / meta["key"]["trace"]
+
+
+def flip_byte(path: Path, offset: int = -100) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def stops_naming(study: Study, path: Path) -> str:
+    """The next plain run fails; its message names `path` and a fix; returns that message."""
+    result = study.snakemake(check=False)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0, text[-3000:]
+    relative = str(path.relative_to(study.workdir))
+    messages = [line for line in text.splitlines() if relative in line and "Fix: `rm " in line]
+    assert messages, text[-4000:]
+    return messages[0]
+
+
+def apply_fix(study: Study, message: str) -> None:
+    """Run the `rm` command the message gives, in the study's working directory."""
+    command = re.search(r"Fix: `(rm [^`]+)`", message).group(1)
+    subprocess.run(command, shell=True, cwd=study.workdir, check=True)
+
+
+def test_deleted_grades_recompute_exactly_that_file_and_its_dependents(study):
+    before = snapshot(study.workdir)
+    grade = ids(study.workdir, "grades")[0]
+    shutil.rmtree(study.workdir / "results" / "grades" / grade)
+    assert study.planned_jobs() == {"grade": 1, **ANALYSIS}
+    study.snakemake()
+    after = snapshot(study.workdir)
+    assert_kept(before, after, "results/aggregate/", "results/fit/")
+    assert study.planned_jobs() == {}
+
+
+def test_corrupt_grades_stop_naming_the_file_and_the_fix_recomputes_them(study):
+    before = snapshot(study.workdir)
+    grades = study.workdir / "results" / "grades" / ids(study.workdir, "grades")[1] / "grades.parquet"
+    flip_byte(grades)
+    message = stops_naming(study, grades)
+    apply_fix(study, message)
+    assert study.planned_jobs() == {"grade": 1, **ANALYSIS}
+    study.snakemake()
+    assert_kept(before, snapshot(study.workdir), "results/aggregate/", "results/fit/")
+
+
+def test_truncated_samples_stop_naming_the_file_and_the_fix_reuses_every_shard(study):
+    before = snapshot(study.workdir)
+    gen = ids(study.workdir, "generations")[0]
+    samples = study.workdir / "results" / "generations" / gen / "samples.parquet"
+    truncate(samples)
+    apply_fix(study, stops_naming(study, samples))
+    jobs = study.planned_jobs()
+    assert jobs["generate"] == 1 and jobs["grade"] == 1 and "quantize" not in jobs
+    study.snakemake()
+    after = snapshot(study.workdir)
+    assert_kept(before, after, "results/generations/", "results/grades/", "results/aggregate/", "results/fit/")
+    meta = json.loads((samples.parent / "samples.meta.json").read_text())
+    assert meta["generated"] == 0 and meta["id"] == gen  # all from stored shards; id = directory id
+
+
+def test_corrupt_checkpoint_stops_naming_the_file_and_the_fix_requantizes(study):
+    before = snapshot(study.workdir)
+    ckpt = study.workdir / "results" / "checkpoints" / ids(study.workdir, "checkpoints")[0]
+    gen = quantized_generation(study.workdir)
+    flip_byte(ckpt / "model.safetensors", offset=-10)
+    samples = study.workdir / "results" / "generations" / gen / "samples.parquet"
+    samples.unlink()  # its generation is the reader that checks the checkpoint
+    apply_fix(study, stops_naming(study, ckpt / "model.safetensors"))
+    assert study.planned_jobs()["quantize"] == 1
+    study.snakemake()
+    after = snapshot(study.workdir)
+    assert_kept(before, after, f"results/checkpoints/{ckpt.name}/", "results/generations/",
+                "results/grades/", "results/aggregate/", "results/fit/")
+    assert after[f"results/checkpoints/{ckpt.name}/model.safetensors"] == before[f"results/checkpoints/{ckpt.name}/model.safetensors"]
+
+
+def test_edited_shard_stops_its_generation_naming_the_shard(study):
+    before = snapshot(study.workdir)
+    gen = ids(study.workdir, "generations")[0]
+    trace = trace_of(study.workdir, gen)
+    shard = sorted((trace / "shards").glob("*.json"))[0]
+    content = json.loads(shard.read_text())
+    ids_ = content["samples"][0]["think_ids"]
+    ids_[0], ids_[1] = ids_[1], ids_[0]  # still valid JSON, two token ids swapped
+    shard.write_text(json.dumps(content))
+    shutil.rmtree(study.workdir / "results" / "generations" / gen)  # the generation runs again
+    message = stops_naming(study, shard)
+    assert "does not match its checksum" in message
+    apply_fix(study, message)
+    study.snakemake()
+    after = snapshot(study.workdir)
+    others = [k for k in before if k.startswith(str(trace.relative_to(study.workdir))) and not k.endswith(shard.name)]
+    assert {k: after[k] for k in others} == {k: before[k] for k in others}  # other shards untouched
+    meta = json.loads((study.workdir / "results" / "generations" / gen / "samples.meta.json").read_text())
+    assert meta["generated"] == 1
+
+
+def test_truncated_aggregate_table_stops_naming_it_and_the_fix_reaggregates(study):
+    before = snapshot(study.workdir)
+    table = study.workdir / "results" / "aggregate" / "questions.parquet"
+    truncate(table)
+    apply_fix(study, stops_naming(study, table))
+    assert study.planned_jobs() == ANALYSIS
+    study.snakemake()
+    assert_kept(before, snapshot(study.workdir), "results/fit/")
+
+
+def test_metadata_without_data_recomputes_and_data_without_metadata_stops_its_reader(study):
+    before = snapshot(study.workdir)
+    grades = ids(study.workdir, "grades")
+    (study.workdir / "results" / "grades" / grades[1] / "grades.parquet").unlink()
+    assert study.planned_jobs() == {"grade": 1, **ANALYSIS}
+    study.snakemake()
+    assert_kept(before, snapshot(study.workdir), "results/aggregate/", "results/fit/")
+    data = study.workdir / "results" / "grades" / grades[0] / "grades.parquet"
+    (data.parent / "grades.meta.json").unlink()
+    (study.workdir / "results" / "aggregate" / "scenarios.parquet").unlink()  # its reader runs again
+    message = stops_naming(study, data)
+    assert "never completed" in message
+    apply_fix(study, message)
+    study.snakemake()
+    assert study.planned_jobs() == {}
+
+
+def generate_job_pids(workdir: Path) -> list[int]:
+    scripts = f"{workdir}/.snakemake/scripts/"
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if scripts in cmdline and "generate.py" in cmdline:
+                pids.append(int(proc.name))
+    return pids
+
+
+def test_kill_9_of_a_generate_job_keeps_its_shards_and_its_log(study):
+    gen = ids(study.workdir, "generations")[0]
+    trace = trace_of(study.workdir, gen)
+    shutil.rmtree(trace / "shards")
+    shutil.rmtree(study.workdir / "results" / "generations" / gen)
+    run = subprocess.Popen(study.command(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and run.poll() is None:
+            if (trace / "shards").is_dir() and any((trace / "shards").glob("*.json")):
+                for pid in generate_job_pids(study.workdir):
+                    os.kill(pid, signal.SIGKILL)
+                break
+            time.sleep(0.01)
+        assert run.wait(timeout=600) != 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+    kept = {p.name: p.read_bytes() for p in (trace / "shards").glob("*.json")}
+    assert 1 <= len(kept) <= 4
+    (trace / "shards" / ".q-partial.json.abc123.tmp").write_text('{"question_id": "q')  # as a killed write leaves
+    study.snakemake()
+    assert {p.name: p.read_bytes() for p in (trace / "shards").glob("*.json") if p.name in kept} == kept
+    meta = json.loads((study.workdir / "results" / "generations" / gen / "samples.meta.json").read_text())
+    assert meta["generated"] == 4 - len(kept)
+    assert not list((study.workdir / "results").rglob("*.tmp"))
+    history = (study.workdir / "logs" / "generate" / f"{gen}.all.log").read_text()
+    assert history.count("==== run started") >= 3  # first run, killed run, resumed run
+
+
+def test_write_failing_half_way_leaves_no_metadata_and_the_rerun_completes(study):
+    before = snapshot(study.workdir)
+    gen = ids(study.workdir, "generations")[1]
+    samples = study.workdir / "results" / "generations" / gen / "samples.parquet"
+    limit = samples.stat().st_size // 2  # samples.parquet cannot be written whole: EFBIG half-way
+    assert max(len(v) for k, v in before.items() if "/shards/" in k) < limit
+    samples.unlink()
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = study.snakemake(check=False, preexec_fn=small_files)
+    assert result.returncode != 0
+    assert not samples.exists() and not (samples.parent / "samples.meta.json").exists()
+    assert study.planned_jobs()["generate"] == 1
+    study.snakemake()
+    assert_kept(before, snapshot(study.workdir), "results/generations/", "results/grades/",
+                "results/aggregate/", "results/fit/")
+    frame = pd.read_parquet(samples)
+    assert len(frame) and not list((study.workdir / "results").rglob("*.tmp"))
+    meta = json.loads((samples.parent / "samples.meta.json").read_text())
+    assert meta["generated"] == 0 and meta["id"] == gen
