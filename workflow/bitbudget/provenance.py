@@ -59,12 +59,18 @@ def generation_records(grade_paths: list[str], generation_paths: list[str]) -> l
     return rows
 
 
-def collect(config: dict, grade_paths: list[str], generation_paths: list[str],
+def config_summary(config: dict) -> dict:
+    """The study's identity in the report: a hash of the config (runtime settings left out by the
+    caller) and its size; small enough to be a job parameter."""
+    return {"hash": content_id(config), "bytes": len(canonical_json(config))}
+
+
+def collect(config_summary: dict, grade_paths: list[str], generation_paths: list[str],
             benchmark_paths: list[str]) -> dict:
     return {
         "versions": {name: versions.package_version(name) for name in PACKAGES}
         | {"python": platform.python_version(), "platform": platform.platform()},
-        "config": {"hash": content_id(config), "bytes": len(canonical_json(config))},
+        "config": config_summary,
         "code": {
             "quantizer": versions.QUANTIZER_VERSION,
             "generator": versions.GENERATOR_VERSION,

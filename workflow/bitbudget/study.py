@@ -83,8 +83,14 @@ class Generation:
     def engine_name(self) -> str:
         return self.key["trace_key"]["engine"]["name"]
 
+    @property
+    def source_revision(self) -> str | None:
+        """The pinned revision the engine loads, for an unquantized checkpoint (a quantized one
+        was made from the pinned source and is loaded from results/)."""
+        return None if self.checkpoint.quantized else self.checkpoint.key["model"]["revision"]
+
     def engine_spec(self) -> dict:
-        return engine_spec(self.key, self.runtime["engine"], self.checkpoint.path, self.trace_dir)
+        return engine_spec(self.key, self.runtime["engine"], self.checkpoint.path, self.trace_dir, self.source_revision)
 
     @property
     def output(self) -> str:
@@ -281,10 +287,14 @@ def _generation_runtime(config: dict, unit: dict) -> dict:
     }
 
 
-def engine_spec(key: dict, engine_runtime: dict, checkpoint_path: str, trace_dir: str) -> dict:
-    """Everything an engine needs for one generation, from its key and its runtime settings."""
+def engine_spec(key: dict, engine_runtime: dict, checkpoint_path: str, trace_dir: str,
+                revision: str | None = None) -> dict:
+    """Everything an engine needs for one generation, from its key and its runtime settings.
+    ``revision`` pins the source model when the engine loads it unquantized (it is in the
+    checkpoint's key, so in the generation's id)."""
     trace_key = key["trace_key"]
     return {
+        "revision": revision,
         "dataset": trace_key["dataset"],
         "kv_strategy": trace_key["kv"],
         "budgets": list(key["budgets"]),

@@ -1,7 +1,9 @@
 import json
 import re
 
+from bitbudget.artifacts import content_id
 from bitbudget.config import check_config_files, validate_config
+from bitbudget.provenance import config_summary
 from bitbudget.study import build_study, models_to_train, without_runtime
 from bitbudget.versions import ANALYSIS_VERSION
 
@@ -128,6 +130,10 @@ def generation_key(wildcards):
 
 def generation_checkpoint_path(wildcards):
     return STUDY.generations[wildcards.gen_id].checkpoint.path
+
+
+def generation_revision(wildcards):
+    return STUDY.generations[wildcards.gen_id].source_revision
 
 
 def generation_trace_dir(wildcards):

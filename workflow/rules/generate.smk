@@ -28,5 +28,6 @@ rule generate:
         key=generation_key,
         checkpoint_path=generation_checkpoint_path,
         trace_dir=generation_trace_dir,
+        revision=generation_revision,
     script:
         "../scripts/generate.py"

@@ -20,7 +20,7 @@ rule report:
     conda:
         "../../envs/analysis.yaml"
     params:
-        config=without_runtime(config),
+        config_summary=config_summary(without_runtime(config)),
         analysis_version=ANALYSIS_VERSION,
         benchmarks=study_benchmarks(),
     script:

@@ -6,6 +6,7 @@ rule expand_scenarios:
     conda:
         "../../envs/analysis.yaml"
     params:
-        scenarios=STUDY.scenarios,
+        # the id of the scenario list, not the list: a dry run after a change prints one line
+        scenarios_id=content_id(STUDY.scenarios),
     script:
         "../scripts/expand_scenarios.py"

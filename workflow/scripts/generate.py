@@ -9,6 +9,9 @@ engine_runtime = {
     "python": snakemake.resources.engine_python or None,
     "cpu_kv_cache_gb": snakemake.resources.engine_cpu_kv_cache_gb,
 }
-spec = engine_spec(snakemake.params.key, engine_runtime, snakemake.params.checkpoint_path, snakemake.params.trace_dir)
+spec = engine_spec(
+    snakemake.params.key, engine_runtime, snakemake.params.checkpoint_path, snakemake.params.trace_dir,
+    snakemake.params.revision,
+)
 meta = run_generation(spec, snakemake.output[0], stop_requested=StopFlag().install(), gpus=snakemake.resources.gpu)
 log.info("generation %s done: %s", meta["id"], meta["counters"])

@@ -18,7 +18,7 @@ else:
 
     summary = quantize_checkpoint(
         key["model"]["path"], out_dir, bits=fmt["bits"], group_size=fmt["group_size"], method=fmt["method"],
-        fmt=fmt, python=snakemake.resources.python or None,
+        fmt=fmt, python=snakemake.resources.python or None, revision=key["model"]["revision"],
     )
     write_meta(out_dir / "model.safetensors", key, quantization=summary)
 log.info("quantized %s to %d-bit (group %d): %s", key["model"]["path"], fmt["bits"], fmt["group_size"], summary)

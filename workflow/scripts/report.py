@@ -22,7 +22,7 @@ render_report(
     scenarios, questions, samples_by_scenario,
     threshold=json.loads(open(snakemake.input.threshold).read()),
     findings=json.loads(open(snakemake.input.findings).read()),
-    provenance=collect(snakemake.params.config, list(snakemake.input.grades),
+    provenance=collect(snakemake.params.config_summary, list(snakemake.input.grades),
                        list(snakemake.input.generations), list(snakemake.params.benchmarks)),
     out_path=snakemake.output[0],
     traces_per_scenario=TRACES_PER_SCENARIO,
