@@ -15,6 +15,8 @@ from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 # the path's preferred token wins by this logit margin over every other token
 PATH_LOGIT = 20.0
+# hidden sizes are multiples of this: two heads of 32 dims, a head size vLLM's CPU attention runs
+HIDDEN_STEP = 64
 
 
 def tiny_config(vocab_size: int, hidden: int) -> Qwen3Config:
@@ -39,9 +41,9 @@ def scripted_qwen3(tokenizer_dir: Path, out: Path, path: dict[int, int], default
     """Greedy decoding goes ``t -> path[t]``; any token not in ``path`` goes to ``default_next``."""
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     states = [None, *path]  # state 0: every token off the path
-    hidden = len(states) + 1
+    hidden = -(-len(states) // HIDDEN_STEP) * HIDDEN_STEP  # one dimension per state
     torch.manual_seed(seed)
-    model = Qwen3ForCausalLM(tiny_config(len(tokenizer), hidden + hidden % 2)).eval()
+    model = Qwen3ForCausalLM(tiny_config(len(tokenizer), hidden)).eval()
     with torch.no_grad():
         for layer in model.model.layers:
             layer.self_attn.o_proj.weight.zero_()

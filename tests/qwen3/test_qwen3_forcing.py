@@ -5,6 +5,11 @@ thinking is counted from after `<think>`, and the prompt is rendered with enable
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 from transformers import AutoTokenizer
 
@@ -150,3 +155,43 @@ def test_hf_random_weights_sampling(qwen3_tokenizer_dir, tokenizer, tmp_path):
             text = tokenizer.decode(at["ids"], skip_special_tokens=False)
             assert text.count(THINK_CLOSE) == 1 and SUFFIX in text
             assert at["thinking_tokens"] == 6 and 1 <= at["answer_tokens"] <= FORCED_CAP
+
+
+VLLM_PYTHON = Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"
+VLLM_DRIVER = Path(__file__).with_name("vllm_driver.py")
+VLLM_TIMEOUT_S = 1500
+
+
+@pytest.mark.skipif(not VLLM_PYTHON.exists(), reason=".venv-vllm missing: run envs/install.sh vllm")
+def test_vllm_same_forcing_as_hf(scripted_model, script, tmp_path):
+    """The vLLM engine on the scripted Qwen3: natural answer whole, forced fork, natural cap,
+    Wait extension; the same shards the HF engine writes."""
+    short = len(script["think"]) // 2
+    horizon = 3 * (len(script["think"]) + 1) + 2
+    cases = {
+        "natural": (spec([short, 64]), [short, 64]),
+        "capped": (spec([64], natural_cap=len(SUMMARY_IDS) // 2), [64]),
+        "wait": (spec([horizon], wait_extension=True), [horizon]),
+    }
+    jobs = []
+    for name, (job, budgets) in cases.items():
+        job["engine"] = {"name": "vllm", "dtype": "float32", "batch_size": 4, "enforce_eager": True,
+                         "cpu_kv_cache_gb": 1}
+        jobs.append({"spec": job, "model": str(scripted_model), "trace_dir": str(tmp_path / name),
+                     "questions": QUESTIONS, "budgets": budgets})
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "2",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "workflow")}
+    done = subprocess.run([str(VLLM_PYTHON), str(VLLM_DRIVER), str(tmp_path / "jobs.json")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=VLLM_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-6000:]
+    (natural,) = read_shard(tmp_path / "natural", "q0")["samples"]
+    assert natural["think_ids"] == script["think"] and natural["closed_thinking"]
+    assert natural["answer_ids"] == script["answer"]
+    assert natural["forks"][str(short)] == script["boxed"][-2:] + [QWEN3_IM_END_ID]
+    (capped,) = read_shard(tmp_path / "capped", "q0")["samples"]
+    assert capped["answer_ids"] == script["answer"][: len(SUMMARY_IDS) // 2]
+    (waited,) = read_shard(tmp_path / "wait", "q0")["samples"]
+    assert waited["think_ids"] == ((script["think"] + script["wait"]) * 4)[:horizon]
+    assert not waited["closed_thinking"]
+    assert waited["forks"][str(horizon)] == script["boxed"][-2:] + [QWEN3_IM_END_ID]
