@@ -172,16 +172,19 @@ def adaptive_run(analysis: Analysis) -> tuple[dict, list[dict]]:
     config = analysis.config
     per_gen = {g: adaptive.AdaptiveRule.from_config(config["sampling"], m) for g, m in analysis.maximum.items()}
     all_rounds = sorted({n for rule in per_gen.values() for n in rule.rounds})
-    delta = adaptive.per_test_delta(next(iter(per_gen.values())).confidence, len(analysis.base), len(all_rounds))
+    rule = next(iter(per_gen.values()))
+    delta = adaptive.per_test_delta(rule.confidence, len(analysis.base), len(all_rounds))
     drawn = {g: rule.rounds[0] for g, rule in per_gen.items()}
     open_ = set(drawn)
     log = []
     while open_:
         scen = analysis.table(drawn)
-        decisions = adaptive.decided_scenarios(scen, delta, config["analysis"])
+        decisions = adaptive.decided_scenarios(scen, delta, config["analysis"], rule.epsilon)
         status = adaptive.stopping_generations(scen, decisions, drawn, analysis.maximum)
         open_ = {g for g, s in status.items() if s == adaptive.OPEN}
-        log.append({"open": len(open_), "tokens": analysis.tokens(drawn), "decided": int(decisions["decided"].sum())})
+        log.append({"open": len(open_), "tokens": analysis.tokens(drawn), "decided": int(decisions["decided"].sum()),
+                    "frontier_open": int((~(decisions["dominated"] | decisions["frontier_clear"])).sum()),
+                    "comparisons_open": int((~decisions["comparisons_settled"]).sum())})
         for g in open_:
             drawn[g] = next(n for n in per_gen[g].rounds if n > drawn[g])
     return drawn, log
@@ -214,9 +217,11 @@ def main(argv=None) -> int:
     parser.add_argument("--initial", type=int, help="sampling.adaptive.initial (default: the schema's)")
     parser.add_argument("--step", type=int, help="sampling.adaptive.step (default: the schema's)")
     parser.add_argument("--confidence", type=float, help="sampling.adaptive.confidence (default: the schema's)")
+    parser.add_argument("--epsilon", type=float, help="sampling.adaptive.epsilon (default: the schema's)")
     parser.add_argument("--overlays", nargs="+", default=list(OVERLAYS))
     args = parser.parse_args(argv)
-    settings = {k: v for k, v in (("initial", args.initial), ("step", args.step), ("confidence", args.confidence))
+    settings = {k: v for k, v in (("initial", args.initial), ("step", args.step), ("confidence", args.confidence),
+                                                   ("epsilon", args.epsilon))
                 if v is not None}
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-adaptive-") as tmp:

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from bitbudget import adaptive
+from bitbudget.config import schema_defaults
 from bitbudget.frontier import pareto_frontier
 
 CONFIDENCE = 0.95
@@ -29,6 +30,28 @@ def test_radius_is_hoeffding_for_u_statistics():
     # order-4 kernel: floor(16 / 4) = 4 independent blocks per question
     assert adaptive.radius(Q, 16, 4, delta) == pytest.approx(math.sqrt(math.log(2 / delta) / (2 * Q * 4)))
     assert np.isinf(adaptive.radius(Q, 8, 16, delta))  # maj@16 from 8 samples: no estimate
+
+
+def test_kl_bounds_are_hoeffding_s_theorem_1_and_tighter_near_the_edges():
+    """Every q inside the bounds has terms * kl(mean, q) <= ln(2 / delta), the ends sit on that
+    level, and the bounds lie inside the additive (Hoeffding) radius, far inside near 0 and 1."""
+    delta = adaptive.per_test_delta(CONFIDENCE, 100, 4)
+    terms = Q * 8
+    means = np.array([0.0, 0.02, 0.5, 0.98, 1.0])
+    lo, hi = adaptive.kl_bounds(means, terms, delta)
+    level = math.log(2 / delta) / terms
+    for m, low, high in zip(means, lo, hi):
+        kl = adaptive._kl_bernoulli(m, np.array([low, high]))
+        assert (kl <= level + 1e-9).all()
+        if 0 < low:
+            assert adaptive._kl_bernoulli(m, low - 1e-6) > level
+        if high < 1:
+            assert adaptive._kl_bernoulli(m, high + 1e-6) > level
+    r = adaptive.radius(Q, 8, 1, delta)
+    assert (lo >= means - r - 1e-12).all() and (hi <= means + r + 1e-12).all()
+    assert hi[1] - lo[1] < (2 * r) / 2  # at 2% accuracy: under half the additive width
+    lo_g, hi_g = adaptive.intervals([0.5, 0.5, np.nan], Q, 8, [1, 16, 1], delta)
+    assert lo_g[1:].tolist() == [0.0, 0.0] and hi_g[1:].tolist() == [1.0, 1.0]  # maj@16 from 8 samples, no estimate
 
 
 def test_intervals_cover_the_truth_at_the_stated_rate():
@@ -78,6 +101,19 @@ def test_a_lone_frontier_point_is_clear():
     assert clear.tolist() == [True, False, True]
 
 
+def test_epsilon_is_the_indifference_margin():
+    """A scenario at most epsilon above what is surely reached at no more memory counts as tied
+    and is decided; one that could be better by more than epsilon is not."""
+    delta = adaptive.per_test_delta(CONFIDENCE, 3, 4)
+    lo, hi = np.array([0.70, 0.695, 0.70]), np.array([0.72, 0.715, 0.76])
+    memory = [1.0, 2.0, 3.0]
+    dominated, _ = adaptive.frontier_decided(["d"] * 3, memory, lo, hi, epsilon=0.0)
+    assert dominated.tolist() == [False, False, False]
+    dominated, _ = adaptive.frontier_decided(["d"] * 3, memory, lo, hi, epsilon=0.02)
+    assert dominated.tolist() == [False, True, False]  # 0.715 - 0.70 <= 0.02; 0.76 - 0.70 > 0.02
+    assert delta > 0
+
+
 def test_never_stops_a_close_frontier_generation():
     """Two generations whose scenarios are within a few points of each other: with 8 of 32
     samples the full run's frontier point is not decided, so its generation keeps sampling,
@@ -92,7 +128,9 @@ def test_never_stops_a_close_frontier_generation():
     assert on_full_frontier & {"close_a", "close_b"}
     now = _scenarios([draws[g][:, :n].mean() for g in p], [memory[g] for g in p], n, gen=list(p))
     delta = adaptive.per_test_delta(CONFIDENCE, len(now), len(adaptive.rounds(n, n, full_n)))
-    decisions = adaptive.decided_scenarios(now, delta, {})
+    epsilon = schema_defaults("sampling", "adaptive")["epsilon"]
+    assert p["close_b"] - p["close_a"] > epsilon  # close, yet not a tie
+    decisions = adaptive.decided_scenarios(now, delta, {}, epsilon)
     status = adaptive.stopping_generations(now, decisions, {g: n for g in p}, {g: full_n for g in p})
     for gen in on_full_frontier:
         assert status[gen] == adaptive.OPEN
@@ -127,7 +165,7 @@ def test_schema_defaults_fill_and_absent_is_off():
 
     import yaml
 
-    from bitbudget.config import ConfigError, schema_defaults, validate_config
+    from bitbudget.config import ConfigError, validate_config
 
     raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "config.yaml").read_text())
     config = validate_config(raw)
@@ -136,7 +174,8 @@ def test_schema_defaults_fill_and_absent_is_off():
     raw["sampling"]["adaptive"] = {"initial": 2}
     rule = adaptive.AdaptiveRule.from_config(validate_config(raw)["sampling"])
     defaults = schema_defaults("sampling", "adaptive")
-    assert (rule.initial, rule.step, rule.confidence) == (2, defaults["step"], defaults["confidence"])
+    assert (rule.initial, rule.step, rule.confidence, rule.epsilon) == (
+        2, defaults["step"], defaults["confidence"], defaults["epsilon"])
     assert rule.maximum == config["sampling"]["samples_per_question"]
     raw["sampling"]["adaptive"] = {"confidence": 1.5}
     with pytest.raises(ConfigError, match="confidence"):

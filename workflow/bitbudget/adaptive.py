@@ -54,6 +54,9 @@ __all__ = ["AdaptiveRule", "rounds", "per_test_delta", "radius", "intervals", "f
 #: reasons a generation stops (or goes on), as the plan and the report name them
 DOMINATED, FRONTIER, MAXIMUM, OPEN = "dominated by a margin", "on the frontier, no competitor within reach", \
     "reached the maximum", "open"
+#: bisection steps of the KL bounds (2**-40: far below any accuracy resolution)
+_KL_BISECTIONS = 40
+_KL_EDGE = 1e-15
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class AdaptiveRule:
     step: int
     maximum: int
     confidence: float
+    epsilon: float
 
     @classmethod
     def from_config(cls, sampling: dict, maximum: int | None = None) -> "AdaptiveRule | None":
@@ -73,7 +77,7 @@ class AdaptiveRule:
             return None
         return cls(int(adaptive["initial"]), int(adaptive["step"]),
                    int(maximum if maximum is not None else sampling["samples_per_question"]),
-                   float(adaptive["confidence"]))
+                   float(adaptive["confidence"]), float(adaptive["epsilon"]))
 
     @property
     def rounds(self) -> list[int]:
@@ -99,25 +103,67 @@ def per_test_delta(confidence: float, n_scenarios: int, n_rounds: int) -> float:
 def radius(n_questions, n_samples, g, delta: float) -> np.ndarray:
     """Hoeffding radius for the mean over questions of an order-``g`` U-statistic from
     ``n_samples`` per question; infinite where ``g > n_samples`` (no estimate)."""
-    blocks = np.floor_divide(np.asarray(n_samples, dtype=np.int64), np.asarray(g, dtype=np.int64))
-    terms = np.asarray(n_questions, dtype=float) * blocks
+    terms = effective_terms(n_questions, n_samples, g)
     with np.errstate(divide="ignore"):
         return np.where(terms > 0, np.sqrt(math.log(2.0 / delta) / (2.0 * np.maximum(terms, 1))), np.inf)
 
 
+def effective_terms(n_questions, n_samples, g) -> np.ndarray:
+    """``Q * floor(n / g)``: the number of independent [0, 1] terms the mean over questions of
+    an order-``g`` U-statistic is bounded as (Hoeffding 1963, section 5)."""
+    blocks = np.floor_divide(np.asarray(n_samples, dtype=np.int64), np.asarray(g, dtype=np.int64))
+    return np.asarray(n_questions, dtype=float) * blocks
+
+
+def _kl_bernoulli(p, q):
+    """kl(p || q) of Bernoulli distributions (elementwise, 0 log 0 = 0)."""
+    p = np.clip(p, 0.0, 1.0)
+    q = np.clip(q, _KL_EDGE, 1.0 - _KL_EDGE)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.where(p > 0, p * np.log(np.where(p > 0, p, 1) / q), 0.0)
+        b = np.where(p < 1, (1 - p) * np.log(np.where(p < 1, 1 - p, 1) / (1 - q)), 0.0)
+    return a + b
+
+
+def kl_bounds(mean, terms, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Chernoff-Hoeffding (KL) confidence bounds for the mean of ``terms`` independent [0, 1]
+    variables, each side at error ``delta / 2``: every q with ``terms * kl(mean, q) <= ln(2 /
+    delta)`` (Hoeffding 1963, Theorem 1, which holds for variables of different means; the
+    bounds of KL-UCB, Garivier and Cappe 2011). Much tighter than the additive radius near 0
+    and 1; [0, 1] where ``terms`` is 0."""
+    mean = np.clip(np.asarray(mean, dtype=float), 0.0, 1.0)
+    terms = np.asarray(terms, dtype=float)
+    mean, terms = np.broadcast_arrays(mean, terms)
+    level = np.where(terms > 0, math.log(2.0 / delta) / np.maximum(terms, 1), np.inf)
+    lo_a, lo_b = np.zeros_like(mean), mean.copy()  # kl(mean, q) decreases on [0, mean]
+    hi_a, hi_b = mean.copy(), np.ones_like(mean)  # and increases on [mean, 1]
+    for _ in range(_KL_BISECTIONS):
+        mid = (lo_a + lo_b) / 2
+        inside = _kl_bernoulli(mean, mid) <= level
+        lo_b, lo_a = np.where(inside, mid, lo_b), np.where(inside, lo_a, mid)
+        mid = (hi_a + hi_b) / 2
+        inside = _kl_bernoulli(mean, mid) <= level
+        hi_a, hi_b = np.where(inside, mid, hi_a), np.where(inside, hi_b, mid)
+    return np.where(np.isfinite(level), lo_a, 0.0), np.where(np.isfinite(level), hi_b, 1.0)
+
+
 def intervals(accuracy, n_questions, n_samples, g, delta: float) -> tuple[np.ndarray, np.ndarray]:
-    """(lower, upper) bounds of every scenario's accuracy, inside [0, 1]."""
+    """(lower, upper) bounds of every scenario's accuracy at error ``delta``: KL bounds over
+    ``Q * floor(n / G)`` terms; [0, 1] where not estimable (``G > n`` or no estimate)."""
     acc = np.asarray(accuracy, dtype=float)
-    r = radius(n_questions, n_samples, g, delta)
-    known = np.isfinite(acc) & np.isfinite(r)
-    lo = np.where(known, np.clip(acc - np.where(known, r, 0), 0, 1), 0.0)
-    hi = np.where(known, np.clip(acc + np.where(known, r, 0), 0, 1), 1.0)
-    return lo, hi
+    terms = effective_terms(n_questions, n_samples, g)
+    known = np.isfinite(acc) & (terms > 0)
+    lo, hi = kl_bounds(np.where(known, acc, 0.5), np.where(known, terms, 0), delta)
+    return np.where(known, lo, 0.0), np.where(known, hi, 1.0)
 
 
-def frontier_decided(group, memory, lo, hi) -> tuple[np.ndarray, np.ndarray]:
+def frontier_decided(group, memory, lo, hi, epsilon: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(dominated by a margin, on the frontier with no competitor within reach) per scenario;
-    scenarios compete only within their ``group`` (the dataset)."""
+    scenarios compete only within their ``group`` (the dataset). Accuracies within
+    ``epsilon`` of each other count as tied (the indifference zone of epsilon-good arm
+    identification): a scenario is dominated when something at no more memory is surely above
+    ``its upper bound - epsilon``, and a competitor is within reach when it could beat it, or
+    be beaten by it, by more than ``epsilon``."""
     group, memory = np.asarray(group), np.asarray(memory, dtype=float)
     lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
     dominated = np.zeros(len(memory), dtype=bool)
@@ -130,11 +176,11 @@ def frontier_decided(group, memory, lo, hi) -> tuple[np.ndarray, np.ndarray]:
         cheaper_or_equal = m[None, :] <= m[:, None]
         np.fill_diagonal(cheaper_or_equal, False)
         best = np.where(cheaper_or_equal, l[None, :], -np.inf).max(axis=1) if len(idx) > 1 else best
-        dom = best > h
+        dom = best > h - epsilon
         competitors = ~dom
-        overlap = (l[None, :] <= h[:, None]) & (h[None, :] >= l[:, None])
-        # at no more memory, a competitor must sit entirely below
-        below_needed = cheaper_or_equal & (h[None, :] >= l[:, None])
+        overlap = (l[None, :] <= h[:, None] - epsilon) & (h[None, :] >= l[:, None] + epsilon)
+        # at no more memory, a competitor must sit below (by more than epsilon it must not exceed)
+        below_needed = cheaper_or_equal & (h[None, :] >= l[:, None] + epsilon)
         blocked = ((overlap | below_needed) & competitors[None, :])
         np.fill_diagonal(blocked, False)
         dominated[idx] = dom
@@ -258,14 +304,14 @@ def comparisons_settled(scenarios: pd.DataFrame, lo, hi, analysis: dict) -> np.n
     return settled
 
 
-def decided_scenarios(scenarios: pd.DataFrame, delta: float, analysis: dict) -> pd.DataFrame:
+def decided_scenarios(scenarios: pd.DataFrame, delta: float, analysis: dict, epsilon: float = 0.0) -> pd.DataFrame:
     """Per scenario: its interval and whether (and why) it is decided.
 
     ``scenarios`` holds dataset, total_gib, accuracy (NaN when not estimable yet), G,
     n_questions, n_samples (per question, so far) and the columns the comparisons read."""
     scen = scenarios.reset_index(drop=True)
     lo, hi = intervals(scen["accuracy"], scen["n_questions"], scen["n_samples"], scen["G"], delta)
-    dominated, clear = frontier_decided(scen["dataset"].astype(str).to_numpy(), scen["total_gib"], lo, hi)
+    dominated, clear = frontier_decided(scen["dataset"].astype(str).to_numpy(), scen["total_gib"], lo, hi, epsilon)
     settled = comparisons_settled(scen, lo, hi, analysis)
     reason = np.where(dominated, DOMINATED, np.where(clear, FRONTIER, OPEN))
     decided = (dominated | clear) & settled
