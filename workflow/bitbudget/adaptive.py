@@ -9,18 +9,20 @@ per-question pass@1 or maj@G, both averages over samples of bounded kernels):
 
 * **Hoeffding's inequality for U-statistics** (Hoeffding 1963, section 5): the maj@G estimate
   of one question from ``n`` samples is a U-statistic of order G with a kernel in [0, 1]; the
-  mean over ``Q`` independent questions is bounded as a mean of ``Q * floor(n / G)``
-  independent [0, 1] terms, so ``|estimate - accuracy| <= sqrt(ln(2 / delta) / (2 Q floor(n / G)))``
-  with probability ``1 - delta``. pass@1 is the case G = 1. A scenario with ``G > n`` has no
-  estimate yet: its interval is [0, 1].
+  mean over ``Q`` independent questions deviates no more than a mean of ``N = Q * floor(n / G)``
+  independent [0, 1] terms. The interval is the Chernoff-Hoeffding (KL) bound for that mean
+  (Theorem 1 of the same paper): every q with ``N kl(estimate, q) <= ln(2 / delta)``, never
+  wider than the additive radius ``sqrt(ln(2 / delta) / 2N)`` and much narrower near 0 and 1.
+  pass@1 is the case G = 1. A scenario with ``G > n`` has no estimate yet: its interval is [0, 1].
 * **Union bound over rounds and scenarios** (a Bonferroni confidence sequence):
   ``delta = (1 - confidence) / (scenarios x rounds)``, so every interval of every round holds
   at once with probability at least ``confidence``; stopping at any round is then valid.
 
-A scenario is **decided** when, on its dataset's accuracy-vs-memory frontier,
+A scenario is **decided** when, on its dataset's accuracy-vs-memory frontier, with accuracies
+within the indifference margin ``epsilon`` counted as tied (epsilon-good arm identification),
 
 * it is *dominated by a margin*: some scenario at no more memory has a lower bound above its
-  upper bound; or
+  upper bound minus ``epsilon``; or
 * it is *on the frontier with no competitor within reach*: every scenario that is not itself
   dominated by a margin has an interval disjoint from its own (at no more memory: below it);
 
