@@ -231,7 +231,9 @@ def main(argv=None) -> int:
                 results.append(r)
                 print(f"{overlay} seed {seed}: tokens {r['tokens_adaptive'] / r['tokens_full']:.2f}, "
                       f"{r['stopped_early']}/{r['generations']} generations stopped early, rounds "
-                      f"{[x['open'] for x in r['rounds']]} open, frontier identical {r['frontier_identical']}, "
+                      f"{[x['open'] for x in r['rounds']]} open (scenarios open on the frontier "
+                      f"{[x['frontier_open'] for x in r['rounds']]}, in comparisons "
+                      f"{[x['comparisons_open'] for x in r['rounds']]}), frontier identical {r['frontier_identical']}, "
                       f"bracket and verdicts identical {r['bracket_verdicts_identical']} "
                       f"({r['seconds']:.0f} s, draws {r['draw_s']:.0f} s)", flush=True)
     ratio = sum(r["tokens_adaptive"] for r in results) / sum(r["tokens_full"] for r in results)
