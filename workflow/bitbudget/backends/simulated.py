@@ -110,16 +110,17 @@ class SimulatedCheckpoint:
 
     @classmethod
     def load(cls, path: str | Path) -> "SimulatedCheckpoint":
-        """A metadata-only checkpoint directory (quantization.json) or an unquantized model path."""
+        """A metadata-only checkpoint directory (quantization.json) or an unquantized model path.
+        The weight memory is the analysis's own (:func:`bitbudget.memory.weight_bytes`)."""
         quant = Path(path) / QUANTIZATION_FILE
+        bits, group = 16, None
         if quant.is_file():
             meta = json.loads(quant.read_text())
-            n_q, n_u = meta["n_quantized_params"], meta["n_unquantized_params"]
             bits, group = meta["bits"], meta["group_size"]
-        else:
-            counts = memory.param_counts(read_architecture(path))
-            n_q, n_u, bits, group = counts["quantized"], counts["unquantized"], 16, 1
-        return cls(memory.to_gib(memory.weight_bytes_from_counts(n_q, n_u, bits, group)), int(bits))
+        architecture = read_architecture(path)
+        weight_bytes = memory.weight_bytes(architecture, bits) if group is None else \
+            memory.weight_bytes(architecture, bits, group)
+        return cls(memory.to_gib(weight_bytes), int(bits))
 
 
 def write_metadata_checkpoint(source: str | Path, out_dir: str | Path, fmt: dict) -> dict:
