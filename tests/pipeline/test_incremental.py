@@ -117,6 +117,7 @@ RUNTIME_CHANGES = {
 
 @pytest.mark.parametrize("field", RUNTIME_CHANGES.values(), ids=RUNTIME_CHANGES.keys())
 def test_runtime_settings_rerun_nothing(study_copy, field):
+    study_copy.snakemake()  # up to date first (earlier tests may have changed and reverted a key)
     section = study_copy.config
     for name in field[:-1]:
         section = section.setdefault(name, {})
@@ -125,6 +126,7 @@ def test_runtime_settings_rerun_nothing(study_copy, field):
 
 
 def test_a_key_setting_reruns_exactly_its_dependents(study_copy):
+    study_copy.snakemake()
     study_copy.config["sampling"]["temperature"] += 0.1
     # every generation of the small grid (bf16, int4) and what follows; the checkpoint stays
     assert study_copy.planned_jobs() == {"generate": 2, "grade": 2, **{rule: 1 for rule in ANALYSIS_RULES}}

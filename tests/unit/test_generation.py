@@ -21,6 +21,7 @@ KV_STRATEGIES = {
 
 def make_spec(model_dir, kv, budgets, temperature=0.0, n_questions=3, samples=2, batch_size=8):
     trace_key = {
+        "checkpoint": "a-model-this-test-made",  # not a results/checkpoints id: not verified
         "kv": kv,
         "prompt": "{problem}",
         "chat_template_kwargs": {},
@@ -36,6 +37,7 @@ def make_spec(model_dir, kv, budgets, temperature=0.0, n_questions=3, samples=2,
                     "synthetic": {"n_questions": n_questions, "seed": 3, "min_difficulty": 2, "max_difficulty": 4}},
         "budgets": budgets,
         "engine": {"name": "hf", "dtype": "float32", "batch_size": batch_size, "device": "cpu"},
+        "checkpoint_path": str(model_dir),
     }
 
 
