@@ -1,10 +1,14 @@
 from snakemake.utils import min_version
 
+from bitbudget.config import check_config_files
+
 min_version("9.9")
 
 
 # The default study, unless the command line names its own (--configfile replaces it).
+# Read once with bitbudget's loader first: a syntax error or a duplicate key names file and line.
 if not workflow.overwrite_configfiles:
+    check_config_files(["config/config.yaml"])
 
     configfile: "config/config.yaml"
 
