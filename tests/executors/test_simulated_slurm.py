@@ -38,12 +38,14 @@ def test_simulated_paper_grid_runs_on_slurm_with_gpu_tags(slurm_cluster, run_sna
 
     generate_calls = [c for c in run.sbatch_calls if "rule_generate" in c]
     table = pd.read_parquet(tmp_path / "results" / "aggregate" / "scenarios.parquet")
-    assert len(generate_calls) == table["gen_id"].nunique()
+    # one submission per generation, plus retries of any job cancelled under it (a shared cluster)
+    assert len(generate_calls) >= table["gen_id"].nunique()
     # 32B asks for two GPUs, every other size for one; all on the fake testgpu gres
-    assert all(re.search(r"--gpus=testgpu:[12]\b", c) and "--partition gpu" in c.replace("=", " ")
-               for c in generate_calls), generate_calls[:3]
+    assert all(re.search(r"--gpus=testgpu:[12]\b", c) for c in generate_calls), generate_calls[:3]
     assert any("--gpus=testgpu:2" in c for c in generate_calls)
     job_ids = re.findall(r"SLURM jobid (\d+) \(log: [^)]*/rule_generate/", run.output)
     records = slurm_cluster.wait_for_sacct(job_ids, fields="ReqTRES,Partition")
-    assert all(r["State"] == "COMPLETED" and "gres/gpu" in r["ReqTRES"] for r in records.values()), records
+    assert all("gres/gpu" in r["ReqTRES"] and r["Partition"] == "gpu" for r in records.values()), records
+    completed = [r for r in records.values() if r["State"].split()[0] == "COMPLETED"]
+    assert len(completed) == table["gen_id"].nunique(), records
     assert (tmp_path / "report" / "index.html").exists()
