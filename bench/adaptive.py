@@ -171,23 +171,58 @@ def adaptive_run(analysis: Analysis) -> tuple[dict, list[dict]]:
 
     config = analysis.config
     per_gen = {g: adaptive.AdaptiveRule.from_config(config["sampling"], m) for g, m in analysis.maximum.items()}
-    all_rounds = sorted({n for rule in per_gen.values() for n in rule.rounds})
     rule = next(iter(per_gen.values()))
-    delta = adaptive.per_test_delta(rule.confidence, len(analysis.base), len(all_rounds))
     drawn = {g: rule.rounds[0] for g, rule in per_gen.items()}
-    open_ = set(drawn)
-    log = []
+    step = curtail_round if rule.rule == adaptive.CURTAIL_RULE else confidence_round
+    context = {"rule": rule, "rounds": sorted({n for r in per_gen.values() for n in r.rounds})}
+    open_, log = set(drawn), []
     while open_:
         scen = analysis.table(drawn)
-        decisions = adaptive.decided_scenarios(scen, delta, config["analysis"], rule.epsilon)
-        status = adaptive.stopping_generations(scen, decisions, drawn, analysis.maximum)
-        open_ = {g for g, s in status.items() if s == adaptive.OPEN}
-        log.append({"open": len(open_), "tokens": analysis.tokens(drawn), "decided": int(decisions["decided"].sum()),
-                    "frontier_open": int((~(decisions["dominated"] | decisions["frontier_clear"])).sum()),
-                    "comparisons_open": int((~decisions["comparisons_settled"]).sum())})
+        open_, entry = step(analysis, scen, drawn, open_, context)
+        log.append({"open": len(open_), "tokens": analysis.tokens(drawn)} | entry)
         for g in open_:
             drawn[g] = next(n for n in per_gen[g].rounds if n > drawn[g])
     return drawn, log
+
+
+def confidence_round(analysis: Analysis, scen, drawn, open_, context) -> tuple[set, dict]:
+    from bitbudget import adaptive
+
+    rule = context["rule"]
+    delta = adaptive.per_test_delta(rule.confidence, len(analysis.base), len(context["rounds"]))
+    decisions = adaptive.decided_scenarios(scen, delta, analysis.config["analysis"], rule.epsilon)
+    status = adaptive.stopping_generations(scen, decisions, drawn, analysis.maximum)
+    return {g for g, s in status.items() if s == adaptive.OPEN}, {
+        "frontier_open": int((~(decisions["dominated"] | decisions["frontier_clear"])).sum()),
+        "comparisons_open": int((~decisions["comparisons_settled"]).sum())}
+
+
+def curtail_round(analysis: Analysis, scen, drawn, open_, context) -> tuple[set, dict]:
+    """Stop the open generations whose predictive probability of changing a decision of the
+    full design is below gamma (the decisions' structure is built once, from memory only)."""
+    from bitbudget import adaptive
+
+    if "decisions" not in context:
+        context["decisions"] = adaptive.Decisions(scen, analysis.config["analysis"])
+        context["round"] = 0
+    context["round"] += 1
+    rng = np.random.default_rng([analysis.config["sampling"]["seed"], context["round"]])
+    gen_of = scen["gen_id"].to_numpy()
+    predicted = {}
+    for g in sorted(g for g in open_ if drawn[g] < analysis.maximum[g]):
+        correct, answers, budgets, _ = analysis.draws.generations[g]
+        rows = np.flatnonzero(gen_of == g)
+        draws = np.empty((len(rows), adaptive.CURTAIL_DRAWS))
+        for bi, budget in enumerate(budgets):
+            pools = adaptive.predictive_pools(adaptive.answer_pool(correct[:, :drawn[g], bi], answers[:, :drawn[g], bi]),
+                                              analysis.maximum[g], adaptive.CURTAIL_DRAWS, rng)
+            for i in np.flatnonzero(scen["token_budget"].to_numpy()[rows] == budget):
+                draws[i] = adaptive.predicted_accuracy(pools, int(scen["G"].iloc[rows[i]]))
+        predicted[g] = (rows, draws)
+    p = adaptive.change_probabilities(scen["accuracy"].to_numpy(dtype=float), predicted, context["decisions"])
+    gamma = context["rule"].gamma
+    return {g for g, v in p.items() if v >= gamma}, {
+        "p_change": sorted(round(v, 3) for v in p.values() if v < 1)}
 
 
 def run(overlay: str, seed: int, adaptive_settings: dict | None, workdir: Path) -> dict:
@@ -218,22 +253,24 @@ def main(argv=None) -> int:
     parser.add_argument("--step", type=int, help="sampling.adaptive.step (default: the schema's)")
     parser.add_argument("--confidence", type=float, help="sampling.adaptive.confidence (default: the schema's)")
     parser.add_argument("--epsilon", type=float, help="sampling.adaptive.epsilon (default: the schema's)")
+    parser.add_argument("--rule", choices=["curtail", "confidence"], help="sampling.adaptive.rule (default: the schema's)")
+    parser.add_argument("--gamma", type=float, help="sampling.adaptive.curtail_gamma (default: the schema's)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--overlays", nargs="+", default=list(OVERLAYS))
     args = parser.parse_args(argv)
     settings = {k: v for k, v in (("initial", args.initial), ("step", args.step), ("confidence", args.confidence),
-                                                   ("epsilon", args.epsilon))
+                                                   ("epsilon", args.epsilon), ("rule", args.rule), ("curtail_gamma", args.gamma))
                 if v is not None}
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-adaptive-") as tmp:
         for overlay in args.overlays:
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 r = run(overlay, seed, settings, Path(tmp))
                 results.append(r)
+                detail = {k: [x[k] for x in r["rounds"]] for k in r["rounds"][0] if k not in ("open", "tokens")}
                 print(f"{overlay} seed {seed}: tokens {r['tokens_adaptive'] / r['tokens_full']:.2f}, "
                       f"{r['stopped_early']}/{r['generations']} generations stopped early, rounds "
-                      f"{[x['open'] for x in r['rounds']]} open (scenarios open on the frontier "
-                      f"{[x['frontier_open'] for x in r['rounds']]}, in comparisons "
-                      f"{[x['comparisons_open'] for x in r['rounds']]}), frontier identical {r['frontier_identical']}, "
+                      f"{[x['open'] for x in r['rounds']]} open {detail}, frontier identical {r['frontier_identical']}, "
                       f"bracket and verdicts identical {r['bracket_verdicts_identical']} "
                       f"({r['seconds']:.0f} s, draws {r['draw_s']:.0f} s)", flush=True)
     ratio = sum(r["tokens_adaptive"] for r in results) / sum(r["tokens_full"] for r in results)

@@ -180,3 +180,81 @@ def test_schema_defaults_fill_and_absent_is_off():
     raw["sampling"]["adaptive"] = {"confidence": 1.5}
     with pytest.raises(ConfigError, match="confidence"):
         validate_config(raw)
+
+
+# ----------------------------------------------------------------------- stochastic curtailment
+
+
+def test_decisions_match_the_fit_stage():
+    """The vectorised decisions equal pareto_frontier, fit_thresholds and the findings' rule
+    verdicts column by column."""
+    from bitbudget.findings import evaluate_findings
+    from bitbudget.threshold import fit_thresholds, synthetic_study
+
+    scen, _ = synthetic_study(n_questions=40, seed=3, datasets=("a", "b"))
+    rng = np.random.default_rng(0)
+    acc = scen["accuracy"].to_numpy()
+    columns = np.column_stack([acc, acc + rng.normal(0, 0.03, len(acc)),
+                               np.where(scen["G"].to_numpy() > 4, np.nan, acc)])
+    decisions = adaptive.Decisions(scen, {})
+    front, brackets, verdicts = decisions.frontier(columns), decisions.brackets(columns), decisions.verdicts(columns)
+    for b in range(columns.shape[1]):
+        s = scen.assign(accuracy=columns[:, b])
+        assert set(scen["scenario_id"][front[:, b]]) == set(pareto_frontier(s)["scenario_id"])
+        fits = fit_thresholds(s, None, n_boot=0)
+        expected = []
+        for fit in fits.values():
+            expected += [(f["status"], tuple(f["bracket"]) if f["bracket"] else None)
+                         for f in [fit] + fit.get("by_dataset", [])]
+        assert [x[b] for x in brackets] == expected
+        rules = [r["rule_status"] for f in evaluate_findings(s, fits, {}) for r in f["per_dataset"]
+                 if r["rule_status"] not in ("not testable at this scale", "not enough data")]
+        assert [x[b] for x in verdicts if x[b] != "not enough data"] == rules
+    assert not decisions.changed(acc[:, None], acc[:, None]).any()
+
+
+def test_predictive_pools_complete_the_design():
+    """Every draw holds maximum samples per question and keeps those already drawn; a question
+    always right so far stays mostly right."""
+    pool = np.array([[8, 0, 0, 0], [0, 2, 6, 0], [4, 0, 2, 2]])
+    pools = adaptive.predictive_pools(pool, 32, 500, np.random.default_rng(0))
+    assert pools.shape == (500, 3, 5)
+    assert (pools.sum(axis=-1) == 32).all() and (pools[..., :4] >= pool).all()
+    assert pools[:, 0, 0].mean() > 30 and pools[:, 1, 0].mean() < 2
+    assert (pools[:, 2, 4] == 0).all()  # wrong values were seen: no new value
+
+
+def _curtail_probabilities(draws: dict, memory: dict, n: int):
+    """One pass@1 scenario per generation: the full run's table from every sample, and each
+    generation's change probability after its first n samples."""
+    gens, full_n = list(draws), next(iter(draws.values())).shape[1]
+    full = _scenarios([draws[g].mean() for g in gens], [memory[g] for g in gens], full_n, gen=gens)
+    now = _scenarios([draws[g][:, :n].mean() for g in gens], [memory[g] for g in gens], n, gen=gens)
+    predicted = {}
+    for i, g in enumerate(gens):
+        right = draws[g][:, :n].sum(axis=1)
+        pools = adaptive.predictive_pools(np.column_stack([right, np.zeros(Q, int), n - right]), full_n,
+                                          adaptive.CURTAIL_DRAWS, np.random.default_rng(i))
+        predicted[g] = (np.array([i]), adaptive.predicted_accuracy(pools, 1)[None, :])
+    return full, adaptive.change_probabilities(now["accuracy"].to_numpy(), predicted, adaptive.Decisions(now, {}))
+
+
+def test_curtailment_keeps_a_close_frontier_generation_and_stops_one_far_below():
+    """Two generations one sample apart after 8 of 32 (the larger by 1/1600), at nearly equal
+    memory: whether the larger one is on the frontier is a coin toss of the 24 samples to come,
+    so neither stops; a generation far below (20% against 60%, at more memory) stops."""
+    rng = np.random.default_rng(1)
+    first = rng.random((Q, 8)) < 0.6
+    more = first.copy()
+    more[np.flatnonzero(~more[:, 0])[0], 0] = True  # one more right answer
+    draws = {"close_a": np.hstack([first, rng.random((Q, 24)) < 0.6]),
+             "close_b": np.hstack([more, rng.random((Q, 24)) < 0.6]),
+             "far": rng.random((Q, 32)) < 0.2}
+    full, probs = _curtail_probabilities(draws, {"close_a": 1.0, "close_b": 1.05, "far": 1.5}, 8)
+    on_full_frontier = set(full.loc[full["scenario_id"].isin(pareto_frontier(full)["scenario_id"]), "gen_id"])
+    assert on_full_frontier & {"close_a", "close_b"}
+    gamma = schema_defaults("sampling", "adaptive")["curtail_gamma"]
+    for gen in on_full_frontier:
+        assert probs[gen] >= gamma
+    assert probs["close_a"] >= gamma and probs["close_b"] >= gamma
+    assert probs["far"] < gamma

@@ -37,6 +37,17 @@ is not decided.
 A generation stops when every scenario it feeds is decided, or at ``maximum``. Successive
 elimination (racing, Even-Dar, Mannor and Mansour 2006; Maron and Moore 1994) with these
 anytime intervals: an eliminated arm is one whose place in every decision is already fixed.
+
+The curtailment rule (``rule: curtail``)
+----------------------------------------
+Stochastic curtailment (Lan, Simon and Halperin 1982; Jennison and Turnbull 2000, ch. 10):
+a generation stops when the predictive probability that the full design (every question at
+``maximum`` samples) would decide differently from stopping now is below ``gamma``. The rest
+of each question's samples is drawn from its posterior predictive (:func:`predictive_pools`),
+the scenarios' full-design accuracies recomputed with the estimators of :mod:`bitbudget.stats`,
+and the decisions of the fit (:class:`Decisions`) compared with and without this generation
+stopped, the other generations still sampling completed by their own predictive draws. This controls agreement with the full design under that model, per
+generation; it says nothing about the true accuracies (the confidence rule does).
 """
 
 from __future__ import annotations
@@ -48,14 +59,21 @@ import numpy as np
 import pandas as pd
 
 from . import findings as _findings
+from . import stats as _stats
 from . import threshold as _threshold
 
 __all__ = ["AdaptiveRule", "rounds", "per_test_delta", "radius", "intervals", "frontier_decided",
-           "comparisons_settled", "decided_scenarios", "stopping_generations"]
+           "comparisons_settled", "decided_scenarios", "stopping_generations", "answer_pool",
+           "predictive_pools", "predicted_accuracy", "Decisions", "change_probabilities"]
 
 #: reasons a generation stops (or goes on), as the plan and the report name them
 DOMINATED, FRONTIER, MAXIMUM, OPEN = "dominated by a margin", "on the frontier, no competitor within reach", \
     "reached the maximum", "open"
+CURTAILED = "the full design would decide the same"
+#: the two stopping rules (`sampling.adaptive.rule`)
+CONFIDENCE_RULE, CURTAIL_RULE = "confidence", "curtail"
+#: predictive completions simulated per generation and round
+CURTAIL_DRAWS = 100
 #: bisection steps of the KL bounds (2**-40: far below any accuracy resolution)
 _KL_BISECTIONS = 40
 _KL_EDGE = 1e-15
@@ -70,6 +88,8 @@ class AdaptiveRule:
     maximum: int
     confidence: float
     epsilon: float
+    rule: str = CURTAIL_RULE
+    gamma: float = 0.05
 
     @classmethod
     def from_config(cls, sampling: dict, maximum: int | None = None) -> "AdaptiveRule | None":
@@ -79,7 +99,8 @@ class AdaptiveRule:
             return None
         return cls(int(adaptive["initial"]), int(adaptive["step"]),
                    int(maximum if maximum is not None else sampling["samples_per_question"]),
-                   float(adaptive["confidence"]), float(adaptive["epsilon"]))
+                   float(adaptive["confidence"]), float(adaptive["epsilon"]), str(adaptive["rule"]),
+                   float(adaptive["curtail_gamma"]))
 
     @property
     def rounds(self) -> list[int]:
@@ -338,4 +359,150 @@ def stopping_generations(scenarios: pd.DataFrame, decisions: pd.DataFrame, drawn
                 f"{DOMINATED} or {FRONTIER}"
         else:
             out[gen_id] = OPEN
+    return out
+
+
+# ----------------------------------------------------------------------- stochastic curtailment
+
+
+def answer_pool(correct: np.ndarray, answers: np.ndarray) -> np.ndarray:
+    """Answer counts ``[Q, K]`` per question (reference, no answer, each other value) of the
+    samples ``correct``/``answers`` ``[Q, n]``, as :func:`bitbudget.stats.summarize_cell` votes."""
+    onehot, _ = _stats._signature_counts(_stats.answer_codes(correct, answers))
+    return onehot.sum(axis=1).astype(np.int64)
+
+
+def predictive_pools(pool: np.ndarray, maximum: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """``draws`` full-design pools ``[draws, Q, K + 1]``: ``pool`` plus the ``maximum - n``
+    samples per question not drawn yet, from the posterior predictive. A question is right with
+    probability p ~ Beta(1/2 + right, 1/2 + wrong) (Jeffreys); a wrong sample takes one of the
+    wrong values seen, with Dirichlet(1/2 + count) probabilities, or a new value (the last
+    column) when none was seen."""
+    pool = np.asarray(pool, dtype=np.int64)
+    n, right = pool.sum(axis=1), pool[:, 0]
+    rest = np.broadcast_to(maximum - n, (draws, len(n)))
+    more_right = rng.binomial(rest, rng.beta(0.5 + right, 0.5 + n - right, size=rest.shape))
+    wrong_seen = np.concatenate([pool[:, 1:], (n == right)[:, None]], axis=1)
+    weights = rng.gamma(np.broadcast_to(np.where(wrong_seen > 0, wrong_seen + 0.5, 0.0), (draws, *wrong_seen.shape)))
+    more_wrong = rng.multinomial(rest - more_right, weights / weights.sum(axis=-1, keepdims=True))
+    return np.concatenate([(right + more_right)[..., None], pool[None, :, 1:] + more_wrong[..., :-1],
+                           more_wrong[..., -1:]], axis=-1)
+
+
+def predicted_accuracy(pools: np.ndarray, g: int) -> np.ndarray:
+    """Accuracy (mean over questions of pass@1, or of maj@g for g > 1) of each pool ``[draws, Q, K]``."""
+    if g == 1:
+        return pools[..., 0].mean(axis=1) / pools[0, 0].sum()
+    return _stats._maj_of_counts(pools, [g])[g].mean(axis=1)
+
+
+class Decisions:
+    """What the fit stage decides, as a function of the scenarios' accuracies, for many
+    accuracy vectors at once (columns): frontier membership (:func:`bitbudget.frontier.pareto_frontier`),
+    every switch's status and bracket (:func:`bitbudget.threshold.fit_thresholds`, each kind,
+    pooled and per dataset) and each finding's rule verdict per dataset
+    (:func:`bitbudget.findings.evaluate_findings` without the named checks). Comparisons,
+    populations and memory orders depend on memory only, so they are built once."""
+
+    def __init__(self, scenarios: pd.DataFrame, analysis: dict):
+        scen = scenarios.reset_index(drop=True)
+        cfg = _findings._analysis(analysis)
+        self.min_n, self.window, self.cuts = int(cfg["min_comparisons"]), float(cfg["switch_window"]), cfg["paper_cuts"]
+        dataset = scen["dataset"].astype(str).to_numpy()
+        datasets = sorted(set(dataset))
+        memory = scen["total_gib"].to_numpy(dtype=float)
+        self.fronts = []  # per dataset: rows by (memory, scenario_id), starts of equal-memory runs
+        for ds in datasets:
+            rows = np.flatnonzero(dataset == ds)
+            rows = rows[np.lexsort((scen["scenario_id"].astype(str).to_numpy()[rows], memory[rows]))]
+            self.fronts.append((rows, np.flatnonzero(np.r_[True, np.diff(memory[rows]) != 0])))
+        self.switches, self.rules = [], []
+        for kind in _threshold.KINDS:
+            for ds in [None] + (datasets if len(datasets) > 1 else []):
+                rows = np.arange(len(scen)) if ds is None else np.flatnonzero(dataset == ds)
+                comp = _threshold.build_comparisons(scen.iloc[rows].reset_index(drop=True), kind,
+                                                    cfg["memory_tolerance"])
+                self.switches.append((rows, comp, *np.unique(comp.x, return_inverse=True)))
+                if ds is None:
+                    for fid, spec in _findings.FINDINGS.items():
+                        cut = float(self.cuts[kind])
+                        for d in datasets:
+                            pop = _findings._population(scen[dataset == d], kind)
+                            mine = dataset[comp.a] == d if len(comp.a) else np.zeros(0, dtype=bool)
+                            if spec["kind"] == kind and _findings._testable(pop, cut) is None:
+                                self.rules.append((fid, cut, comp, mine))
+
+    def frontier(self, acc: np.ndarray) -> np.ndarray:
+        """[n, B] bool: on its dataset's frontier, per column (ties as pareto_frontier breaks them)."""
+        on = np.zeros(acc.shape, dtype=bool)
+        for rows, starts in self.fronts:
+            a = np.where(np.isnan(acc[rows]), -np.inf, acc[rows])
+            top = np.maximum.reduceat(a, starts, axis=0)
+            before = np.maximum.accumulate(np.vstack([np.full((1, a.shape[1]), -np.inf), top[:-1]]), axis=0)
+            run = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(rows)]))
+            is_top = a == top[run]
+            seen = np.cumsum(is_top, axis=0)
+            first = is_top & (seen - np.vstack([np.zeros((1, a.shape[1])), seen])[starts][run] == 1)
+            on[rows] = first & (top[run] > before[run])
+        return on
+
+    def brackets(self, acc: np.ndarray) -> list[list]:
+        """Per switch, per column: (status, bracket) as fit_threshold gives them."""
+        out = []
+        for rows, comp, sizes, size_index in self.switches:
+            status = [("not enough data", None)] * acc.shape[1]
+            if len(sizes) > 1:
+                adv = _threshold._advantages(comp, acc[rows])
+                evidence, distinct = np.zeros((len(sizes), acc.shape[1])), np.zeros((len(sizes), acc.shape[1]))
+                np.add.at(evidence, size_index, adv)
+                np.add.at(distinct, size_index, adv != 0)
+                enough = ((adv != 0).sum(axis=0) >= _threshold.MIN_POINTS) & ((distinct > 0).sum(axis=0) >= 2)
+                scores = _threshold._switch_scores(evidence)
+                oriented = np.where(scores.max(axis=0) >= (-scores).max(axis=0), 1, -1) * scores
+                found = _threshold._finds_switch(oriented, evidence)
+                first, last = _threshold._best_switch(oriented)
+                status = [("not enough data", None) if not e else ("no crossing", None) if not f else
+                          ("ok", (float(sizes[i]), float(sizes[j + 1]))) for e, f, i, j in zip(enough, found, first, last)]
+            out.append(status)
+        return out
+
+    def verdicts(self, acc: np.ndarray) -> list[list]:
+        """Per (finding, dataset) where the paper's cut is testable, per column: the rule's
+        status from the signs of the dataset's comparisons (computed once per sign pattern)."""
+        out = []
+        for fid, cut, comp, mine in self.rules:
+            signs = np.sign(_threshold._advantages(comp, acc)[mine])  # NaN: counted as a loss, as the fit does
+            patterns, inverse = np.unique(np.nan_to_num(signs, nan=-2.0).T, axis=0, return_inverse=True)
+            status = [_findings._rule(fid, [{"weight_gib": x, "win": s > 0, "tie": s == 0} for x, s in zip(comp.x[mine], p)],
+                                      cut, self.min_n, self.window)[0] for p in patterns]
+            out.append([status[i] for i in inverse.ravel()])
+        return out
+
+    def changed(self, now: np.ndarray, full: np.ndarray) -> np.ndarray:
+        """[B] bool: column b of ``now`` and column b of ``full`` (both [n, B]) decide differently."""
+        acc, b = np.column_stack([now, full]), now.shape[1]
+        front = self.frontier(acc)
+        out = (front[:, :b] != front[:, b:]).any(axis=0)
+        for per_column in self.brackets(acc) + self.verdicts(acc):
+            out |= np.array([x != y for x, y in zip(per_column[:b], per_column[b:])], dtype=bool)
+        return out
+
+
+def change_probabilities(current: np.ndarray, predicted: dict, decisions: Decisions) -> dict[str, float]:
+    """gen_id -> predictive probability that stopping it now leaves some decision different
+    from the full design's. ``current``: every scenario's accuracy now (NaN where it has no
+    estimate); ``predicted``: gen_id -> (its scenario rows, [rows, draws] full-design
+    accuracies) of every generation still sampling. In draw b every such generation takes its
+    b-th completion; the decisions with this one stopped now are compared with those with it
+    completed too (generations already stopped keep their estimates)."""
+    current = np.asarray(current, dtype=float)
+    n_draws = next(iter(predicted.values()))[1].shape[1] if predicted else 0
+    full = np.repeat(current[:, None], n_draws, axis=1)
+    for rows, draws in predicted.values():
+        full[rows] = draws
+    out = {}
+    for gen_id, (rows, _) in predicted.items():
+        now = full.copy()
+        now[rows] = current[rows, None]
+        out[gen_id] = float(decisions.changed(now, full).mean())
     return out
