@@ -8,7 +8,8 @@ stage), then runs the analysis in-process twice:
 
 * full: every generation at its ``samples_per_question``;
 * adaptive: rounds of ``sampling.adaptive`` (the schema's defaults unless given), stopping
-  generations by :mod:`bitbudget.adaptive`.
+  generations by :mod:`bitbudget.adaptive`'s curtailment rule (``--rule curtail``: predictive
+  probability of a changed decision below ``--gamma``) or its confidence rule (``--rule confidence``).
 
 Both runs summarise scenarios with :func:`bitbudget.stats.summarize_cell`, place them with
 :func:`bitbudget.aggregate.memory_columns` and decide with the fit stage's functions
@@ -18,6 +19,7 @@ sees exactly the first n of the full run's.
 
     python bench/adaptive.py                 # 10 seeds, both overlays
     python bench/adaptive.py --seeds 2       # quicker
+    python bench/adaptive.py --initial 16 --step 4 --first-seed 100   # other seeds (tuning)
 
 The last line: ``tokens adaptive/full R, frontier identical F, bracket and verdicts identical V``
 (decode tokens, and shares of (overlay, seed) runs whose decisions equal the full run's).
