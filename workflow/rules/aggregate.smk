@@ -10,6 +10,8 @@ rule aggregate:
             category="Tables",
         ),
         questions="results/aggregate/questions.parquet",
+        scenarios_meta="results/aggregate/scenarios.meta.json",
+        questions_meta="results/aggregate/questions.meta.json",
     log:
         log_path("aggregate"),
     benchmark:

@@ -1,7 +1,7 @@
 import json
 import re
 
-from bitbudget.artifacts import content_id
+from bitbudget.artifacts import content_id, meta_path
 from bitbudget.config import check_config_files, validate_config
 from bitbudget.provenance import config_summary
 from bitbudget.study import build_study, models_to_train, without_runtime
@@ -36,13 +36,19 @@ def final_outputs():
     """Every artifact is a target: one deleted, or whose data is missing beside its metadata,
     is rebuilt by the next plain run, with what depends on it and nothing else.
     """
-    return (
-        [c.path for c in STUDY.checkpoints.values() if c.quantized]
-        + [g.output for g in STUDY.generations.values()]
+    data = (
+        [g.output for g in STUDY.generations.values()]
         + [g.output for g in STUDY.grades.values()]
         + ["results/scenarios.parquet", "results/aggregate/scenarios.parquet"]
         + ["results/aggregate/questions.parquet", "results/fit/frontier.parquet"]
         + ["results/fit/threshold.json", "results/fit/findings.json"]
+    )
+    # Snakemake reruns a job for its missing outputs only when they are requested: the
+    # metadata files are targets too, so data whose metadata is missing is redone
+    return (
+        [c.path for c in STUDY.checkpoints.values() if c.quantized]
+        + data
+        + [str(meta_path(path)) for path in data]
         + ["report/index.html"]
     )
 

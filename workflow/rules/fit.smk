@@ -10,6 +10,9 @@ rule fit:
             category="Fit",
         ),
         findings="results/fit/findings.json",
+        frontier_meta="results/fit/frontier.meta.json",
+        threshold_meta="results/fit/threshold.meta.json",
+        findings_meta="results/fit/findings.meta.json",
     log:
         log_path("fit"),
     benchmark:

@@ -4,7 +4,9 @@ rule generate:
     input:
         generation_checkpoint,
     output:
-        "results/generations/{gen_id}/samples.parquet",
+        # the metadata is an output too: data without it (or it without data) is redone
+        samples="results/generations/{gen_id}/samples.parquet",
+        meta="results/generations/{gen_id}/samples.meta.json",
     log:
         log_path("generate", "{gen_id}"),
     benchmark:

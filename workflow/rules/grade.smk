@@ -2,7 +2,8 @@ rule grade:
     input:
         grade_samples,
     output:
-        "results/grades/{grade_id}/grades.parquet",
+        grades="results/grades/{grade_id}/grades.parquet",
+        meta="results/grades/{grade_id}/grades.meta.json",
     log:
         log_path("grade", "{grade_id}"),
     benchmark:

@@ -1,6 +1,7 @@
 rule expand_scenarios:
     output:
-        "results/scenarios.parquet",
+        scenarios="results/scenarios.parquet",
+        meta="results/scenarios.meta.json",
     log:
         log_path("expand_scenarios"),
     conda:

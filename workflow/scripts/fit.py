@@ -11,6 +11,6 @@ write_parquet(snakemake.output.frontier, frontier)
 write_json(snakemake.output.threshold, thresholds)
 write_json(snakemake.output.findings, findings)
 key = {"scenarios": sorted(scenarios["scenario_id"]), "analysis": analysis}
-for output in snakemake.output:
+for output in (snakemake.output.frontier, snakemake.output.threshold, snakemake.output.findings):
     write_meta(output, key)
 log.info("thresholds: %s", {kind: fit.get("estimate") for kind, fit in thresholds.items()})
