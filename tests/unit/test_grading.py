@@ -7,8 +7,9 @@ import pytest
 from bitbudget.grading import answer_section, extract_choice, grade_choice, grade_math, grade_samples
 
 TIMEOUT_S = 2
-# a product of 300 terms to the 50th power: math-verify's parse runs out of time on it
-SLOW_TO_PARSE = r"\boxed{(" + "+".join(f"x^{{{i}}}" for i in range(300)) + r")^{50}}"
+# a sum of 1,500 terms to the 50th power: math-verify's parse takes ~5 s on an idle machine, well
+# past the 1-2 s timeouts below (300 terms took ~1.2 s: a fast machine finished it in time)
+SLOW_TO_PARSE = r"\boxed{(" + "+".join(f"x^{{{i}}}" for i in range(1500)) + r")^{50}}"
 # a power tower: it parses, but comparing it with an integer runs out of time
 SLOW_TO_COMPARE = r"\boxed{2^{2^{2^{2^{2^{2}}}}}}"
 
