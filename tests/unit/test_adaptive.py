@@ -82,21 +82,23 @@ def _scenarios(acc, memory, n, gen=None, dataset="d"):
         "weight_gib": memory, "total_gib": memory, "accuracy": acc})
 
 
-def test_far_below_the_frontier_is_decided_dominated():
-    scen = _scenarios([0.8, 0.2, 0.82], [1.0, 2.0, 3.0], 16)
+def _frontier_decisions(accuracies, memory, n):
+    """(dominated, clear) of scenarios at `memory` GiB with `accuracies` from n samples each."""
+    scen = _scenarios(accuracies, memory, n)
     delta = adaptive.per_test_delta(CONFIDENCE, len(scen), 4)
-    lo, hi = adaptive.intervals(scen["accuracy"], Q, 16, 1, delta)
-    dominated, clear = adaptive.frontier_decided(scen["dataset"], scen["total_gib"], lo, hi)
+    lo, hi = adaptive.intervals(scen["accuracy"], Q, n, 1, delta)
+    return adaptive.frontier_decided(scen["dataset"], scen["total_gib"], lo, hi)
+
+
+def test_far_below_the_frontier_is_decided_dominated():
+    dominated, clear = _frontier_decisions([0.8, 0.2, 0.82], [1.0, 2.0, 3.0], 16)
     assert dominated.tolist() == [False, True, False]
     # s0 and s2 are within reach of each other: neither is clear
     assert clear.tolist() == [False, False, False]
 
 
 def test_a_lone_frontier_point_is_clear():
-    scen = _scenarios([0.3, 0.1, 0.9], [1.0, 2.0, 3.0], 32)
-    delta = adaptive.per_test_delta(CONFIDENCE, len(scen), 4)
-    lo, hi = adaptive.intervals(scen["accuracy"], Q, 32, 1, delta)
-    dominated, clear = adaptive.frontier_decided(scen["dataset"], scen["total_gib"], lo, hi)
+    dominated, clear = _frontier_decisions([0.3, 0.1, 0.9], [1.0, 2.0, 3.0], 32)
     assert dominated.tolist() == [False, True, False]
     assert clear.tolist() == [True, False, True]
 
