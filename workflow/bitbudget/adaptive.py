@@ -506,3 +506,39 @@ def change_probabilities(current: np.ndarray, predicted: dict, decisions: Decisi
         now[rows] = current[rows, None]
         out[gen_id] = float(decisions.changed(now, full).mean())
     return out
+
+
+# ----------------------------------------------------------------------- one round's decision
+
+
+def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], maximum: dict[str, int],
+                 rule: AdaptiveRule, analysis: dict, seed: int, round_index: int,
+                 decisions: "Decisions | None" = None) -> dict[str, str]:
+    """gen_id -> why it stops, or :data:`OPEN` (it draws ``rule.step`` more next round).
+
+    ``scenarios``: one row per scenario with the columns of the aggregate table (``gen_id`` is
+    the generation of the full design, ``accuracy`` the estimate from the samples drawn so far,
+    ``n_samples``, ``n_questions``); ``samples``: gen_id -> {token_budget: (correct, answers)},
+    each ``[Q, drawn]`` with questions in a fixed order and samples by index; ``drawn`` /
+    ``maximum``: samples per question so far and of the full design. ``decisions`` may be given
+    to reuse the structure built from memory (it depends on the scenario list only)."""
+    scen = scenarios.reset_index(drop=True)
+    if rule.rule == CONFIDENCE_RULE:
+        delta = per_test_delta(rule.confidence, len(scen), len(rule.rounds))
+        return stopping_generations(scen, decided_scenarios(scen, delta, analysis, rule.epsilon), drawn, maximum)
+    decisions = decisions or Decisions(scen, analysis)
+    rng = np.random.default_rng([seed, round_index])
+    gen_of, budget_of, g_of = scen["gen_id"].to_numpy(), scen["token_budget"].to_numpy(), scen["G"].to_numpy()
+    predicted = {}
+    out = {g: MAXIMUM for g in drawn if drawn[g] >= maximum[g]}
+    for gen_id in sorted(g for g in drawn if drawn[g] < maximum[g]):
+        rows = np.flatnonzero(gen_of == gen_id)
+        draws = np.empty((len(rows), CURTAIL_DRAWS))
+        for budget, (correct, answers) in sorted(samples[gen_id].items()):
+            pools = predictive_pools(answer_pool(correct, answers), maximum[gen_id], CURTAIL_DRAWS, rng)
+            for i in np.flatnonzero(budget_of[rows] == budget):
+                draws[i] = predicted_accuracy(pools, int(g_of[rows[i]]))
+        predicted[gen_id] = (rows, draws)
+    p_change = change_probabilities(scen["accuracy"].to_numpy(dtype=float), predicted, decisions)
+    out.update({g: CURTAILED if p < rule.gamma else OPEN for g, p in p_change.items()})
+    return out

@@ -75,7 +75,7 @@ class Generation:
     kv: str
     dataset: str
     budgets: tuple[int, ...]
-    samples_per_question: int
+    samples_per_question: int  # samples per question this generation holds (a round's, under adaptive sampling)
     key: dict
     runtime: dict  # {"engine": ENGINE_RUNTIME_FIELDS, "resources": scheduler resources}
 
@@ -89,8 +89,25 @@ class Generation:
         was made from the pinned source and is loaded from results/)."""
         return None if self.checkpoint.quantized else self.checkpoint.key["model"]["revision"]
 
+    @property
+    def maximum(self) -> int:
+        """Samples per question of the full design: the trace holds samples 0..maximum-1, keyed by index."""
+        return self.key["trace_key"]["sampling"]["samples_per_question"]
+
     def engine_spec(self) -> dict:
         return engine_spec(self.key, self.runtime["engine"], self.checkpoint.path, self.trace_dir, self.source_revision)
+
+    def with_samples(self, samples: int) -> "Generation":
+        """The same trace read at its first ``samples`` samples per question (a round of adaptive
+        sampling). At the maximum it is this generation, id included, so a study that stops no
+        generation early shares every artifact with one that samples the full design."""
+        if not 1 <= samples <= self.maximum:
+            raise ValueError(f"samples per question must lie in 1..{self.maximum}, got {samples}")
+        gen_key = {"trace": self.trace_id, "budgets": list(self.budgets)}
+        if samples < self.maximum:
+            gen_key["samples"] = samples
+        return Generation(content_id(gen_key), self.trace_id, self.checkpoint, self.kv, self.dataset, self.budgets,
+                          samples, {**gen_key, "trace_key": self.key["trace_key"]}, self.runtime)
 
     @property
     def output(self) -> str:
@@ -120,6 +137,27 @@ class Study:
     generations: dict[str, Generation] = field(default_factory=dict)
     grades: dict[str, Grade] = field(default_factory=dict)
     scenarios: list[dict] = field(default_factory=list)
+    #: under sampling.adaptive: gen_id of the full design -> {samples per question: that round's grade}
+    rounds: dict[str, dict[int, Grade]] = field(default_factory=dict)
+
+    def grade_of(self, generation: Generation) -> Grade:
+        key = {"generation": generation.gen_id, **self.grader_key}
+        return Grade(content_id(key), generation, key, {"workers": self.config["grading"]["workers"]})
+
+    @property
+    def all_generations(self) -> dict[str, Generation]:
+        """Every generation a job may make: the full design's and each adaptive round's."""
+        out = dict(self.generations)
+        for grades in self.rounds.values():
+            out.update({g.generation.gen_id: g.generation for g in grades.values()})
+        return out
+
+    @property
+    def all_grades(self) -> dict[str, Grade]:
+        out = dict(self.grades)
+        for grades in self.rounds.values():
+            out.update({g.grade_id: g for g in grades.values()})
+        return out
 
     @property
     def grader_key(self) -> dict:
@@ -294,6 +332,7 @@ def engine_spec(key: dict, engine_runtime: dict, checkpoint_path: str, trace_dir
     checkpoint's key, so in the generation's id)."""
     trace_key = key["trace_key"]
     return {
+        "samples": key.get("samples", trace_key["sampling"]["samples_per_question"]),
         "revision": revision,
         "dataset": trace_key["dataset"],
         "kv_strategy": trace_key["kv"],
@@ -344,7 +383,6 @@ def build_study(config: dict) -> Study:
                         unit["cells"].update(
                             (grid_name, budget, g) for budget in grid["token_budgets"] for g in grid["parallel_samples"]
                         )
-    grader_key = study.grader_key
     dataset_keys = {name: dataset_key(name, config["datasets"][name]) for name in {u["dataset"] for u in units.values()}}
     checkpoints: dict[tuple, Checkpoint] = {}
     for unit in units.values():
@@ -364,11 +402,18 @@ def build_study(config: dict) -> Study:
             _generation_runtime(config, unit),
         )
         study.generations[gen.gen_id] = gen
-        grade_key = {"generation": gen.gen_id, **grader_key}
-        grade = Grade(content_id(grade_key), gen, grade_key, {"workers": config["grading"]["workers"]})
+        grade = study.grade_of(gen)
         study.grades[grade.grade_id] = grade
         study.scenarios.extend(_scenarios(config, unit, grade))
+        if config["sampling"].get("adaptive") is not None:
+            study.rounds[gen.gen_id] = {n: study.grade_of(gen.with_samples(n)) for n in adaptive_rounds(config, gen.maximum)}
     return study
+
+
+def adaptive_rounds(config: dict, maximum: int) -> list[int]:
+    from bitbudget.adaptive import AdaptiveRule
+
+    return AdaptiveRule.from_config(config["sampling"], maximum).rounds
 
 
 def _scenarios(config: dict, unit: dict, grade: Grade) -> list[dict]:
