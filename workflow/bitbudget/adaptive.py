@@ -513,7 +513,7 @@ def change_probabilities(current: np.ndarray, predicted: dict, decisions: Decisi
 
 def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], maximum: dict[str, int],
                  rule: AdaptiveRule, analysis: dict, seed: int, round_index: int,
-                 decisions: "Decisions | None" = None) -> dict[str, str]:
+                 open_: set[str] | None = None, decisions: "Decisions | None" = None) -> dict[str, str]:
     """gen_id -> why it stops, or :data:`OPEN` (it draws ``rule.step`` more next round).
 
     ``scenarios``: one row per scenario with the columns of the aggregate table (``gen_id`` is
@@ -521,17 +521,20 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
     ``n_samples``, ``n_questions``); ``samples``: gen_id -> {token_budget: (correct, answers)},
     each ``[Q, drawn]`` with questions in a fixed order and samples by index; ``drawn`` /
     ``maximum``: samples per question so far and of the full design. ``decisions`` may be given
-    to reuse the structure built from memory (it depends on the scenario list only)."""
+    to reuse the structure built from memory (it depends on the scenario list only). Only the
+    generations in ``open_`` (default: all) are decided; the others keep their estimates."""
     scen = scenarios.reset_index(drop=True)
     if rule.rule == CONFIDENCE_RULE:
         delta = per_test_delta(rule.confidence, len(scen), len(rule.rounds))
-        return stopping_generations(scen, decided_scenarios(scen, delta, analysis, rule.epsilon), drawn, maximum)
+        status = stopping_generations(scen, decided_scenarios(scen, delta, analysis, rule.epsilon), drawn, maximum)
+        return {g: s for g, s in status.items() if open_ is None or g in open_}
     decisions = decisions or Decisions(scen, analysis)
     rng = np.random.default_rng([seed, round_index])
     gen_of, budget_of, g_of = scen["gen_id"].to_numpy(), scen["token_budget"].to_numpy(), scen["G"].to_numpy()
     predicted = {}
-    out = {g: MAXIMUM for g in drawn if drawn[g] >= maximum[g]}
-    for gen_id in sorted(g for g in drawn if drawn[g] < maximum[g]):
+    open_ = set(drawn) if open_ is None else set(open_)
+    out = {g: MAXIMUM for g in open_ if drawn[g] >= maximum[g]}
+    for gen_id in sorted(g for g in open_ if drawn[g] < maximum[g]):
         rows = np.flatnonzero(gen_of == gen_id)
         draws = np.empty((len(rows), CURTAIL_DRAWS))
         for budget, (correct, answers) in sorted(samples[gen_id].items()):
