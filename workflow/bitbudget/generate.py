@@ -12,7 +12,7 @@ import pandas as pd
 
 from bitbudget import artifacts, memory, shards
 from bitbudget.datasets import dataset_summary, load_questions
-from bitbudget.shards import plan_work, read_shard
+from bitbudget.shards import first_samples, plan_work, read_shard
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,15 @@ class StopFlag:
         return self.requested
 
 
-def samples_table(questions, trace_dir, budgets, result) -> pd.DataFrame:
+def generation_samples(spec: dict) -> int:
+    """Samples per question this generation reads: the spec's (a round of adaptive sampling),
+    else the trace key's full design."""
+    return spec.get("samples", spec["trace_key"]["sampling"]["samples_per_question"])
+
+
+def samples_table(questions, trace_dir, budgets, result, samples: int) -> pd.DataFrame:
+    """One row per (question, sample, budget) for the samples of indices below ``samples``: a
+    trace may hold more (a later round ran before)."""
     records = []
     for question in questions:
         shard = read_shard(trace_dir, question["question_id"])
@@ -49,7 +57,13 @@ def samples_table(questions, trace_dir, budgets, result) -> pd.DataFrame:
                 "stopped): rerun snakemake to resume at the first missing question"
             )
         prompt_tokens = result.prompt_tokens(question["question_id"])
-        for sample in shard["samples"]:
+        held = first_samples(shard, samples)
+        if len(held) < samples:
+            raise RuntimeError(
+                f"trace {trace_dir} holds {len(held)} of the {samples} samples of question "
+                f"{question['question_id']} (the job was stopped): rerun snakemake to resume"
+            )
+        for sample in held:
             for budget in budgets:
                 at_budget = result.at_budget(sample, budget)
                 records.append({
@@ -81,15 +95,18 @@ def write_generation(spec: dict, output: str | Path, trace_dir: str | Path, engi
         artifacts.verify_directory(checkpoint)
     questions = load_questions(spec["dataset"])
     budgets = sorted(spec["budgets"])
-    samples = trace_key["sampling"]["samples_per_question"]
+    samples = generation_samples(spec)
     fresh, incomplete = plan_work(questions, trace_dir, budgets, samples)
-    log.info("%d questions: %d to generate, %d need new forks, %d cached",
-             len(questions), len(fresh), len(incomplete), len(questions) - len(fresh) - len(incomplete))
+    log.info("%d questions at %d samples: %d need new samples, %d need new forks, %d cached",
+             len(questions), samples, len(fresh), len(incomplete),
+             len({q["question_id"] for q in questions} - set(fresh) - set(incomplete)))
     artifacts.write_json(Path(trace_dir) / "trace.meta.json", {"id": Path(trace_dir).name, "key": trace_key})
     result = engine_run(questions, fresh, incomplete, budgets)
-    table = samples_table(questions, trace_dir, budgets, result)
+    table = samples_table(questions, trace_dir, budgets, result, samples)
     artifacts.write_parquet(output, table)
     gen_key = {"trace": Path(trace_dir).name, "budgets": budgets}
+    if samples < trace_key["sampling"]["samples_per_question"]:  # a round: bitbudget.study.Generation.with_samples
+        gen_key["samples"] = samples
     return artifacts.write_meta(
         output, {**gen_key, "trace_key": trace_key}, artifact_id=artifacts.content_id(gen_key),
         counters=result.counters, seconds=round(time.time() - started, 3),

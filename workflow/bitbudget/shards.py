@@ -4,6 +4,11 @@
 thinking token ids up to the horizon, the natural answer, and the forced answers (forks)
 per budget. Shards are written atomically, so a killed job resumes at the first missing one.
 
+Samples are keyed by their index. A generation that needs ``n`` samples per question reads
+indices ``0..n-1`` and generates only the indices its question's shard lacks; a shard keeps
+every sample ever drawn (a later round's included), so extending a generation from ``n`` to
+``m`` samples leaves the first ``n`` byte for byte as they were.
+
 Each shard carries the sha256 of its own content (the canonical JSON of its question id and
 samples), written in the same atomic rename: a shard that was edited, truncated or damaged is
 refused where it is read, naming the file and the fix, instead of flowing into samples.
@@ -84,14 +89,52 @@ def missing_forks(sample: dict, budgets) -> list[int]:
     return [b for b in budgets if needs_fork(sample, b) and str(b) not in sample["forks"]]
 
 
+def first_samples(shard: dict | None, samples: int) -> list[dict]:
+    """The stored samples of indices below ``samples`` (the dicts of ``shard``, not copies)."""
+    return [s for s in shard["samples"] if s["sample_idx"] < samples] if shard else []
+
+
+def missing_indices(shard: dict | None, samples: int) -> list[int]:
+    """The sample indices of ``0..samples-1`` that ``shard`` (None: no shard) does not hold."""
+    held = {s["sample_idx"] for s in shard["samples"]} if shard else set()
+    return [i for i in range(samples) if i not in held]
+
+
+def new_samples(trace_dir, question_ids, samples: int) -> dict[str, list[int]]:
+    """The indices each question still needs, read from its shard as it is now."""
+    return {q: missing_indices(read_shard(trace_dir, q), samples) for q in question_ids}
+
+
+def merge_samples(stored: list[dict], new: list[dict]) -> list[dict]:
+    """Stored samples and newly drawn ones, by index; a stored sample is never replaced."""
+    held = {s["sample_idx"] for s in stored}
+    clash = sorted(s["sample_idx"] for s in new if s["sample_idx"] in held)
+    if clash:
+        raise ValueError(f"samples {clash} are stored already: only missing indices may be drawn")
+    return sorted([*stored, *new], key=lambda s: s["sample_idx"])
+
+
+def write_new_samples(trace_dir: str | Path, question_id: str, new: list[dict]) -> None:
+    """Write a question's shard as its stored samples (read again now: a refork may have
+    rewritten them since the work was planned) plus the newly drawn ones."""
+    stored = read_shard(trace_dir, question_id)
+    write_shard(trace_dir, question_id, merge_samples(stored["samples"] if stored else [], new))
+
+
 def plan_work(questions, trace_dir, budgets, samples) -> tuple[list[str], dict[str, dict]]:
-    """Questions to generate from scratch, and stored shards that lack some budgets' forks."""
+    """Questions whose shard lacks some of the sample indices ``0..samples-1`` (fresh), and
+    stored shards whose samples below ``samples`` lack some budgets' forks (incomplete).
+
+    A question may be in both: its stored samples are forked first, then its missing indices
+    drawn. Engines handle ``incomplete`` before ``fresh``, and draw for a fresh question only
+    its missing indices (:func:`new_samples`, :func:`write_new_samples`).
+    """
     fresh, incomplete = [], {}
     for question in questions:
         shard = read_shard(trace_dir, question["question_id"])
-        if shard is None or len(shard["samples"]) < samples:
+        if missing_indices(shard, samples):
             fresh.append(question["question_id"])
-        elif any(missing_forks(sample, budgets) for sample in shard["samples"]):
+        if any(missing_forks(sample, budgets) for sample in first_samples(shard, samples)):
             incomplete[question["question_id"]] = shard
     return fresh, incomplete
 
@@ -113,11 +156,24 @@ def build_prompts(tokenizer, questions: list[dict], template: str, chat_kwargs: 
     return prompts
 
 
+def chunks_by_rows(question_ids, rows_per_question, batch_rows):
+    """Consecutive chunks of ``question_ids`` holding at most ``batch_rows`` rows (at least one
+    question each). ``rows_per_question``: one count for every question, or a count per question."""
+    rows = rows_per_question if isinstance(rows_per_question, dict) else dict.fromkeys(question_ids, rows_per_question)
+    chunk, used = [], 0
+    for question_id in question_ids:
+        if chunk and used + rows[question_id] > batch_rows:
+            yield chunk
+            chunk, used = [], 0
+        chunk.append(question_id)
+        used += rows[question_id]
+    if chunk:
+        yield chunk
+
+
 def batches_by_prompt_length(question_ids, prompts, rows_per_question, batch_rows):
-    """Group questions whose prompts have equal length (no padding), batch_rows rows at most."""
-    per_batch = max(1, batch_rows // rows_per_question)
+    """Group questions whose prompts have equal length (no padding), batch_rows rows at most.
+    ``rows_per_question``: one count for every question, or a count per question."""
     ordered = sorted(question_ids, key=lambda q: (len(prompts[q]), q))
     for _, same_length in groupby(ordered, key=lambda q: len(prompts[q])):
-        same_length = list(same_length)
-        for start in range(0, len(same_length), per_batch):
-            yield same_length[start:start + per_batch]
+        yield from chunks_by_rows(list(same_length), rows_per_question, batch_rows)

@@ -3,6 +3,18 @@
 Rows of a batch share one prompt length (no padding), so every KV strategy, eviction
 included, sees plain rectangular caches. All rows advance one token per step; a row's
 next input is either forced (a queued suffix, a "Wait", a replayed token) or sampled.
+
+Samples are keyed by index: a generation that needs ``n`` samples per question first forks
+the stored samples below ``n`` that lack a budget, then decodes only the indices its shards
+lack, and writes each shard as its stored samples plus the new ones (bitbudget.shards).
+Each batch draws from one ``torch.Generator`` seeded by the batch's content
+(:func:`batch_generator`): the seed, the trace and the batch's questions, and, when the batch
+draws no sample of index 0 (an extension from n to m samples), its first drawn index. A
+batch that draws from index 0 keeps the seed it always had. HF draws therefore depend on the
+batch's composition, as before: which questions share a batch (batch_size and prompt
+lengths) and which indices it draws, so extending from n to m samples does not reproduce a
+one-shot run of m samples (the simulated and vLLM engines seed each sample by its index and
+do); the first n samples are kept byte for byte either way.
 """
 
 from __future__ import annotations
@@ -20,7 +32,8 @@ from bitbudget import kv as kv_strategies
 from bitbudget.artifacts import content_id
 from bitbudget.backends import Counters, EngineResult, Interrupted, sample_record
 from bitbudget.forcing import ForcingTokens, open_thinking, trace_forcing_tokens
-from bitbudget.shards import batches_by_prompt_length, build_prompts, missing_forks, write_shard
+from bitbudget.shards import (batches_by_prompt_length, build_prompts, first_samples, missing_forks, new_samples,
+                               write_new_samples, write_shard)
 
 log = logging.getLogger(__name__)
 
@@ -211,20 +224,26 @@ def load_model(path: str, dtype: str, device: str, revision: str | None = None):
     return model, tokenizer
 
 
-def batch_generator(base_seed: int, trace_id: str, question_ids: list[str]) -> torch.Generator:
-    """A seed fixed by the content of the batch, so reruns and resumes draw the same samples."""
-    seed = int(content_id({"seed": base_seed, "trace": trace_id, "questions": sorted(question_ids)}), 16)
+def batch_generator(base_seed: int, trace_id: str, question_ids: list[str], first_index: int = 0) -> torch.Generator:
+    """A seed fixed by the content of the batch, so reruns and resumes draw the same samples.
+    ``first_index``: the smallest sample index the batch draws; it enters the seed only when
+    above 0 (a batch drawing from index 0 keeps the seed of every trace made before)."""
+    content = {"seed": base_seed, "trace": trace_id, "questions": sorted(question_ids)}
+    if first_index > 0:
+        content["first_index"] = first_index
+    seed = int(content_id(content), 16)
     return torch.Generator().manual_seed(seed)
 
 
 class HFEngine:
-    """Fills the shards of one trace directory: fresh questions, then missing forks."""
+    """Fills the shards of one trace directory: missing forks of stored samples, then missing samples."""
 
     name = "hf"
 
     def __init__(self, spec: dict, checkpoint_path: str, trace_dir: str, stop_requested=lambda: False,
                  revision: str | None = None):
         self.key = spec["trace_key"]
+        self.samples = spec.get("samples", self.key["sampling"]["samples_per_question"])
         self.trace_dir = Path(trace_dir)
         self.engine = spec["engine"]
         self.model, self.tokenizer = load_model(checkpoint_path, self.engine["dtype"], self.engine["device"], revision)
@@ -235,23 +254,27 @@ class HFEngine:
     def __call__(self, questions, fresh, incomplete, budgets):
         prompts = build_prompts(self.tokenizer, questions, self.key["prompt"], self.key["chat_template_kwargs"])
         prompts = {q: open_thinking(ids, self.tokens) for q, ids in prompts.items()}
-        samples = self.key["sampling"]["samples_per_question"]
         progress = Progress(len(fresh) + len(incomplete))
-        for batch in batches_by_prompt_length(fresh, prompts, samples, self.engine["batch_size"]):
-            rows = [Row((q, i)) for q in batch for i in range(samples)]
-            self._decode(prompts, rows, budgets, max(budgets), batch)
-            for question_id in batch:
-                write_shard(self.trace_dir, question_id, [r.record() for r in rows if r.key[0] == question_id])
-            progress.update(len(batch), self.counters)
-        for batch in batches_by_prompt_length(list(incomplete), prompts, samples, self.engine["batch_size"]):
+        # stored samples first: a question extended to more samples may lack forks of its stored ones
+        for batch in batches_by_prompt_length(list(incomplete), prompts, self.samples, self.engine["batch_size"]):
             self._refork(prompts, {q: incomplete[q] for q in batch}, budgets)
+            progress.update(len(batch), self.counters)
+        todo = new_samples(self.trace_dir, fresh, self.samples)
+        rows_per_question = {q: len(indices) for q, indices in todo.items()}
+        for batch in batches_by_prompt_length(fresh, prompts, rows_per_question, self.engine["batch_size"]):
+            rows = [Row((q, i)) for q in batch for i in todo[q]]
+            self._decode(prompts, rows, budgets, max(budgets), batch, min(todo[q][0] for q in batch))
+            for question_id in batch:
+                write_new_samples(self.trace_dir, question_id, [r.record() for r in rows if r.key[0] == question_id])
             progress.update(len(batch), self.counters)
         return EngineResult(asdict(self.counters), self.tokenizer, self.tokens, prompts)
 
-    def _decode(self, prompts, rows, fork_budgets, horizon, batch):
+    def _decode(self, prompts, rows, fork_budgets, horizon, batch, first_index: int = 0):
+        """``first_index``: the smallest index of the samples the batch draws (0 for a refork,
+        whose seed is the one it always had)."""
         decoder = BatchDecoder(
             self.model, self.key["kv"], self.key["sampling"], self.tokens, fork_budgets, horizon,
-            batch_generator(self.key["sampling"]["seed"], self.trace_dir.name, batch), self.stop_requested,
+            batch_generator(self.key["sampling"]["seed"], self.trace_dir.name, batch, first_index), self.stop_requested,
         )
         decoder.run([prompts[row.key[0]] for row in rows], rows)
         self.counters.add(decoder.counters)
@@ -260,7 +283,7 @@ class HFEngine:
         """Teacher-force stored thinking to recreate each KV state, then fork the missing budgets."""
         rows, missing = [], set()
         for question_id, shard in shards.items():
-            for sample in shard["samples"]:
+            for sample in first_samples(shard, self.samples):
                 todo = missing_forks(sample, budgets)
                 if todo:
                     rows.append(Row((question_id, sample["sample_idx"]), replay=sample["think_ids"]))

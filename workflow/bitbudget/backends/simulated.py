@@ -51,7 +51,7 @@ from pathlib import Path
 
 from bitbudget import memory
 from bitbudget.artifacts import content_id
-from bitbudget.shards import missing_forks, prompt_text, write_shard
+from bitbudget.shards import first_samples, missing_forks, new_samples, prompt_text, write_new_samples, write_shard
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +275,7 @@ class SimulatedEngine:
 
     def __init__(self, spec: dict, checkpoint_path: str, trace_dir: str, stop_requested=lambda: False):
         self.key = spec["trace_key"]
+        self.samples = spec.get("samples", self.key["sampling"]["samples_per_question"])
         if "simulation" not in self.key:
             raise SimulationError(
                 "the generation's key has no `simulation` section; fix: add a `simulation` section with a "
@@ -294,19 +295,18 @@ class SimulatedEngine:
 
     def __call__(self, questions, fresh, incomplete, budgets) -> SimulatedResult:
         suffix = self.key["forcing"]["forced_answer_suffix"]
-        samples = self.key["sampling"]["samples_per_question"]
         prompts = {q["question_id"]: self._prompt_tokens(q) for q in questions}
         by_id = {q["question_id"]: q for q in questions}
-        for question_id in fresh:
+        for question_id, shard in incomplete.items():  # stored samples first: a fresh question may have some
+            self._check_stop()
+            self._fill(by_id[question_id], first_samples(shard, self.samples), budgets, suffix, prompts[question_id])
+            write_shard(self.trace_dir, question_id, shard["samples"])
+        for question_id, indices in new_samples(self.trace_dir, fresh, self.samples).items():
             self._check_stop()
             records = [{"sample_idx": i, "think_ids": [], "closed_thinking": False, "answer_ids": [], "forks": {}}
-                       for i in range(samples)]
+                       for i in indices]
             self._fill(by_id[question_id], records, budgets, suffix, prompts[question_id])
-            write_shard(self.trace_dir, question_id, records)
-        for question_id, shard in incomplete.items():
-            self._check_stop()
-            self._fill(by_id[question_id], shard["samples"], budgets, suffix, prompts[question_id])
-            write_shard(self.trace_dir, question_id, shard["samples"])
+            write_new_samples(self.trace_dir, question_id, records)
         return SimulatedResult(dict(self.counters), suffix, prompts)
 
     def _check_stop(self) -> None:

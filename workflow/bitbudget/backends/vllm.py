@@ -12,10 +12,13 @@ sees exactly the thinking tokens of the sample it forks from. Per question chunk
    thinking exceeds, `prompt + think[:T] + suffix` is answered. Prefix caching makes the
    shared prefixes nearly free.
 
-Stored shards that lack forks for a newly added budget only get the fork requests.
-Sampling follows the trace key; every request has its own seed, derived from its content
+Stored shards that lack forks for a newly added budget only get the fork requests; they are
+answered first. Samples are keyed by index: a generation that needs ``n`` samples per
+question draws only the indices its shards lack and writes each shard as its stored samples
+plus the new ones (bitbudget.shards). Sampling follows the trace key; every request has its own seed, derived from its content
 (trace, question, sample, segment or budget), so reruns and resumes draw the same tokens
-for the same requests.
+for the same requests, and extending a generation from n to m samples draws exactly what a
+one-shot run of m samples draws.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from bitbudget import capabilities
 from bitbudget.artifacts import content_id
 from bitbudget.backends import Counters, EngineResult, Interrupted, sample_record
 from bitbudget.forcing import needs_fork, open_thinking, trace_forcing_tokens
-from bitbudget.shards import build_prompts, missing_forks, write_shard
+from bitbudget.shards import (build_prompts, chunks_by_rows, first_samples, missing_forks, new_samples,
+                               write_new_samples, write_shard)
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +129,7 @@ def engine_args(engine: dict, checkpoint_path: str, max_model_len: int, seed: in
 
 
 class VLLMEngine:
-    """Fills the shards of one trace directory: fresh questions, then missing forks."""
+    """Fills the shards of one trace directory: missing forks of stored samples, then missing samples."""
 
     name = "vllm"
 
@@ -136,6 +140,7 @@ class VLLMEngine:
         from bitbudget.revisions import loader_kwargs
 
         self.key = spec["trace_key"]
+        self.samples = spec.get("samples", self.key["sampling"]["samples_per_question"])
         self.engine = spec["engine"]
         self.checkpoint_path = checkpoint_path
         self.revision = revision
@@ -224,22 +229,20 @@ class VLLMEngine:
         prompts = {q: open_thinking(ids, self.tokens) for q, ids in prompts.items()}
         todo = list(fresh) + list(incomplete)
         self.start(max((len(prompts[q]) for q in todo), default=1))
-        samples = self.sampling["samples_per_question"]
-        per_chunk = max(1, self.engine.get("batch_size", 64) // samples)
+        batch_rows = self.engine.get("batch_size", 64)
         started, done = time.time(), 0
-        for start in range(0, len(fresh), per_chunk):
-            chunk = fresh[start:start + per_chunk]
-            rows = [Sample(q, i) for q in chunk for i in range(samples)]
+        # stored samples first: a question extended to more samples may lack forks of its stored ones
+        for pending in chunks_by_rows(list(incomplete), self.samples, batch_rows):
+            self._refork(prompts, {q: incomplete[q] for q in pending}, budgets)
+            done += len(pending)
+            self._progress(done, len(todo), started)
+        indices = new_samples(self.trace_dir, fresh, self.samples)
+        for chunk in chunks_by_rows(list(fresh), {q: len(indices[q]) for q in fresh}, batch_rows):
+            rows = [Sample(q, i) for q in chunk for i in indices[q]]
             self._think(prompts, rows)
             self._answer(prompts, rows, budgets)
             for question_id in chunk:
-                write_shard(self.trace_dir, question_id, [r.record() for r in rows if r.question_id == question_id])
-            done += len(chunk)
-            self._progress(done, len(todo), started)
-        pending = list(incomplete)
-        for start in range(0, len(pending), per_chunk):
-            chunk = {q: incomplete[q] for q in pending[start:start + per_chunk]}
-            self._refork(prompts, chunk, budgets)
+                write_new_samples(self.trace_dir, question_id, [r.record() for r in rows if r.question_id == question_id])
             done += len(chunk)
             self._progress(done, len(todo), started)
         return EngineResult(asdict(self.counters), self.tokenizer, self.tokens, prompts)
@@ -316,7 +319,7 @@ class VLLMEngine:
         """Answer the forks a stored shard lacks (a budget added after it was generated)."""
         requests, targets = [], []
         for question_id, shard in shards.items():
-            for sample in shard["samples"]:
+            for sample in first_samples(shard, self.samples):
                 for budget in missing_forks(sample, budgets):
                     key = (question_id, sample["sample_idx"])
                     requests.append(self._fork_request(prompts[question_id], sample["think_ids"], budget, key))
