@@ -1,0 +1,226 @@
+"""Samples keyed by index: a generation extended from n to m samples keeps the first n byte for
+byte and draws only the new indices; a stopped round resumes at the questions it had not written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from snakemake.utils import update_config
+
+from bitbudget import artifacts, shards
+from bitbudget.backends.hf import HFEngine, batch_generator
+from bitbudget.backends.simulated import Interrupted as SimulatedInterrupted
+from bitbudget.generate import run_generation, write_generation
+from bitbudget.study import build_study
+from tests.conftest import REPO
+
+BUDGETS = (2000, 10000, 30000)
+
+
+# --------------------------------------------------------------------------- shards
+
+
+def test_missing_indices_and_merge_keep_every_stored_sample():
+    shard = {"samples": [{"sample_idx": i} for i in (0, 1, 5)]}
+    assert shards.missing_indices(shard, 4) == [2, 3]
+    assert shards.missing_indices(shard, 2) == []
+    assert shards.missing_indices(None, 3) == [0, 1, 2]
+    assert [s["sample_idx"] for s in shards.first_samples(shard, 2)] == [0, 1]
+    merged = shards.merge_samples(shard["samples"], [{"sample_idx": 3}, {"sample_idx": 2}])
+    assert [s["sample_idx"] for s in merged] == [0, 1, 2, 3, 5]  # never truncated to n
+    with pytest.raises(ValueError, match=r"\[1\]"):
+        shards.merge_samples(shard["samples"], [{"sample_idx": 1}])
+
+
+def test_batches_count_each_questions_new_rows():
+    prompts = {q: [0] * 3 for q in "abcd"}
+    assert list(shards.batches_by_prompt_length("abcd", prompts, 2, 4)) == [["a", "b"], ["c", "d"]]
+    rows = {"a": 1, "b": 1, "c": 3, "d": 4}
+    assert list(shards.batches_by_prompt_length("abcd", prompts, rows, 4)) == [["a", "b"], ["c"], ["d"]]
+
+
+def test_hf_batch_seed_is_unchanged_from_index_zero():
+    same = batch_generator(0, "trace", ["q1", "q0"]).initial_seed()
+    assert batch_generator(0, "trace", ["q0", "q1"], 0).initial_seed() == same
+    assert batch_generator(0, "trace", ["q0", "q1"], 2).initial_seed() != same
+
+
+# --------------------------------------------------------------------------- simulated engine
+
+
+def simulated_generation(samples: int = 4, budgets=BUDGETS):
+    """The full design (a maximum of ``samples`` per question) of a one-generation simulated study."""
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "config" / "simulated.yaml").read_text()))
+    for model in config["models"].values():
+        model["path"] = str(REPO / model["path"])
+    config["grids"] = {"main": {**config["grids"]["main"], "models": ["qwen3-0.6b"], "weight_formats": ["bf16"],
+                                "datasets": ["aime2025"], "token_budgets": list(budgets), "parallel_samples": [1]}}
+    config["sampling"]["samples_per_question"] = samples
+    (generation,) = build_study(config).generations.values()
+    return generation
+
+
+def run_round(generation, trace_dir: Path, output: Path, stop=lambda: False) -> tuple[pd.DataFrame, dict]:
+    """``trace_dir``: the trace store of ``generation``'s trace (named by its id, as in results/traces/)."""
+    assert trace_dir.name == generation.trace_id
+    spec = generation.engine_spec()
+    spec["trace_dir"] = str(trace_dir)
+    meta = run_generation(spec, output, stop_requested=stop)
+    return pd.read_parquet(output), meta
+
+
+def read_shards(trace_dir: Path) -> dict[str, dict]:
+    return {p.stem: shards.read_shard(trace_dir, p.stem) for p in sorted((trace_dir / "shards").glob("*.json"))}
+
+
+def test_simulated_extension_reuses_the_first_samples_and_equals_a_one_shot_run(tmp_path):
+    full = simulated_generation(samples=4)
+    trace = tmp_path / "traces" / full.trace_id
+    first, meta1 = run_round(full.with_samples(2), trace, tmp_path / "r2.parquet")
+    assert meta1["id"] == full.with_samples(2).gen_id != full.gen_id
+    assert sorted(first["sample_idx"].unique()) == [0, 1]
+    after_first = read_shards(trace)
+    n_questions = len(after_first)
+    assert n_questions == first["question_id"].nunique() > 1
+    assert all([s["sample_idx"] for s in shard["samples"]] == [0, 1] for shard in after_first.values())
+
+    second, meta2 = run_round(full.with_samples(4), trace, tmp_path / "r4.parquet")
+    assert meta2["id"] == full.gen_id
+    assert meta2["generated"] == n_questions and meta2["reforked"] == 0
+    # only the two new samples of each question thought to the horizon
+    assert meta2["counters"]["decode_tokens"] == n_questions * 2 * max(BUDGETS)
+    assert meta1["counters"]["decode_tokens"] == n_questions * 2 * max(BUDGETS)
+    after_second = read_shards(trace)
+    for question_id, shard in after_second.items():
+        assert [s["sample_idx"] for s in shard["samples"]] == [0, 1, 2, 3]
+        assert shard["samples"][:2] == after_first[question_id]["samples"]
+    kept = second[second["sample_idx"] < 2].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, first)
+
+    oneshot, meta = run_round(full, tmp_path / "oneshot" / full.trace_id, tmp_path / "oneshot.parquet")
+    pd.testing.assert_frame_equal(second, oneshot)
+    for question_id in after_second:
+        assert (shards.shard_path(trace, question_id).read_bytes()
+                == shards.shard_path(tmp_path / "oneshot" / full.trace_id, question_id).read_bytes())
+
+    # the earlier round read again from the extended trace: its first samples only, nothing drawn
+    again, meta = run_round(full.with_samples(2), trace, tmp_path / "r2-again.parquet")
+    pd.testing.assert_frame_equal(again, first)
+    assert meta["generated"] == 0 and meta["counters"]["decode_tokens"] == 0
+    assert read_shards(trace) == after_second
+
+
+def test_extension_with_a_new_budget_forks_stored_samples_then_draws_new_ones(tmp_path):
+    small = simulated_generation(samples=4, budgets=(2000, 30000))
+    trace = tmp_path / "traces" / small.trace_id
+    first, _ = run_round(small.with_samples(2), trace, tmp_path / "r2.parquet")
+    stored = read_shards(trace)
+    full = simulated_generation(samples=4)
+    assert full.trace_id == small.trace_id  # the budget list is not part of the trace
+    table, meta = run_round(full, trace, tmp_path / "r4.parquet")
+    n_questions = len(stored)
+    assert meta["generated"] == meta["reforked"] == n_questions
+    assert meta["counters"]["decode_tokens"] == n_questions * 2 * max(BUDGETS)
+    for question_id, shard in read_shards(trace).items():
+        for old, new in zip(stored[question_id]["samples"], shard["samples"][:2]):
+            assert set(new["forks"]) == {"2000", "10000", "30000"}
+            assert {b: new["forks"][b] for b in old["forks"]} == old["forks"]
+    oneshot, _ = run_round(full, tmp_path / "oneshot" / full.trace_id, tmp_path / "oneshot.parquet")
+    pd.testing.assert_frame_equal(table, oneshot)
+
+
+def test_a_stopped_round_resumes_at_the_questions_it_had_not_written(tmp_path):
+    full = simulated_generation(samples=4)
+    trace = tmp_path / "traces" / full.trace_id
+    run_round(full.with_samples(2), trace, tmp_path / "r2.parquet")
+    paths = sorted((trace / "shards").glob("*.json"))
+
+    def extended() -> list[Path]:
+        return [p for p in paths if len(json.loads(p.read_text())["samples"]) == 4]
+
+    output = tmp_path / "r4.parquet"
+    with pytest.raises(SimulatedInterrupted):
+        run_round(full, trace, output, stop=lambda: len(extended()) >= 1)
+    written = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in extended()}
+    assert len(written) == 1
+    assert not output.exists() and not artifacts.meta_path(output).exists()
+
+    table, meta = run_round(full, trace, output)
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in written} == written
+    remaining = len(paths) - len(written)
+    assert meta["generated"] == remaining
+    assert meta["counters"]["decode_tokens"] == remaining * 2 * max(BUDGETS)
+    counts = table.groupby("question_id")["sample_idx"].nunique()
+    assert len(counts) == len(paths) and (counts == 4).all()
+    oneshot, _ = run_round(full, tmp_path / "oneshot" / full.trace_id, tmp_path / "oneshot.parquet")
+    pd.testing.assert_frame_equal(table, oneshot)
+
+
+# --------------------------------------------------------------------------- HF engine
+
+
+def hf_spec(model_dir, samples: int, maximum: int = 3, budgets=(8, 16), n_questions: int = 3) -> dict:
+    trace_key = {
+        "checkpoint": "a-model-this-test-made",
+        "kv": {"method": "full"},
+        "prompt": "{problem}",
+        "chat_template_kwargs": {},
+        "sampling": {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "seed": 0,
+                     "samples_per_question": maximum, "max_answer_tokens": 4},
+        "forcing": {"end_of_thinking": "</think>", "wait_extension": False, "wait_text": "Wait",
+                    "forced_answer_suffix": "</think>\n**Final Answer**\n\\boxed{"},
+        "horizon": max(budgets),
+    }
+    return {
+        "samples": samples,
+        "trace_key": trace_key,
+        "dataset": {"name": "arith", "kind": "integer", "source": "synthetic",
+                    "synthetic": {"n_questions": n_questions, "seed": 3, "min_difficulty": 2, "max_difficulty": 4}},
+        "budgets": list(budgets),
+        "engine": {"name": "hf", "dtype": "float32", "batch_size": 8, "device": "cpu"},
+        "checkpoint_path": str(model_dir),
+    }
+
+
+def hf_round(model_dir, trace_dir: Path, spec: dict, output: Path):
+    engine = HFEngine(spec, str(model_dir), str(trace_dir))
+    meta = write_generation(spec, output, trace_dir, engine)
+    return pd.read_parquet(output), meta, engine
+
+
+def row_decode_tokens(sample: dict, horizon: int, tokens) -> int:
+    """Tokens one sample's row fed back to the model: every token it advanced but its last."""
+    if sample["closed_thinking"]:
+        return len(sample["think_ids"]) + 1 + len(sample["answer_ids"]) - 1
+    return horizon + len(tokens.suffix) + len(sample["forks"][str(horizon)]) - 1
+
+
+def test_hf_extension_keeps_samples_token_for_token_and_decodes_only_the_new_one(random_tiny_model, tmp_path):
+    trace = tmp_path / "trace"
+    first, meta1, engine = hf_round(random_tiny_model, trace, hf_spec(random_tiny_model, 2), tmp_path / "r2.parquet")
+    after_first = read_shards(trace)
+    horizon = 16
+    # the counter formula, checked on the first round's two rows per question
+    assert meta1["counters"]["decode_tokens"] == sum(
+        row_decode_tokens(s, horizon, engine.tokens) for shard in after_first.values() for s in shard["samples"])
+    prompt_tokens = first.drop_duplicates("question_id")["prompt_tokens"].sum()
+    assert meta1["counters"]["prefill_tokens"] == 2 * prompt_tokens
+
+    second, meta2, engine = hf_round(random_tiny_model, trace, hf_spec(random_tiny_model, 3), tmp_path / "r3.parquet")
+    after_second = read_shards(trace)
+    assert meta2["generated"] == len(after_first) == 3 and meta2["reforked"] == 0
+    new = [shard["samples"][2] for shard in after_second.values()]
+    for question_id, shard in after_second.items():
+        assert [s["sample_idx"] for s in shard["samples"]] == [0, 1, 2]
+        assert shard["samples"][:2] == after_first[question_id]["samples"]  # think_ids, answer_ids, forks
+        assert shard["samples"][2]["think_ids"] not in [s["think_ids"] for s in shard["samples"][:2]]
+    assert meta2["counters"]["prefill_tokens"] == prompt_tokens  # one new row per question
+    assert meta2["counters"]["decode_tokens"] == sum(row_decode_tokens(s, horizon, engine.tokens) for s in new)
+    kept = second[second["sample_idx"] < 2].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, first)
+    assert second.groupby("question_id")["sample_idx"].nunique().eq(3).all()
