@@ -24,7 +24,13 @@ include: "workflow/rules/fit.smk"
 include: "workflow/rules/report.smk"
 
 
+if ADAPTIVE:
+
+    include: "workflow/rules/adaptive.smk"
+
+
 rule all:
     default_target: True
     input:
-        final_outputs(),
+        # under adaptive sampling a function: the rounds' jobs are known as their decisions come
+        final_outputs if ADAPTIVE else final_outputs(),

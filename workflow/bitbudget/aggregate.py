@@ -68,7 +68,7 @@ def memory_columns(scenarios: pd.DataFrame, records: dict[str, dict], spec: dict
     }, index=scenarios.index)
 
 
-def _cell_arrays(at_budget: pd.DataFrame):
+def cell_arrays(at_budget: pd.DataFrame):
     """(question ids, correct [Q, n], answers [Q, n]) of one cell, or None when questions hold
     different numbers of samples (then the scenario-at-a-time estimators are used)."""
     at = at_budget.sort_values(["question_id", "sample_idx"])
@@ -89,7 +89,7 @@ def _dataset_seed(seed: int, dataset: str) -> list[int]:
 def _summaries(cell: pd.DataFrame, at_budget: pd.DataFrame, analysis: dict,
                resamplings: dict) -> tuple[dict, list[pd.DataFrame]]:
     """scenario_id -> summary, and the per-question tables, of the scenarios of one cell."""
-    arrays = _cell_arrays(at_budget)
+    arrays = cell_arrays(at_budget)
     summaries, questions = {}, []
     if arrays is None:
         for scenario in cell.itertuples():
@@ -106,10 +106,14 @@ def _summaries(cell: pd.DataFrame, at_budget: pd.DataFrame, analysis: dict,
     if key not in resamplings:
         resamplings[key] = Resampling(*correct.shape, analysis["bootstrap_samples"],
                                       _dataset_seed(analysis["seed"], dataset))
-    by_g = summarize_cell(correct, answers, sorted(set(cell["G"].astype(int))), resamplings[key])
+    # a maj@G with G above the samples drawn (an adaptive round) has no estimate: NaN
+    gs = sorted(set(cell["G"].astype(int)))
+    by_g = summarize_cell(correct, answers, [g for g in gs if g <= correct.shape[1]], resamplings[key])
+    none = np.full(len(qids), np.nan)
     n_correct = correct.sum(axis=1)
     for scenario in cell.itertuples():
-        result = by_g[int(scenario.G)]
+        result = by_g.get(int(scenario.G)) or {"accuracy": np.nan, "ci_low": np.nan, "ci_high": np.nan,
+                                                "per_question": none}
         summaries[scenario.scenario_id] = {k: result[k] for k in ("accuracy", "ci_low", "ci_high")} | {
             "n_questions": len(qids)}
         questions.append(pd.DataFrame({

@@ -3,6 +3,7 @@ rule aggregate:
         scenarios="results/scenarios.parquet",
         grades=all_grades,
         generations=all_generations,
+        **adaptive_inputs(),
     output:
         scenarios=report(
             "results/aggregate/scenarios.parquet",

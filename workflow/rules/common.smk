@@ -1,6 +1,7 @@
 import json
 import re
 
+from bitbudget import rounds
 from bitbudget.artifacts import content_id, meta_path
 from bitbudget.config import check_config_files, validate_config
 from bitbudget.provenance import config_summary
@@ -14,6 +15,14 @@ validate_config(config)
 
 STUDY = build_study(config)
 TRAINED_MODEL_DIRS = models_to_train(config)
+# every generation and grade a job may make: the full design's and, under sampling.adaptive,
+# each round's (the same as the full design's when it is off)
+ALL_GENERATIONS = STUDY.all_generations
+ALL_GRADES = STUDY.all_grades
+ADAPTIVE = rounds.enabled(STUDY.config)
+if ADAPTIVE:
+    PLAN_ID = rounds.plan_id(STUDY)
+    MAX_ROUNDS = max(len(r) for r in STUDY.rounds.values())
 
 
 wildcard_constraints:
@@ -32,14 +41,27 @@ def benchmark_path(stage, *keys):
     return str(Path("benchmarks", stage, *keys)) + ".tsv"
 
 
-def final_outputs():
+def final_outputs(wildcards=None):
     """Every artifact is a target: one deleted, or whose data is missing beside its metadata,
     is rebuilt by the next plain run, with what depends on it and nothing else.
+
+    Under adaptive sampling (a function of the rounds' decisions): the generations and grades
+    of the rounds that ran, not those of rounds no generation reached.
     """
-    data = (
-        [g.output for g in STUDY.generations.values()]
-        + [g.output for g in STUDY.grades.values()]
-        + ["results/scenarios.parquet", "results/aggregate/scenarios.parquet"]
+    if ADAPTIVE:
+        decisions = adaptive_decisions()
+        grades = {e["grade_id"] for d in decisions for e in d["generations"].values()}
+        grades = [ALL_GRADES[g] for g in sorted(grades)]
+        data = (
+            sorted({g.generation.output for g in grades})
+            + [g.output for g in grades]
+            + [rounds.round_path(PLAN_ID, d["round"]) for d in decisions]
+            + [rounds.ROOT + "/samples.json"]
+        )
+    else:
+        data = [g.output for g in STUDY.generations.values()] + [g.output for g in STUDY.grades.values()]
+    data += (
+        ["results/scenarios.parquet", "results/aggregate/scenarios.parquet"]
         + ["results/aggregate/questions.parquet", "results/fit/frontier.parquet"]
         + ["results/fit/threshold.json", "results/fit/findings.json"]
     )
@@ -74,7 +96,7 @@ def checkpoint_source(wildcards):
 
 
 def generation_checkpoint(wildcards):
-    ckpt = STUDY.generations[wildcards.gen_id].checkpoint
+    ckpt = ALL_GENERATIONS[wildcards.gen_id].checkpoint
     if ckpt.quantized:
         return [ckpt.path]
     return model_input(ckpt.model)
@@ -84,7 +106,7 @@ def generation_resource(name):
     """A scheduler resource of a generate job (schema defaults, overridden per model)."""
 
     def resource(wildcards):
-        return STUDY.generations[wildcards.gen_id].runtime["resources"][name]
+        return ALL_GENERATIONS[wildcards.gen_id].runtime["resources"][name]
 
     return resource
 
@@ -95,29 +117,40 @@ def engine_runtime(name):
     """
 
     def resource(wildcards):
-        value = STUDY.generations[wildcards.gen_id].runtime["engine"].get(name)
+        value = ALL_GENERATIONS[wildcards.gen_id].runtime["engine"].get(name)
         return "" if value is None else value
 
     return resource
 
 
 def grade_samples(wildcards):
-    return STUDY.grades[wildcards.grade_id].generation.output
+    return ALL_GRADES[wildcards.grade_id].generation.output
 
 
 def all_grades(wildcards=None):
+    """The grades the analysis reads: under adaptive sampling, each generation's final round's."""
+    if ADAPTIVE:
+        return [grade.output for grade in adaptive_final_grades()]
     return [grade.output for grade in STUDY.grades.values()]
 
 
 def all_generations(wildcards=None):
+    if ADAPTIVE:
+        return sorted(grade.generation.output for grade in adaptive_final_grades())
     return sorted(g.output for g in STUDY.generations.values())
 
 
+def adaptive_inputs():
+    """Named inputs of the analysis stages under adaptive sampling (none when it is off)."""
+    return {"adaptive": rounds.ROOT + "/samples.json"} if ADAPTIVE else {}
+
+
 def study_benchmarks(wildcards=None):
-    """Benchmark files of this study's jobs (not those other studies left in benchmarks/)."""
+    """Benchmark files of this study's jobs (not those other studies left in benchmarks/);
+    under adaptive sampling, those of every round's jobs (a round no generation reached has none)."""
     return (
-        [benchmark_path("generate", g) for g in sorted(STUDY.generations)]
-        + [benchmark_path("grade", g) for g in sorted(STUDY.grades)]
+        [benchmark_path("generate", g) for g in sorted(ALL_GENERATIONS)]
+        + [benchmark_path("grade", g) for g in sorted(ALL_GRADES)]
         + [benchmark_path(stage) for stage in ("aggregate", "fit")]
     )
 
@@ -131,39 +164,41 @@ def quantize_python(wildcards):
 
 
 def generation_key(wildcards):
-    return STUDY.generations[wildcards.gen_id].key
+    return ALL_GENERATIONS[wildcards.gen_id].key
 
 
 def generation_checkpoint_path(wildcards):
-    return STUDY.generations[wildcards.gen_id].checkpoint.path
+    return ALL_GENERATIONS[wildcards.gen_id].checkpoint.path
 
 
 def generation_revision(wildcards):
-    return STUDY.generations[wildcards.gen_id].source_revision
+    return ALL_GENERATIONS[wildcards.gen_id].source_revision
 
 
 def generation_trace_dir(wildcards):
-    return STUDY.generations[wildcards.gen_id].trace_dir
+    return ALL_GENERATIONS[wildcards.gen_id].trace_dir
 
 
 def grade_key(wildcards):
-    return STUDY.grades[wildcards.grade_id].key
+    return ALL_GRADES[wildcards.grade_id].key
 
 
 def grade_dataset_kind(wildcards):
-    return STUDY.grades[wildcards.grade_id].generation.key["trace_key"]["dataset"][
+    return ALL_GRADES[wildcards.grade_id].generation.key["trace_key"]["dataset"][
         "kind"
     ]
 
 
 def grade_end_of_thinking(wildcards):
-    return STUDY.grades[wildcards.grade_id].generation.key["trace_key"]["forcing"][
+    return ALL_GRADES[wildcards.grade_id].generation.key["trace_key"]["forcing"][
         "end_of_thinking"
     ]
 
 
 def aggregate_spec(wildcards=None):
     """Plain data the aggregate step needs to place each scenario at its memory cost."""
+    if ADAPTIVE:  # the grades are those of the final round: the aggregate script reads samples.json
+        return {**rounds.aggregate_spec(config, []), "grades": {}, "generations": {}}
     return {
         "grades": {g.grade_id: g.output for g in STUDY.grades.values()},
         "generations": {g.gen_id: g.output for g in STUDY.generations.values()},

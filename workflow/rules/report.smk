@@ -7,6 +7,7 @@ rule report:
         findings="results/fit/findings.json",
         grades=all_grades,
         generations=all_generations,
+        **adaptive_inputs(),
     output:
         report(
             "report/index.html",
