@@ -131,3 +131,22 @@ def test_traces_are_stored_once_per_generation_cell_and_capped(tmp_path):
     assert all(len(v) == 2 for v in data.values())
     assert sum(len(t["text"]) for v in data.values() for t in v) <= 200_000 * 1.05
     assert html.count('<option value="') >= len(scen)  # every scenario can be picked
+
+
+def test_samples_per_question_and_adaptive_stops_are_shown(tmp_path):
+    scen, ques, samples, thr, found, prov = make_inputs(n_boot=5)
+    adaptive = {"rule": "curtail", "rounds": 3, "open_per_round": [2, 1, 0], "generations": {
+        "a" * 12: {"model": "m-small", "weights": "int4", "kv": "full", "dataset": "arith", "samples": 4,
+                   "maximum": 8, "history": [2, 4], "reason": "the full design would decide the same"},
+        "b" * 12: {"model": "m-large", "weights": "bf16", "kv": "full", "dataset": "arith", "samples": 8,
+                   "maximum": 8, "history": [2, 4, 8], "reason": "reached the maximum"}}}
+    html = report.render_report(scen.assign(n_samples=4), ques, samples, thr, found, prov, tmp_path / "a.html",
+                                adaptive=adaptive).read_text()
+    assert "<th>samples/question</th>" in html
+    section = html[html.index('<section id="adaptive">'):]
+    section = section[:section.index("</section>")]
+    assert "1 of 2 generations stopped early" in section and "0.75 of the full design" in section
+    assert "<b>4 / 8</b>" in section and "the full design would decide the same" in section
+    assert "m-large" in section and "reached the maximum" in section
+    plain = report.render_report(scen, ques, samples, thr, found, prov, tmp_path / "p.html").read_text()
+    assert 'id="adaptive"' not in plain

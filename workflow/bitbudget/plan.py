@@ -8,7 +8,10 @@ model or dataset and without a GPU:
 - estimated decode tokens and GPU-hours per model;
 - what is already cached (finished generation outputs, per-question shards in the traces);
 - the decode tokens of the same grid generated per scenario (each budget and each G drawn
-  separately, as evaluation tools that run one configuration at a time do), and the ratio.
+  separately, as evaluation tools that run one configuration at a time do), and the ratio;
+- under ``sampling.adaptive``, tokens per round: expected (an upper bound: every generation
+  still open in every round) and spent (what each round's generate jobs decoded, from their
+  metadata), with the generations each written decision left open.
 
 Token model (an assumption; say so when quoting the numbers). Every sample thinks
 ``think_fraction`` x its budget (default 1.0: the whole budget, an upper bound, and exact
@@ -30,7 +33,7 @@ import json
 import math
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -118,11 +121,26 @@ class GenerationPlan:
 
 
 @dataclass
+class RoundPlan:
+    """One round of adaptive sampling (``sampling.adaptive``)."""
+
+    round: int
+    samples: tuple  # samples per question after this round (one value per distinct maximum)
+    generations: int  # generations that have this round
+    expected_tokens: float  # upper bound: every generation still open
+    spent_tokens: float  # decoded by this round's generate jobs that have run
+    ran: int  # this round's generations with metadata
+    open_after: int | None  # generations the round's written decision left open (None: not decided yet)
+
+
+@dataclass
 class Plan:
     scenarios: int
     jobs: dict
     generations: list[GenerationPlan] = field(default_factory=list)
     assumptions: dict = field(default_factory=dict)
+    rounds: list[RoundPlan] = field(default_factory=list)
+    adaptive: dict | None = None
 
     @property
     def nested_tokens(self) -> float:
@@ -156,7 +174,7 @@ class Plan:
             "per_model": self.per_model(),
             "cached_generations": sum(g.output_exists for g in self.generations),
             "shards_present": sum(g.shards_present for g in self.generations),
-        }
+        } | ({"adaptive": self.adaptive, "rounds": [asdict(r) for r in self.rounds]} if self.adaptive else {})
 
 
 def throughput_for(model: dict, engine: str, table: dict, hf_factor: float) -> float:
@@ -204,7 +222,63 @@ def make_plan(config: dict, think_fraction: float = 1.0, throughput: dict | None
             (workdir / gen.output).exists(),
             sum(1 for _ in shards.glob("*.json")) if shards.is_dir() else 0,
         ))
+    if study.rounds:
+        plan.adaptive = dict(config["sampling"]["adaptive"])
+        plan.rounds = round_plans(study, config, think_fraction, workdir)
     return plan
+
+
+def round_plans(study, config: dict, think_fraction: float, workdir: Path) -> list[RoundPlan]:
+    """Tokens per round of adaptive sampling. Expected: the samples each round adds, for every
+    generation that has the round (as if none stopped: an upper bound; the rounds together are
+    the full design). Spent: decode and answer-fork tokens of this round's generate jobs that
+    have run (``counters`` in ``samples.meta.json``). Open after: from the round's decision."""
+    from bitbudget import rounds
+
+    answer = config["sampling"]["max_answer_tokens"]
+    decisions = rounds.read_decisions(rounds.plan_id(study), workdir)
+    out = []
+    for r in range(max(len(grades) for grades in study.rounds.values())):
+        samples, expected, spent, ran, gens = set(), 0.0, 0.0, 0, 0
+        for gen_id, grades in study.rounds.items():
+            ns = sorted(grades)
+            if r >= len(ns):
+                continue
+            gen = study.generations[gen_id]
+            gens += 1
+            samples.add(ns[r])
+            added = ns[r] - (ns[r - 1] if r else 0)
+            q = dataset_questions(config["datasets"][gen.dataset]) or 0
+            expected += q * added * (think_fraction * max(gen.budgets) + answer * len(gen.budgets))
+            meta = workdir / Path(grades[ns[r]].generation.output).parent / "samples.meta.json"
+            if meta.is_file():
+                counters = json.loads(meta.read_text()).get("counters", {})
+                spent += counters.get("decode_tokens", 0) + counters.get("fork_tokens", 0)
+                ran += 1
+        open_after = decisions[r]["open"] if r < len(decisions) else None
+        out.append(RoundPlan(r, tuple(sorted(samples)), gens, expected, spent, ran, open_after))
+    return out
+
+
+def format_rounds(plan: Plan) -> list[str]:
+    a = plan.adaptive
+    lines = [
+        "",
+        f"adaptive sampling (rule {a.get('rule')}, initial {a.get('initial')}, step {a.get('step')}): "
+        "tokens per round; expected is an upper bound (every generation still open in every round, "
+        "together the full design); spent is what the round's generate jobs decoded (decode + answer "
+        "forks, from their metadata)",
+        f"{'round':>5} {'samples/q':>10} {'gens':>5} {'expected tokens':>16} {'spent tokens':>13} "
+        f"{'ran':>7} {'open after':>11}",
+    ]
+    for r in plan.rounds:
+        open_after = "-" if r.open_after is None else str(r.open_after)
+        lines.append(f"{r.round:>5} {','.join(map(str, r.samples)):>10} {r.generations:>5} "
+                     f"{_tokens(r.expected_tokens):>16} {_tokens(r.spent_tokens):>13} "
+                     f"{f'{r.ran}/{r.generations}':>7} {open_after:>11}")
+    lines.append(f"{'total':>5} {'':>10} {'':>5} {_tokens(sum(r.expected_tokens for r in plan.rounds)):>16} "
+                 f"{_tokens(sum(r.spent_tokens for r in plan.rounds)):>13}")
+    return lines
 
 
 def suggest_resources(config: dict, plan: Plan, gpu: Gpu = Gpu(), concurrency: int = 8,
@@ -276,6 +350,8 @@ def format_plan(plan: Plan) -> str:
         f"{_tokens(plan.per_scenario_tokens)}",
         f"ratio (nested / per scenario): {plan.ratio:.4f}",
     ]
+    if plan.adaptive:
+        lines += format_rounds(plan)
     return "\n".join(lines)
 
 

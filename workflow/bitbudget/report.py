@@ -147,7 +147,8 @@ def _scenario_table(df: pd.DataFrame, front_ids: set[str]):
     spec = [
         ("scenario", "scenario_id", False), ("dataset", "dataset", False), ("model", "model", False),
         ("weights", "weights", False), ("KV", "kv", False), ("tokens", "token_budget", True),
-        ("G", "G", True), ("metric", "metric", False), ("accuracy", "accuracy", True),
+        ("G", "G", True), ("metric", "metric", False), ("questions", "n_questions", True),
+        ("samples/question", "n_samples", True), ("accuracy", "accuracy", True),
         ("CI low", "ci_low", True), ("CI high", "ci_high", True), ("weight memory", "weight_gib", True),
         ("total memory", "total_gib", True), ("frontier", None, False),
     ]
@@ -172,6 +173,23 @@ def _scenario_table(df: pd.DataFrame, front_ids: set[str]):
                 row.append({"text": _num(v), "v": None, "num": False})
         rows.append({"cells": row, "f": {col: _num(rec.get(col)) for _, col in FILTER_COLUMNS if col in df}})
     return [s[0] for s in spec], rows
+
+
+def _adaptive_view(adaptive: Mapping[str, Any] | None) -> dict | None:
+    """The adaptive sampling section, from ``results/adaptive/samples.json``: per generation the
+    samples drawn of its maximum, the rounds it took part in, and why it stopped."""
+    if not adaptive:
+        return None
+    gens = sorted(adaptive["generations"].values(),
+                  key=lambda e: (str(e["dataset"]), str(e["model"]), str(e["weights"]), str(e["kv"])))
+    rows = [{"model": e["model"], "weights": e["weights"], "kv": e["kv"], "dataset": e["dataset"],
+             "samples": f"{e['samples']} / {e['maximum']}", "history": " \u2192 ".join(map(str, e["history"])),
+             "reason": e["reason"], "early": e["samples"] < e["maximum"]} for e in gens]
+    drawn, maximum = sum(e["samples"] for e in gens), sum(e["maximum"] for e in gens)
+    return {"rule": adaptive.get("rule"), "rounds": adaptive.get("rounds"), "rows": rows,
+            "stopped_early": sum(r["early"] for r in rows), "generations": len(rows),
+            "share": f"{drawn / maximum:.2f}" if maximum else "n/a",
+            "open_per_round": adaptive.get("open_per_round") or []}
 
 
 def _pct(v) -> str:
@@ -357,6 +375,7 @@ def render_report(
     trace_chars: int = MAX_TRACE_CHARS,
     trace_total_chars: int = MAX_TRACE_TOTAL_CHARS,
     template_dir: str | os.PathLike | None = None,
+    adaptive: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the single-file HTML report to ``out_path`` and return its path.
 
@@ -365,7 +384,8 @@ def render_report(
     headline).  ``provenance``: any mapping; nested mappings become key/value tables,
     lists of mappings (or DataFrames) become tables, scalars go to a "run" table.
     ``questions_df`` is accepted for symmetry with the pipeline; per-question numbers are
-    already folded into the threshold results.
+    already folded into the threshold results. ``adaptive``: ``results/adaptive/samples.json``
+    under adaptive sampling (a section lists where each generation stopped and why).
     """
     scen = scenarios_df.copy()
     tdir = Path(template_dir) if template_dir else DEFAULT_TEMPLATE_DIR
@@ -441,6 +461,7 @@ def render_report(
         traces=traces,
         trace_json=_json_for_html(traces["samples"]),
         provenance=_provenance_blocks(provenance),
+        adaptive=_adaptive_view(adaptive),
         css=css,
         script=script,
         script_hash=script_hash,

@@ -1,6 +1,6 @@
 import json
 
-from bitbudget.artifacts import read_parquet_verified
+from bitbudget.artifacts import read_json_verified, read_parquet_verified
 from bitbudget.logs import configure_logging
 from bitbudget.provenance import collect
 from bitbudget.report import TRACES_PER_SCENARIO, render_report
@@ -26,5 +26,6 @@ render_report(
                        list(snakemake.input.generations), list(snakemake.params.benchmarks)),
     out_path=snakemake.output[0],
     traces_per_scenario=TRACES_PER_SCENARIO,
+    adaptive=read_json_verified(snakemake.input.adaptive) if "adaptive" in snakemake.input.keys() else None,
 )
 log.info("report written to %s", snakemake.output[0])
