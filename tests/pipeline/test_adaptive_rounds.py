@@ -1,0 +1,138 @@
+"""Adaptive sampling rounds as Snakemake checkpoints, end to end on a small simulated study."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.pipeline.conftest import Study
+from tests.pipeline.test_simulated_overlays import simulated_config
+
+pytestmark = pytest.mark.pipeline
+
+MAXIMUM = 8
+ROUNDS = [2, 5, 8]  # initial 2, step 3, up to 8
+ANALYSIS = {"expand_scenarios", "aggregate", "fit", "report"}
+
+
+def adaptive_config(adaptive: bool = True) -> dict:
+    """Two models x two weight formats on AIME (4 generations), G up to 4, 8 samples per question."""
+    config = simulated_config("simulated.yaml")
+    config["grids"] = {"main": {"models": ["qwen3-0.6b", "qwen3-8b"], "weight_formats": ["bf16", "gptq4"],
+                                "kv_strategies": ["full"], "datasets": ["aime2025"],
+                                "token_budgets": [2000, 10000], "parallel_samples": [1, 4]}}
+    config["sampling"]["samples_per_question"] = MAXIMUM
+    if adaptive:
+        # a lenient gamma so that some generation stops early on so small a study
+        config["sampling"]["adaptive"] = {"initial": 2, "step": 3, "rule": "curtail", "curtail_gamma": 0.5}
+    config["analysis"]["bootstrap_samples"] = 20
+    return config
+
+
+def finished_rules(output: str) -> dict[str, int]:
+    """Jobs a real run executed, per rule."""
+    counts: dict[str, int] = {}
+    for rule in re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", output):
+        counts[rule] = counts.get(rule, 0) + 1
+    counts.pop("all", None)
+    return counts
+
+
+@pytest.fixture(scope="module")
+def adaptive_study(tmp_path_factory):
+    study = Study(tmp_path_factory.mktemp("adaptive"), adaptive_config())
+    run = study.snakemake()
+    return study, finished_rules(run.stdout + run.stderr)
+
+
+def samples_json(workdir: Path) -> dict:
+    return json.loads((workdir / "results" / "adaptive" / "samples.json").read_text())
+
+
+def round_files(workdir: Path) -> list[Path]:
+    return sorted((workdir / "results" / "adaptive").glob("*/round-*[0-9].json"),
+                  key=lambda p: int(p.stem.split("-")[1]))
+
+
+def test_rounds_run_as_jobs_and_the_analysis_reads_the_samples_used(adaptive_study):
+    study, jobs = adaptive_study
+    workdir = study.workdir
+    final = samples_json(workdir)
+    assert len(final["generations"]) == 4
+    assert jobs["adaptive_round"] == final["rounds"] == len(round_files(workdir)) >= 2
+    assert jobs["adaptive_samples"] == 1
+    # one generate (and grade) job per generation and round it took part in
+    assert jobs["generate"] == jobs["grade"] == sum(len(e["history"]) for e in final["generations"].values())
+    for entry in final["generations"].values():
+        assert entry["history"] == ROUNDS[:len(entry["history"])] and entry["samples"] == entry["history"][-1]
+        assert (entry["samples"] == MAXIMUM) == (entry["reason"] == "reached the maximum")
+    assert any(e["samples"] < MAXIMUM for e in final["generations"].values()), final
+
+    table = pd.read_parquet(workdir / "results" / "aggregate" / "scenarios.parquet")
+    design = pd.read_parquet(workdir / "results" / "scenarios.parquet")
+    assert list(table["scenario_id"]) == list(design["scenario_id"])  # the full design's scenarios
+    used = {e["grade_id"]: e for e in final["generations"].values()}
+    assert set(table["grade_id"]) == set(used)
+    for row in table.itertuples():
+        entry = used[row.grade_id]
+        assert (row.gen_id, row.n_samples) == (entry["gen_id"], entry["samples"])
+        assert pd.isna(row.accuracy) == (row.G > row.n_samples)  # maj@G above the samples: no estimate
+    html = (workdir / "report" / "index.html").read_text()
+    assert 'id="adaptive"' in html and "samples/question" in html
+
+
+def test_the_plan_shows_tokens_per_round(adaptive_study):
+    from bitbudget.plan import format_plan, make_plan
+
+    study, _ = adaptive_study
+    plan = make_plan(copy.deepcopy(study.config), workdir=study.workdir)
+    final = samples_json(study.workdir)
+    ran = [sum(len(e["history"]) > r for e in final["generations"].values()) for r in range(len(ROUNDS))]
+    assert [r.ran for r in plan.rounds] == ran
+    assert [r.open_after for r in plan.rounds][:final["rounds"]] == final["open_per_round"]
+    assert all(r.spent_tokens > 0 for r in plan.rounds[:final["rounds"]])
+    assert sum(r.spent_tokens for r in plan.rounds) <= sum(r.expected_tokens for r in plan.rounds)
+    assert "expected is an upper bound" in format_plan(plan)
+
+
+def test_a_finished_adaptive_study_plans_nothing(adaptive_study):
+    study, _ = adaptive_study
+    assert study.planned_jobs() == {}
+
+
+def test_a_preempted_round_resumes_there(adaptive_study):
+    study, _ = adaptive_study
+    workdir = study.workdir
+    last = round_files(workdir)[-1]
+    before = {p: p.stat().st_mtime_ns for p in (workdir / "results" / "generations").glob("*/samples.parquet")}
+    # killed during the last round: its decision and what follows it were never written
+    for path in (last, last.with_name(last.stem + ".meta.json"),
+                 workdir / "results" / "adaptive" / "samples.json", workdir / "results" / "adaptive" / "samples.meta.json"):
+        path.unlink()
+    run = study.snakemake()
+    jobs = finished_rules(run.stdout + run.stderr)
+    # that round alone is decided again, no sample is drawn again; what reads its decision follows
+    assert jobs == {"adaptive_round": 1, "adaptive_samples": 1, **{r: 1 for r in ANALYSIS - {"expand_scenarios"}}}
+    assert last.exists() and {p: p.stat().st_mtime_ns for p in before} == before
+
+    # a round generation lost: only it (and its grade) is made again, the decisions stand
+    final = samples_json(workdir)
+    entry = next(e for e in final["generations"].values() if e["samples"] < MAXIMUM)
+    for path in (workdir / "results" / "generations" / entry["gen_id"]).glob("samples*"):
+        path.unlink()
+    run = study.snakemake()
+    jobs = finished_rules(run.stdout + run.stderr)
+    assert jobs.get("generate") == 1 and jobs.get("grade", 0) <= 1, jobs
+    assert samples_json(workdir) == final
+    assert study.planned_jobs() == {}
+
+
+def test_adaptive_off_plans_exactly_the_full_design(tmp_path):
+    study = Study(tmp_path, adaptive_config(adaptive=False))
+    # 2 quantized checkpoints (gptq4 of each model), 4 generations and their grades, the analysis
+    assert study.planned_jobs() == {"quantize": 2, "generate": 4, "grade": 4, **{r: 1 for r in ANALYSIS}}
