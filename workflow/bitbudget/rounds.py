@@ -30,10 +30,13 @@ import pandas as pd
 from bitbudget import adaptive
 from bitbudget.aggregate import aggregate, cell_arrays
 from bitbudget.artifacts import content_id, read_parquet_verified
+from bitbudget.study import RESULTS
 
 #: bump when the content of a round's decision changes for the same inputs
 ROUNDS_VERSION = 1
-ROOT = "results/adaptive"
+ROOT = f"{RESULTS}/adaptive"
+#: the final samples per generation, once no generation is open
+SAMPLES = f"{ROOT}/samples.json"
 
 
 def enabled(config: dict) -> bool:
@@ -190,8 +193,8 @@ def final_samples(decisions: list[dict]) -> dict:
 def used_from_samples(samples_json: dict) -> dict[str, dict]:
     """Full gen_id -> ids and paths of the final round, from ``samples.json``."""
     return {gen_id: {"samples": e["samples"], "gen_id": e["gen_id"], "grade_id": e["grade_id"],
-                     "generation": f"results/generations/{e['gen_id']}/samples.parquet",
-                     "grades": f"results/grades/{e['grade_id']}/grades.parquet"}
+                     "generation": f"{RESULTS}/generations/{e['gen_id']}/samples.parquet",
+                     "grades": f"{RESULTS}/grades/{e['grade_id']}/grades.parquet"}
             for gen_id, e in samples_json["generations"].items()}
 
 

@@ -5,54 +5,11 @@
 # by round r (round 0: the first round's; later: the next round's for a generation round r-1
 # left open, the same grade for one it stopped), so round r+1's generate and grade jobs exist
 # only once round r has decided. Each decision is a small file: a killed run resumes at the
-# first round whose decision is missing.
+# first round whose decision is missing. Input functions: workflow/rules/common.smk.
 
 
 wildcard_constraints:
     r="[0-9]+",
-
-
-def adaptive_decision(r):
-    """Round r's decision (raises Snakemake's incomplete-checkpoint signal until it is written)."""
-    path = checkpoints.adaptive_round.get(r=r).output.decision
-    return json.loads(Path(path).read_text())
-
-
-def adaptive_decisions():
-    """Every round's decision up to the one that leaves no generation open."""
-    decisions = [adaptive_decision(0)]
-    while not rounds.is_final(decisions[-1]):
-        if len(decisions) > MAX_ROUNDS:
-            raise RuntimeError(f"{rounds.round_path(PLAN_ID, len(decisions))}: more rounds than any generation has")
-        decisions.append(adaptive_decision(len(decisions)))
-    return decisions
-
-
-def adaptive_round_input(wildcards):
-    r = int(wildcards.r)
-    inputs = {}
-    previous = None
-    if r > 0:
-        inputs["previous"] = rounds.round_path(PLAN_ID, r - 1)
-        previous = adaptive_decision(r - 1)
-    grades = rounds.round_grades(STUDY, rounds.round_samples(STUDY, previous))
-    inputs["grades"] = sorted(g.output for g in grades.values())
-    # the generations' metadata hold the model records the memory columns read
-    inputs["generations"] = sorted(g.generation.output for g in grades.values())
-    return inputs
-
-
-def adaptive_round_files(wildcards=None):
-    return [rounds.round_path(PLAN_ID, d["round"]) for d in adaptive_decisions()]
-
-
-def adaptive_used(decision):
-    """Grades of one decision, by their ids."""
-    return [ALL_GRADES[e["grade_id"]] for e in decision["generations"].values()]
-
-
-def adaptive_final_grades():
-    return adaptive_used(adaptive_decisions()[-1])
 
 
 checkpoint adaptive_round:
@@ -77,8 +34,8 @@ rule adaptive_samples:
     input:
         rounds=adaptive_round_files,
     output:
-        samples=rounds.ROOT + "/samples.json",
-        meta=rounds.ROOT + "/samples.meta.json",
+        samples=rounds.SAMPLES,
+        meta=str(meta_path(rounds.SAMPLES)),
     log:
         log_path("adaptive_samples"),
     conda:

@@ -1,9 +1,9 @@
 rule aggregate:
     input:
+        **adaptive_inputs(),
         scenarios="results/scenarios.parquet",
         grades=all_grades,
         generations=all_generations,
-        **adaptive_inputs(),
     output:
         scenarios=report(
             "results/aggregate/scenarios.parquet",

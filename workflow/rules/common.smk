@@ -56,10 +56,12 @@ def final_outputs(wildcards=None):
             sorted({g.generation.output for g in grades})
             + [g.output for g in grades]
             + [rounds.round_path(PLAN_ID, d["round"]) for d in decisions]
-            + [rounds.ROOT + "/samples.json"]
+            + [rounds.SAMPLES]
         )
     else:
-        data = [g.output for g in STUDY.generations.values()] + [g.output for g in STUDY.grades.values()]
+        data = [g.output for g in STUDY.generations.values()] + [
+            g.output for g in STUDY.grades.values()
+        ]
     data += (
         ["results/scenarios.parquet", "results/aggregate/scenarios.parquet"]
         + ["results/aggregate/questions.parquet", "results/fit/frontier.parquet"]
@@ -140,14 +142,63 @@ def all_generations(wildcards=None):
     return sorted(g.output for g in STUDY.generations.values())
 
 
+# ---- adaptive sampling (workflow/rules/adaptive.smk): functions of the rounds' decisions
+
+
+def adaptive_decision(r):
+    """Round r's decision (raises Snakemake's incomplete-checkpoint signal until it is written)."""
+    path = checkpoints.adaptive_round.get(r=r).output.decision
+    return json.loads(Path(path).read_text())
+
+
+def adaptive_decisions():
+    """Every round's decision up to the one that leaves no generation open."""
+    decisions = [adaptive_decision(0)]
+    while not rounds.is_final(decisions[-1]):
+        if len(decisions) > MAX_ROUNDS:
+            raise RuntimeError(
+                f"{rounds.round_path(PLAN_ID, len(decisions))}: more rounds than any generation has"
+            )
+        decisions.append(adaptive_decision(len(decisions)))
+    return decisions
+
+
+def adaptive_round_input(wildcards):
+    r = int(wildcards.r)
+    inputs = {}
+    previous = None
+    if r > 0:
+        inputs["previous"] = rounds.round_path(PLAN_ID, r - 1)
+        previous = adaptive_decision(r - 1)
+    grades = rounds.round_grades(STUDY, rounds.round_samples(STUDY, previous))
+    inputs["grades"] = sorted(g.output for g in grades.values())
+    # the generations' metadata hold the model records the memory columns read
+    inputs["generations"] = sorted(g.generation.output for g in grades.values())
+    return inputs
+
+
+def adaptive_round_files(wildcards=None):
+    return [rounds.round_path(PLAN_ID, d["round"]) for d in adaptive_decisions()]
+
+
+def adaptive_used(decision):
+    """Grades of one decision, by their ids."""
+    return [ALL_GRADES[e["grade_id"]] for e in decision["generations"].values()]
+
+
+def adaptive_final_grades():
+    return adaptive_used(adaptive_decisions()[-1])
+
+
 def adaptive_inputs():
     """Named inputs of the analysis stages under adaptive sampling (none when it is off)."""
-    return {"adaptive": rounds.ROOT + "/samples.json"} if ADAPTIVE else {}
+    return {"adaptive": rounds.SAMPLES} if ADAPTIVE else {}
 
 
 def study_benchmarks(wildcards=None):
     """Benchmark files of this study's jobs (not those other studies left in benchmarks/);
-    under adaptive sampling, those of every round's jobs (a round no generation reached has none)."""
+    under adaptive sampling, those of every round's jobs (a round no generation reached has none).
+    """
     return (
         [benchmark_path("generate", g) for g in sorted(ALL_GENERATIONS)]
         + [benchmark_path("grade", g) for g in sorted(ALL_GRADES)]
@@ -184,9 +235,7 @@ def grade_key(wildcards):
 
 
 def grade_dataset_kind(wildcards):
-    return ALL_GRADES[wildcards.grade_id].generation.key["trace_key"]["dataset"][
-        "kind"
-    ]
+    return ALL_GRADES[wildcards.grade_id].generation.key["trace_key"]["dataset"]["kind"]
 
 
 def grade_end_of_thinking(wildcards):
@@ -197,7 +246,8 @@ def grade_end_of_thinking(wildcards):
 
 def aggregate_spec(wildcards=None):
     """Plain data the aggregate step needs to place each scenario at its memory cost."""
-    if ADAPTIVE:  # the grades are those of the final round: the aggregate script reads samples.json
+    if ADAPTIVE:
+        # the grades are those of the final round: the aggregate script reads samples.json
         return {**rounds.aggregate_spec(config, []), "grades": {}, "generations": {}}
     return {
         "grades": {g.grade_id: g.output for g in STUDY.grades.values()},

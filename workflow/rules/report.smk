@@ -1,5 +1,6 @@
 rule report:
     input:
+        **adaptive_inputs(),
         scenarios="results/aggregate/scenarios.parquet",
         questions="results/aggregate/questions.parquet",
         frontier="results/fit/frontier.parquet",
@@ -7,7 +8,6 @@ rule report:
         findings="results/fit/findings.json",
         grades=all_grades,
         generations=all_generations,
-        **adaptive_inputs(),
     output:
         report(
             "report/index.html",
