@@ -1,0 +1,40 @@
+"""VLLMEngine: a generation extended from n to m samples draws what a one-shot run of m draws."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from bitbudget.shards import read_shard
+from bitbudget.study import build_study
+
+from engine_support import needs_vllm, run_driver, study_config
+
+pytestmark = [pytest.mark.vllm, needs_vllm]
+
+
+def test_extension_reuses_stored_samples_and_equals_a_one_shot_run(tiny_model, tmp_path):
+    (full,) = build_study(study_config(tiny_model, [8, 16, 32], samples=3)).generations.values()
+    first = full.with_samples(2)
+    oneshot_dir = f"oneshot/{full.trace_dir}"  # same trace id (request seeds hold it), another store
+    jobs = [
+        {"name": "two", "spec": first.engine_spec(), "output": first.output},
+        {"name": "three", "spec": full.engine_spec(), "output": full.output},
+        {"name": "oneshot", "spec": {**full.engine_spec(), "trace_dir": oneshot_dir}, "output": f"oneshot/{full.output}"},
+    ]
+    results = run_driver(jobs, tmp_path)
+    two, three, oneshot = (results[name]["meta"] for name in ("two", "three", "oneshot"))
+    assert two["id"] == first.gen_id and three["id"] == oneshot["id"] == full.gen_id
+    assert three["generated"] == two["generated"] == 4 and three["reforked"] == 0
+    for counter in ("requests", "decode_tokens", "fork_tokens"):  # the extension drew only sample 2
+        assert two["counters"][counter] + three["counters"][counter] == oneshot["counters"][counter], counter
+    question_ids = sorted(p.stem for p in (tmp_path / oneshot_dir / "shards").glob("*.json"))
+    assert len(question_ids) == 4
+    for question_id in question_ids:
+        extended = read_shard(tmp_path / full.trace_dir, question_id)
+        assert extended == read_shard(tmp_path / oneshot_dir, question_id)
+        assert [s["sample_idx"] for s in extended["samples"]] == [0, 1, 2]
+    table_two = pd.read_parquet(tmp_path / first.output)
+    table_oneshot = pd.read_parquet(tmp_path / "oneshot" / full.output)
+    pd.testing.assert_frame_equal(table_two, table_oneshot[table_oneshot["sample_idx"] < 2].reset_index(drop=True))
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / full.output), table_oneshot)
