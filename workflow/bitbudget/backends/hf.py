@@ -9,12 +9,13 @@ the stored samples below ``n`` that lack a budget, then decodes only the indices
 lack, and writes each shard as its stored samples plus the new ones (bitbudget.shards).
 Each batch draws from one ``torch.Generator`` seeded by the batch's content
 (:func:`batch_generator`): the seed, the trace and the batch's questions, and, when the batch
-draws no sample of index 0 (an extension from n to m samples), its first drawn index. A
-batch that draws from index 0 keeps the seed it always had. HF draws therefore depend on the
-batch's composition, as before: which questions share a batch (batch_size and prompt
-lengths) and which indices it draws, so extending from n to m samples does not reproduce a
-one-shot run of m samples (the simulated and vLLM engines seed each sample by its index and
-do); the first n samples are kept byte for byte either way.
+draws no sample of index 0 (an extension from n to m samples), its smallest drawn index. A
+batch that draws from index 0 keeps the seed it always had, so traces made before are
+unchanged. HF draws therefore depend on the batch's composition, as before: which questions
+share a batch (batch_size and prompt lengths) and which indices it draws. Extending from n
+to m samples does not reproduce a one-shot run of m samples (the simulated and vLLM engines
+seed each sample by its index and do); it keeps the stored n samples as they were, token
+for token, and reruns of the same extension draw the same new samples.
 """
 
 from __future__ import annotations
