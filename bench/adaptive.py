@@ -200,31 +200,20 @@ def confidence_round(analysis: Analysis, scen, drawn, open_, context) -> tuple[s
 
 
 def curtail_round(analysis: Analysis, scen, drawn, open_, context) -> tuple[set, dict]:
-    """Stop the open generations whose predictive probability of changing a decision of the
-    full design is below gamma (the decisions' structure is built once, from memory only)."""
+    """One round of :func:`bitbudget.adaptive.decide_round` on the open generations (the
+    decisions' structure depends on memory only, so it is built once)."""
     from bitbudget import adaptive
 
     if "decisions" not in context:
         context["decisions"] = adaptive.Decisions(scen, analysis.config["analysis"])
         context["round"] = 0
     context["round"] += 1
-    rng = np.random.default_rng([analysis.config["sampling"]["seed"], context["round"]])
-    gen_of = scen["gen_id"].to_numpy()
-    predicted = {}
-    for g in sorted(g for g in open_ if drawn[g] < analysis.maximum[g]):
-        correct, answers, budgets, _ = analysis.draws.generations[g]
-        rows = np.flatnonzero(gen_of == g)
-        draws = np.empty((len(rows), adaptive.CURTAIL_DRAWS))
-        for bi, budget in enumerate(budgets):
-            pools = adaptive.predictive_pools(adaptive.answer_pool(correct[:, :drawn[g], bi], answers[:, :drawn[g], bi]),
-                                              analysis.maximum[g], adaptive.CURTAIL_DRAWS, rng)
-            for i in np.flatnonzero(scen["token_budget"].to_numpy()[rows] == budget):
-                draws[i] = adaptive.predicted_accuracy(pools, int(scen["G"].iloc[rows[i]]))
-        predicted[g] = (rows, draws)
-    p = adaptive.change_probabilities(scen["accuracy"].to_numpy(dtype=float), predicted, context["decisions"])
-    gamma = context["rule"].gamma
-    return {g for g, v in p.items() if v >= gamma}, {
-        "p_change": sorted(round(v, 3) for v in p.values() if v < 1)}
+    samples = {g: {budget: (correct[:, :drawn[g], bi], answers[:, :drawn[g], bi]) for bi, budget in enumerate(budgets)}
+               for g, (correct, answers, budgets, _) in ((g, analysis.draws.generations[g]) for g in open_)}
+    status = adaptive.decide_round(scen, samples, drawn, analysis.maximum, context["rule"], analysis.config["analysis"],
+                                   analysis.config["sampling"]["seed"], context["round"], open_=open_,
+                                   decisions=context["decisions"])
+    return {g for g, s in status.items() if s == adaptive.OPEN}, {}
 
 
 def run(overlay: str, seed: int, adaptive_settings: dict | None, workdir: Path) -> dict:

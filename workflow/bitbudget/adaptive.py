@@ -57,6 +57,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats as _scipy_stats
 
 from . import findings as _findings
 from . import stats as _stats
@@ -372,21 +373,59 @@ def answer_pool(correct: np.ndarray, answers: np.ndarray) -> np.ndarray:
     return onehot.sum(axis=1).astype(np.int64)
 
 
-def predictive_pools(pool: np.ndarray, maximum: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+def predictive_pools(pool: np.ndarray, maximum: int, draws: int, rng: np.random.Generator,
+                     quantiles: np.ndarray | None = None) -> np.ndarray:
     """``draws`` full-design pools ``[draws, Q, K + 1]``: ``pool`` plus the ``maximum - n``
     samples per question not drawn yet, from the posterior predictive. A question is right with
     probability p ~ Beta(1/2 + right, 1/2 + wrong) (Jeffreys); a wrong sample takes one of the
     wrong values seen, with Dirichlet(1/2 + count) probabilities, or a new value (the last
-    column) when none was seen."""
+    column) when none was seen. ``quantiles`` (``[draws, Q]`` in (0, 1)), when given, are the
+    quantiles of the posterior p is drawn at, so pools of several budgets drawn at the same
+    quantiles share which questions turn out harder than they looked."""
     pool = np.asarray(pool, dtype=np.int64)
     n, right = pool.sum(axis=1), pool[:, 0]
     rest = np.broadcast_to(maximum - n, (draws, len(n)))
-    more_right = rng.binomial(rest, rng.beta(0.5 + right, 0.5 + n - right, size=rest.shape))
+    if quantiles is None:
+        p = rng.beta(0.5 + right, 0.5 + n - right, size=rest.shape)
+    else:
+        p = _scipy_stats.beta.ppf(quantiles, 0.5 + right, 0.5 + n - right)
+    more_right = rng.binomial(rest, p)
     wrong_seen = np.concatenate([pool[:, 1:], (n == right)[:, None]], axis=1)
     weights = rng.gamma(np.broadcast_to(np.where(wrong_seen > 0, wrong_seen + 0.5, 0.0), (draws, *wrong_seen.shape)))
     more_wrong = rng.multinomial(rest - more_right, weights / weights.sum(axis=-1, keepdims=True))
     return np.concatenate([(right + more_right)[..., None], pool[None, :, 1:] + more_wrong[..., :-1],
                            more_wrong[..., -1:]], axis=-1)
+
+
+def coupled_pools(samples: dict, maximum: int, draws: int, rng: np.random.Generator) -> dict:
+    """``{budget: [draws, Q, K + 1]}``: each budget's :func:`predictive_pools`, with the posterior
+    of every question's p drawn at one quantile per (draw, question) for all budgets. One
+    trajectory is forked at every budget, so a question that is harder than its first samples
+    showed is harder at every budget; the samples still to come are drawn per budget
+    (independent binomials: more spread between budgets than forks of shared trajectories
+    have, which errs towards sampling on)."""
+    n_questions = next(iter(samples.values()))[0].shape[0]
+    quantiles = rng.random((draws, n_questions))
+    return {budget: predictive_pools(answer_pool(correct, answers), maximum, draws, rng, quantiles)
+            for budget, (correct, answers) in sorted(samples.items())}
+
+
+def resampled_pools(samples: dict, maximum: int, draws: int, rng: np.random.Generator) -> dict:
+    """``draws`` full-design pools per budget, ``{budget: [draws, Q, K]}``: the samples drawn so
+    far plus ``maximum - n`` more per question, each a copy of one drawn sample picked with
+    Bayesian-bootstrap weights (Rubin 1981: Dirichlet(1, ..., 1) over the question's drawn
+    samples). A sample is resampled whole, with its answers at every budget: a generation's
+    budgets stay as correlated as its samples are (one trajectory is forked at each budget)."""
+    budgets = sorted(samples)
+    n_questions, n = samples[budgets[0]][0].shape
+    weights = rng.dirichlet(np.ones(n), size=(draws, n_questions))
+    picks = rng.multinomial(maximum - n, weights).astype(np.float32)  # [draws, Q, n]
+    out = {}
+    for budget in budgets:
+        correct, answers = samples[budget]
+        onehot, _ = _stats._signature_counts(_stats.answer_codes(correct, answers))
+        out[budget] = onehot.sum(axis=1)[None] + np.einsum("dqj,qjk->dqk", picks, onehot)
+    return out
 
 
 def predicted_accuracy(pools: np.ndarray, g: int) -> np.ndarray:
@@ -496,10 +535,7 @@ def change_probabilities(current: np.ndarray, predicted: dict, decisions: Decisi
     b-th completion; the decisions with this one stopped now are compared with those with it
     completed too (generations already stopped keep their estimates)."""
     current = np.asarray(current, dtype=float)
-    n_draws = next(iter(predicted.values()))[1].shape[1] if predicted else 0
-    full = np.repeat(current[:, None], n_draws, axis=1)
-    for rows, draws in predicted.values():
-        full[rows] = draws
+    full = _completed(current, predicted)
     out = {}
     for gen_id, (rows, _) in predicted.items():
         now = full.copy()
@@ -530,18 +566,51 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
         return {g: s for g, s in status.items() if open_ is None or g in open_}
     decisions = decisions or Decisions(scen, analysis)
     rng = np.random.default_rng([seed, round_index])
-    gen_of, budget_of, g_of = scen["gen_id"].to_numpy(), scen["token_budget"].to_numpy(), scen["G"].to_numpy()
-    predicted = {}
     open_ = set(drawn) if open_ is None else set(open_)
     out = {g: MAXIMUM for g in open_ if drawn[g] >= maximum[g]}
+    gen_of, budget_of, g_of = scen["gen_id"].to_numpy(), scen["token_budget"].to_numpy(), scen["G"].to_numpy()
+    predicted = {}
     for gen_id in sorted(g for g in open_ if drawn[g] < maximum[g]):
         rows = np.flatnonzero(gen_of == gen_id)
         draws = np.empty((len(rows), CURTAIL_DRAWS))
-        for budget, (correct, answers) in sorted(samples[gen_id].items()):
-            pools = predictive_pools(answer_pool(correct, answers), maximum[gen_id], CURTAIL_DRAWS, rng)
+        for budget, pools in coupled_pools(samples[gen_id], maximum[gen_id], CURTAIL_DRAWS, rng).items():
             for i in np.flatnonzero(budget_of[rows] == budget):
                 draws[i] = predicted_accuracy(pools, int(g_of[rows[i]]))
         predicted[gen_id] = (rows, draws)
-    p_change = change_probabilities(scen["accuracy"].to_numpy(dtype=float), predicted, decisions)
-    out.update({g: CURTAILED if p < rule.gamma else OPEN for g, p in p_change.items()})
+    current = scen["accuracy"].to_numpy(dtype=float)
+    stopping = jointly_stopping(current, predicted, decisions, rule.gamma)
+    out.update({g: CURTAILED if g in stopping else OPEN for g in predicted})
     return out
+
+
+def jointly_stopping(current: np.ndarray, predicted: dict, decisions: "Decisions", gamma: float) -> set[str]:
+    """The generations that stop this round, sharing one error budget: the candidates are those
+    whose own change probability is below ``gamma``; while the predictive probability that
+    stopping all of them together changes some decision is ``gamma`` or more, the candidate
+    with the largest own probability goes on sampling. (Each alone below gamma is not enough:
+    many small shifts add up.)"""
+    own = change_probabilities(current, predicted, decisions)
+    candidates = sorted((g for g, p in own.items() if p < gamma), key=lambda g: (own[g], g))
+    while candidates and changed_together(current, predicted, decisions, candidates) >= gamma:
+        candidates.pop()
+    return set(candidates)
+
+
+def changed_together(current: np.ndarray, predicted: dict, decisions: "Decisions", stopped) -> float:
+    """Predictive probability that stopping every generation in ``stopped`` now changes some
+    decision of the full design (the others completed by their own predictive draws)."""
+    full = _completed(current, predicted)
+    now = full.copy()
+    for gen_id in stopped:
+        now[predicted[gen_id][0]] = np.asarray(current, dtype=float)[predicted[gen_id][0], None]
+    return float(decisions.changed(now, full).mean())
+
+
+def _completed(current: np.ndarray, predicted: dict) -> np.ndarray:
+    """[scenarios, draws]: every still-sampling generation at its predictive full design."""
+    current = np.asarray(current, dtype=float)
+    n_draws = next(iter(predicted.values()))[1].shape[1] if predicted else 0
+    full = np.repeat(current[:, None], n_draws, axis=1)
+    for rows, draws in predicted.values():
+        full[rows] = draws
+    return full
