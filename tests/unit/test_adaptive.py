@@ -260,3 +260,62 @@ def test_curtailment_keeps_a_close_frontier_generation_and_stops_one_far_below()
         assert probs[gen] >= gamma
     assert probs["close_a"] >= gamma and probs["close_b"] >= gamma
     assert probs["far"] < gamma
+
+
+def _round(draws: dict, memory: dict, n: int, gamma: float):
+    """decide_round after the first n of each generation's samples (pass@1, one budget)."""
+    gens = list(draws)
+    now = _scenarios([draws[g][:, :n].mean() for g in gens], [memory[g] for g in gens], n, gen=gens)
+    samples = {g: {1000: (draws[g][:, :n], np.where(draws[g][:, :n], "right", "wrong").astype(object))}
+               for g in gens}
+    maximum = {g: draws[g].shape[1] for g in gens}
+    rule = adaptive.AdaptiveRule(n, n, maximum[gens[0]], 0.95, 0.0, adaptive.CURTAIL_RULE, gamma)
+    return adaptive.decide_round(now, samples, {g: n for g in gens}, maximum, rule, {}, seed=0, round_index=1)
+
+
+def test_decide_round_keeps_the_close_pair_and_stops_the_far_one():
+    """The rule as a round runs it (pools from correct/answers, budgets coupled, one error
+    budget): the close pair keeps sampling, the far one stops as curtailed."""
+    rng = np.random.default_rng(3)
+    first = rng.random((Q, 8)) < 0.6
+    more = first.copy()
+    more[np.flatnonzero(~more[:, 0])[0], 0] = True
+    draws = {"close_a": np.hstack([first, rng.random((Q, 24)) < 0.6]),
+             "close_b": np.hstack([more, rng.random((Q, 24)) < 0.6]),
+             "far": rng.random((Q, 32)) < 0.2}
+    status = _round(draws, {"close_a": 1.0, "close_b": 1.05, "far": 1.5}, 8, gamma=0.05)
+    assert status == {"close_a": adaptive.OPEN, "close_b": adaptive.OPEN, "far": adaptive.CURTAILED}
+
+
+def test_stops_share_one_error_budget():
+    """Two generations that each change a decision with small probability alone, and with more
+    than gamma together (either one flipping flips the frontier): only one of them stops."""
+    current = np.array([0.5, 0.6, 0.7])
+    scen = _scenarios(current.tolist(), [1.0, 2.0, 3.0], 8)
+    decisions = adaptive.Decisions(scen, {})
+    draws = np.repeat(current[:, None], 100, axis=1)
+    flips_a, flips_b = draws[[0]].copy(), draws[[1]].copy()
+    flips_a[0, :4] = 0.65  # above s1 in 4 of 100 draws: s1 leaves the frontier
+    flips_b[0, 50:54] = 0.75  # above s2 in 4 other draws: s2 leaves it
+    predicted = {"a": (np.array([0]), flips_a), "b": (np.array([1]), flips_b)}
+    alone = adaptive.change_probabilities(current, predicted, decisions)
+    assert alone == {"a": 0.04, "b": 0.04}
+    assert adaptive.changed_together(current, predicted, decisions, ["a", "b"]) == pytest.approx(0.08)
+    assert len(adaptive.jointly_stopping(current, predicted, decisions, gamma=0.05)) == 1
+    assert adaptive.jointly_stopping(current, predicted, decisions, gamma=0.1) == {"a", "b"}
+
+
+def test_budgets_of_a_generation_complete_together():
+    """A question's posterior is drawn at one quantile for every budget: completions of two
+    budgets with the same samples so far agree question by question far more often than
+    independent draws would."""
+    rng = np.random.default_rng(0)
+    correct = rng.random((Q, 8)) < 0.5
+    answers = np.where(correct, "r", "w").astype(object)
+    pools = adaptive.coupled_pools({1: (correct, answers), 2: (correct, answers)}, 32, 200, rng)
+    right_1, right_2 = pools[1][..., 0].astype(float), pools[2][..., 0].astype(float)
+    coupled = np.corrcoef(right_1.ravel(), right_2.ravel())[0, 1]
+    independent = adaptive.predictive_pools(adaptive.answer_pool(correct, answers), 32, 200, rng)[..., 0]
+    baseline = np.corrcoef(right_1.ravel(), independent.astype(float).ravel())[0, 1]
+    assert (pools[1].sum(axis=-1) == 32).all()
+    assert coupled > baseline + 0.05
