@@ -288,21 +288,24 @@ def test_decide_round_keeps_the_close_pair_and_stops_the_far_one():
 
 
 def test_stops_share_one_error_budget():
-    """Two generations that each change a decision with small probability alone, and with more
-    than gamma together (either one flipping flips the frontier): only one of them stops."""
+    """Two generations that each change a decision in 1 of 200 draws alone, and in 2 of 200
+    together (either one flipping flips the frontier): at a gamma between the Monte Carlo upper
+    bounds of 1 and 2 changes in 200 only one of them stops; at a larger gamma both."""
     current = np.array([0.5, 0.6, 0.7])
     scen = _scenarios(current.tolist(), [1.0, 2.0, 3.0], 8)
     decisions = adaptive.Decisions(scen, {})
-    draws = np.repeat(current[:, None], 100, axis=1)
+    draws = np.repeat(current[:, None], 200, axis=1)
     flips_a, flips_b = draws[[0]].copy(), draws[[1]].copy()
-    flips_a[0, :4] = 0.65  # above s1 in 4 of 100 draws: s1 leaves the frontier
-    flips_b[0, 50:54] = 0.75  # above s2 in 4 other draws: s2 leaves it
+    flips_a[0, 0] = 0.65  # above s1 in one draw: s1 leaves the frontier
+    flips_b[0, 100] = 0.75  # above s2 in another: s2 leaves it
     predicted = {"a": (np.array([0]), flips_a), "b": (np.array([1]), flips_b)}
-    alone = adaptive.change_probabilities(current, predicted, decisions)
-    assert alone == {"a": 0.04, "b": 0.04}
-    assert adaptive.changed_together(current, predicted, decisions, ["a", "b"]) == pytest.approx(0.08)
-    assert len(adaptive.jointly_stopping(current, predicted, decisions, gamma=0.05)) == 1
-    assert adaptive.jointly_stopping(current, predicted, decisions, gamma=0.1) == {"a", "b"}
+    assert adaptive.change_probabilities(current, predicted, decisions) == {"a": 0.005, "b": 0.005}
+    assert adaptive.changed_together(current, predicted, decisions, ["a", "b"]) == pytest.approx(0.01)
+    one, two = adaptive.monte_carlo_upper(0.005, 200, 0.95), adaptive.monte_carlo_upper(0.01, 200, 0.95)
+    assert 0.005 < one < two < 0.05
+    assert len(adaptive.jointly_stopping(current, predicted, decisions, gamma=(one + two) / 2)) == 1
+    assert adaptive.jointly_stopping(current, predicted, decisions, gamma=0.05) == {"a", "b"}
+    assert adaptive.jointly_stopping(current, predicted, decisions, gamma=one * 0.99) == set()
 
 
 def test_budgets_of_a_generation_complete_together():

@@ -74,7 +74,7 @@ CURTAILED = "the full design would decide the same"
 #: the two stopping rules (`sampling.adaptive.rule`)
 CONFIDENCE_RULE, CURTAIL_RULE = "confidence", "curtail"
 #: predictive completions simulated per generation and round
-CURTAIL_DRAWS = 100
+CURTAIL_DRAWS = 200
 #: bisection steps of the KL bounds (2**-40: far below any accuracy resolution)
 _KL_BISECTIONS = 40
 _KL_EDGE = 1e-15
@@ -578,22 +578,35 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
                 draws[i] = predicted_accuracy(pools, int(g_of[rows[i]]))
         predicted[gen_id] = (rows, draws)
     current = scen["accuracy"].to_numpy(dtype=float)
-    stopping = jointly_stopping(current, predicted, decisions, rule.gamma)
+    stopping = jointly_stopping(current, predicted, decisions, rule.gamma, rule.confidence)
     out.update({g: CURTAILED if g in stopping else OPEN for g in predicted})
     return out
 
 
-def jointly_stopping(current: np.ndarray, predicted: dict, decisions: "Decisions", gamma: float) -> set[str]:
+def jointly_stopping(current: np.ndarray, predicted: dict, decisions: "Decisions", gamma: float,
+                     level: float = 0.95) -> set[str]:
     """The generations that stop this round, sharing one error budget: the candidates are those
     whose own change probability is below ``gamma``; while the predictive probability that
     stopping all of them together changes some decision is ``gamma`` or more, the candidate
     with the largest own probability goes on sampling. (Each alone below gamma is not enough:
-    many small shifts add up.)"""
+    many small shifts add up.) Probabilities are Monte Carlo estimates from the draws: each is
+    taken at its one-sided Clopper-Pearson upper bound at ``level``, so a generation does not
+    stop on the luck of few draws."""
+    n_draws = next(iter(predicted.values()))[1].shape[1] if predicted else 0
     own = change_probabilities(current, predicted, decisions)
-    candidates = sorted((g for g, p in own.items() if p < gamma), key=lambda g: (own[g], g))
-    while candidates and changed_together(current, predicted, decisions, candidates) >= gamma:
+    candidates = sorted((g for g, p in own.items() if monte_carlo_upper(p, n_draws, level) < gamma),
+                        key=lambda g: (own[g], g))
+    while candidates and monte_carlo_upper(changed_together(current, predicted, decisions, candidates),
+                                           n_draws, level) >= gamma:
         candidates.pop()
     return set(candidates)
+
+
+def monte_carlo_upper(share: float, draws: int, level: float) -> float:
+    """One-sided Clopper-Pearson upper bound at ``level`` of a probability seen in ``share`` of
+    ``draws`` independent draws."""
+    changed = round(share * draws)
+    return 1.0 if changed >= draws else float(_scipy_stats.beta.ppf(level, changed + 1, draws - changed))
 
 
 def changed_together(current: np.ndarray, predicted: dict, decisions: "Decisions", stopped) -> float:
