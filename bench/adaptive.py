@@ -166,6 +166,15 @@ class Analysis:
     def tokens(self, drawn: dict[str, int]) -> int:
         return sum(n * self.questions[g] * self.max_budget[g] for g, n in drawn.items())
 
+    def gpu_hours(self, drawn: dict[str, int]) -> float:
+        """The plan's GPU-hour estimate (``python -m bitbudget.plan``, its assumed throughputs)
+        for the samples drawn: each generation's full-design hours times its share drawn."""
+        if not hasattr(self, "_gpu_hours"):
+            from bitbudget.plan import make_plan
+
+            self._gpu_hours = {g.gen_id: g.gpu_hours for g in make_plan(self.config, workdir=REPO).generations}
+        return sum(self._gpu_hours[g] * n / self.maximum[g] for g, n in drawn.items())
+
 
 def adaptive_run(analysis: Analysis) -> tuple[dict, list[dict]]:
     """Rounds of the configured rule; returns samples drawn per generation and a log per round."""
@@ -231,6 +240,7 @@ def run(overlay: str, seed: int, adaptive_settings: dict | None, workdir: Path) 
     adapt = analysis.decisions(analysis.table(drawn))
     return {"overlay": overlay, "seed": seed, "tokens_full": analysis.tokens(full_drawn),
             "tokens_adaptive": analysis.tokens(drawn), "rounds": log,
+            "gpu_hours_full": analysis.gpu_hours(full_drawn), "gpu_hours_adaptive": analysis.gpu_hours(drawn),
             "frontier_identical": full["frontier"] == adapt["frontier"],
             "bracket_verdicts_identical": full["bracket"] == adapt["bracket"] and full["verdicts"] == adapt["verdicts"],
             "draw_s": drawn_s, "seconds": time.perf_counter() - started,
@@ -265,6 +275,8 @@ def main(argv=None) -> int:
                       f"bracket and verdicts identical {r['bracket_verdicts_identical']} "
                       f"({r['seconds']:.0f} s, draws {r['draw_s']:.0f} s)", flush=True)
     ratio = sum(r["tokens_adaptive"] for r in results) / sum(r["tokens_full"] for r in results)
+    hours = sum(r["gpu_hours_adaptive"] for r in results) / sum(r["gpu_hours_full"] for r in results)
+    print(f"plan's GPU-hours adaptive/full {hours:.2f} (the plan's throughputs per model size)")
     frontier = np.mean([r["frontier_identical"] for r in results])
     verdicts = np.mean([r["bracket_verdicts_identical"] for r in results])
     print(f"tokens adaptive/full {ratio:.2f}, frontier identical {frontier:.2f}, "
