@@ -17,6 +17,7 @@ from bitbudget.backends.simulated import Interrupted as SimulatedInterrupted
 from bitbudget.generate import run_generation, write_generation
 from bitbudget.study import build_study
 from tests.conftest import REPO
+from tests.unit.test_generation import make_spec
 
 BUDGETS = (2000, 10000, 30000)
 
@@ -165,26 +166,11 @@ def test_a_stopped_round_resumes_at_the_questions_it_had_not_written(tmp_path):
 
 
 def hf_spec(model_dir, samples: int, maximum: int = 3, budgets=(8, 16), n_questions: int = 3) -> dict:
-    trace_key = {
-        "checkpoint": "a-model-this-test-made",
-        "kv": {"method": "full"},
-        "prompt": "{problem}",
-        "chat_template_kwargs": {},
-        "sampling": {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "seed": 0,
-                     "samples_per_question": maximum, "max_answer_tokens": 4},
-        "forcing": {"end_of_thinking": "</think>", "wait_extension": False, "wait_text": "Wait",
-                    "forced_answer_suffix": "</think>\n**Final Answer**\n\\boxed{"},
-        "horizon": max(budgets),
-    }
-    return {
-        "samples": samples,
-        "trace_key": trace_key,
-        "dataset": {"name": "arith", "kind": "integer", "source": "synthetic",
-                    "synthetic": {"n_questions": n_questions, "seed": 3, "min_difficulty": 2, "max_difficulty": 4}},
-        "budgets": list(budgets),
-        "engine": {"name": "hf", "dtype": "float32", "batch_size": 8, "device": "cpu"},
-        "checkpoint_path": str(model_dir),
-    }
+    """test_generation's spec at temperature 0.6 (distinct samples), a trace of ``maximum``
+    samples per question read at its first ``samples``."""
+    spec = make_spec(model_dir, {"method": "full"}, list(budgets), temperature=0.6, n_questions=n_questions,
+                     samples=maximum)
+    return {"samples": samples, **spec}
 
 
 def hf_round(model_dir, trace_dir: Path, spec: dict, output: Path):
