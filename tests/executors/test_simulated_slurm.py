@@ -49,3 +49,31 @@ def test_simulated_paper_grid_runs_on_slurm_with_gpu_tags(slurm_cluster, run_sna
     completed = [r for r in records.values() if r["State"].split()[0] == "COMPLETED"]
     assert len(completed) == table["gen_id"].nunique(), records
     assert (tmp_path / "report" / "index.html").exists()
+
+
+def test_adaptive_rounds_run_on_slurm(slurm_cluster, run_snakemake, tmp_path):
+    """Adaptive sampling's rounds are checkpoints: on the SLURM executor the rounds' generate
+    jobs are submitted with their GPU tags, each round's decision runs as a job, and the study
+    ends with every generation's samples and the report."""
+    import json
+
+    from tests.pipeline.test_adaptive_rounds import ROUNDS, adaptive_config
+
+    config = adaptive_config()
+    update_config(config, yaml.safe_load((REPO / "tests" / "slurm" / "rehearsal.yaml").read_text()))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    args = [*slurm_cluster.profile_args, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+            "--configfile", str(tmp_path / "config.yaml"), "--verbose"]
+    run = run_snakemake(args, cwd=tmp_path, timeout=1800)
+    assert run.returncode == 0, run.output[-4000:]
+
+    samples = json.loads((tmp_path / "results" / "adaptive" / "samples.json").read_text())["generations"]
+    rounds_run = {n for g in samples.values() for n in g["history"]}
+    assert rounds_run <= set(ROUNDS) and min(rounds_run) == ROUNDS[0]
+    # one generate submission per (generation, round it took part in), each with its GPU tag
+    generate_calls = [c for c in run.sbatch_calls if "rule_generate" in c]
+    assert len(generate_calls) >= sum(len(g["history"]) for g in samples.values())
+    assert all(re.search(r"--gpus=testgpu:[12]\b", c) for c in generate_calls), generate_calls[:3]
+    decisions = [c for c in run.sbatch_calls if "rule_adaptive_round" in c]
+    assert len(decisions) >= max(len(g["history"]) for g in samples.values())
+    assert (tmp_path / "report" / "index.html").exists()
