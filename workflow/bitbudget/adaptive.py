@@ -43,11 +43,14 @@ The curtailment rule (``rule: curtail``)
 Stochastic curtailment (Lan, Simon and Halperin 1982; Jennison and Turnbull 2000, ch. 10):
 a generation stops when the predictive probability that the full design (every question at
 ``maximum`` samples) would decide differently from stopping now is below ``gamma``. The rest
-of each question's samples is drawn from its posterior predictive (:func:`predictive_pools`),
-the scenarios' full-design accuracies recomputed with the estimators of :mod:`bitbudget.stats`,
-and the decisions of the fit (:class:`Decisions`) compared with and without this generation
-stopped, the other generations still sampling completed by their own predictive draws. This controls agreement with the full design under that model, per
-generation; it says nothing about the true accuracies (the confidence rule does).
+of each question's samples is drawn from its posterior predictive, one posterior quantile
+per question for all budgets (:func:`coupled_pools`); the scenarios' full-design accuracies are
+recomputed with the estimators of :mod:`bitbudget.stats`, and the decisions of the fit
+(:class:`Decisions`) compared with and without this generation stopped, the other
+generations still sampling completed by their own predictive draws. Probabilities are taken
+at their Monte Carlo upper bound, and the generations stopping in one round share one error
+budget (:func:`jointly_stopping`). This controls agreement with the full design under that
+model, per round; it says nothing about the true accuracies (the confidence rule does).
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ from . import threshold as _threshold
 
 __all__ = ["AdaptiveRule", "rounds", "per_test_delta", "radius", "intervals", "frontier_decided",
            "comparisons_settled", "decided_scenarios", "stopping_generations", "answer_pool",
-           "predictive_pools", "predicted_accuracy", "Decisions", "change_probabilities"]
+           "predictive_pools", "coupled_pools", "predicted_accuracy", "Decisions", "change_probabilities",
+           "jointly_stopping", "changed_together", "monte_carlo_upper", "decide_round"]
 
 #: reasons a generation stops (or goes on), as the plan and the report name them
 DOMINATED, FRONTIER, MAXIMUM, OPEN = "dominated by a margin", "on the frontier, no competitor within reach", \
@@ -408,24 +412,6 @@ def coupled_pools(samples: dict, maximum: int, draws: int, rng: np.random.Genera
     quantiles = rng.random((draws, n_questions))
     return {budget: predictive_pools(answer_pool(correct, answers), maximum, draws, rng, quantiles)
             for budget, (correct, answers) in sorted(samples.items())}
-
-
-def resampled_pools(samples: dict, maximum: int, draws: int, rng: np.random.Generator) -> dict:
-    """``draws`` full-design pools per budget, ``{budget: [draws, Q, K]}``: the samples drawn so
-    far plus ``maximum - n`` more per question, each a copy of one drawn sample picked with
-    Bayesian-bootstrap weights (Rubin 1981: Dirichlet(1, ..., 1) over the question's drawn
-    samples). A sample is resampled whole, with its answers at every budget: a generation's
-    budgets stay as correlated as its samples are (one trajectory is forked at each budget)."""
-    budgets = sorted(samples)
-    n_questions, n = samples[budgets[0]][0].shape
-    weights = rng.dirichlet(np.ones(n), size=(draws, n_questions))
-    picks = rng.multinomial(maximum - n, weights).astype(np.float32)  # [draws, Q, n]
-    out = {}
-    for budget in budgets:
-        correct, answers = samples[budget]
-        onehot, _ = _stats._signature_counts(_stats.answer_codes(correct, answers))
-        out[budget] = onehot.sum(axis=1)[None] + np.einsum("dqj,qjk->dqk", picks, onehot)
-    return out
 
 
 def predicted_accuracy(pools: np.ndarray, g: int) -> np.ndarray:

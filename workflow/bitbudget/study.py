@@ -16,6 +16,7 @@ costs only the new forks.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -159,8 +160,8 @@ class Study:
             out.update({g.grade_id: g for g in grades.values()})
         return out
 
-    @property
-    def grader_key(self) -> dict:
+    @functools.cached_property
+    def grader_key(self) -> dict:  # once per study: a package version lookup reads the installed metadata
         return {
             "grader": versions.GRADER_VERSION,
             "math_verify": versions.package_version("math-verify"),
