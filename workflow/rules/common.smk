@@ -249,11 +249,5 @@ def aggregate_spec(wildcards=None):
     if ADAPTIVE:
         # the grades are those of the final round: the aggregate script reads samples.json
         return {**rounds.aggregate_spec(config, []), "grades": {}, "generations": {}}
-    return {
-        "grades": {g.grade_id: g.output for g in STUDY.grades.values()},
-        "generations": {g.gen_id: g.output for g in STUDY.generations.values()},
-        "weight_formats": config["weight_formats"],
-        "kv_strategies": config["kv_strategies"],
-        "max_answer_tokens": config["sampling"]["max_answer_tokens"],
-        "analysis": config["analysis"],
-    }
+    full_design = {g.generation.gen_id: g for g in STUDY.grades.values()}
+    return rounds.aggregate_spec(config, rounds.used(full_design).values())
