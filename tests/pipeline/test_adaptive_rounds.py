@@ -100,6 +100,24 @@ def test_the_plan_shows_tokens_per_round(adaptive_study):
     assert "expected is an upper bound" in format_plan(plan)
 
 
+def test_a_round_decides_on_the_estimates_the_report_shows(adaptive_study, monkeypatch):
+    from bitbudget import rounds
+    from bitbudget.study import build_study
+
+    study, _ = adaptive_study
+    monkeypatch.chdir(study.workdir)
+    final = samples_json(study.workdir)
+    design = build_study(study.config)
+    table, _ = rounds.round_table(design, {g: e["samples"] for g, e in final["generations"].items()})
+    report = pd.read_parquet(study.workdir / "results" / "aggregate" / "scenarios.parquet")
+    merged = table.merge(report, on="scenario_id", suffixes=("_round", "_report"))
+    assert len(merged) == len(report)
+    pd.testing.assert_series_equal(merged["accuracy_round"], merged["accuracy_report"], check_names=False)
+    # the decision reads point estimates only: no bootstrap in a round, the report has its intervals
+    assert merged["ci_low_round"].isna().all()
+    assert merged.loc[merged["accuracy_report"].notna(), "ci_low_report"].notna().all()
+
+
 def test_a_finished_adaptive_study_plans_nothing(adaptive_study):
     study, _ = adaptive_study
     assert study.planned_jobs() == {}

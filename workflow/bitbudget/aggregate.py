@@ -103,12 +103,12 @@ def _summaries(cell: pd.DataFrame, at_budget: pd.DataFrame, analysis: dict,
     qids, correct, answers = arrays
     dataset = str(cell["dataset"].iloc[0])
     key = (dataset, *correct.shape)
-    if key not in resamplings:
+    if key not in resamplings and analysis["bootstrap_samples"] > 0:
         resamplings[key] = Resampling(*correct.shape, analysis["bootstrap_samples"],
                                       _dataset_seed(analysis["seed"], dataset))
     # a maj@G with G above the samples drawn (an adaptive round) has no estimate: NaN
     gs = sorted(set(cell["G"].astype(int)))
-    by_g = summarize_cell(correct, answers, [g for g in gs if g <= correct.shape[1]], resamplings[key])
+    by_g = summarize_cell(correct, answers, [g for g in gs if g <= correct.shape[1]], resamplings.get(key))
     none = np.full(len(qids), np.nan)
     n_correct = correct.sum(axis=1)
     for scenario in cell.itertuples():

@@ -125,7 +125,9 @@ def round_table(study, samples: dict[str, int]) -> tuple[pd.DataFrame, dict]:
     the samples it rests on: full gen_id -> {token_budget: (correct [Q, n], answers [Q, n])}."""
     entries = used(round_grades(study, samples))
     scen = at_samples(pd.DataFrame.from_records(study.scenarios), entries)
-    table, _ = aggregate(scen, aggregate_spec(study.config, entries.values()))
+    spec = aggregate_spec(study.config, entries.values())
+    # a decision reads point estimates only: no bootstrap intervals
+    table, _ = aggregate(scen, spec | {"analysis": spec["analysis"] | {"bootstrap_samples": 0}})
     design_of = {e["gen_id"]: gen_id for gen_id, e in entries.items()}
     table["gen_id"] = table["gen_id"].map(design_of)
     arrays: dict[str, dict] = {}
