@@ -20,6 +20,12 @@ sees exactly the first n of the full run's.
     python bench/adaptive.py                 # 10 seeds, both overlays
     python bench/adaptive.py --seeds 2       # quicker
     python bench/adaptive.py --initial 16 --step 4 --first-seed 100   # other seeds (tuning)
+    python bench/adaptive.py --predictive planted   # the rule with a perfectly calibrated predictive
+
+``--predictive planted`` gives the curtailment rule the simulated engine's own model (each
+question's planted solve probabilities, distractor share and slip; fresh randomness) in place of
+its Jeffreys predictive: what the rule would stop if nothing were lost to its predictive. It is
+a yardstick for the rule, not a rule: no real model's probabilities are known.
 
 The last line: ``tokens adaptive/full R, frontier identical F, bracket and verdicts identical V``
 (decode tokens, and shares of (overlay, seed) runs whose decisions equal the full run's).
@@ -61,14 +67,15 @@ def load_config(overlay: str, seed: int, adaptive: dict | None) -> dict:
 
 
 class Draws:
-    """correct [Q, n, budgets] and answers of every generation of a study, from the engine."""
+    """correct [Q, n, budgets] and answers of every generation of a study, from the engine,
+    and what the engine drew them from (``planted``: :class:`PlantedTruth` per generation)."""
 
     def __init__(self, study, workdir: Path):
         from bitbudget.backends.simulated import SimulatedEngine, answer_text, plant_question, write_metadata_checkpoint
         from bitbudget.datasets import load_questions
 
         config = study.config
-        self.generations = {}
+        self.generations, self.planted = {}, {}
         questions = {name: load_questions(config["datasets"][name]) for name in config["datasets"]}
         for gen in study.generations.values():
             ckpt = gen.checkpoint
@@ -87,19 +94,84 @@ class Draws:
             n, qs = gen.samples_per_question, questions[gen.dataset]
             correct = np.zeros((len(qs), n, len(budgets)), dtype=bool)
             answers = np.empty((len(qs), n, len(budgets)), dtype=object)
+            truth = PlantedTruth.empty(len(qs), n, budgets, engine)
             for qi, question in enumerate(qs):
                 records = [{"sample_idx": i, "think_ids": [], "closed_thinking": False, "answer_ids": [], "forks": {}}
                            for i in range(n)]  # as the engine starts a fresh shard
                 engine._fill(question, records, budgets, suffix, 0)
                 planted = plant_question(question, kind, engine.simulation)
-                value_of = {answer_text(v, kind, suffix): v
-                            for v in (planted.gold, planted.distractor, *planted.alternatives)}
+                values = truth.add_question(qi, planted, engine)
+                value_of = {answer_text(v, kind, suffix): v for v in values}
                 for si, record in enumerate(records):
                     for bi, budget in enumerate(budgets):
                         value = value_of[record["forks"][str(budget)]]
                         answers[qi, si, bi] = value
                         correct[qi, si, bi] = value == planted.gold
+                        truth.value_index[qi, si, bi] = values.index(value)
             self.generations[gen.gen_id] = (correct, answers, budgets, [q["question_id"] for q in qs])
+            self.planted[gen.gen_id] = truth
+
+
+class PlantedTruth:
+    """What the simulated engine draws one generation's answers from: per question and budget
+    the probability of solving it, the share of wrong answers that take the distractor, the
+    slip probability; each question's values (gold, distractor, alternatives) and the index of
+    every drawn sample's value."""
+
+    def __init__(self, solve, distractor_share, slip, budgets, value_index):
+        self.solve, self.distractor_share, self.slip = solve, distractor_share, slip
+        self.budgets, self.value_index = budgets, value_index
+        self.alternatives = np.zeros(solve.shape[0], dtype=np.int64)
+
+    @classmethod
+    def empty(cls, n_questions: int, n_samples: int, budgets, engine) -> "PlantedTruth":
+        return cls(np.zeros((n_questions, len(budgets))), engine.surface.distractor_share,
+                   engine.simulation["slip_probability"], list(budgets),
+                   np.zeros((n_questions, n_samples, len(budgets)), dtype=np.int64))
+
+    def add_question(self, qi: int, planted, engine) -> list[str]:
+        """Record question ``qi``; returns its values in index order (0 gold, 1 distractor)."""
+        self.solve[qi] = [engine.surface.probability(b, planted.difficulty) for b in self.budgets]
+        others = [v for v in planted.alternatives if v != planted.distractor]
+        self.alternatives[qi] = len(others)  # 0: every wrong answer is the distractor
+        return [planted.gold, planted.distractor, *others]
+
+    def pools(self, n: int, maximum: int, draws: int, rng: np.random.Generator) -> dict:
+        """{budget: [draws, Q, K + 1]} full-design pools (columns as
+        :func:`bitbudget.adaptive.answer_pool`): the first ``n`` samples as drawn, the rest
+        drawn as the engine draws (one solve draw and one wrong answer per sample for all
+        budgets, a slip per budget)."""
+        shape = (draws, self.solve.shape[0], maximum - n)
+        solve_draw = rng.random(shape)
+        alternatives = self.alternatives[None, :, None]
+        distractor = (rng.random(shape) < self.distractor_share) | (alternatives == 0)
+        wrong = np.where(distractor, 1, 2 + np.floor(rng.random(shape) * alternatives).astype(np.int64))
+        n_values = 2 + int(self.alternatives.max())
+        out = {}
+        for bi, budget in enumerate(self.budgets):
+            right = (solve_draw < self.solve[None, :, bi, None]) & ~(rng.random(shape) < self.slip)
+            value = np.where(right, 0, wrong)
+            seen = self.value_index[:, :n, bi]
+            counts = np.stack([(value == k).sum(axis=-1) + (seen == k).sum(axis=-1)[None]
+                               for k in range(n_values)], axis=-1)
+            wrong_counts = -np.sort(-counts[..., 1:], axis=-1)  # maj@G reads them in any order
+            wrong_counts = wrong_counts[..., : max(1, int((wrong_counts > 0).sum(axis=-1).max()))]
+            no_answer = np.zeros((*counts.shape[:-1], 1), dtype=counts.dtype)
+            out[budget] = np.concatenate([counts[..., :1], no_answer, wrong_counts], axis=-1)
+        return out
+
+
+class PlantedPredictive:
+    """A perfectly calibrated predictive (the engine's own model, fresh randomness), in the
+    signature of :func:`bitbudget.adaptive.jeffreys_predictive`: what the curtailment rule
+    stops when nothing is lost to its predictive."""
+
+    def __init__(self, draws: Draws):
+        self.planted = draws.planted
+
+    def __call__(self, gen_id: str, samples: dict, maximum: int, draws: int, rng: np.random.Generator) -> dict:
+        n = next(iter(samples.values()))[0].shape[1]
+        return self.planted[gen_id].pools(n, maximum, draws, rng)
 
 
 class Analysis:
@@ -176,7 +248,7 @@ class Analysis:
         return sum(self._gpu_hours[g] * n / self.maximum[g] for g, n in drawn.items())
 
 
-def adaptive_run(analysis: Analysis) -> tuple[dict, list[dict]]:
+def adaptive_run(analysis: Analysis, predictive=None) -> tuple[dict, list[dict]]:
     """Rounds of the configured rule; returns samples drawn per generation and a log per round."""
     from bitbudget import adaptive
 
@@ -185,7 +257,8 @@ def adaptive_run(analysis: Analysis) -> tuple[dict, list[dict]]:
     rule = next(iter(per_gen.values()))
     drawn = {g: rule.rounds[0] for g, rule in per_gen.items()}
     step = curtail_round if rule.rule == adaptive.CURTAIL_RULE else confidence_round
-    context = {"rule": rule, "rounds": sorted({n for r in per_gen.values() for n in r.rounds})}
+    context = {"rule": rule, "rounds": sorted({n for r in per_gen.values() for n in r.rounds}),
+               "predictive": predictive or adaptive.jeffreys_predictive}
     open_, log = set(drawn), []
     while open_:
         scen = analysis.table(drawn)
@@ -221,11 +294,11 @@ def curtail_round(analysis: Analysis, scen, drawn, open_, context) -> tuple[set,
                for g, (correct, answers, budgets, _) in ((g, analysis.draws.generations[g]) for g in open_)}
     status = adaptive.decide_round(scen, samples, drawn, analysis.maximum, context["rule"], analysis.config["analysis"],
                                    analysis.config["sampling"]["seed"], context["round"], open_=open_,
-                                   decisions=context["decisions"])
+                                   decisions=context["decisions"], predictive=context["predictive"])
     return {g for g, s in status.items() if s == adaptive.OPEN}, {}
 
 
-def run(overlay: str, seed: int, adaptive_settings: dict | None, workdir: Path) -> dict:
+def run(overlay: str, seed: int, adaptive_settings: dict | None, workdir: Path, predictive: str = "jeffreys") -> dict:
     from bitbudget.study import build_study
 
     config = load_config(overlay, seed, adaptive_settings)
@@ -236,7 +309,7 @@ def run(overlay: str, seed: int, adaptive_settings: dict | None, workdir: Path) 
     analysis = Analysis(study, draws)
     full_drawn = dict(analysis.maximum)
     full = analysis.decisions(analysis.table(full_drawn))
-    drawn, log = adaptive_run(analysis)
+    drawn, log = adaptive_run(analysis, PlantedPredictive(draws) if predictive == "planted" else None)
     adapt = analysis.decisions(analysis.table(drawn))
     return {"overlay": overlay, "seed": seed, "tokens_full": analysis.tokens(full_drawn),
             "tokens_adaptive": analysis.tokens(drawn), "rounds": log,
@@ -258,6 +331,9 @@ def main(argv=None) -> int:
     parser.add_argument("--gamma", type=float, help="sampling.adaptive.curtail_gamma (default: the schema's)")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--overlays", nargs="+", default=list(OVERLAYS))
+    parser.add_argument("--predictive", choices=["jeffreys", "planted"], default="jeffreys",
+                        help="the curtailment rule's predictive: the rule's own (jeffreys), or the simulated "
+                             "engine's planted model (planted: perfectly calibrated, for comparison only)")
     args = parser.parse_args(argv)
     settings = {k: v for k, v in (("initial", args.initial), ("step", args.step), ("confidence", args.confidence),
                                                    ("epsilon", args.epsilon), ("rule", args.rule), ("curtail_gamma", args.gamma))
@@ -266,7 +342,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-adaptive-") as tmp:
         for overlay in args.overlays:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
-                r = run(overlay, seed, settings, Path(tmp))
+                r = run(overlay, seed, settings, Path(tmp), args.predictive)
                 results.append(r)
                 detail = {k: [x[k] for x in r["rounds"]] for k in r["rounds"][0] if k not in ("open", "tokens")}
                 print(f"{overlay} seed {seed}: tokens {r['tokens_adaptive'] / r['tokens_full']:.2f}, "

@@ -262,7 +262,7 @@ def test_curtailment_keeps_a_close_frontier_generation_and_stops_one_far_below()
     assert probs["far"] < gamma
 
 
-def _round(draws: dict, memory: dict, n: int, gamma: float):
+def _round(draws: dict, memory: dict, n: int, gamma: float, predictive=adaptive.jeffreys_predictive):
     """decide_round after the first n of each generation's samples (pass@1, one budget)."""
     gens = list(draws)
     now = _scenarios([draws[g][:, :n].mean() for g in gens], [memory[g] for g in gens], n, gen=gens)
@@ -270,7 +270,8 @@ def _round(draws: dict, memory: dict, n: int, gamma: float):
                for g in gens}
     maximum = {g: draws[g].shape[1] for g in gens}
     rule = adaptive.AdaptiveRule(n, n, maximum[gens[0]], 0.95, 0.0, adaptive.CURTAIL_RULE, gamma)
-    return adaptive.decide_round(now, samples, {g: n for g in gens}, maximum, rule, {}, seed=0, round_index=1)
+    return adaptive.decide_round(now, samples, {g: n for g in gens}, maximum, rule, {}, seed=0, round_index=1,
+                                 predictive=predictive)
 
 
 def test_decide_round_keeps_the_close_pair_and_stops_the_far_one():
@@ -285,6 +286,37 @@ def test_decide_round_keeps_the_close_pair_and_stops_the_far_one():
              "far": rng.random((Q, 32)) < 0.2}
     status = _round(draws, {"close_a": 1.0, "close_b": 1.05, "far": 1.5}, 8, gamma=0.05)
     assert status == {"close_a": adaptive.OPEN, "close_b": adaptive.OPEN, "far": adaptive.CURTAILED}
+
+
+def test_decide_round_draws_the_samples_to_come_from_the_predictive_it_is_given():
+    """Given the samples to come themselves (a predictive that knows the full run), a round
+    stops exactly the generations whose stop leaves the full run's frontier as it is: of the
+    close pair, the one the Jeffreys predictive must keep sampling stops when its 24 samples
+    to come cannot move it."""
+    rng = np.random.default_rng(3)
+    first = rng.random((Q, 8)) < 0.6
+    draws = {"close_a": np.hstack([first, rng.random((Q, 24)) < 0.6]),
+             "close_b": np.hstack([first, rng.random((Q, 24)) < 0.6]),
+             "far": rng.random((Q, 32)) < 0.2}
+    memory = {"close_a": 1.0, "close_b": 1.05, "far": 1.5}
+
+    def known_future(gen_id, samples, maximum, n_draws, rng):
+        full = draws[gen_id]
+        pool = adaptive.answer_pool(full, np.where(full, "right", "wrong").astype(object))
+        return {budget: np.repeat(pool[None], n_draws, axis=0) for budget in samples}
+
+    def frontier(n_of):
+        gens = list(draws)
+        table = _scenarios([draws[g][:, :n_of[g]].mean() for g in gens], [memory[g] for g in gens], 32, gen=gens)
+        return set(pareto_frontier(table)["scenario_id"])
+
+    status = _round(draws, memory, 8, gamma=0.05, predictive=known_future)
+    stopped = {g for g, s in status.items() if s == adaptive.CURTAILED}
+    assert frontier({g: 8 if g in stopped else 32 for g in draws}) == frontier({g: 32 for g in draws})
+    for g in set(draws) - stopped:  # each one kept would have moved the frontier alone
+        assert frontier({**{h: 32 for h in draws}, g: 8}) != frontier({g: 32 for g in draws})
+    assert "far" in stopped and stopped & {"close_a", "close_b"}
+    assert _round(draws, memory, 8, gamma=0.05)["close_a"] == adaptive.OPEN  # the rule's own predictive
 
 
 def test_stops_share_one_error_budget():

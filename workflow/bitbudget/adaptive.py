@@ -68,8 +68,8 @@ from . import threshold as _threshold
 
 __all__ = ["AdaptiveRule", "rounds", "per_test_delta", "radius", "intervals", "frontier_decided",
            "comparisons_settled", "decided_scenarios", "stopping_generations", "answer_pool",
-           "predictive_pools", "coupled_pools", "predicted_accuracy", "Decisions", "change_probabilities",
-           "jointly_stopping", "changed_together", "monte_carlo_upper", "decide_round"]
+           "predictive_pools", "coupled_pools", "jeffreys_predictive", "predicted_accuracy", "Decisions",
+           "change_probabilities", "jointly_stopping", "changed_together", "monte_carlo_upper", "decide_round"]
 
 #: reasons a generation stops (or goes on), as the plan and the report name them
 DOMINATED, FRONTIER, MAXIMUM, OPEN = "dominated by a margin", "on the frontier, no competitor within reach", \
@@ -414,6 +414,14 @@ def coupled_pools(samples: dict, maximum: int, draws: int, rng: np.random.Genera
             for budget, (correct, answers) in sorted(samples.items())}
 
 
+def jeffreys_predictive(gen_id: str, samples: dict, maximum: int, draws: int, rng: np.random.Generator) -> dict:
+    """The rule's predictive: :func:`coupled_pools` (the same model for every generation).
+    A predictive is any function of this signature returning ``{budget: [draws, Q, K + 1]}``
+    full-design pools; bench/adaptive.py passes the simulated engine's planted one to measure
+    what a perfectly calibrated predictive would stop."""
+    return coupled_pools(samples, maximum, draws, rng)
+
+
 def predicted_accuracy(pools: np.ndarray, g: int) -> np.ndarray:
     """Accuracy (mean over questions of pass@1, or of maj@g for g > 1) of each pool ``[draws, Q, K]``."""
     if g == 1:
@@ -535,7 +543,8 @@ def change_probabilities(current: np.ndarray, predicted: dict, decisions: Decisi
 
 def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], maximum: dict[str, int],
                  rule: AdaptiveRule, analysis: dict, seed: int, round_index: int,
-                 open_: set[str] | None = None, decisions: "Decisions | None" = None) -> dict[str, str]:
+                 open_: set[str] | None = None, decisions: "Decisions | None" = None,
+                 predictive=jeffreys_predictive) -> dict[str, str]:
     """gen_id -> why it stops, or :data:`OPEN` (it draws ``rule.step`` more next round).
 
     ``scenarios``: one row per scenario with the columns of the aggregate table (``gen_id`` is
@@ -544,7 +553,8 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
     each ``[Q, drawn]`` with questions in a fixed order and samples by index; ``drawn`` /
     ``maximum``: samples per question so far and of the full design. ``decisions`` may be given
     to reuse the structure built from memory (it depends on the scenario list only). Only the
-    generations in ``open_`` (default: all) are decided; the others keep their estimates."""
+    generations in ``open_`` (default: all) are decided; the others keep their estimates.
+    ``predictive`` draws the samples to come (:func:`jeffreys_predictive`'s signature)."""
     scen = scenarios.reset_index(drop=True)
     if rule.rule == CONFIDENCE_RULE:
         delta = per_test_delta(rule.confidence, len(scen), len(rule.rounds))
@@ -559,7 +569,7 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
     for gen_id in sorted(g for g in open_ if drawn[g] < maximum[g]):
         rows = np.flatnonzero(gen_of == gen_id)
         draws = np.empty((len(rows), CURTAIL_DRAWS))
-        for budget, pools in coupled_pools(samples[gen_id], maximum[gen_id], CURTAIL_DRAWS, rng).items():
+        for budget, pools in predictive(gen_id, samples[gen_id], maximum[gen_id], CURTAIL_DRAWS, rng).items():
             for i in np.flatnonzero(budget_of[rows] == budget):
                 draws[i] = predicted_accuracy(pools, int(g_of[rows[i]]))
         predicted[gen_id] = (rows, draws)

@@ -1,0 +1,44 @@
+"""bench/adaptive.py's planted predictive: the samples to come drawn as the simulated engine draws them."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+
+from bitbudget.study import build_study
+from tests.conftest import REPO
+from tests.unit.test_simulated import small_simulated_config
+
+_spec = importlib.util.spec_from_file_location("bench_adaptive", REPO / "bench" / "adaptive.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+DRAWN, MAXIMUM, PREDICTIVE_DRAWS = 8, 32, 4000
+
+
+def test_planted_pools_keep_the_samples_drawn_and_complete_them_at_the_planted_rates(tmp_path):
+    study = build_study(small_simulated_config(samples=MAXIMUM, budgets=(2000, 30000)))
+    draws = bench.Draws(study, tmp_path)
+    (gen_id,) = draws.generations
+    correct, _, budgets, _ = draws.generations[gen_id]
+    truth = draws.planted[gen_id]
+    assert ((truth.value_index == 0) == correct).all()  # value 0 is the gold answer
+    rate = truth.solve * (1 - truth.slip)  # [Q, budgets]: P(right) per sample
+    # the engine's own samples are drawn at these rates (30 questions x 32 samples per budget)
+    assert np.abs(correct.mean(axis=(0, 1)) - rate.mean(axis=0)).max() < 0.06
+    pools = bench.PlantedPredictive(draws)(gen_id, {b: (correct[:, :DRAWN, i], None) for i, b in enumerate(budgets)},
+                                           MAXIMUM, PREDICTIVE_DRAWS, np.random.default_rng(0))
+    assert sorted(pools) == budgets
+    for i, budget in enumerate(budgets):
+        pool, seen_right = pools[budget], correct[:, :DRAWN, i].sum(axis=1)
+        assert (pool.sum(axis=-1) == MAXIMUM).all()
+        assert (pool[..., 0] >= seen_right).all()
+        new_right = (pool[..., 0] - seen_right).mean(axis=0) / (MAXIMUM - DRAWN)
+        assert np.abs(new_right - rate[:, i]).max() < 0.02  # 4000 x 24 draws per question: SE <= 0.0016
+    # one solve draw per sample for every budget: a sample right at the small budget is right
+    # at the large one unless it slips: per question, the two counts move together over draws
+    small, large = (pools[b][..., 0].astype(float) for b in budgets)
+    varied = (small.std(axis=0) > 0) & (large.std(axis=0) > 0)
+    within = [np.corrcoef(small[:, q], large[:, q])[0, 1] for q in np.flatnonzero(varied)]
+    assert len(within) >= 5 and np.mean(within) > 0.5  # independent budgets: about 0
