@@ -196,20 +196,21 @@ class Analysis:
         self.maximum = {g.gen_id: g.samples_per_question for g in study.generations.values()}
         self.questions = {g: draws.generations[g][0].shape[0] for g in self.maximum}
 
-    def _accuracy(self, gen_id: str, n: int) -> dict:
+    def budget_accuracy(self, gen_id: str, budget: int, n: int) -> dict:
+        """G -> accuracy of one (generation, budget) from its first ``n`` samples (NaN for G > n)."""
         from bitbudget.stats import summarize_cell
 
-        if (gen_id, n) not in self.cache:
+        if (gen_id, budget, n) not in self.cache:
             correct, answers, budgets, _ = self.draws.generations[gen_id]
-            out = {}
-            for bi, budget in enumerate(budgets):
-                gs = self.gs[gen_id, budget]
-                known = [g for g in gs if g <= n]
-                res = summarize_cell(correct[:, :n, bi], answers[:, :n, bi], known, None) if known else {}
-                for g in gs:
-                    out[budget, g] = res[g]["accuracy"] if g in res else np.nan
-            self.cache[gen_id, n] = out
-        return self.cache[gen_id, n]
+            i, gs = budgets.index(budget), self.gs[gen_id, budget]
+            known = [g for g in gs if g <= n]
+            res = summarize_cell(correct[:, :n, i], answers[:, :n, i], known, None) if known else {}
+            self.cache[gen_id, budget, n] = {g: res[g]["accuracy"] if g in res else np.nan for g in gs}
+        return self.cache[gen_id, budget, n]
+
+    def _accuracy(self, gen_id: str, n: int) -> dict:
+        budgets = self.draws.generations[gen_id][2]
+        return {(budget, g): acc for budget in budgets for g, acc in self.budget_accuracy(gen_id, budget, n).items()}
 
     def table(self, drawn: dict[str, int]) -> pd.DataFrame:
         scen = self.base.copy()

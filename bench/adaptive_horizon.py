@@ -39,26 +39,16 @@ bench = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench)
 
 from bitbudget import adaptive  # noqa: E402  (bench_adaptive puts workflow/ on the path)
-from bitbudget.stats import summarize_cell  # noqa: E402
 
 
 class HorizonAnalysis(bench.Analysis):
     """Scenario tables whose budgets of one generation may rest on different sample counts."""
 
-    def _budget_accuracy(self, gen_id: str, budget: int, n: int) -> dict:
-        if (gen_id, budget, n) not in self.cache:
-            correct, answers, budgets, _ = self.draws.generations[gen_id]
-            i, gs = budgets.index(budget), self.gs[gen_id, budget]
-            known = [g for g in gs if g <= n]
-            res = summarize_cell(correct[:, :n, i], answers[:, :n, i], known, None) if known else {}
-            self.cache[gen_id, budget, n] = {g: res[g]["accuracy"] if g in res else np.nan for g in gs}
-        return self.cache[gen_id, budget, n]
-
     def budget_table(self, drawn: dict[str, dict[int, int]]):
         """``drawn``: gen_id -> {budget: samples per question}."""
         scen = self.base.copy()
         keys = list(zip(scen["gen_id"], scen["token_budget"], scen["G"]))
-        scen["accuracy"] = [self._budget_accuracy(g, t, drawn[g][t])[k] for g, t, k in keys]
+        scen["accuracy"] = [self.budget_accuracy(g, t, drawn[g][t])[k] for g, t, k in keys]
         scen["n_samples"] = [drawn[g][t] for g, t, _ in keys]
         scen["n_questions"] = scen["gen_id"].map(self.questions)
         return scen
@@ -81,9 +71,8 @@ class HorizonRound:
             samples = {b: (correct[:, :n, all_budgets.index(b)], answers[:, :n, all_budgets.index(b)]) for b in budgets}
             pools = predictive(gen_id, samples, analysis.maximum[gen_id], adaptive.CURTAIL_DRAWS, rng)
             self.rows[gen_id] = {b: np.flatnonzero((gen_of == gen_id) & (budget_of == b)) for b in budgets}
-            for b, rows in self.rows[gen_id].items():
-                for r in rows:
-                    self.full[r] = adaptive.predicted_accuracy(pools[b], int(g_of[r]))
+            rows = np.concatenate(list(self.rows[gen_id].values()))
+            self.full[rows] = adaptive.predicted_rows(pools, budget_of[rows], g_of[rows])
 
     def change(self, closing: dict[str, int]) -> float:
         """Predictive probability that closing the top ``closing[gen_id]`` open budgets of each

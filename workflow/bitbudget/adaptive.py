@@ -68,8 +68,9 @@ from . import threshold as _threshold
 
 __all__ = ["AdaptiveRule", "rounds", "per_test_delta", "radius", "intervals", "frontier_decided",
            "comparisons_settled", "decided_scenarios", "stopping_generations", "answer_pool",
-           "predictive_pools", "coupled_pools", "jeffreys_predictive", "predicted_accuracy", "Decisions",
-           "change_probabilities", "jointly_stopping", "changed_together", "monte_carlo_upper", "decide_round"]
+           "predictive_pools", "coupled_pools", "jeffreys_predictive", "predicted_accuracy", "predicted_rows",
+           "Decisions", "change_probabilities", "jointly_stopping", "changed_together", "monte_carlo_upper",
+           "decide_round"]
 
 #: reasons a generation stops (or goes on), as the plan and the report name them
 DOMINATED, FRONTIER, MAXIMUM, OPEN = "dominated by a margin", "on the frontier, no competitor within reach", \
@@ -429,6 +430,17 @@ def predicted_accuracy(pools: np.ndarray, g: int) -> np.ndarray:
     return _stats._maj_of_counts(pools, [g])[g].mean(axis=1)
 
 
+def predicted_rows(pools: dict, budgets, gs) -> np.ndarray:
+    """[rows, draws]: the predicted accuracy of each scenario row (its token budget in
+    ``budgets``, its G in ``gs``) from its budget's pools ``{budget: [draws, Q, K]}``."""
+    budgets, gs = np.asarray(budgets), np.asarray(gs)
+    out = np.empty((len(budgets), next(iter(pools.values())).shape[0]))
+    for budget, pool in pools.items():
+        for i in np.flatnonzero(budgets == budget):
+            out[i] = predicted_accuracy(pool, int(gs[i]))
+    return out
+
+
 class Decisions:
     """What the fit stage decides, as a function of the scenarios' accuracies, for many
     accuracy vectors at once (columns): frontier membership (:func:`bitbudget.frontier.pareto_frontier`),
@@ -568,11 +580,8 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
     predicted = {}
     for gen_id in sorted(g for g in open_ if drawn[g] < maximum[g]):
         rows = np.flatnonzero(gen_of == gen_id)
-        draws = np.empty((len(rows), CURTAIL_DRAWS))
-        for budget, pools in predictive(gen_id, samples[gen_id], maximum[gen_id], CURTAIL_DRAWS, rng).items():
-            for i in np.flatnonzero(budget_of[rows] == budget):
-                draws[i] = predicted_accuracy(pools, int(g_of[rows[i]]))
-        predicted[gen_id] = (rows, draws)
+        pools = predictive(gen_id, samples[gen_id], maximum[gen_id], CURTAIL_DRAWS, rng)
+        predicted[gen_id] = (rows, predicted_rows(pools, budget_of[rows], g_of[rows]))
     current = scen["accuracy"].to_numpy(dtype=float)
     stopping = jointly_stopping(current, predicted, decisions, rule.gamma, rule.confidence)
     out.update({g: CURTAILED if g in stopping else OPEN for g in predicted})
