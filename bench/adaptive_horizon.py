@@ -73,6 +73,7 @@ class HorizonRound:
             self.rows[gen_id] = {b: np.flatnonzero((gen_of == gen_id) & (budget_of == b)) for b in budgets}
             rows = np.concatenate(list(self.rows[gen_id].values()))
             self.full[rows] = adaptive.predicted_rows(pools, budget_of[rows], g_of[rows])
+        self.reference = decisions.outcomes(self.full)
 
     def change(self, closing: dict[str, int]) -> float:
         """Predictive probability that closing the top ``closing[gen_id]`` open budgets of each
@@ -81,7 +82,7 @@ class HorizonRound:
         for gen_id, k in closing.items():
             for b in self.open_budgets[gen_id][len(self.open_budgets[gen_id]) - k:]:
                 now[self.rows[gen_id][b]] = self.current[self.rows[gen_id][b], None]
-        return float(self.decisions.changed(now, self.full).mean())
+        return float(self.decisions.differs(now, self.reference).mean())
 
     def _below_gamma(self, p: float) -> bool:
         return adaptive.monte_carlo_upper(p, adaptive.CURTAIL_DRAWS, self.level) < self.gamma

@@ -210,3 +210,60 @@ def test_hf_extension_keeps_samples_token_for_token_and_decodes_only_the_new_one
     kept = second[second["sample_idx"] < 2].reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, first)
     assert second.groupby("question_id")["sample_idx"].nunique().eq(3).all()
+
+
+# --------------------------------------------------------------------------- thinking on
+
+
+def test_a_generation_of_smaller_budgets_reads_the_same_trace_and_checks_its_budgets():
+    full = simulated_generation(samples=4)
+    low = full.with_samples(2, budgets=(10000, 2000))
+    assert low.trace_id == full.trace_id and low.budgets == (2000, 10000)
+    assert low.gen_id not in {full.gen_id, full.with_samples(2).gen_id}
+    assert low.engine_spec()["budgets"] == [2000, 10000]
+    assert full.with_samples(4, budgets=full.budgets).gen_id == full.gen_id
+    for bad in ((), (2000, 5000)):
+        with pytest.raises(ValueError, match="budgets must be a non-empty subset"):
+            full.with_samples(2, budgets=bad)
+
+
+def test_simulated_samples_think_only_to_the_largest_budget_asked_then_think_on(tmp_path):
+    full = simulated_generation(samples=4)
+    trace = tmp_path / "traces" / full.trace_id
+    low, meta1 = run_round(full.with_samples(2, budgets=(2000, 10000)), trace, tmp_path / "low.parquet")
+    n_questions = low["question_id"].nunique()
+    assert set(low["token_budget"]) == {2000, 10000}
+    assert meta1["counters"]["decode_tokens"] == n_questions * 2 * 10000
+    table, meta = run_round(full, trace, tmp_path / "full.parquet")
+    assert meta["reforked"] == meta["generated"] == n_questions
+    # two stored samples think on from 10,000 tokens, two new ones from the start
+    assert meta["counters"]["decode_tokens"] == n_questions * 2 * (30000 - 10000) + n_questions * 2 * 30000
+    kept = table[(table["sample_idx"] < 2) & (table["token_budget"] <= 10000)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, low)
+    oneshot, _ = run_round(full, tmp_path / "oneshot" / full.trace_id, tmp_path / "oneshot.parquet")
+    pd.testing.assert_frame_equal(table, oneshot)
+
+
+def test_hf_sample_thought_to_a_smaller_budget_thinks_on_and_keeps_every_stored_token(random_tiny_model, tmp_path):
+    trace = tmp_path / "trace"
+    full = hf_spec(random_tiny_model, 2, budgets=(8, 16, 32))
+    low, _, _ = hf_round(random_tiny_model, trace, {**full, "budgets": [8, 16]}, tmp_path / "low.parquet")
+    stored = read_shards(trace)
+    short = [s for shard in stored.values() for s in shard["samples"] if not s["closed_thinking"]]
+    assert short and all(len(s["think_ids"]) == 16 and set(s["forks"]) == {"8", "16"} for s in short)
+
+    table, meta, _ = hf_round(random_tiny_model, trace, full, tmp_path / "full.parquet")
+    assert meta["reforked"] == len(stored) and meta["generated"] == 0
+    grown = 0
+    for question_id, shard in read_shards(trace).items():
+        for old, new in zip(stored[question_id]["samples"], shard["samples"]):
+            assert new["think_ids"][: len(old["think_ids"])] == old["think_ids"]
+            assert {b: new["forks"][b] for b in old["forks"]} == old["forks"]
+            if not old["closed_thinking"]:
+                assert 16 < len(new["think_ids"]) <= 32
+                assert new["closed_thinking"] or "32" in new["forks"]
+                grown += 1
+    assert grown == len(short)
+    kept = table[table["token_budget"] <= 16].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, low)
+    assert set(table["token_budget"]) == {8, 16, 32}

@@ -38,3 +38,34 @@ def test_extension_reuses_stored_samples_and_equals_a_one_shot_run(tiny_model, t
     table_oneshot = pd.read_parquet(tmp_path / "oneshot" / full.output)
     pd.testing.assert_frame_equal(table_two, table_oneshot[table_oneshot["sample_idx"] < 2].reset_index(drop=True))
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / full.output), table_oneshot)
+
+
+def test_a_sample_thought_to_a_smaller_budget_thinks_on_from_its_stored_tokens(tiny_model, tmp_path):
+    (full,) = build_study(study_config(tiny_model, [8, 16, 32], samples=2)).generations.values()
+    low = full.with_samples(2, budgets=(8, 16))
+    jobs = [{"name": "low", "spec": low.engine_spec(), "output": low.output},
+            {"name": "full", "spec": full.engine_spec(), "output": full.output}]
+
+    results = run_driver(jobs[:1], tmp_path)
+    question_ids = sorted(p.stem for p in (tmp_path / full.trace_dir / "shards").glob("*.json"))
+    stored = {q: read_shard(tmp_path / full.trace_dir, q) for q in question_ids}
+    short = [s for shard in stored.values() for s in shard["samples"] if not s["closed_thinking"]]
+    assert short and all(len(s["think_ids"]) == 16 and set(s["forks"]) == {"8", "16"} for s in short)
+    assert results["low"]["meta"]["id"] == low.gen_id
+
+    results = run_driver(jobs[1:], tmp_path)
+    meta = results["full"]["meta"]
+    assert meta["id"] == full.gen_id and meta["generated"] == 0 and meta["reforked"] == len(question_ids)
+    assert meta["counters"]["decode_tokens"] > 0  # thinking went on; nothing stored was drawn again
+    grown = 0
+    for question_id in question_ids:
+        for old, new in zip(stored[question_id]["samples"], read_shard(tmp_path / full.trace_dir, question_id)["samples"]):
+            assert new["think_ids"][: len(old["think_ids"])] == old["think_ids"]
+            assert {b: new["forks"][b] for b in old["forks"]} == old["forks"]
+            if not old["closed_thinking"]:
+                assert 16 < len(new["think_ids"]) <= 32 and (new["closed_thinking"] or "32" in new["forks"])
+                grown += 1
+    assert grown == len(short)
+    table = pd.read_parquet(tmp_path / full.output)
+    kept = table[table["token_budget"] <= 16].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, pd.read_parquet(tmp_path / low.output))

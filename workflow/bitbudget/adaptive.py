@@ -523,14 +523,23 @@ class Decisions:
             out.append([status[i] for i in inverse.ravel()])
         return out
 
+    def outcomes(self, acc: np.ndarray) -> tuple:
+        """Every decision per column of ``acc`` [n, B]: (frontier [n, B], per switch and per
+        finding rule the list of per-column outcomes)."""
+        return self.frontier(acc), self.brackets(acc) + self.verdicts(acc)
+
+    def differs(self, now: np.ndarray, reference: tuple) -> np.ndarray:
+        """[B] bool: column b of ``now`` decides differently from column b of ``reference``
+        (the :meth:`outcomes` of the accuracies compared against, computed once by the caller)."""
+        front, per_decision = self.outcomes(now)
+        out = (front != reference[0]).any(axis=0)
+        for mine, theirs in zip(per_decision, reference[1]):
+            out |= np.array([x != y for x, y in zip(mine, theirs)], dtype=bool)
+        return out
+
     def changed(self, now: np.ndarray, full: np.ndarray) -> np.ndarray:
         """[B] bool: column b of ``now`` and column b of ``full`` (both [n, B]) decide differently."""
-        acc, b = np.column_stack([now, full]), now.shape[1]
-        front = self.frontier(acc)
-        out = (front[:, :b] != front[:, b:]).any(axis=0)
-        for per_column in self.brackets(acc) + self.verdicts(acc):
-            out |= np.array([x != y for x, y in zip(per_column[:b], per_column[b:])], dtype=bool)
-        return out
+        return self.differs(now, self.outcomes(full))
 
 
 def change_probabilities(current: np.ndarray, predicted: dict, decisions: Decisions) -> dict[str, float]:
@@ -542,11 +551,12 @@ def change_probabilities(current: np.ndarray, predicted: dict, decisions: Decisi
     completed too (generations already stopped keep their estimates)."""
     current = np.asarray(current, dtype=float)
     full = _completed(current, predicted)
+    reference = decisions.outcomes(full)
     out = {}
     for gen_id, (rows, _) in predicted.items():
         now = full.copy()
         now[rows] = current[rows, None]
-        out[gen_id] = float(decisions.changed(now, full).mean())
+        out[gen_id] = float(decisions.differs(now, reference).mean())
     return out
 
 

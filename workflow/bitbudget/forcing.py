@@ -138,3 +138,10 @@ def sample_at_budget(sample: dict, budget: int, tokens: ForcingTokens) -> dict:
 
 def needs_fork(sample: dict, budget: int) -> bool:
     return not (sample["closed_thinking"] and len(sample["think_ids"]) <= budget)
+
+
+def thinks_on(sample: dict, budget: int) -> bool:
+    """A stored sample whose thinking stopped short of ``budget`` without ending (it was drawn
+    for a generation whose largest budget was smaller): it continues thinking from where it
+    stopped before it is forked at ``budget``."""
+    return not sample["closed_thinking"] and len(sample["think_ids"]) < budget

@@ -114,6 +114,21 @@ def merge_samples(stored: list[dict], new: list[dict]) -> list[dict]:
     return sorted([*stored, *new], key=lambda s: s["sample_idx"])
 
 
+def add_to_stored(stored: dict, forks: dict, thinking: dict | None = None) -> None:
+    """Add what a refork drew to a stored sample: the forks it lacked and, when its thinking
+    went on (``thinking``: the record's ``think_ids``, ``closed_thinking``, ``answer_ids``), the
+    longer thinking and its natural answer. Nothing stored is replaced."""
+    for budget, answer in forks.items():
+        stored["forks"].setdefault(budget, answer)
+    if thinking is None:
+        return
+    held = stored["think_ids"]
+    if stored["closed_thinking"] or thinking["think_ids"][: len(held)] != held:
+        raise ValueError(f"sample {stored['sample_idx']}: continued thinking must extend the stored thinking")
+    stored.update(think_ids=thinking["think_ids"], closed_thinking=thinking["closed_thinking"],
+                  answer_ids=thinking["answer_ids"])
+
+
 def write_new_samples(trace_dir: str | Path, question_id: str, new: list[dict]) -> None:
     """Write a question's shard as its stored samples (read again now: a refork may have
     rewritten them since the work was planned) plus the newly drawn ones."""

@@ -98,16 +98,22 @@ class Generation:
     def engine_spec(self) -> dict:
         return engine_spec(self.key, self.runtime["engine"], self.checkpoint.path, self.trace_dir, self.source_revision)
 
-    def with_samples(self, samples: int) -> "Generation":
-        """The same trace read at its first ``samples`` samples per question (a round of adaptive
-        sampling). At the maximum it is this generation, id included, so a study that stops no
-        generation early shares every artifact with one that samples the full design."""
+    def with_samples(self, samples: int, budgets=None) -> "Generation":
+        """The same trace read at its first ``samples`` samples per question and at ``budgets``
+        (default: all of this generation's; a round of adaptive sampling). Its samples think
+        only to the largest budget asked: a sample stored with less thinking is continued when
+        a larger budget is asked later. At the maximum and every budget it is this generation,
+        id included, so a study that stops no generation early shares every artifact with one
+        that samples the full design."""
         if not 1 <= samples <= self.maximum:
             raise ValueError(f"samples per question must lie in 1..{self.maximum}, got {samples}")
-        gen_key = {"trace": self.trace_id, "budgets": list(self.budgets)}
+        budgets = tuple(sorted(self.budgets if budgets is None else budgets))
+        if not budgets or not set(budgets) <= set(self.budgets):
+            raise ValueError(f"budgets must be a non-empty subset of {list(self.budgets)}, got {list(budgets)}")
+        gen_key = {"trace": self.trace_id, "budgets": list(budgets)}
         if samples < self.maximum:
             gen_key["samples"] = samples
-        return Generation(content_id(gen_key), self.trace_id, self.checkpoint, self.kv, self.dataset, self.budgets,
+        return Generation(content_id(gen_key), self.trace_id, self.checkpoint, self.kv, self.dataset, budgets,
                           samples, {**gen_key, "trace_key": self.key["trace_key"]}, self.runtime)
 
     @property

@@ -16,6 +16,10 @@ share a batch (batch_size and prompt lengths) and which indices it draws. Extend
 to m samples does not reproduce a one-shot run of m samples (the simulated and vLLM engines
 seed each sample by its index and do); it keeps the stored n samples as they were, token
 for token, and reruns of the same extension draw the same new samples.
+
+Samples think to the generation's largest budget. A stored sample that stopped there is asked
+for a larger budget by replaying its thinking and thinking on from its end (the refork
+batch's generator), never by drawing its stored tokens again.
 """
 
 from __future__ import annotations
@@ -32,9 +36,9 @@ from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogit
 from bitbudget import kv as kv_strategies
 from bitbudget.artifacts import content_id
 from bitbudget.backends import Counters, EngineResult, Interrupted, sample_record
-from bitbudget.forcing import ForcingTokens, open_thinking, trace_forcing_tokens
-from bitbudget.shards import (batches_by_prompt_length, build_prompts, first_samples, missing_forks, new_samples,
-                               write_new_samples, write_shard)
+from bitbudget.forcing import ForcingTokens, open_thinking, thinks_on, trace_forcing_tokens
+from bitbudget.shards import (add_to_stored, batches_by_prompt_length, build_prompts, first_samples, missing_forks,
+                               new_samples, write_new_samples, write_shard)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,7 @@ class Row:
     phase: str = THINK
     closed_thinking: bool = False
     replay: list | None = None  # teacher-forced thinking tokens (fork replay)
+    think_on: bool = False  # after the replay, the sample thinks on (it stopped short of the horizon)
     forks: dict = field(default_factory=dict)
     forced_at: int | None = None
 
@@ -144,10 +149,12 @@ class BatchDecoder:
         return sampled
 
     def _advance_thinking(self, row: Row, sampled: int) -> int:
-        if row.replay is not None:
-            if len(row.think_ids) >= len(row.replay):
+        if row.replay is not None and len(row.think_ids) >= len(row.replay):
+            if not row.think_on:
                 row.phase = DONE
                 return self.tokens.eos
+            row.replay = None  # the stored thinking is replayed: from here the sample thinks on
+        if row.replay is not None:
             token = row.replay[len(row.think_ids)]
         elif row.queue:
             token = row.queue.pop(0)
@@ -281,19 +288,23 @@ class HFEngine:
         self.counters.add(decoder.counters)
 
     def _refork(self, prompts, shards: dict[str, dict], budgets):
-        """Teacher-force stored thinking to recreate each KV state, then fork the missing budgets."""
-        rows, missing = [], set()
+        """Teacher-force stored thinking to recreate each KV state, then fork the missing budgets;
+        a sample that stopped thinking short of them thinks on first."""
+        rows, missing = {}, set()
         for question_id, shard in shards.items():
             for sample in first_samples(shard, self.samples):
                 todo = missing_forks(sample, budgets)
                 if todo:
-                    rows.append(Row((question_id, sample["sample_idx"]), replay=sample["think_ids"]))
+                    rows[question_id, sample["sample_idx"]] = Row(
+                        (question_id, sample["sample_idx"]), replay=sample["think_ids"],
+                        think_on=thinks_on(sample, max(todo)))
                     missing.update(todo)
-        self._decode(prompts, rows, sorted(missing), max(missing), list(shards))
+        self._decode(prompts, list(rows.values()), sorted(missing), max(missing), list(shards))
         for question_id, shard in shards.items():
-            found = {r.key[1]: r.forks for r in rows if r.key[0] == question_id}
             for sample in shard["samples"]:
-                sample["forks"].update(found.get(sample["sample_idx"], {}))
+                row = rows.get((question_id, sample["sample_idx"]))
+                if row is not None:
+                    add_to_stored(sample, row.forks, row.record() if row.think_on else None)
             write_shard(self.trace_dir, question_id, shard["samples"])
 
 

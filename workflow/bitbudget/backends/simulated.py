@@ -338,7 +338,8 @@ class SimulatedEngine:
                 answer = answer_text(planted.gold if correct else wrong, self.kind, suffix)
                 record["forks"][str(budget)] = answer
                 self.counters["fork_tokens"] += len(answer) + 1
-            if not record.get("simulated_horizon"):
-                self.counters["decode_tokens"] += max(budgets)
+            thought = record.get("simulated_horizon", 0)  # a stored sample thinks on from where it stopped
+            if not thought:
                 self.counters["prefill_tokens"] += prompt_tokens
-            record["simulated_horizon"] = max(max(budgets), record.get("simulated_horizon", 0))
+            self.counters["decode_tokens"] += max(0, max(budgets) - thought)
+            record["simulated_horizon"] = max(max(budgets), thought)

@@ -3,7 +3,7 @@
 Every request is a token-id prompt (`TokensPrompt`); text is never re-tokenized, so a fork
 sees exactly the thinking tokens of the sample it forks from. Per question chunk:
 
-1. thinking: `prompt + think` is extended up to the horizon (largest budget), stopping at
+1. thinking: `prompt + think` is extended up to the horizon (the generation's largest budget), stopping at
    the end-of-thinking token. With `wait_extension` an early end of thinking is replaced by
    the wait tokens and the sample goes on in a new segment.
 2. answers, in one batch: a sample that closed its thinking gets its natural answer
@@ -13,7 +13,9 @@ sees exactly the thinking tokens of the sample it forks from. Per question chunk
    shared prefixes nearly free.
 
 Stored shards that lack forks for a newly added budget only get the fork requests; they are
-answered first. Samples are keyed by index: a generation that needs ``n`` samples per
+answered first. A stored sample drawn for a generation of smaller budgets stopped thinking at
+its largest one: asked for a larger budget, it thinks on from its stored tokens (seeds that name
+where it resumed), so no stored token is drawn again or changed. Samples are keyed by index: a generation that needs ``n`` samples per
 question draws only the indices its shards lack and writes each shard as its stored samples
 plus the new ones (bitbudget.shards). Sampling follows the trace key; every request has its own seed, derived from its content
 (trace, question, sample, segment or budget), so reruns and resumes draw the same tokens
@@ -32,8 +34,8 @@ from pathlib import Path
 from bitbudget import capabilities
 from bitbudget.artifacts import content_id
 from bitbudget.backends import Counters, EngineResult, Interrupted, sample_record
-from bitbudget.forcing import needs_fork, open_thinking, trace_forcing_tokens
-from bitbudget.shards import (build_prompts, chunks_by_rows, first_samples, missing_forks, new_samples,
+from bitbudget.forcing import needs_fork, open_thinking, thinks_on, trace_forcing_tokens
+from bitbudget.shards import (add_to_stored, build_prompts, chunks_by_rows, first_samples, missing_forks, new_samples,
                                write_new_samples, write_shard)
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ class Sample:
     answer_ids: list = field(default_factory=list)
     forks: dict = field(default_factory=dict)
     segments: int = 0
+    resumed_at: int | None = None  # a stored sample thinking on: its stored thinking length (part of its seeds)
 
     def record(self) -> dict:
         return sample_record(self.sample_idx, self.think_ids, self.closed_thinking, self.answer_ids, self.forks)
@@ -146,7 +149,7 @@ class VLLMEngine:
         self.revision = revision
         self.trace_dir = Path(trace_dir)
         self.stop_requested = stop_requested
-        self.horizon = self.key["horizon"]
+        self.horizon = self.key["horizon"]  # the trace's largest budget: sizes the model length
         self.sampling = self.key["sampling"]
         check_device_support(self.engine, checkpoint_path)
         self.tokenizer = AutoTokenizer.from_pretrained(checkpoint_path, **loader_kwargs(checkpoint_path, revision))
@@ -230,6 +233,7 @@ class VLLMEngine:
         todo = list(fresh) + list(incomplete)
         self.start(max((len(prompts[q]) for q in todo), default=1))
         batch_rows = self.engine.get("batch_size", 64)
+        think_to = max(budgets)  # a generation of smaller budgets than the trace's thinks less
         started, done = time.time(), 0
         # stored samples first: a question extended to more samples may lack forks of its stored ones
         for pending in chunks_by_rows(list(incomplete), self.samples, batch_rows):
@@ -239,40 +243,41 @@ class VLLMEngine:
         indices = new_samples(self.trace_dir, fresh, self.samples)
         for chunk in chunks_by_rows(list(fresh), {q: len(indices[q]) for q in fresh}, batch_rows):
             rows = [Sample(q, i) for q in chunk for i in indices[q]]
-            self._think(prompts, rows)
-            self._answer(prompts, rows, budgets)
+            self._think(prompts, rows, think_to)
+            self._answer(prompts, rows, budgets, think_to)
             for question_id in chunk:
                 write_new_samples(self.trace_dir, question_id, [r.record() for r in rows if r.question_id == question_id])
             done += len(chunk)
             self._progress(done, len(todo), started)
         return EngineResult(asdict(self.counters), self.tokenizer, self.tokens, prompts)
 
-    def _think(self, prompts, rows: list[Sample]) -> None:
-        """Extend every sample's thinking to the horizon or its end of thinking."""
+    def _think(self, prompts, rows: list[Sample], horizon: int) -> None:
+        """Extend every sample's thinking to ``horizon`` or its end of thinking."""
         eot = self.tokens.end_of_thinking
         open_rows = list(rows)
         while open_rows:
             requests = []
             for row in open_rows:
+                resumed = () if row.resumed_at is None else ("resumed", row.resumed_at)
                 seed = request_seed(self.sampling["seed"], self.trace_dir.name, row.question_id,
-                                    row.sample_idx, "think", row.segments)
-                params = self._params(seed, self.horizon - len(row.think_ids), eot, ignore_eos=True)
+                                    row.sample_idx, "think", row.segments, *resumed)
+                params = self._params(seed, horizon - len(row.think_ids), eot, ignore_eos=True)
                 requests.append((prompts[row.question_id] + row.think_ids, params))
             outputs = self._generate(requests)
             still_open = []
             for row, generated in zip(open_rows, outputs):
                 row.segments += 1
                 self.counters.decode_tokens += len(generated)
-                stopped = bool(generated) and generated[-1] == eot and len(row.think_ids) + len(generated) <= self.horizon
+                stopped = bool(generated) and generated[-1] == eot and len(row.think_ids) + len(generated) <= horizon
                 if stopped:
                     generated = generated[:-1]
                 row.think_ids.extend(generated)
-                if not stopped or len(row.think_ids) >= self.horizon:
-                    del row.think_ids[self.horizon:]
+                if not stopped or len(row.think_ids) >= horizon:
+                    del row.think_ids[horizon:]
                     continue
                 if self.tokens.wait_extension:
-                    row.think_ids.extend(self.tokens.wait[: self.horizon - len(row.think_ids)])
-                    if len(row.think_ids) < self.horizon:
+                    row.think_ids.extend(self.tokens.wait[: horizon - len(row.think_ids)])
+                    if len(row.think_ids) < horizon:
                         still_open.append(row)
                 else:
                     row.closed_thinking = True
@@ -287,8 +292,9 @@ class VLLMEngine:
         ids = prompt + think_ids[:budget] + list(self.tokens.suffix)
         return ids, self._answer_params(row_key, f"fork-{budget}")
 
-    def _answer(self, prompts, rows: list[Sample], budgets) -> None:
-        """Natural answers, the forced answer at the horizon, and forks at smaller budgets."""
+    def _answer(self, prompts, rows: list[Sample], budgets, horizon: int) -> None:
+        """Natural answers, the forced answer at ``horizon``, and forks at smaller budgets (those
+        a row does not hold yet)."""
         requests, targets = [], []
         for row in rows:
             prompt = prompts[row.question_id]
@@ -298,17 +304,17 @@ class VLLMEngine:
                 requests.append((ids, self._answer_params(key, NATURAL)))
                 targets.append((row, None))
             else:
-                requests.append(self._fork_request(prompt, row.think_ids, self.horizon, key))
-                targets.append((row, self.horizon))
+                requests.append(self._fork_request(prompt, row.think_ids, horizon, key))
+                targets.append((row, horizon))
             for budget in budgets:
-                if budget < self.horizon and needs_fork(row.record(), budget):
+                if budget < horizon and needs_fork(row.record(), budget) and str(budget) not in row.forks:
                     requests.append(self._fork_request(prompt, row.think_ids, budget, key))
                     targets.append((row, budget))
         for (row, budget), answer in zip(targets, self._generate(requests)):
             if budget is None:
                 row.answer_ids = answer
                 self.counters.decode_tokens += len(answer)
-            elif budget == self.horizon:
+            elif budget == horizon:
                 row.forks[str(budget)] = answer
                 self.counters.decode_tokens += len(answer)
             else:
@@ -316,17 +322,29 @@ class VLLMEngine:
                 self.counters.fork_tokens += len(self.tokens.suffix) + len(answer)
 
     def _refork(self, prompts, shards: dict[str, dict], budgets) -> None:
-        """Answer the forks a stored shard lacks (a budget added after it was generated)."""
-        requests, targets = [], []
+        """Answer the forks a stored shard lacks (a budget added after it was generated); a
+        sample that stopped thinking short of them thinks on first (from its own seeds)."""
+        requests, targets, thinking_on = [], [], []
         for question_id, shard in shards.items():
             for sample in first_samples(shard, self.samples):
-                for budget in missing_forks(sample, budgets):
+                todo = missing_forks(sample, budgets)
+                if todo and thinks_on(sample, max(todo)):
+                    thinking_on.append((sample, Sample(question_id, sample["sample_idx"], list(sample["think_ids"]),
+                                                       forks=dict(sample["forks"]),
+                                                       resumed_at=len(sample["think_ids"]))))
+                    continue
+                for budget in todo:
                     key = (question_id, sample["sample_idx"])
                     requests.append(self._fork_request(prompts[question_id], sample["think_ids"], budget, key))
                     targets.append((sample, budget))
         for (sample, budget), answer in zip(targets, self._generate(requests)):
             sample["forks"][str(budget)] = answer
             self.counters.fork_tokens += len(self.tokens.suffix) + len(answer)
+        rows = [row for _, row in thinking_on]
+        self._think(prompts, rows, max(budgets))
+        self._answer(prompts, rows, budgets, max(budgets))
+        for sample, row in thinking_on:
+            add_to_stored(sample, row.forks, row.record())
         for question_id, shard in shards.items():
             write_shard(self.trace_dir, question_id, shard["samples"])
 
