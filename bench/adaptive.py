@@ -208,15 +208,16 @@ class Analysis:
             self.cache[gen_id, budget, n] = {g: res[g]["accuracy"] if g in res else np.nan for g in gs}
         return self.cache[gen_id, budget, n]
 
-    def _accuracy(self, gen_id: str, n: int) -> dict:
-        budgets = self.draws.generations[gen_id][2]
-        return {(budget, g): acc for budget in budgets for g, acc in self.budget_accuracy(gen_id, budget, n).items()}
+    def full_design(self) -> dict[str, dict[int, int]]:
+        """gen_id -> {budget: samples per question}: every budget at the maximum."""
+        return {g: {b: m for b in self.draws.generations[g][2]} for g, m in self.maximum.items()}
 
-    def table(self, drawn: dict[str, int]) -> pd.DataFrame:
+    def table(self, drawn: dict[str, dict[int, int]]) -> pd.DataFrame:
+        """The scenario table with each (generation, budget) read at ``drawn[gen_id][budget]`` samples."""
         scen = self.base.copy()
-        acc = {g: self._accuracy(g, n) for g, n in drawn.items()}
-        scen["accuracy"] = [acc[g][t, k] for g, t, k in zip(scen["gen_id"], scen["token_budget"], scen["G"])]
-        scen["n_samples"] = scen["gen_id"].map(drawn)
+        keys = list(zip(scen["gen_id"], scen["token_budget"], scen["G"]))
+        scen["accuracy"] = [self.budget_accuracy(g, t, drawn[g][t])[k] for g, t, k in keys]
+        scen["n_samples"] = [drawn[g][t] for g, t, _ in keys]
         scen["n_questions"] = scen["gen_id"].map(self.questions)
         return scen
 
@@ -236,54 +237,69 @@ class Analysis:
                 "verdicts": [(f["id"], f["status"], tuple((r["dataset"], r["status"]) for r in f["per_dataset"]))
                              for f in findings]}
 
-    def tokens(self, drawn: dict[str, int]) -> int:
-        return sum(n * self.questions[g] * self.max_budget[g] for g, n in drawn.items())
+    def generation_tokens(self, gen_id: str, drawn: dict[int, int]) -> int:
+        """Decode tokens of one generation: a sample thinks to the largest budget that reads it."""
+        budgets = sorted(drawn, reverse=True)
+        samples = [drawn[b] for b in budgets]
+        return self.questions[gen_id] * sum(b * (samples[i] - samples[i - 1] if i else samples[0])
+                                            for i, b in enumerate(budgets))
 
-    def gpu_hours(self, drawn: dict[str, int]) -> float:
+    def tokens(self, drawn: dict[str, dict[int, int]]) -> int:
+        return sum(self.generation_tokens(g, d) for g, d in drawn.items())
+
+    def gpu_hours(self, drawn: dict[str, dict[int, int]]) -> float:
         """The plan's GPU-hour estimate (``python -m bitbudget.plan``, its assumed throughputs)
-        for the samples drawn: each generation's full-design hours times its share drawn."""
+        for the samples drawn: each generation's full-design hours times its share of tokens."""
         if not hasattr(self, "_gpu_hours"):
             from bitbudget.plan import make_plan
 
             self._gpu_hours = {g.gen_id: g.gpu_hours for g in make_plan(self.config, workdir=REPO).generations}
-        return sum(self._gpu_hours[g] * n / self.maximum[g] for g, n in drawn.items())
+        full = self.full_design()
+        return sum(self._gpu_hours[g] * self.generation_tokens(g, d) / self.generation_tokens(g, full[g])
+                   for g, d in drawn.items())
 
 
 def adaptive_run(analysis: Analysis, predictive=None) -> tuple[dict, list[dict]]:
-    """Rounds of the configured rule; returns samples drawn per generation and a log per round."""
+    """Rounds of the configured rule; returns samples drawn per (generation, budget) and a log per round."""
     from bitbudget import adaptive
 
     config = analysis.config
     per_gen = {g: adaptive.AdaptiveRule.from_config(config["sampling"], m) for g, m in analysis.maximum.items()}
     rule = next(iter(per_gen.values()))
-    drawn = {g: rule.rounds[0] for g, rule in per_gen.items()}
+    drawn = {g: {b: rule.rounds[0] for b in budgets} for g, budgets in analysis.full_design().items()}
     step = curtail_round if rule.rule == adaptive.CURTAIL_RULE else confidence_round
     context = {"rule": rule, "rounds": sorted({n for r in per_gen.values() for n in r.rounds}),
                "predictive": predictive or adaptive.jeffreys_predictive}
-    open_, log = set(drawn), []
-    while open_:
+    open_budgets, log = {g: sorted(d) for g, d in drawn.items()}, []
+    while open_budgets:
         scen = analysis.table(drawn)
-        open_, entry = step(analysis, scen, drawn, open_, context)
-        log.append({"open": len(open_), "tokens": analysis.tokens(drawn)} | entry)
-        for g in open_:
-            drawn[g] = next(n for n in per_gen[g].rounds if n > drawn[g])
+        open_budgets, entry = step(analysis, scen, drawn, open_budgets, context)
+        log.append({"open": len(open_budgets), "tokens": analysis.tokens(drawn)} | entry)
+        for g, budgets in open_budgets.items():
+            more = next(n for n in per_gen[g].rounds if n > drawn[g][budgets[0]])
+            drawn[g].update({b: more for b in budgets})
     return drawn, log
 
 
-def confidence_round(analysis: Analysis, scen, drawn, open_, context) -> tuple[set, dict]:
+def open_samples(drawn: dict, open_budgets: dict) -> dict[str, int]:
+    """gen_id -> samples per question drawn by its open budgets."""
+    return {g: drawn[g][budgets[0]] for g, budgets in open_budgets.items()}
+
+
+def confidence_round(analysis: Analysis, scen, drawn, open_budgets, context) -> tuple[dict, dict]:
     from bitbudget import adaptive
 
     rule = context["rule"]
     delta = adaptive.per_test_delta(rule.confidence, len(analysis.base), len(context["rounds"]))
     decisions = adaptive.decided_scenarios(scen, delta, analysis.config["analysis"], rule.epsilon)
-    status = adaptive.stopping_generations(scen, decisions, drawn, analysis.maximum)
-    return {g for g, s in status.items() if s == adaptive.OPEN}, {
+    status = adaptive.stopping_generations(scen, decisions, open_samples(drawn, open_budgets), analysis.maximum)
+    return {g: open_budgets[g] for g, s in status.items() if s == adaptive.OPEN and g in open_budgets}, {
         "frontier_open": int((~(decisions["dominated"] | decisions["frontier_clear"])).sum()),
         "comparisons_open": int((~decisions["comparisons_settled"]).sum())}
 
 
-def curtail_round(analysis: Analysis, scen, drawn, open_, context) -> tuple[set, dict]:
-    """One round of :func:`bitbudget.adaptive.decide_round` on the open generations (the
+def curtail_round(analysis: Analysis, scen, drawn, open_budgets, context) -> tuple[dict, dict]:
+    """One round of :func:`bitbudget.adaptive.decide_round` on the open budgets (the
     decisions' structure depends on memory only, so it is built once)."""
     from bitbudget import adaptive
 
@@ -291,12 +307,16 @@ def curtail_round(analysis: Analysis, scen, drawn, open_, context) -> tuple[set,
         context["decisions"] = adaptive.Decisions(scen, analysis.config["analysis"])
         context["round"] = 0
     context["round"] += 1
-    samples = {g: {budget: (correct[:, :drawn[g], bi], answers[:, :drawn[g], bi]) for bi, budget in enumerate(budgets)}
-               for g, (correct, answers, budgets, _) in ((g, analysis.draws.generations[g]) for g in open_)}
-    status = adaptive.decide_round(scen, samples, drawn, analysis.maximum, context["rule"], analysis.config["analysis"],
-                                   analysis.config["sampling"]["seed"], context["round"], open_=open_,
+    n_of = open_samples(drawn, open_budgets)
+    samples = {}
+    for g, budgets in open_budgets.items():
+        correct, answers, all_budgets, _ = analysis.draws.generations[g]
+        samples[g] = {b: (correct[:, :n_of[g], all_budgets.index(b)], answers[:, :n_of[g], all_budgets.index(b)])
+                      for b in budgets}
+    status = adaptive.decide_round(scen, samples, n_of, analysis.maximum, context["rule"], analysis.config["analysis"],
+                                   analysis.config["sampling"]["seed"], context["round"], open_=set(open_budgets),
                                    decisions=context["decisions"], predictive=context["predictive"])
-    return {g for g, s in status.items() if s == adaptive.OPEN}, {}
+    return {g: list(o.open_budgets) for g, o in status.items() if o.reason == adaptive.OPEN}, {}
 
 
 def run(overlay: str, seed: int, adaptive_settings: dict | None, workdir: Path, predictive: str = "jeffreys") -> dict:
@@ -308,7 +328,7 @@ def run(overlay: str, seed: int, adaptive_settings: dict | None, workdir: Path, 
     draws = Draws(study, workdir)
     drawn_s = time.perf_counter() - started
     analysis = Analysis(study, draws)
-    full_drawn = dict(analysis.maximum)
+    full_drawn = analysis.full_design()
     full = analysis.decisions(analysis.table(full_drawn))
     drawn, log = adaptive_run(analysis, PlantedPredictive(draws) if predictive == "planted" else None)
     adapt = analysis.decisions(analysis.table(drawn))
@@ -318,7 +338,16 @@ def run(overlay: str, seed: int, adaptive_settings: dict | None, workdir: Path, 
             "frontier_identical": full["frontier"] == adapt["frontier"],
             "bracket_verdicts_identical": full["bracket"] == adapt["bracket"] and full["verdicts"] == adapt["verdicts"],
             "draw_s": drawn_s, "seconds": time.perf_counter() - started,
-            "stopped_early": sum(drawn[g] < analysis.maximum[g] for g in drawn), "generations": len(drawn)}
+            "stopped_early": sum(min(drawn[g].values()) < analysis.maximum[g] for g in drawn), "generations": len(drawn),
+            "differs": differences(full, adapt)}
+
+
+def differences(full: dict, adapt: dict) -> list[str]:
+    """What the adaptive run decides differently: scenarios in or out of the frontier, then
+    each bracket or finding verdict that differs (full -> adaptive)."""
+    out = [f"frontier differs at {sorted(full['frontier'] ^ adapt['frontier'])}"] * (full["frontier"] != adapt["frontier"])
+    pairs = zip(full["bracket"] + full["verdicts"], adapt["bracket"] + adapt["verdicts"])
+    return out + [f"{a} -> {b}" for a, b in pairs if a != b]
 
 
 def main(argv=None) -> int:
@@ -350,7 +379,8 @@ def main(argv=None) -> int:
                       f"{r['stopped_early']}/{r['generations']} generations stopped early, rounds "
                       f"{[x['open'] for x in r['rounds']]} open {detail}, frontier identical {r['frontier_identical']}, "
                       f"bracket and verdicts identical {r['bracket_verdicts_identical']} "
-                      f"({r['seconds']:.0f} s, draws {r['draw_s']:.0f} s)", flush=True)
+                      f"({r['seconds']:.0f} s, draws {r['draw_s']:.0f} s)" + "".join(f"; {d}" for d in r["differs"]),
+                      flush=True)
     ratio = sum(r["tokens_adaptive"] for r in results) / sum(r["tokens_full"] for r in results)
     hours = sum(r["gpu_hours_adaptive"] for r in results) / sum(r["gpu_hours_full"] for r in results)
     print(f"plan's GPU-hours adaptive/full {hours:.2f} (the plan's throughputs per model size)")

@@ -69,18 +69,20 @@ def test_rounds_run_as_jobs_and_the_analysis_reads_the_samples_used(adaptive_stu
     # one generate (and grade) job per generation and round it took part in
     assert jobs["generate"] == jobs["grade"] == sum(len(e["history"]) for e in final["generations"].values())
     for entry in final["generations"].values():
-        assert entry["history"] == ROUNDS[:len(entry["history"])] and entry["samples"] == entry["history"][-1]
+        samples, horizons = [n for n, _ in entry["history"]], [h for _, h in entry["history"]]
+        assert samples == ROUNDS[:len(samples)] and entry["samples"] == samples[-1]
+        assert horizons == sorted(horizons, reverse=True) and horizons[0] == 10000  # closing is top-down
+        read = [entry["budgets"][str(b)]["samples"] for b in (2000, 10000)]
+        assert read[0] == entry["samples"] >= read[1]  # a closed budget keeps the samples it had
         assert (entry["samples"] == MAXIMUM) == (entry["reason"] == "reached the maximum")
     assert any(e["samples"] < MAXIMUM for e in final["generations"].values()), final
 
     table = pd.read_parquet(workdir / "results" / "aggregate" / "scenarios.parquet")
     design = pd.read_parquet(workdir / "results" / "scenarios.parquet")
     assert list(table["scenario_id"]) == list(design["scenario_id"])  # the full design's scenarios
-    used = {e["grade_id"]: e for e in final["generations"].values()}
-    assert set(table["grade_id"]) == set(used)
-    for row in table.itertuples():
-        entry = used[row.grade_id]
-        assert (row.gen_id, row.n_samples) == (entry["gen_id"], entry["samples"])
+    for row, full_gen in zip(table.itertuples(), design["gen_id"]):
+        read = final["generations"][full_gen]["budgets"][str(row.token_budget)]
+        assert (row.gen_id, row.grade_id, row.n_samples) == (read["gen_id"], read["grade_id"], read["samples"])
         assert pd.isna(row.accuracy) == (row.G > row.n_samples)  # maj@G above the samples: no estimate
     html = (workdir / "report" / "index.html").read_text()
     assert 'id="adaptive"' in html and "samples/question" in html
@@ -97,7 +99,7 @@ def test_the_plan_shows_tokens_per_round(adaptive_study):
     assert [r.open_after for r in plan.rounds][:final["rounds"]] == final["open_per_round"]
     assert all(r.spent_tokens > 0 for r in plan.rounds[:final["rounds"]])
     assert sum(r.spent_tokens for r in plan.rounds) <= sum(r.expected_tokens for r in plan.rounds)
-    assert "expected is an upper bound" in format_plan(plan)
+    assert "expected counts the generations and budgets each decided round samples" in format_plan(plan)
 
 
 def test_a_round_decides_on_the_estimates_the_report_shows(adaptive_study, monkeypatch):
@@ -108,7 +110,9 @@ def test_a_round_decides_on_the_estimates_the_report_shows(adaptive_study, monke
     monkeypatch.chdir(study.workdir)
     final = samples_json(study.workdir)
     design = build_study(study.config)
-    table, _ = rounds.round_table(design, {g: e["samples"] for g, e in final["generations"].items()})
+    reads = {g: {int(b): (r["samples"], r["horizon"]) for b, r in e["budgets"].items()}
+             for g, e in final["generations"].items()}
+    table, _ = rounds.round_table(design, reads, {})
     report = pd.read_parquet(study.workdir / "results" / "aggregate" / "scenarios.parquet")
     merged = table.merge(report, on="scenario_id", suffixes=("_round", "_report"))
     assert len(merged) == len(report)

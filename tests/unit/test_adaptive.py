@@ -270,8 +270,9 @@ def _round(draws: dict, memory: dict, n: int, gamma: float, predictive=adaptive.
                for g in gens}
     maximum = {g: draws[g].shape[1] for g in gens}
     rule = adaptive.AdaptiveRule(n, n, maximum[gens[0]], 0.95, 0.0, adaptive.CURTAIL_RULE, gamma)
-    return adaptive.decide_round(now, samples, {g: n for g in gens}, maximum, rule, {}, seed=0, round_index=1,
-                                 predictive=predictive)
+    outcomes = adaptive.decide_round(now, samples, {g: n for g in gens}, maximum, rule, {}, seed=0, round_index=1,
+                                     predictive=predictive)
+    return {g: o.reason for g, o in outcomes.items()}
 
 
 def test_decide_round_keeps_the_close_pair_and_stops_the_far_one():
@@ -319,10 +320,10 @@ def test_decide_round_draws_the_samples_to_come_from_the_predictive_it_is_given(
     assert _round(draws, memory, 8, gamma=0.05)["close_a"] == adaptive.OPEN  # the rule's own predictive
 
 
-def test_stops_share_one_error_budget():
+def test_closings_share_one_error_budget():
     """Two generations that each change a decision in 1 of 200 draws alone, and in 2 of 200
     together (either one flipping flips the frontier): at a gamma between the Monte Carlo upper
-    bounds of 1 and 2 changes in 200 only one of them stops; at a larger gamma both."""
+    bounds of 1 and 2 changes in 200 only one of them closes; at a larger gamma both."""
     current = np.array([0.5, 0.6, 0.7])
     scen = _scenarios(current.tolist(), [1.0, 2.0, 3.0], 8)
     decisions = adaptive.Decisions(scen, {})
@@ -330,14 +331,39 @@ def test_stops_share_one_error_budget():
     flips_a, flips_b = draws[[0]].copy(), draws[[1]].copy()
     flips_a[0, 0] = 0.65  # above s1 in one draw: s1 leaves the frontier
     flips_b[0, 100] = 0.75  # above s2 in another: s2 leaves it
-    predicted = {"a": (np.array([0]), flips_a), "b": (np.array([1]), flips_b)}
-    assert adaptive.change_probabilities(current, predicted, decisions) == {"a": 0.005, "b": 0.005}
-    assert adaptive.changed_together(current, predicted, decisions, ["a", "b"]) == pytest.approx(0.01)
+    predicted = {"a": [(1000, np.array([0]), flips_a)], "b": [(1000, np.array([1]), flips_b)]}
+
+    def closing(gamma):
+        return adaptive.BudgetClosing(current, predicted, decisions, gamma)
+
+    assert adaptive.change_probabilities(current, {g: p[0][1:] for g, p in predicted.items()}, decisions) == {
+        "a": 0.005, "b": 0.005}
+    assert closing(0.05).change({"a": 1, "b": 1}) == pytest.approx(0.01)
     one, two = adaptive.monte_carlo_upper(0.005, 200, 0.95), adaptive.monte_carlo_upper(0.01, 200, 0.95)
     assert 0.005 < one < two < 0.05
-    assert len(adaptive.jointly_stopping(current, predicted, decisions, gamma=(one + two) / 2)) == 1
-    assert adaptive.jointly_stopping(current, predicted, decisions, gamma=0.05) == {"a", "b"}
-    assert adaptive.jointly_stopping(current, predicted, decisions, gamma=one * 0.99) == set()
+    assert len(closing((one + two) / 2).closing()) == 1
+    assert closing(0.05).closing() == {"a": 1, "b": 1}
+    assert closing(one * 0.99).closing() == {}
+
+
+def test_a_generation_closes_its_settled_top_budgets_and_samples_on_below_them():
+    """One generation's small budget is a coin toss against another generation's frontier
+    point; its large budget sits far below the frontier at more memory. The round closes the
+    large budget only: its next samples think to the small one."""
+    rng = np.random.default_rng(3)
+    first = rng.random((Q, 8)) < 0.6
+    more = first.copy()
+    more[np.flatnonzero(~more[:, 0])[0], 0] = True  # one more right answer
+    far = rng.random((Q, 8)) < 0.2
+    now = _scenarios([first.mean(), more.mean(), far.mean()], [1.0, 1.05, 3.0], 8, gen=["a", "g", "g"])
+    now["token_budget"] = [1000, 1000, 2000]
+    labels = lambda right: np.where(right, "right", "wrong").astype(object)  # noqa: E731
+    samples = {"a": {1000: (first, labels(first))}, "g": {1000: (more, labels(more)), 2000: (far, labels(far))}}
+    rule = adaptive.AdaptiveRule(8, 8, 32, 0.95, 0.0, adaptive.CURTAIL_RULE, 0.05)
+    outcomes = adaptive.decide_round(now, samples, {"a": 8, "g": 8}, {"a": 32, "g": 32}, rule, {}, seed=0,
+                                     round_index=1)
+    assert outcomes["g"] == adaptive.Outcome(adaptive.OPEN, (1000,))
+    assert outcomes["a"] == adaptive.Outcome(adaptive.OPEN, (1000,))
 
 
 def test_budgets_of_a_generation_complete_together():

@@ -135,18 +135,23 @@ def test_traces_are_stored_once_per_generation_cell_and_capped(tmp_path):
 
 def test_samples_per_question_and_adaptive_stops_are_shown(tmp_path):
     scen, ques, samples, thr, found, prov = make_inputs(n_boot=5)
+    budgets = lambda *reads: {str(b): {"samples": n} for b, n in reads}  # noqa: E731
     adaptive = {"rule": "curtail", "rounds": 3, "open_per_round": [2, 1, 0], "generations": {
-        "a" * 12: {"model": "m-small", "weights": "int4", "kv": "full", "dataset": "arith", "samples": 4,
-                   "maximum": 8, "history": [2, 4], "reason": "the full design would decide the same"},
-        "b" * 12: {"model": "m-large", "weights": "bf16", "kv": "full", "dataset": "arith", "samples": 8,
-                   "maximum": 8, "history": [2, 4, 8], "reason": "reached the maximum"}}}
+        "a" * 12: {"model": "m-small", "weights": "int4", "kv": "full", "dataset": "arith", "maximum": 8,
+                   "budgets": budgets((100, 4), (200, 4), (300, 2)), "history": [[2, 300], [4, 200]],
+                   "reason": "the full design would decide the same"},
+        "b" * 12: {"model": "m-large", "weights": "bf16", "kv": "full", "dataset": "arith", "maximum": 8,
+                   "budgets": budgets((100, 8), (200, 8), (300, 8)), "history": [[2, 300], [4, 300], [8, 300]],
+                   "reason": "reached the maximum"}}}
     html = report.render_report(scen.assign(n_samples=4), ques, samples, thr, found, prov, tmp_path / "a.html",
                                 adaptive=adaptive).read_text()
     assert "<th>samples/question</th>" in html
     section = html[html.index('<section id="adaptive">'):]
     section = section[:section.index("</section>")]
-    assert "1 of 2 generations stopped early" in section and "0.75 of the full design" in section
-    assert "<b>4 / 8</b>" in section and "the full design would decide the same" in section
+    # thinking per question: 2 samples to 300 and 2 more to 200 of 8 to 300; then 8 of 8 to 300
+    assert "1 of 2 generations stopped early" in section and f"{(600 + 400 + 2400) / 4800:.2f} of the full" in section
+    assert "<b>4 / 8 at 100-200; 2 / 8 at 300</b>" in section and "2 to 300 \u2192 4 to 200" in section
+    assert "the full design would decide the same" in section and "8 / 8 at 100-300" in section
     assert "m-large" in section and "reached the maximum" in section
     plain = report.render_report(scen, ques, samples, thr, found, prov, tmp_path / "p.html").read_text()
     assert 'id="adaptive"' not in plain

@@ -40,16 +40,19 @@ anytime intervals: an eliminated arm is one whose place in every decision is alr
 
 The curtailment rule (``rule: curtail``)
 ----------------------------------------
-Stochastic curtailment (Lan, Simon and Halperin 1982; Jennison and Turnbull 2000, ch. 10):
-a generation stops when the predictive probability that the full design (every question at
-``maximum`` samples) would decide differently from stopping now is below ``gamma``. The rest
-of each question's samples is drawn from its posterior predictive, one posterior quantile
-per question for all budgets (:func:`coupled_pools`); the scenarios' full-design accuracies are
-recomputed with the estimators of :mod:`bitbudget.stats`, and the decisions of the fit
-(:class:`Decisions`) compared with and without this generation stopped, the other
-generations still sampling completed by their own predictive draws. Probabilities are taken
-at their Monte Carlo upper bound, and the generations stopping in one round share one error
-budget (:func:`jointly_stopping`). This controls agreement with the full design under that
+Stochastic curtailment (Lan, Simon and Halperin 1982; Jennison and Turnbull 2000, ch. 10),
+per token budget: a generation's largest open budgets close when the predictive probability
+that the full design (every question at ``maximum`` samples) would decide differently from
+closing them now is below ``gamma``; a closed budget keeps its estimate, and the samples of
+the next round think only to the largest budget still open (:class:`BudgetClosing`: closing
+is top-down, since thinking to a large budget passes through every smaller one). A generation
+stops when every budget is closed. The rest of each question's samples is drawn from its
+posterior predictive, one posterior quantile per question for all budgets
+(:func:`coupled_pools`); the scenarios' full-design accuracies are recomputed with the
+estimators of :mod:`bitbudget.stats`, and the decisions of the fit (:class:`Decisions`)
+compared with and without the budgets closed, the other generations still sampling completed
+by their own predictive draws. Probabilities are taken at their Monte Carlo upper bound, and
+the closings of one round share one error budget. This controls agreement with the full design under that
 model, per round; it says nothing about the true accuracies (the confidence rule does).
 """
 
@@ -69,8 +72,7 @@ from . import threshold as _threshold
 __all__ = ["AdaptiveRule", "rounds", "per_test_delta", "radius", "intervals", "frontier_decided",
            "comparisons_settled", "decided_scenarios", "stopping_generations", "answer_pool",
            "predictive_pools", "coupled_pools", "jeffreys_predictive", "predicted_accuracy", "predicted_rows",
-           "Decisions", "change_probabilities", "jointly_stopping", "changed_together", "monte_carlo_upper",
-           "decide_round"]
+           "Decisions", "change_probabilities", "BudgetClosing", "Outcome", "monte_carlo_upper", "decide_round"]
 
 #: reasons a generation stops (or goes on), as the plan and the report name them
 DOMINATED, FRONTIER, MAXIMUM, OPEN = "dominated by a margin", "on the frontier, no competitor within reach", \
@@ -543,78 +545,137 @@ class Decisions:
 
 
 def change_probabilities(current: np.ndarray, predicted: dict, decisions: Decisions) -> dict[str, float]:
-    """gen_id -> predictive probability that stopping it now leaves some decision different
-    from the full design's. ``current``: every scenario's accuracy now (NaN where it has no
-    estimate); ``predicted``: gen_id -> (its scenario rows, [rows, draws] full-design
-    accuracies) of every generation still sampling. In draw b every such generation takes its
-    b-th completion; the decisions with this one stopped now are compared with those with it
-    completed too (generations already stopped keep their estimates)."""
-    current = np.asarray(current, dtype=float)
-    full = _completed(current, predicted)
-    reference = decisions.outcomes(full)
-    out = {}
-    for gen_id, (rows, _) in predicted.items():
-        now = full.copy()
-        now[rows] = current[rows, None]
-        out[gen_id] = float(decisions.differs(now, reference).mean())
-    return out
+    """gen_id -> predictive probability that stopping it now (every budget) leaves some
+    decision different from the full design's. ``current``: every scenario's accuracy now (NaN
+    where it has no estimate); ``predicted``: gen_id -> (its scenario rows, [rows, draws]
+    full-design accuracies) of every generation still sampling. In draw b every such generation
+    takes its b-th completion; generations already stopped keep their estimates."""
+    closing = BudgetClosing(current, {g: [(None, rows, draws)] for g, (rows, draws) in predicted.items()},
+                            decisions, gamma=0.0)
+    return {g: closing.change({g: 1}) for g in predicted}
+
+
+class BudgetClosing:
+    """One round's closing of token budgets under the curtailment rule.
+
+    A generation's open budgets are the smallest ones (its samples think to the largest open
+    budget); closing is top-down, since closing a small budget while a larger one stays open
+    saves nothing (thinking passes through it). A closed budget keeps its estimate from the
+    samples drawn so far. ``predicted``: gen_id -> [(budget, its scenario rows, [rows, draws]
+    full-design accuracies)] in increasing budget order, for every generation still sampling;
+    in draw b every one of them takes its b-th completion.
+
+    Each generation alone may close the most top budgets whose predictive probability of a
+    changed decision is below ``gamma`` (the count found by bisection: closing more budgets
+    moves more scenarios); then one error budget is shared: while closing everything chosen
+    together changes a decision with probability ``gamma`` or more, the most doubtful
+    generation closes one budget fewer. Probabilities are taken at their one-sided
+    Clopper-Pearson bound at ``level`` over the draws, so nothing closes on the luck of the draws.
+    """
+
+    def __init__(self, current: np.ndarray, predicted: dict, decisions: Decisions, gamma: float, level: float = 0.95):
+        self.current = np.asarray(current, dtype=float)
+        self.predicted, self.decisions, self.gamma, self.level = predicted, decisions, gamma, level
+        self.draws = next(iter(predicted.values()))[0][2].shape[1] if predicted else 0
+        self.full = np.repeat(self.current[:, None], self.draws, axis=1)
+        for budgets in predicted.values():
+            for _, rows, draws in budgets:
+                self.full[rows] = draws
+        self.reference = decisions.outcomes(self.full)
+
+    def change(self, closing: dict[str, int]) -> float:
+        """Predictive probability that closing the top ``closing[gen_id]`` open budgets of each
+        generation changes some decision of the full design."""
+        now = self.full.copy()
+        for gen_id, k in closing.items():
+            for _, rows, _ in self.predicted[gen_id][len(self.predicted[gen_id]) - k:]:
+                now[rows] = self.current[rows, None]
+        return float(self.decisions.differs(now, self.reference).mean())
+
+    def below_gamma(self, p: float) -> bool:
+        return monte_carlo_upper(p, self.draws, self.level) < self.gamma
+
+    def alone(self, gen_id: str) -> tuple[int, float]:
+        """The most top budgets this generation alone may close, and its change probability."""
+        top = len(self.predicted[gen_id])
+        p = self.change({gen_id: top})
+        if self.below_gamma(p):
+            return top, p
+        best, low, high = (0, 1.0), 1, top - 1
+        while low <= high:
+            mid = (low + high) // 2
+            p = self.change({gen_id: mid})
+            if self.below_gamma(p):
+                best, low = (mid, p), mid + 1
+            else:
+                high = mid - 1
+        return best
+
+    def closing(self) -> dict[str, int]:
+        """gen_id -> how many top open budgets close this round (absent: none)."""
+        own = {g: self.alone(g) for g in sorted(self.predicted)}
+        closing = {g: k for g, (k, _) in own.items() if k}
+        while closing and not self.below_gamma(self.change(closing)):
+            worst = max(closing, key=lambda g: (own[g][1], g))
+            closing[worst] -= 1
+            if closing[worst]:
+                own[worst] = (closing[worst], self.change({worst: closing[worst]}))
+            else:
+                del closing[worst]
+        return closing
 
 
 # ----------------------------------------------------------------------- one round's decision
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """A generation's decision after a round: why it stops (or :data:`OPEN`), and the budgets
+    that go on sampling next round (none once it stops)."""
+
+    reason: str
+    open_budgets: tuple[int, ...] = ()
+
+
 def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], maximum: dict[str, int],
                  rule: AdaptiveRule, analysis: dict, seed: int, round_index: int,
                  open_: set[str] | None = None, decisions: "Decisions | None" = None,
-                 predictive=jeffreys_predictive) -> dict[str, str]:
-    """gen_id -> why it stops, or :data:`OPEN` (it draws ``rule.step`` more next round).
+                 predictive=jeffreys_predictive) -> dict[str, Outcome]:
+    """gen_id -> its :class:`Outcome`: the budgets that draw ``rule.step`` more samples next round.
 
     ``scenarios``: one row per scenario with the columns of the aggregate table (``gen_id`` is
     the generation of the full design, ``accuracy`` the estimate from the samples drawn so far,
-    ``n_samples``, ``n_questions``); ``samples``: gen_id -> {token_budget: (correct, answers)},
-    each ``[Q, drawn]`` with questions in a fixed order and samples by index; ``drawn`` /
-    ``maximum``: samples per question so far and of the full design. ``decisions`` may be given
-    to reuse the structure built from memory (it depends on the scenario list only). Only the
-    generations in ``open_`` (default: all) are decided; the others keep their estimates.
-    ``predictive`` draws the samples to come (:func:`jeffreys_predictive`'s signature)."""
+    ``n_samples``, ``n_questions``); ``samples``: gen_id -> {token_budget: (correct, answers)}
+    for its open budgets only (the smallest ones), each ``[Q, drawn]`` with questions in a fixed
+    order and samples by index; ``drawn`` / ``maximum``: samples per question so far (of the
+    open budgets) and of the full design. ``decisions`` may be given to reuse the structure
+    built from memory (it depends on the scenario list only). Only the generations in ``open_``
+    (default: all) are decided; the others keep their estimates. ``predictive`` draws the
+    samples to come (:func:`jeffreys_predictive`'s signature). The curtailment rule closes
+    budgets top-down (:class:`BudgetClosing`); the confidence rule stops whole generations."""
     scen = scenarios.reset_index(drop=True)
+    open_ = set(drawn) if open_ is None else set(open_)
     if rule.rule == CONFIDENCE_RULE:
         delta = per_test_delta(rule.confidence, len(scen), len(rule.rounds))
         status = stopping_generations(scen, decided_scenarios(scen, delta, analysis, rule.epsilon), drawn, maximum)
-        return {g: s for g, s in status.items() if open_ is None or g in open_}
+        return {g: Outcome(s, tuple(sorted(samples[g])) if s == OPEN else ()) for g, s in status.items() if g in open_}
     decisions = decisions or Decisions(scen, analysis)
     rng = np.random.default_rng([seed, round_index])
-    open_ = set(drawn) if open_ is None else set(open_)
-    out = {g: MAXIMUM for g in open_ if drawn[g] >= maximum[g]}
+    out = {g: Outcome(MAXIMUM) for g in open_ if drawn[g] >= maximum[g]}
     gen_of, budget_of, g_of = scen["gen_id"].to_numpy(), scen["token_budget"].to_numpy(), scen["G"].to_numpy()
     predicted = {}
     for gen_id in sorted(g for g in open_ if drawn[g] < maximum[g]):
-        rows = np.flatnonzero(gen_of == gen_id)
         pools = predictive(gen_id, samples[gen_id], maximum[gen_id], CURTAIL_DRAWS, rng)
-        predicted[gen_id] = (rows, predicted_rows(pools, budget_of[rows], g_of[rows]))
+        predicted[gen_id] = []
+        for budget in sorted(samples[gen_id]):
+            rows = np.flatnonzero((gen_of == gen_id) & (budget_of == budget))
+            predicted[gen_id].append((budget, rows, predicted_rows(pools, budget_of[rows], g_of[rows])))
     current = scen["accuracy"].to_numpy(dtype=float)
-    stopping = jointly_stopping(current, predicted, decisions, rule.gamma, rule.confidence)
-    out.update({g: CURTAILED if g in stopping else OPEN for g in predicted})
+    closing = BudgetClosing(current, predicted, decisions, rule.gamma, rule.confidence).closing()
+    for gen_id, budgets in predicted.items():
+        still = tuple(budget for budget, _, _ in budgets[: len(budgets) - closing.get(gen_id, 0)])
+        out[gen_id] = Outcome(OPEN, still) if still else Outcome(CURTAILED)
     return out
-
-
-def jointly_stopping(current: np.ndarray, predicted: dict, decisions: "Decisions", gamma: float,
-                     level: float = 0.95) -> set[str]:
-    """The generations that stop this round, sharing one error budget: the candidates are those
-    whose own change probability is below ``gamma``; while the predictive probability that
-    stopping all of them together changes some decision is ``gamma`` or more, the candidate
-    with the largest own probability goes on sampling. (Each alone below gamma is not enough:
-    many small shifts add up.) Probabilities are Monte Carlo estimates from the draws: each is
-    taken at its one-sided Clopper-Pearson upper bound at ``level``, so a generation does not
-    stop on the luck of few draws."""
-    n_draws = next(iter(predicted.values()))[1].shape[1] if predicted else 0
-    own = change_probabilities(current, predicted, decisions)
-    candidates = sorted((g for g, p in own.items() if monte_carlo_upper(p, n_draws, level) < gamma),
-                        key=lambda g: (own[g], g))
-    while candidates and monte_carlo_upper(changed_together(current, predicted, decisions, candidates),
-                                           n_draws, level) >= gamma:
-        candidates.pop()
-    return set(candidates)
 
 
 def monte_carlo_upper(share: float, draws: int, level: float) -> float:
@@ -622,23 +683,3 @@ def monte_carlo_upper(share: float, draws: int, level: float) -> float:
     ``draws`` independent draws."""
     changed = round(share * draws)
     return 1.0 if changed >= draws else float(_scipy_stats.beta.ppf(level, changed + 1, draws - changed))
-
-
-def changed_together(current: np.ndarray, predicted: dict, decisions: "Decisions", stopped) -> float:
-    """Predictive probability that stopping every generation in ``stopped`` now changes some
-    decision of the full design (the others completed by their own predictive draws)."""
-    full = _completed(current, predicted)
-    now = full.copy()
-    for gen_id in stopped:
-        now[predicted[gen_id][0]] = np.asarray(current, dtype=float)[predicted[gen_id][0], None]
-    return float(decisions.changed(now, full).mean())
-
-
-def _completed(current: np.ndarray, predicted: dict) -> np.ndarray:
-    """[scenarios, draws]: every still-sampling generation at its predictive full design."""
-    current = np.asarray(current, dtype=float)
-    n_draws = next(iter(predicted.values()))[1].shape[1] if predicted else 0
-    full = np.repeat(current[:, None], n_draws, axis=1)
-    for rows, draws in predicted.values():
-        full[rows] = draws
-    return full

@@ -127,7 +127,7 @@ class RoundPlan:
     round: int
     samples: tuple  # samples per question after this round (one value per distinct maximum)
     generations: int  # generations that have this round
-    expected_tokens: float  # upper bound: every generation still open
+    expected_tokens: float  # as decided where known, else an upper bound: every generation still open
     spent_tokens: float  # decoded by this round's generate jobs that have run
     ran: int  # this round's generations with metadata
     open_after: int | None  # generations the round's written decision left open (None: not decided yet)
@@ -229,34 +229,46 @@ def make_plan(config: dict, think_fraction: float = 1.0, throughput: dict | None
 
 
 def round_plans(study, config: dict, think_fraction: float, workdir: Path) -> list[RoundPlan]:
-    """Tokens per round of adaptive sampling. Expected: the samples each round adds, for every
-    generation that has the round (as if none stopped: an upper bound; the rounds together are
-    the full design). Spent: decode and answer-fork tokens of this round's generate jobs that
-    have run (``counters`` in ``samples.meta.json``). Open after: from the round's decision."""
+    """Tokens per round of adaptive sampling. Expected: the samples each round adds, thinking to
+    the horizon they are drawn for. Where the previous round's decision is written, the round's
+    generations, samples and open budgets are known and counted as they are; beyond it every
+    generation that has the round counts at every budget (as if none stopped: an upper bound;
+    such rounds together are the rest of the full design). Spent: decode and answer-fork tokens
+    of this round's generate jobs that have run (``counters`` in ``samples.meta.json``). Open
+    after: from the round's decision."""
     from bitbudget import rounds
 
     answer = config["sampling"]["max_answer_tokens"]
     decisions = rounds.read_decisions(rounds.plan_id(study), workdir)
+    samples_of = {g: sorted({n for n, _ in grades}) for g, grades in study.rounds.items()}
     out = []
-    for r in range(max(len(grades) for grades in study.rounds.values())):
-        samples, expected, spent, ran, gens = set(), 0.0, 0.0, 0, 0
-        for gen_id, grades in study.rounds.items():
-            ns = sorted(grades)
-            if r >= len(ns):
-                continue
+    for r in range(max(len(ns) for ns in samples_of.values())):
+        known = r <= len(decisions)
+        previous = decisions[r - 1]["generations"] if r and known else None
+        draws = {}  # gen_id -> (samples before, samples after, horizon, budgets read) of this round
+        for gen_id, ns in samples_of.items():
             gen = study.generations[gen_id]
-            gens += 1
-            samples.add(ns[r])
-            added = ns[r] - (ns[r - 1] if r else 0)
-            q = dataset_questions(config["datasets"][gen.dataset]) or 0
-            expected += q * added * (think_fraction * max(gen.budgets) + answer * len(gen.budgets))
-            meta = workdir / Path(grades[ns[r]].generation.output).parent / "samples.meta.json"
+            if not known:
+                if r < len(ns):
+                    draws[gen_id] = (ns[r - 1] if r else 0, ns[r], max(gen.budgets), len(gen.budgets))
+            elif previous is None:
+                draws[gen_id] = (0, ns[0], max(gen.budgets), len(gen.budgets))
+            elif previous[gen_id]["open"]:
+                entry = previous[gen_id]
+                more = next(n for n in ns if n > entry["samples"])
+                draws[gen_id] = (entry["samples"], more, max(entry["open_budgets"]), len(entry["open_budgets"]))
+        expected, spent, ran = 0.0, 0.0, 0
+        for gen_id, (before, after, horizon, n_budgets) in draws.items():
+            q = dataset_questions(config["datasets"][study.generations[gen_id].dataset]) or 0
+            expected += q * (after - before) * (think_fraction * horizon + answer * n_budgets)
+            meta = workdir / Path(study.rounds[gen_id][after, horizon].generation.output).parent / "samples.meta.json"
             if meta.is_file():
                 counters = json.loads(meta.read_text()).get("counters", {})
                 spent += counters.get("decode_tokens", 0) + counters.get("fork_tokens", 0)
                 ran += 1
         open_after = decisions[r]["open"] if r < len(decisions) else None
-        out.append(RoundPlan(r, tuple(sorted(samples)), gens, expected, spent, ran, open_after))
+        out.append(RoundPlan(r, tuple(sorted({a for _, a, _, _ in draws.values()})), len(draws), expected, spent,
+                             ran, open_after))
     return out
 
 
@@ -265,9 +277,9 @@ def format_rounds(plan: Plan) -> list[str]:
     lines = [
         "",
         f"adaptive sampling (rule {a.get('rule')}, initial {a.get('initial')}, step {a.get('step')}): "
-        "tokens per round; expected is an upper bound (every generation still open in every round, "
-        "together the full design); spent is what the round's generate jobs decoded (decode + answer "
-        "forks, from their metadata)",
+        "tokens per round; expected counts the generations and budgets each decided round samples, "
+        "and for rounds not decided yet an upper bound (every generation still open at every budget); "
+        "spent is what the round's generate jobs decoded (decode + answer forks, from their metadata)",
         f"{'round':>5} {'samples/q':>10} {'gens':>5} {'expected tokens':>16} {'spent tokens':>13} "
         f"{'ran':>7} {'open after':>11}",
     ]

@@ -177,19 +177,42 @@ def _scenario_table(df: pd.DataFrame, front_ids: set[str]):
 
 def _adaptive_view(adaptive: Mapping[str, Any] | None) -> dict | None:
     """The adaptive sampling section, from ``results/adaptive/samples.json``: per generation the
-    samples drawn of its maximum, the rounds it took part in, and why it stopped."""
+    samples per question each budget was read at, the rounds it took part in (samples and the
+    horizon they thought to), and why it stopped."""
     if not adaptive:
         return None
     gens = sorted(adaptive["generations"].values(),
                   key=lambda e: (str(e["dataset"]), str(e["model"]), str(e["weights"]), str(e["kv"])))
-    rows = [{"model": e["model"], "weights": e["weights"], "kv": e["kv"], "dataset": e["dataset"],
-             "samples": f"{e['samples']} / {e['maximum']}", "history": " \u2192 ".join(map(str, e["history"])),
-             "reason": e["reason"], "early": e["samples"] < e["maximum"]} for e in gens]
-    drawn, maximum = sum(e["samples"] for e in gens), sum(e["maximum"] for e in gens)
+    rows = []
+    for e in gens:
+        samples = {int(b): int(r["samples"]) for b, r in e["budgets"].items()}
+        rows.append({"model": e["model"], "weights": e["weights"], "kv": e["kv"], "dataset": e["dataset"],
+                     "samples": _samples_by_budget(samples, e["maximum"]),
+                     "history": " \u2192 ".join(f"{n} to {horizon}" for n, horizon in e["history"]),
+                     "reason": e["reason"], "early": min(samples.values()) < e["maximum"],
+                     "thinking": _thinking_per_question(samples), "full": max(samples) * e["maximum"]})
+    drawn, full = sum(r["thinking"] for r in rows), sum(r["full"] for r in rows)
     return {"rule": adaptive.get("rule"), "rounds": adaptive.get("rounds"), "rows": rows,
             "stopped_early": sum(r["early"] for r in rows), "generations": len(rows),
-            "share": f"{drawn / maximum:.2f}" if maximum else "n/a",
+            "share": f"{drawn / full:.2f}" if full else "n/a",
             "open_per_round": adaptive.get("open_per_round") or []}
+
+
+def _samples_by_budget(samples: dict[int, int], maximum: int) -> str:
+    """``"8 / 8 at 2000-6000; 4 / 8 at 10000"``: runs of budgets read at the same samples."""
+    runs: list[list] = []
+    for budget in sorted(samples):
+        if runs and runs[-1][0] == samples[budget]:
+            runs[-1][2] = budget
+        else:
+            runs.append([samples[budget], budget, budget])
+    return "; ".join(f"{n} / {maximum} at {lo}" + (f"-{hi}" if hi != lo else "") for n, lo, hi in runs)
+
+
+def _thinking_per_question(samples: dict[int, int]) -> int:
+    """Thinking tokens drawn per question: each sample thinks to the largest budget reading it."""
+    budgets = sorted(samples, reverse=True)
+    return sum(b * (samples[b] - (samples[budgets[i - 1]] if i else 0)) for i, b in enumerate(budgets))
 
 
 def _pct(v) -> str:

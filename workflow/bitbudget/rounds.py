@@ -1,22 +1,24 @@
 """Adaptive sampling rounds in the workflow: what each round reads, decides and writes.
 
 Under ``sampling.adaptive`` every generation of the full design is read in rounds at its first
-``n`` samples per question (:meth:`bitbudget.study.Generation.with_samples`; ``study.rounds``
-holds each round's grade). Round ``r`` (a Snakemake checkpoint, ``workflow/rules/adaptive.smk``)
-reads, per full-design generation, the grade of the samples it has drawn by then: round 0 the
-first round's, later rounds the next round's for a generation the previous decision left open
-and the same as before for one it stopped. It summarises the scenarios with the aggregate
+``n`` samples per question and at its open token budgets (:meth:`bitbudget.study.Generation.with_samples`;
+``study.rounds`` holds the grade of every (samples, horizon) a round may read). Round ``r`` (a
+Snakemake checkpoint, ``workflow/rules/adaptive.smk``) reads, per full-design generation and
+budget, the grade of the samples drawn by then: round 0 the first round's at every budget;
+later rounds, for a generation the previous decision left open, the next round's grade at its
+open budgets (the smallest ones, up to its horizon: its new samples think no further), and for
+a closed budget the grade it was closed at. It summarises the scenarios with the aggregate
 stage's own function (:func:`bitbudget.aggregate.aggregate`: the same estimators and memory
 columns) and decides with :func:`bitbudget.adaptive.decide_round`. Its decision is a small
-JSON file, ``results/adaptive/{plan_id}/round-{r}.json``: per full-design generation the samples
-drawn, the reason it stops (or ``open``), and the round history. Once no generation is open,
-``results/adaptive/samples.json`` holds the final samples, and the aggregate stage reads each
-scenario at them.
+JSON file, ``results/adaptive/{plan_id}/round-{r}.json``: per full-design generation the grade
+each budget is read at, the budgets still open, the reason it stops (or ``open``), and the
+round history. Once no generation is open, ``results/adaptive/samples.json`` holds the final
+reads, and the aggregate stage reads each scenario at them.
 
 ``plan_id`` hashes what the decisions depend on (the scenario ids, which hash every artifact
-key; the adaptive settings; the analysis settings; the seed), so a changed study never reuses
-decisions made for another one; the generations and grades of the rounds are ordinary
-content-addressed artifacts, shared between plans.
+key; the adaptive settings; the analysis settings; the seed; the rounds' version), so a changed
+study never reuses decisions made for another one; the generations and grades of the rounds are
+ordinary content-addressed artifacts, shared between plans.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from bitbudget.artifacts import content_id, read_parquet_verified
 from bitbudget.study import RESULTS
 
 #: bump when the content of a round's decision changes for the same inputs
-ROUNDS_VERSION = 1
+#: 2: the curtailment rule closes token budgets top-down; decisions record the read of each budget
+ROUNDS_VERSION = 2
 ROOT = f"{RESULTS}/adaptive"
-#: the final samples per generation, once no generation is open
+#: the final reads per generation and budget, once no generation is open
 SAMPLES = f"{ROOT}/samples.json"
 
 
@@ -65,45 +68,68 @@ def rule_of(study) -> adaptive.AdaptiveRule:
     return adaptive.AdaptiveRule.from_config(study.config["sampling"], maximum)
 
 
-def round_samples(study, previous: dict | None) -> dict[str, int]:
-    """Full-design gen_id -> samples per question read in the round after ``previous`` (a
-    decision; None: the first round). Open generations move to their next round, stopped ones
-    keep what they drew."""
-    if previous is None:
-        return {gen_id: min(grades) for gen_id, grades in study.rounds.items()}
+def round_reads(study, previous: dict | None) -> dict[str, dict[int, tuple[int, int]]]:
+    """Full-design gen_id -> {budget: (samples, horizon)} read in the round after ``previous``
+    (a decision; None: the first round): the open budgets of an open generation move to its
+    next round's samples, read from a generation that thinks to the largest of them; every
+    other budget keeps its read."""
     out = {}
-    for gen_id, entry in previous["generations"].items():
-        n = int(entry["samples"])
-        out[gen_id] = next(m for m in sorted(study.rounds[gen_id]) if m > n) if entry["open"] else n
+    for gen_id, gen in study.generations.items():
+        if previous is None:
+            first = min(n for n, _ in study.rounds[gen_id])
+            out[gen_id] = {b: (first, max(gen.budgets)) for b in gen.budgets}
+            continue
+        entry = previous["generations"][gen_id]
+        reads = {int(b): (int(r["samples"]), int(r["horizon"])) for b, r in entry["budgets"].items()}
+        if entry["open"]:
+            more = next(m for m in sorted({n for n, _ in study.rounds[gen_id]}) if m > int(entry["samples"]))
+            reads.update({b: (more, max(entry["open_budgets"])) for b in entry["open_budgets"]})
+        out[gen_id] = reads
     return out
 
 
-def round_grades(study, samples: dict[str, int]) -> dict:
-    """Full-design gen_id -> the Grade read at ``samples[gen_id]`` samples per question."""
-    return {gen_id: study.rounds[gen_id][n] for gen_id, n in samples.items()}
+def read_grades(study, reads: dict) -> dict[str, dict[int, object]]:
+    """Full-design gen_id -> {budget: the Grade it is read from}."""
+    return {gen_id: {b: study.rounds[gen_id][at] for b, at in by_budget.items()} for gen_id, by_budget in reads.items()}
 
 
-def used(grades: dict) -> dict[str, dict]:
-    """Full-design gen_id -> the ids and paths a stage reads for it (from Grades)."""
-    return {gen_id: {"samples": g.generation.samples_per_question, "gen_id": g.generation.gen_id,
-                     "grade_id": g.grade_id, "generation": g.generation.output, "grades": g.output}
-            for gen_id, g in grades.items()}
+def grades_read(study, reads: dict) -> list:
+    """The distinct Grades a set of reads opens (a round's job inputs)."""
+    found = {g.grade_id: g for by_budget in read_grades(study, reads).values() for g in by_budget.values()}
+    return [found[k] for k in sorted(found)]
 
 
-def at_samples(scenarios: pd.DataFrame, used_by: dict[str, dict]) -> pd.DataFrame:
-    """The full design's scenario rows read at the samples of ``used_by`` (keyed by the full
-    design's gen_id): scenario_id kept, gen_id, grade_id and n_samples those actually read."""
+def _read_entry(grade, samples: int, horizon: int) -> dict:
+    return {"samples": samples, "horizon": horizon, "gen_id": grade.generation.gen_id, "grade_id": grade.grade_id}
+
+
+def used(study, reads: dict) -> dict[str, dict[int, dict]]:
+    """Full-design gen_id -> {budget: the samples, horizon, ids and paths a stage reads for it}."""
+    grades = read_grades(study, reads)
+    return {gen_id: {b: {**_read_entry(grades[gen_id][b], *at), "generation": grades[gen_id][b].generation.output,
+                         "grades": grades[gen_id][b].output}
+                     for b, at in by_budget.items()} for gen_id, by_budget in reads.items()}
+
+
+def at_samples(scenarios: pd.DataFrame, used_by: dict[str, dict[int, dict]]) -> pd.DataFrame:
+    """The full design's scenario rows read as ``used_by`` says (keyed by the full design's
+    gen_id and the budget): scenario_id kept, gen_id, grade_id and n_samples those actually read."""
     scen = scenarios.copy()
-    full = scen["gen_id"].astype(str)
-    scen["gen_id"] = [used_by[g]["gen_id"] for g in full]
-    scen["grade_id"] = [used_by[g]["grade_id"] for g in full]
-    scen["n_samples"] = np.array([used_by[g]["samples"] for g in full], dtype=scen["n_samples"].dtype)
+    read = [used_by[g][int(b)] for g, b in zip(scen["gen_id"].astype(str), scen["token_budget"])]
+    scen["gen_id"] = [e["gen_id"] for e in read]
+    scen["grade_id"] = [e["grade_id"] for e in read]
+    scen["n_samples"] = np.array([e["samples"] for e in read], dtype=scen["n_samples"].dtype)
     return scen
+
+
+def flat(used_by: dict) -> list[dict]:
+    """The read entries of :func:`used` (or :func:`used_from_samples`), every budget's."""
+    return [e for by_budget in used_by.values() for e in by_budget.values()]
 
 
 def paths(entries) -> dict:
     """The grade and generation paths by id that :func:`bitbudget.aggregate.aggregate` reads,
-    of the entries of :func:`used`."""
+    of read entries (:func:`flat`)."""
     entries = list(entries)
     return {"grades": {e["grade_id"]: e["grades"] for e in entries},
             "generations": {e["gen_id"]: e["generation"] for e in entries}}
@@ -120,24 +146,26 @@ def aggregate_spec(config: dict, entries) -> dict:
     }
 
 
-def round_table(study, samples: dict[str, int]) -> tuple[pd.DataFrame, dict]:
+def round_table(study, reads: dict, open_budgets: dict[str, list[int]]) -> tuple[pd.DataFrame, dict]:
     """The scenario table of a round (aggregate's columns, ``gen_id`` the full design's) and
-    the samples it rests on: full gen_id -> {token_budget: (correct [Q, n], answers [Q, n])}."""
-    entries = used(round_grades(study, samples))
-    scen = at_samples(pd.DataFrame.from_records(study.scenarios), entries)
-    spec = aggregate_spec(study.config, entries.values())
+    the samples the decision rests on: full gen_id -> {token_budget: (correct [Q, n], answers
+    [Q, n])} for the budgets in ``open_budgets[gen_id]``."""
+    used_by = used(study, reads)
+    scen = at_samples(pd.DataFrame.from_records(study.scenarios), used_by)
+    spec = aggregate_spec(study.config, flat(used_by))
     # a decision reads point estimates only: no bootstrap intervals
     table, _ = aggregate(scen, spec | {"analysis": spec["analysis"] | {"bootstrap_samples": 0}})
-    design_of = {e["gen_id"]: gen_id for gen_id, e in entries.items()}
+    design_of = {e["gen_id"]: gen_id for gen_id, by_budget in used_by.items() for e in by_budget.values()}
     table["gen_id"] = table["gen_id"].map(design_of)
     arrays: dict[str, dict] = {}
-    for gen_id, entry in entries.items():
-        graded = read_parquet_verified(entry["grades"])
+    for gen_id, budgets in open_budgets.items():
+        path = used_by[gen_id][budgets[0]]["grades"]  # the open budgets share one round's grade
+        graded = read_parquet_verified(path)
         arrays[gen_id] = {}
-        for budget, at_budget in graded.groupby("token_budget", sort=True):
+        for budget, at_budget in graded[graded["token_budget"].isin(budgets)].groupby("token_budget", sort=True):
             cell = cell_arrays(at_budget)
             if cell is None:
-                raise ValueError(f"{entry['grades']}: questions hold different numbers of samples at budget "
+                raise ValueError(f"{path}: questions hold different numbers of samples at budget "
                                  f"{budget}; a round needs the same count for every question")
             arrays[gen_id][int(budget)] = cell[1:]
     return table, arrays
@@ -145,34 +173,36 @@ def round_table(study, samples: dict[str, int]) -> tuple[pd.DataFrame, dict]:
 
 def decide(study, r: int, previous: dict | None) -> dict:
     """Round ``r``'s decision (``previous``: round r-1's, None for the first round)."""
-    samples = round_samples(study, previous)
+    reads = round_reads(study, previous)
     if previous is None:
-        open_ = set(samples)
+        sampling = {g: list(gen.budgets) for g, gen in study.generations.items()}
     else:
-        open_ = {g for g, e in previous["generations"].items() if e["open"]}
-    table, arrays = round_table(study, samples)
+        sampling = {g: e["open_budgets"] for g, e in previous["generations"].items() if e["open"]}
+    table, arrays = round_table(study, reads, sampling)
+    drawn = {g: reads[g][budgets[0]][0] for g, budgets in sampling.items()}
     maximum = {g: gen.maximum for g, gen in study.generations.items()}
     rule = rule_of(study)
-    reasons = adaptive.decide_round(table, arrays, samples, maximum, rule, study.config["analysis"],
-                                    int(study.config["sampling"]["seed"]), r + 1, open_=open_)
-    grades = round_grades(study, samples)
+    outcomes = adaptive.decide_round(table, arrays, drawn, maximum, rule, study.config["analysis"],
+                                     int(study.config["sampling"]["seed"]), r + 1, open_=set(sampling))
+    grades = read_grades(study, reads)
     out = {}
     for gen_id, gen in study.generations.items():
-        grade = grades[gen_id]
         before = (previous or {"generations": {}})["generations"].get(gen_id)
-        if gen_id in open_:
-            reason = reasons[gen_id]
-            if reason == adaptive.OPEN and samples[gen_id] >= gen.maximum:
-                reason = adaptive.MAXIMUM
-            history = [*(before["history"] if before else []), samples[gen_id]]
-            decided_at = r
+        if gen_id in sampling:
+            outcome = outcomes[gen_id]
+            n, horizon = reads[gen_id][sampling[gen_id][0]]
+            latest = grades[gen_id][sampling[gen_id][0]]
+            entry = {"samples": n, "horizon": horizon, "gen_id": latest.generation.gen_id,
+                     "grade_id": latest.grade_id, "reason": outcome.reason,
+                     "open_budgets": list(outcome.open_budgets), "round": r,
+                     "history": [*(before["history"] if before else []), [n, horizon]]}
         else:
-            reason, history, decided_at = before["reason"], before["history"], before["round"]
+            entry = {k: before[k] for k in ("samples", "horizon", "gen_id", "grade_id", "reason", "open_budgets",
+                                             "round", "history")}
         out[gen_id] = {
             "model": gen.checkpoint.model, "weights": gen.checkpoint.weights, "kv": gen.kv,
-            "dataset": gen.dataset, "maximum": gen.maximum, "samples": samples[gen_id],
-            "gen_id": grade.generation.gen_id, "grade_id": grade.grade_id,
-            "reason": reason, "open": reason == adaptive.OPEN, "round": decided_at, "history": history,
+            "dataset": gen.dataset, "maximum": gen.maximum, **entry, "open": entry["reason"] == adaptive.OPEN,
+            "budgets": {str(b): _read_entry(grades[gen_id][b], *reads[gen_id][b]) for b in gen.budgets},
         }
     return {"plan_id": plan_id(study), "round": r, "rule": rule.rule,
             "open": sum(e["open"] for e in out.values()), "generations": out}
@@ -192,20 +222,25 @@ def final_samples(decisions: list[dict]) -> dict:
             "generations": {g: {k: v for k, v in e.items() if k != "open"} for g, e in last["generations"].items()}}
 
 
-def used_from_samples(samples_json: dict) -> dict[str, dict]:
-    """Full gen_id -> ids and paths of the final round, from ``samples.json``."""
-    return {gen_id: {"samples": e["samples"], "gen_id": e["gen_id"], "grade_id": e["grade_id"],
-                     "generation": f"{RESULTS}/generations/{e['gen_id']}/samples.parquet",
-                     "grades": f"{RESULTS}/grades/{e['grade_id']}/grades.parquet"}
+def decision_grade_ids(decision: dict) -> set[str]:
+    """Every grade a decision (or ``samples.json``) reads, at any budget."""
+    return {r["grade_id"] for e in decision["generations"].values() for r in e["budgets"].values()}
+
+
+def used_from_samples(samples_json: dict) -> dict[str, dict[int, dict]]:
+    """Full gen_id -> {budget: ids and paths of its final read}, from ``samples.json``."""
+    return {gen_id: {int(b): {**r, "generation": f"{RESULTS}/generations/{r['gen_id']}/samples.parquet",
+                              "grades": f"{RESULTS}/grades/{r['grade_id']}/grades.parquet"}
+                     for b, r in e["budgets"].items()}
             for gen_id, e in samples_json["generations"].items()}
 
 
 def final_aggregate(scenarios: pd.DataFrame, spec: dict, samples_json: dict) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """The aggregate stage under adaptive sampling: every scenario of the full design read at
-    its generation's final samples. Returns the two tables and the spec actually read."""
-    entries = used_from_samples(samples_json)
-    spec = {**spec, **paths(entries.values())}
-    table, questions = aggregate(at_samples(scenarios, entries), spec)
+    its budget's final read. Returns the two tables and the spec actually read."""
+    used_by = used_from_samples(samples_json)
+    spec = {**spec, **paths(flat(used_by))}
+    table, questions = aggregate(at_samples(scenarios, used_by), spec)
     return table, questions, spec
 
 

@@ -144,8 +144,9 @@ class Study:
     generations: dict[str, Generation] = field(default_factory=dict)
     grades: dict[str, Grade] = field(default_factory=dict)
     scenarios: list[dict] = field(default_factory=list)
-    #: under sampling.adaptive: gen_id of the full design -> {samples per question: that round's grade}
-    rounds: dict[str, dict[int, Grade]] = field(default_factory=dict)
+    #: under sampling.adaptive: gen_id of the full design -> {(samples per question, horizon): the
+    #: grade of a round that reads those samples at every budget up to that horizon}
+    rounds: dict[str, dict[tuple[int, int], Grade]] = field(default_factory=dict)
 
     def grade_of(self, generation: Generation) -> Grade:
         key = {"generation": generation.gen_id, **self.grader_key}
@@ -413,7 +414,9 @@ def build_study(config: dict) -> Study:
         study.grades[grade.grade_id] = grade
         study.scenarios.extend(_scenarios(config, unit, grade))
         if config["sampling"].get("adaptive") is not None:
-            study.rounds[gen.gen_id] = {n: study.grade_of(gen.with_samples(n)) for n in adaptive_rounds(config, gen.maximum)}
+            study.rounds[gen.gen_id] = {
+                (n, horizon): study.grade_of(gen.with_samples(n, [b for b in budgets if b <= horizon]))
+                for n in adaptive_rounds(config, gen.maximum) for horizon in budgets}
     return study
 
 

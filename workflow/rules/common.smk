@@ -22,7 +22,7 @@ ALL_GRADES = STUDY.all_grades
 ADAPTIVE = rounds.enabled(STUDY.config)
 if ADAPTIVE:
     PLAN_ID = rounds.plan_id(STUDY)
-    MAX_ROUNDS = max(len(r) for r in STUDY.rounds.values())
+    MAX_ROUNDS = max(len({n for n, _ in r}) for r in STUDY.rounds.values())
 
 
 wildcard_constraints:
@@ -50,7 +50,7 @@ def final_outputs(wildcards=None):
     """
     if ADAPTIVE:
         decisions = adaptive_decisions()
-        grades = {e["grade_id"] for d in decisions for e in d["generations"].values()}
+        grades = set().union(*(rounds.decision_grade_ids(d) for d in decisions))
         grades = [ALL_GRADES[g] for g in sorted(grades)]
         data = (
             sorted({g.generation.output for g in grades})
@@ -170,10 +170,10 @@ def adaptive_round_input(wildcards):
     if r > 0:
         inputs["previous"] = rounds.round_path(PLAN_ID, r - 1)
         previous = adaptive_decision(r - 1)
-    grades = rounds.round_grades(STUDY, rounds.round_samples(STUDY, previous))
-    inputs["grades"] = sorted(g.output for g in grades.values())
+    grades = rounds.grades_read(STUDY, rounds.round_reads(STUDY, previous))
+    inputs["grades"] = sorted(g.output for g in grades)
     # the generations' metadata hold the model records the memory columns read
-    inputs["generations"] = sorted(g.generation.output for g in grades.values())
+    inputs["generations"] = sorted({g.generation.output for g in grades})
     return inputs
 
 
@@ -182,8 +182,8 @@ def adaptive_round_files(wildcards=None):
 
 
 def adaptive_used(decision):
-    """Grades of one decision, by their ids."""
-    return [ALL_GRADES[e["grade_id"]] for e in decision["generations"].values()]
+    """Grades one decision reads (every budget's), by their ids."""
+    return [ALL_GRADES[g] for g in sorted(rounds.decision_grade_ids(decision))]
 
 
 def adaptive_final_grades():
@@ -249,5 +249,15 @@ def aggregate_spec(wildcards=None):
     if ADAPTIVE:
         # the grades are those of the final round: the aggregate script reads samples.json
         return {**rounds.aggregate_spec(config, []), "grades": {}, "generations": {}}
-    full_design = {g.generation.gen_id: g for g in STUDY.grades.values()}
-    return rounds.aggregate_spec(config, rounds.used(full_design).values())
+    return rounds.aggregate_spec(
+        config,
+        [
+            {
+                "gen_id": g.generation.gen_id,
+                "grade_id": g.grade_id,
+                "generation": g.generation.output,
+                "grades": g.output,
+            }
+            for g in STUDY.grades.values()
+        ],
+    )
