@@ -199,7 +199,8 @@ def test_decisions_match_the_fit_stage():
     columns = np.column_stack([acc, acc + rng.normal(0, 0.03, len(acc)),
                                np.where(scen["G"].to_numpy() > 4, np.nan, acc)])
     decisions = adaptive.Decisions(scen, {})
-    front, brackets, verdicts = decisions.frontier(columns), decisions.brackets(columns), decisions.verdicts(columns)
+    front, per_decision, _ = decisions.outcomes(columns)
+    brackets, verdicts = per_decision[:len(decisions.switches)], per_decision[len(decisions.switches):]
     for b in range(columns.shape[1]):
         s = scen.assign(accuracy=columns[:, b])
         assert set(scen["scenario_id"][front[:, b]]) == set(pareto_frontier(s)["scenario_id"])
@@ -213,6 +214,28 @@ def test_decisions_match_the_fit_stage():
                  if r["rule_status"] not in ("not testable at this scale", "not enough data")]
         assert [x[b] for x in verdicts if x[b] != "not enough data"] == rules
     assert not decisions.changed(acc[:, None], acc[:, None]).any()
+
+
+def test_decisions_computed_again_for_changed_rows_only_equal_a_full_computation():
+    """Outcomes against a reference, recomputing only the comparisons that read the changed
+    scenario rows, decide exactly as computing everything again."""
+    from bitbudget.threshold import synthetic_study
+
+    scen, _ = synthetic_study(n_questions=40, seed=3, datasets=("a", "b"))
+    rng = np.random.default_rng(1)
+    decisions = adaptive.Decisions(scen, {})
+    full = scen["accuracy"].to_numpy()[:, None] + rng.normal(0, 0.03, (len(scen), 50))
+    reference = decisions.outcomes(full)
+    compared, moved = 0, 0
+    for gen_id in scen["gen_id"].unique():
+        changed = np.flatnonzero(scen["gen_id"].to_numpy() == gen_id)
+        now = full.copy()
+        now[changed] = scen["accuracy"].to_numpy()[changed, None] - 0.05
+        expected = decisions.changed(now, full)
+        assert (decisions.differs(now, reference, changed) == expected).all()
+        compared += any(touched[changed].any() for touched in decisions.touched)
+        moved += expected.any()
+    assert compared and moved  # generations read by comparisons, and changes that move a decision
 
 
 def test_predictive_pools_complete_the_design():

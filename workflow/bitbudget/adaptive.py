@@ -463,13 +463,14 @@ class Decisions:
             rows = np.flatnonzero(dataset == ds)
             rows = rows[np.lexsort((scen["scenario_id"].astype(str).to_numpy()[rows], memory[rows]))]
             self.fronts.append((rows, np.flatnonzero(np.r_[True, np.diff(memory[rows]) != 0])))
-        self.switches, self.rules = [], []
+        self.switches, self.rules, self.touched = [], [], []
         for kind in _threshold.KINDS:
             for ds in [None] + (datasets if len(datasets) > 1 else []):
                 rows = np.arange(len(scen)) if ds is None else np.flatnonzero(dataset == ds)
                 comp = _threshold.build_comparisons(scen.iloc[rows].reset_index(drop=True), kind,
                                                     cfg["memory_tolerance"])
                 self.switches.append((rows, comp, *np.unique(comp.x, return_inverse=True)))
+                self.touched.append(_touched(rows, comp, len(scen)))
                 if ds is None:
                     for fid, spec in _findings.FINDINGS.items():
                         cut = float(self.cuts[kind])
@@ -477,7 +478,7 @@ class Decisions:
                             pop = _findings._population(scen[dataset == d], kind)
                             mine = dataset[comp.a] == d if len(comp.a) else np.zeros(0, dtype=bool)
                             if spec["kind"] == kind and _findings._testable(pop, cut) is None:
-                                self.rules.append((fid, cut, comp, mine))
+                                self.rules.append((fid, cut, len(self.switches) - 1, mine))
 
     def frontier(self, acc: np.ndarray) -> np.ndarray:
         """[n, B] bool: on its dataset's frontier, per column (ties as pareto_frontier breaks them)."""
@@ -493,16 +494,32 @@ class Decisions:
             on[rows] = first & (top[run] > before[run])
         return on
 
-    def brackets(self, acc: np.ndarray) -> list[list]:
+    def advantages(self, acc: np.ndarray, reference: list | None = None, changed=None) -> list[np.ndarray]:
+        """Per switch: [comparisons, B] advantages of the "win" option. Given the ``reference``
+        advantages of accuracies that differ from ``acc`` only in the scenario rows ``changed``,
+        only the comparisons touching those rows are computed again."""
+        if reference is None:
+            return [_threshold._advantages(comp, acc[rows]) for rows, comp, _, _ in self.switches]
+        out = []
+        for (rows, comp, _, _), touched, adv in zip(self.switches, self.touched, reference):
+            hit = touched[changed].any(axis=0) if len(changed) else np.zeros(len(comp.a), dtype=bool)
+            if hit.any():
+                adv = adv.copy()
+                adv[hit] = _threshold._advantages(_threshold._Comparisons(
+                    comp.a[hit], [comp.b[i] for i in np.flatnonzero(hit)], comp.a_is_win[hit], comp.x[hit]), acc[rows])
+            out.append(adv)
+        return out
+
+    def brackets(self, acc: np.ndarray, advantages: list[np.ndarray]) -> list[list]:
         """Per switch, per column: (status, bracket) as fit_threshold gives them."""
         out = []
-        for rows, comp, sizes, size_index in self.switches:
+        for (rows, comp, sizes, size_index), adv in zip(self.switches, advantages):
             status = [("not enough data", None)] * acc.shape[1]
             if len(sizes) > 1:
-                adv = _threshold._advantages(comp, acc[rows])
-                evidence, distinct = np.zeros((len(sizes), acc.shape[1])), np.zeros((len(sizes), acc.shape[1]))
-                np.add.at(evidence, size_index, adv)
-                np.add.at(distinct, size_index, adv != 0)
+                # per size, its comparisons summed in order (as np.add.at does in the fit stage)
+                groups = [np.flatnonzero(size_index == k) for k in range(len(sizes))]
+                evidence = np.stack([adv[g].sum(axis=0) for g in groups])
+                distinct = np.stack([(adv[g] != 0).sum(axis=0) for g in groups])
                 enough = ((adv != 0).sum(axis=0) >= _threshold.MIN_POINTS) & ((distinct > 0).sum(axis=0) >= 2)
                 scores = _threshold._switch_scores(evidence)
                 oriented = np.where(scores.max(axis=0) >= (-scores).max(axis=0), 1, -1) * scores
@@ -513,27 +530,29 @@ class Decisions:
             out.append(status)
         return out
 
-    def verdicts(self, acc: np.ndarray) -> list[list]:
+    def verdicts(self, advantages: list[np.ndarray]) -> list[list]:
         """Per (finding, dataset) where the paper's cut is testable, per column: the rule's
-        status from the signs of the dataset's comparisons (computed once per sign pattern)."""
+        status from the signs of the dataset's comparisons."""
         out = []
-        for fid, cut, comp, mine in self.rules:
-            signs = np.sign(_threshold._advantages(comp, acc)[mine])  # NaN: counted as a loss, as the fit does
-            patterns, inverse = np.unique(np.nan_to_num(signs, nan=-2.0).T, axis=0, return_inverse=True)
-            status = [_findings._rule(fid, [{"weight_gib": x, "win": s > 0, "tie": s == 0} for x, s in zip(comp.x[mine], p)],
-                                      cut, self.min_n, self.window)[0] for p in patterns]
-            out.append([status[i] for i in inverse.ravel()])
+        for fid, cut, switch, mine in self.rules:
+            comp = self.switches[switch][1]
+            signs = np.sign(advantages[switch][mine])  # NaN: counted as a loss, as the fit does
+            out.append(list(_findings.rule_statuses(fid, comp.x[mine], signs > 0, signs == 0, cut, self.min_n,
+                                                    self.window)))
         return out
 
-    def outcomes(self, acc: np.ndarray) -> tuple:
+    def outcomes(self, acc: np.ndarray, reference: tuple | None = None, changed=None) -> tuple:
         """Every decision per column of ``acc`` [n, B]: (frontier [n, B], per switch and per
-        finding rule the list of per-column outcomes)."""
-        return self.frontier(acc), self.brackets(acc) + self.verdicts(acc)
+        finding rule the list of per-column outcomes, the switches' advantages). ``reference``
+        and ``changed``: as :meth:`advantages` (the outcomes of accuracies differing only there)."""
+        advantages = self.advantages(acc, None if reference is None else reference[2], changed)
+        return self.frontier(acc), self.brackets(acc, advantages) + self.verdicts(advantages), advantages
 
-    def differs(self, now: np.ndarray, reference: tuple) -> np.ndarray:
+    def differs(self, now: np.ndarray, reference: tuple, changed=None) -> np.ndarray:
         """[B] bool: column b of ``now`` decides differently from column b of ``reference``
-        (the :meth:`outcomes` of the accuracies compared against, computed once by the caller)."""
-        front, per_decision = self.outcomes(now)
+        (the :meth:`outcomes` of the accuracies compared against, computed once by the caller;
+        ``changed``: the only scenario rows where ``now`` differs from them, if known)."""
+        front, per_decision, _ = self.outcomes(now, reference if changed is not None else None, changed)
         out = (front != reference[0]).any(axis=0)
         for mine, theirs in zip(per_decision, reference[1]):
             out |= np.array([x != y for x, y in zip(mine, theirs)], dtype=bool)
@@ -542,6 +561,15 @@ class Decisions:
     def changed(self, now: np.ndarray, full: np.ndarray) -> np.ndarray:
         """[B] bool: column b of ``now`` and column b of ``full`` (both [n, B]) decide differently."""
         return self.differs(now, self.outcomes(full))
+
+
+def _touched(rows: np.ndarray, comp, n_scenarios: int) -> np.ndarray:
+    """[scenarios, comparisons] bool: the scenario rows (of the whole table) each comparison reads."""
+    touched = np.zeros((n_scenarios, len(comp.a)), dtype=bool)
+    for i, (a, cand) in enumerate(zip(comp.a, comp.b)):
+        touched[rows[a], i] = True
+        touched[rows[np.asarray(cand)], i] = True
+    return touched
 
 
 def change_probabilities(current: np.ndarray, predicted: dict, decisions: Decisions) -> dict[str, float]:
@@ -587,10 +615,13 @@ class BudgetClosing:
         """Predictive probability that closing the top ``closing[gen_id]`` open budgets of each
         generation changes some decision of the full design."""
         now = self.full.copy()
+        changed = []
         for gen_id, k in closing.items():
             for _, rows, _ in self.predicted[gen_id][len(self.predicted[gen_id]) - k:]:
                 now[rows] = self.current[rows, None]
-        return float(self.decisions.differs(now, self.reference).mean())
+                changed.append(rows)
+        changed = np.concatenate(changed) if changed else np.zeros(0, dtype=int)
+        return float(self.decisions.differs(now, self.reference, changed).mean())
 
     def below_gamma(self, p: float) -> bool:
         return monte_carlo_upper(p, self.draws, self.level) < self.gamma

@@ -68,33 +68,46 @@ def _sides(points: list[dict], cut: float) -> tuple[list[bool], list[bool]]:
 def _rule(fid: int, points: list[dict], cut: float, min_n: int, window: float) -> tuple[str, dict]:
     """The comparison rule of finding ``fid`` at ``cut``: (status, numbers); finding 1 looks
     above the cut only up to ``cut * window``."""
+    status = rule_statuses(fid, np.array([p["weight_gib"] for p in points], dtype=float),
+                           np.array([[p["win"]] for p in points], dtype=bool).reshape(-1, 1),
+                           np.array([[p["tie"]] for p in points], dtype=bool).reshape(-1, 1), cut, min_n, window)[0]
     if fid == 1:
         points = [p for p in points if p["weight_gib"] < cut * window]
     below, above = _sides(points, cut)
-    nb, na = len(below), len(above)
     win_below, win_above = _share(below), _share(above)
-    numbers = {"cut_gib": cut, "comparisons_below": nb, "comparisons_above": na}
+    numbers = {"cut_gib": cut, "comparisons_below": len(below), "comparisons_above": len(above)}
     if fid == 1:
         numbers["above_up_to_gib"] = cut * window
     if fid in (1, 2):  # win option: tokens
         numbers |= {"weights_win_below": None if win_below is None else 1 - win_below,
                     "tokens_win_above": win_above}
-        if fid == 1:
-            if nb < min_n or na < min_n:
-                return NOT_ENOUGH, numbers
-            return (HOLDS if 1 - win_below > 0.5 and win_above > 0.5 else FAILS), numbers
-        if na < min_n:
-            return NOT_ENOUGH, numbers
-        return (HOLDS if win_above > 0.5 else FAILS), numbers
-    if fid == 3:
+    elif fid == 3:
         numbers |= {"samples_win_below": win_below, "samples_win_above": win_above}
-        if nb < min_n or na < min_n:
-            return NOT_ENOUGH, numbers
-        return (HOLDS if win_below < 0.5 and win_above > 0.5 else FAILS), numbers
-    numbers |= {"eviction_win_below": win_below}
-    if nb < min_n:
-        return NOT_ENOUGH, numbers
-    return (HOLDS if win_below > 0.5 else FAILS), numbers
+    else:
+        numbers |= {"eviction_win_below": win_below}
+    return str(status), numbers
+
+
+def rule_statuses(fid: int, weight_gib: np.ndarray, win: np.ndarray, tie: np.ndarray, cut: float, min_n: int,
+                  window: float) -> np.ndarray:
+    """The rule status of finding ``fid`` for many outcomes of the same comparisons at once:
+    ``weight_gib`` [m] per comparison, ``win`` / ``tie`` [m, B] per comparison and column (a
+    comparison neither won nor tied is lost). Returns [B] statuses."""
+    used = weight_gib < cut * window if fid == 1 else np.ones(len(weight_gib), dtype=bool)
+    counted = ~tie
+    below, above = (used & (weight_gib < cut))[:, None] & counted, (used & (weight_gib >= cut))[:, None] & counted
+    n_below, n_above = below.sum(axis=0), above.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        win_below, win_above = (win & below).sum(axis=0) / n_below, (win & above).sum(axis=0) / n_above
+    if fid == 1:  # win option: tokens
+        enough, holds = (n_below >= min_n) & (n_above >= min_n), (1 - win_below > 0.5) & (win_above > 0.5)
+    elif fid == 2:
+        enough, holds = n_above >= min_n, win_above > 0.5
+    elif fid == 3:
+        enough, holds = (n_below >= min_n) & (n_above >= min_n), (win_below < 0.5) & (win_above > 0.5)
+    else:
+        enough, holds = n_below >= min_n, win_below > 0.5
+    return np.where(~enough, NOT_ENOUGH, np.where(holds, HOLDS, FAILS))
 
 
 def _population(scen: pd.DataFrame, kind: str) -> pd.DataFrame:
