@@ -18,17 +18,19 @@ pytestmark = pytest.mark.pipeline
 MAXIMUM = 8
 ROUNDS = [2, 5, 8]  # initial 2, step 3, up to 8
 ANALYSIS = {"expand_scenarios", "aggregate", "fit", "report"}
+BUDGETS = [2000, 6000, 10000]
 
 
 def adaptive_config(adaptive: bool = True) -> dict:
-    """Two models x two weight formats on AIME (4 generations), G up to 4, 8 samples per question."""
+    """Two models x two weight formats on AIME (4 generations), three budgets, G up to 4, 8 samples
+    per question."""
     config = simulated_config("simulated.yaml")
     config["grids"] = {"main": {"models": ["qwen3-0.6b", "qwen3-8b"], "weight_formats": ["bf16", "gptq4"],
                                 "kv_strategies": ["full"], "datasets": ["aime2025"],
-                                "token_budgets": [2000, 10000], "parallel_samples": [1, 4]}}
+                                "token_budgets": BUDGETS, "parallel_samples": [1, 4]}}
     config["sampling"]["samples_per_question"] = MAXIMUM
     if adaptive:
-        # a lenient gamma so that some generation stops early on so small a study
+        # a lenient gamma so that budgets close early on so small a study
         config["sampling"]["adaptive"] = {"initial": 2, "step": 3, "rule": "curtail", "curtail_gamma": 0.5}
     config["analysis"]["bootstrap_samples"] = 20
     return config
@@ -71,11 +73,13 @@ def test_rounds_run_as_jobs_and_the_analysis_reads_the_samples_used(adaptive_stu
     for entry in final["generations"].values():
         samples, horizons = [n for n, _ in entry["history"]], [h for _, h in entry["history"]]
         assert samples == ROUNDS[:len(samples)] and entry["samples"] == samples[-1]
-        assert horizons == sorted(horizons, reverse=True) and horizons[0] == 10000  # closing is top-down
-        read = [entry["budgets"][str(b)]["samples"] for b in (2000, 10000)]
-        assert read[0] == entry["samples"] >= read[1]  # a closed budget keeps the samples it had
+        assert horizons == sorted(horizons, reverse=True) and horizons[0] == max(BUDGETS)  # closing is top-down
+        read = [entry["budgets"][str(b)]["samples"] for b in BUDGETS]
+        assert read[0] == entry["samples"] and read == sorted(read, reverse=True)  # closed budgets keep theirs
         assert (entry["samples"] == MAXIMUM) == (entry["reason"] == "reached the maximum")
-    assert any(e["samples"] < MAXIMUM for e in final["generations"].values()), final
+    # some generation closed its top budget and sampled on below it, from a smaller horizon
+    assert any(h < max(BUDGETS) for e in final["generations"].values() for _, h in e["history"]), final
+    assert any(r["samples"] < MAXIMUM for e in final["generations"].values() for r in e["budgets"].values())
 
     table = pd.read_parquet(workdir / "results" / "aggregate" / "scenarios.parquet")
     design = pd.read_parquet(workdir / "results" / "scenarios.parquet")
@@ -144,8 +148,8 @@ def test_a_preempted_round_resumes_there(adaptive_study):
 
     # a round generation lost: only it (and its grade) is made again, the decisions stand
     final = samples_json(workdir)
-    entry = next(e for e in final["generations"].values() if e["samples"] < MAXIMUM)
-    for path in (workdir / "results" / "generations" / entry["gen_id"]).glob("samples*"):
+    read = next(r for e in final["generations"].values() for r in e["budgets"].values() if r["samples"] < MAXIMUM)
+    for path in (workdir / "results" / "generations" / read["gen_id"]).glob("samples*"):
         path.unlink()
     run = study.snakemake()
     jobs = finished_rules(run.stdout + run.stderr)
