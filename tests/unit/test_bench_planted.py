@@ -42,3 +42,14 @@ def test_planted_pools_keep_the_samples_drawn_and_complete_them_at_the_planted_r
     varied = (small.std(axis=0) > 0) & (large.std(axis=0) > 0)
     within = [np.corrcoef(small[:, q], large[:, q])[0, 1] for q in np.flatnonzero(varied)]
     assert len(within) >= 5 and np.mean(within) > 0.5  # independent budgets: about 0
+
+
+def test_the_bench_counts_each_sample_to_the_largest_budget_that_reads_it():
+    """Decode tokens of a generation whose budgets were read at different samples: samples 0-3
+    think to 30, samples 4-7 to 20 (the largest budget still open), samples 8-11 to 10."""
+    analysis = bench.Analysis.__new__(bench.Analysis)
+    analysis.questions = {"g": 5}
+    assert analysis.generation_tokens("g", {10: 12, 20: 8, 30: 4}) == 5 * (4 * 30 + 4 * 20 + 4 * 10)
+    assert analysis.generation_tokens("g", {10: 8, 20: 8, 30: 8}) == 5 * 8 * 30
+    analysis.questions["h"] = 3
+    assert analysis.tokens({"g": {10: 4, 30: 4}, "h": {10: 4}}) == 5 * 4 * 30 + 3 * 4 * 10
