@@ -138,6 +138,13 @@ def test_never_stops_a_close_frontier_generation():
         assert status[gen] == adaptive.OPEN
     assert status["far"] == adaptive.DOMINATED
 
+    # as a round runs it: whole generations, every budget of an open one going on
+    rule = adaptive.AdaptiveRule(n, n, full_n, CONFIDENCE, epsilon, adaptive.CONFIDENCE_RULE)
+    samples = {g: {1000: (draws[g][:, :n], None), 2000: (draws[g][:, :n], None)} for g in p}
+    outcomes = adaptive.decide_round(now, samples, {g: n for g in p}, {g: full_n for g in p}, rule, {}, 0, 1)
+    assert {g: o.reason for g, o in outcomes.items()} == status
+    assert outcomes["far"].open_budgets == () and all(outcomes[g].open_budgets == (1000, 2000) for g in on_full_frontier)
+
 
 def test_open_comparisons_keep_generations_sampling():
     """Equal-memory weights-vs-tokens comparisons whose sign is open at the paper's cut keep
