@@ -195,6 +195,8 @@ class Analysis:
         self.max_budget = {g.gen_id: max(g.budgets) for g in study.generations.values()}
         self.maximum = {g.gen_id: g.samples_per_question for g in study.generations.values()}
         self.questions = {g: draws.generations[g][0].shape[0] for g in self.maximum}
+        self.cells = {g.gen_id: (g.checkpoint.model, g.checkpoint.weights, g.kv, g.dataset, g.samples_per_question)
+                      for g in study.generations.values()}
 
     def budget_accuracy(self, gen_id: str, budget: int, n: int) -> dict:
         """G -> accuracy of one (generation, budget) from its first ``n`` samples (NaN for G > n)."""
@@ -248,12 +250,17 @@ class Analysis:
         return sum(self.generation_tokens(g, d) for g, d in drawn.items())
 
     def gpu_hours(self, drawn: dict[str, dict[int, int]]) -> float:
-        """The plan's GPU-hour estimate (``python -m bitbudget.plan``, its assumed throughputs)
-        for the samples drawn: each generation's full-design hours times its share of tokens."""
+        """The plan's GPU-hour estimate for the paper grid as it runs on GPUs (``python -m
+        bitbudget.plan --configfile config/paper.yaml``: its vLLM and HF engines, its assumed
+        throughputs) for the samples drawn: each generation's full-design hours times its share
+        of the decode tokens (generations matched by model, weights, KV, dataset and samples per
+        question: the main grid's and the KV grid's generations of one cell are two)."""
         if not hasattr(self, "_gpu_hours"):
             from bitbudget.plan import make_plan
 
-            self._gpu_hours = {g.gen_id: g.gpu_hours for g in make_plan(self.config, workdir=REPO).generations}
+            paper = make_plan(yaml.safe_load((REPO / BASE).read_text()), workdir=REPO).generations
+            hours = {(g.model, g.weights, g.kv, g.dataset, g.samples): g.gpu_hours for g in paper}
+            self._gpu_hours = {gen_id: hours[cell] for gen_id, cell in self.cells.items()}
         full = self.full_design()
         return sum(self._gpu_hours[g] * self.generation_tokens(g, d) / self.generation_tokens(g, full[g])
                    for g, d in drawn.items())
@@ -383,7 +390,8 @@ def main(argv=None) -> int:
                       flush=True)
     ratio = sum(r["tokens_adaptive"] for r in results) / sum(r["tokens_full"] for r in results)
     hours = sum(r["gpu_hours_adaptive"] for r in results) / sum(r["gpu_hours_full"] for r in results)
-    print(f"plan's GPU-hours adaptive/full {hours:.2f} (the plan's throughputs per model size)")
+    print(f"plan's GPU-hours adaptive/full {hours:.2f} (config/paper.yaml's engines; the plan's throughputs "
+          f"per model size; full design {results[0]['gpu_hours_full']:.1f} GPU-hours)")
     frontier = np.mean([r["frontier_identical"] for r in results])
     verdicts = np.mean([r["bracket_verdicts_identical"] for r in results])
     print(f"tokens adaptive/full {ratio:.2f}, frontier identical {frontier:.2f}, "

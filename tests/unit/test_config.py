@@ -21,6 +21,17 @@ def test_default_config_is_valid():
     validate_config(copy.deepcopy(DEFAULT))
 
 
+def test_a_curtail_gamma_no_round_could_get_under_is_rejected():
+    from bitbudget.adaptive import curtail_floor
+
+    floor = curtail_floor(0.95)
+    assert 0.01 < floor < 0.02  # 200 draws, none changed, at 95%: about 0.015
+    message = broken(lambda c: c["sampling"].update(adaptive={"curtail_gamma": 0.01}))
+    assert "sampling.adaptive.curtail_gamma" in message and f"{floor:.4f}" in message
+    validate_config(copy.deepcopy(DEFAULT) | {"sampling": {**DEFAULT["sampling"], "adaptive": {"curtail_gamma": 0.01,
+                                                                                              "confidence": 0.5}}})
+
+
 def test_unknown_field_is_named():
     message = broken(lambda c: c["sampling"].update(temprature=0.6))
     assert "sampling" in message and "temprature" in message

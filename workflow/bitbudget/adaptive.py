@@ -72,7 +72,8 @@ from . import threshold as _threshold
 __all__ = ["AdaptiveRule", "rounds", "per_test_delta", "radius", "intervals", "frontier_decided",
            "comparisons_settled", "decided_scenarios", "stopping_generations", "answer_pool",
            "predictive_pools", "coupled_pools", "jeffreys_predictive", "predicted_accuracy", "predicted_rows",
-           "Decisions", "change_probabilities", "BudgetClosing", "Outcome", "monte_carlo_upper", "decide_round"]
+           "Decisions", "change_probabilities", "BudgetClosing", "Outcome", "curtail_floor", "monte_carlo_upper",
+           "decide_round"]
 
 #: reasons a generation stops (or goes on), as the plan and the report name them
 DOMINATED, FRONTIER, MAXIMUM, OPEN = "dominated by a margin", "on the frontier, no competitor within reach", \
@@ -707,6 +708,12 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
         still = tuple(budget for budget, _, _ in budgets[: len(budgets) - closing.get(gen_id, 0)])
         out[gen_id] = Outcome(OPEN, still) if still else Outcome(CURTAILED)
     return out
+
+
+def curtail_floor(level: float) -> float:
+    """The least change probability :data:`CURTAIL_DRAWS` predictive draws bound at ``level``
+    (none of them changed): a ``curtail_gamma`` at or below it stops nothing."""
+    return monte_carlo_upper(0.0, CURTAIL_DRAWS, level)
 
 
 def monte_carlo_upper(share: float, draws: int, level: float) -> float:

@@ -78,6 +78,7 @@ def check_semantics(config: dict) -> None:
             )
     for name, strategy in config["kv_strategies"].items():
         check_kv_strategy(strategy, f"kv_strategies.{name}")
+    _check_adaptive(config["sampling"].get("adaptive"))
     real = models_of_real_engines(config)
     for name, model in config["models"].items():
         _check_model_path(name, model, simulated=name not in real)
@@ -89,6 +90,22 @@ def check_semantics(config: dict) -> None:
     from .capabilities import check_config as check_capabilities  # the engine/format/KV combinations
 
     check_capabilities(config)
+
+
+def _check_adaptive(adaptive: dict | None) -> None:
+    """A curtail_gamma the rule's Monte Carlo bound can never get under would stop nothing."""
+    if adaptive is None or adaptive["rule"] != "curtail":
+        return
+    from .adaptive import CURTAIL_DRAWS, curtail_floor
+
+    floor = curtail_floor(adaptive["confidence"])
+    if adaptive["curtail_gamma"] <= floor:
+        raise ConfigError(
+            f"config field 'sampling.adaptive.curtail_gamma': {adaptive['curtail_gamma']} is at or below "
+            f"{floor:.4f}, the least change probability {CURTAIL_DRAWS} predictive draws bound at "
+            f"sampling.adaptive.confidence {adaptive['confidence']}: nothing would ever stop; fix: set it above "
+            f"{floor:.4f} (or lower sampling.adaptive.confidence)"
+        )
 
 
 def _check_source(field: str, section: dict, sourced_from=("hub", "file")) -> None:
