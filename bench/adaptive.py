@@ -241,10 +241,9 @@ class Analysis:
 
     def generation_tokens(self, gen_id: str, drawn: dict[int, int]) -> int:
         """Decode tokens of one generation: a sample thinks to the largest budget that reads it."""
-        budgets = sorted(drawn, reverse=True)
-        samples = [drawn[b] for b in budgets]
-        return self.questions[gen_id] * sum(b * (samples[i] - samples[i - 1] if i else samples[0])
-                                            for i, b in enumerate(budgets))
+        from bitbudget.adaptive import thinking_per_question
+
+        return self.questions[gen_id] * thinking_per_question(drawn)
 
     def tokens(self, drawn: dict[str, dict[int, int]]) -> int:
         return sum(self.generation_tokens(g, d) for g, d in drawn.items())

@@ -267,8 +267,9 @@ def _curtail_probabilities(draws: dict, memory: dict, n: int):
         right = draws[g][:, :n].sum(axis=1)
         pools = adaptive.predictive_pools(np.column_stack([right, np.zeros(Q, int), n - right]), full_n,
                                           adaptive.CURTAIL_DRAWS, np.random.default_rng(i))
-        predicted[g] = (np.array([i]), adaptive.predicted_accuracy(pools, 1)[None, :])
-    return full, adaptive.change_probabilities(now["accuracy"].to_numpy(), predicted, adaptive.Decisions(now, {}))
+        predicted[g] = [(1000, np.array([i]), adaptive.predicted_accuracy(pools, 1)[None, :])]
+    closing = adaptive.BudgetClosing(now["accuracy"].to_numpy(), predicted, adaptive.Decisions(now, {}), gamma=0.0)
+    return full, {g: closing.change({g: 1}) for g in gens}
 
 
 def test_curtailment_keeps_a_close_frontier_generation_and_stops_one_far_below():
@@ -366,8 +367,7 @@ def test_closings_share_one_error_budget():
     def closing(gamma):
         return adaptive.BudgetClosing(current, predicted, decisions, gamma)
 
-    assert adaptive.change_probabilities(current, {g: p[0][1:] for g, p in predicted.items()}, decisions) == {
-        "a": 0.005, "b": 0.005}
+    assert closing(0.05).change({"a": 1}) == closing(0.05).change({"b": 1}) == 0.005
     assert closing(0.05).change({"a": 1, "b": 1}) == pytest.approx(0.01)
     one, two = adaptive.monte_carlo_upper(0.005, 200, 0.95), adaptive.monte_carlo_upper(0.01, 200, 0.95)
     assert 0.005 < one < two < 0.05

@@ -72,7 +72,7 @@ from . import threshold as _threshold
 __all__ = ["AdaptiveRule", "rounds", "per_test_delta", "radius", "intervals", "frontier_decided",
            "comparisons_settled", "decided_scenarios", "stopping_generations", "answer_pool",
            "predictive_pools", "coupled_pools", "jeffreys_predictive", "predicted_accuracy", "predicted_rows",
-           "Decisions", "change_probabilities", "BudgetClosing", "Outcome", "curtail_floor", "monte_carlo_upper",
+           "Decisions", "thinking_per_question", "BudgetClosing", "Outcome", "curtail_floor", "monte_carlo_upper",
            "decide_round"]
 
 #: reasons a generation stops (or goes on), as the plan and the report name them
@@ -573,15 +573,11 @@ def _touched(rows: np.ndarray, comp, n_scenarios: int) -> np.ndarray:
     return touched
 
 
-def change_probabilities(current: np.ndarray, predicted: dict, decisions: Decisions) -> dict[str, float]:
-    """gen_id -> predictive probability that stopping it now (every budget) leaves some
-    decision different from the full design's. ``current``: every scenario's accuracy now (NaN
-    where it has no estimate); ``predicted``: gen_id -> (its scenario rows, [rows, draws]
-    full-design accuracies) of every generation still sampling. In draw b every such generation
-    takes its b-th completion; generations already stopped keep their estimates."""
-    closing = BudgetClosing(current, {g: [(None, rows, draws)] for g, (rows, draws) in predicted.items()},
-                            decisions, gamma=0.0)
-    return {g: closing.change({g: 1}) for g in predicted}
+def thinking_per_question(samples: dict[int, int]) -> int:
+    """Thinking tokens one question's samples decode when each budget is read at
+    ``samples[budget]`` samples: each sample thinks to the largest budget that reads it."""
+    budgets = sorted(samples, reverse=True)
+    return sum(b * (samples[b] - (samples[budgets[i - 1]] if i else 0)) for i, b in enumerate(budgets))
 
 
 class BudgetClosing:

@@ -26,6 +26,7 @@ import pandas as pd
 from . import __version__
 from . import frontier as _frontier
 from . import threshold as _threshold
+from .adaptive import thinking_per_question
 from .artifacts import write_text
 from .memory import format_memory, memory_unit
 
@@ -190,7 +191,7 @@ def _adaptive_view(adaptive: Mapping[str, Any] | None) -> dict | None:
                      "samples": _samples_by_budget(samples, e["maximum"]),
                      "history": " \u2192 ".join(f"{n} to {horizon}" for n, horizon in e["history"]),
                      "reason": e["reason"], "early": min(samples.values()) < e["maximum"],
-                     "thinking": _thinking_per_question(samples), "full": max(samples) * e["maximum"]})
+                     "thinking": thinking_per_question(samples), "full": max(samples) * e["maximum"]})
     drawn, full = sum(r["thinking"] for r in rows), sum(r["full"] for r in rows)
     return {"rule": adaptive.get("rule"), "rounds": adaptive.get("rounds"), "rows": rows,
             "stopped_early": sum(r["early"] for r in rows), "generations": len(rows),
@@ -207,12 +208,6 @@ def _samples_by_budget(samples: dict[int, int], maximum: int) -> str:
         else:
             runs.append([samples[budget], budget, budget])
     return "; ".join(f"{n} / {maximum} at {lo}" + (f"-{hi}" if hi != lo else "") for n, lo, hi in runs)
-
-
-def _thinking_per_question(samples: dict[int, int]) -> int:
-    """Thinking tokens drawn per question: each sample thinks to the largest budget reading it."""
-    budgets = sorted(samples, reverse=True)
-    return sum(b * (samples[b] - (samples[budgets[i - 1]] if i else 0)) for i, b in enumerate(budgets))
 
 
 def _pct(v) -> str:
