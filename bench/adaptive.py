@@ -7,15 +7,17 @@ a Snakemake run writes into its shards; checkpoints are the metadata-only ones o
 stage), then runs the analysis in-process twice:
 
 * full: every generation at its ``samples_per_question``;
-* adaptive: rounds of ``sampling.adaptive`` (the schema's defaults unless given), stopping
-  generations by :mod:`bitbudget.adaptive`'s curtailment rule (``--rule curtail``: predictive
-  probability of a changed decision below ``--gamma``) or its confidence rule (``--rule confidence``).
+* adaptive: rounds of ``sampling.adaptive`` (the schema's defaults unless given), closing each
+  generation's largest budgets by :mod:`bitbudget.adaptive`'s curtailment rule (``--rule curtail``:
+  predictive probability of a changed decision below ``--gamma``; new samples think only to the
+  largest budget still open) or stopping whole generations by its confidence rule
+  (``--rule confidence``). Decode tokens count each sample to the largest budget that reads it.
 
 Both runs summarise scenarios with :func:`bitbudget.stats.summarize_cell`, place them with
 :func:`bitbudget.aggregate.memory_columns` and decide with the fit stage's functions
 (:func:`bitbudget.frontier.pareto_frontier`, :func:`bitbudget.threshold.fit_thresholds`,
 :func:`bitbudget.findings.evaluate_findings`). Samples are nested, so a run stopped at n samples
-sees exactly the first n of the full run's.
+sees exactly the first n of the full run's. A run takes 2-3 minutes on one core.
 
     python bench/adaptive.py                 # 10 seeds, both overlays
     python bench/adaptive.py --seeds 2       # quicker
