@@ -57,7 +57,7 @@ def test_adaptive_rounds_run_on_slurm(slurm_cluster, run_snakemake, tmp_path):
     ends with every generation's samples and the report."""
     import json
 
-    from tests.pipeline.test_adaptive_rounds import ROUNDS, adaptive_config
+    from tests.pipeline.test_adaptive_rounds import BUDGETS, ROUNDS, adaptive_config
 
     config = adaptive_config()
     update_config(config, yaml.safe_load((REPO / "tests" / "slurm" / "rehearsal.yaml").read_text()))
@@ -68,8 +68,9 @@ def test_adaptive_rounds_run_on_slurm(slurm_cluster, run_snakemake, tmp_path):
     assert run.returncode == 0, run.output[-4000:]
 
     samples = json.loads((tmp_path / "results" / "adaptive" / "samples.json").read_text())["generations"]
-    rounds_run = {n for g in samples.values() for n in g["history"]}
+    rounds_run = {n for g in samples.values() for n, _ in g["history"]}  # [samples, horizon] per round
     assert rounds_run <= set(ROUNDS) and min(rounds_run) == ROUNDS[0]
+    assert any(horizon < max(BUDGETS) for g in samples.values() for _, horizon in g["history"])  # a budget closed
     # one generate submission per (generation, round it took part in), each with its GPU tag
     generate_calls = [c for c in run.sbatch_calls if "rule_generate" in c]
     assert len(generate_calls) >= sum(len(g["history"]) for g in samples.values())
