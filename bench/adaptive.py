@@ -26,7 +26,7 @@ sees exactly the first n of the full run's. A run takes 2-3 minutes on one core.
 
 ``--predictive planted`` gives the curtailment rule the simulated engine's own model (each
 question's planted solve probabilities, distractor share and slip; fresh randomness) in place of
-its Jeffreys predictive: what the rule would stop if nothing were lost to its predictive. It is
+its own predictive: what the rule would stop if nothing were lost to its predictive. It is
 a yardstick for the rule, not a rule: no real model's probabilities are known.
 
 The last line: ``tokens adaptive/full R, frontier identical F, bracket and verdicts identical V``
@@ -165,15 +165,17 @@ class PlantedTruth:
 
 class PlantedPredictive:
     """A perfectly calibrated predictive (the engine's own model, fresh randomness), in the
-    signature of :func:`bitbudget.adaptive.jeffreys_predictive`: what the curtailment rule
-    stops when nothing is lost to its predictive."""
+    shape of :func:`bitbudget.adaptive.jeffreys_predictive`: what the curtailment rule stops
+    when nothing is lost to its predictive."""
 
     def __init__(self, draws: Draws):
         self.planted = draws.planted
 
-    def __call__(self, gen_id: str, samples: dict, maximum: int, draws: int, rng: np.random.Generator) -> dict:
-        n = next(iter(samples.values()))[0].shape[1]
-        return self.planted[gen_id].pools(n, maximum, draws, rng)
+    def __call__(self, samples: dict, datasets: dict):
+        def draw(gen_id: str, maximum: int, draws: int, rng: np.random.Generator) -> dict:
+            n = next(iter(samples[gen_id].values()))[0].shape[1]
+            return self.planted[gen_id].pools(n, maximum, draws, rng)
+        return draw
 
 
 class Analysis:
@@ -277,7 +279,7 @@ def adaptive_run(analysis: Analysis, predictive=None) -> tuple[dict, list[dict]]
     drawn = {g: {b: rule.rounds[0] for b in budgets} for g, budgets in analysis.full_design().items()}
     step = curtail_round if rule.rule == adaptive.CURTAIL_RULE else confidence_round
     context = {"rule": rule, "rounds": sorted({n for r in per_gen.values() for n in r.rounds}),
-               "predictive": predictive or adaptive.jeffreys_predictive}
+               "predictive": predictive}
     open_budgets, log = {g: sorted(d) for g, d in drawn.items()}, []
     while open_budgets:
         scen = analysis.table(drawn)
@@ -327,7 +329,7 @@ def curtail_round(analysis: Analysis, scen, drawn, open_budgets, context) -> tup
     return {g: list(o.open_budgets) for g, o in status.items() if o.reason == adaptive.OPEN}, {}
 
 
-def run(overlay: str, seed: int, adaptive_settings: dict | None, workdir: Path, predictive: str = "jeffreys") -> dict:
+def run(overlay: str, seed: int, adaptive_settings: dict | None, workdir: Path, predictive: str | None = None) -> dict:
     from bitbudget.study import build_study
 
     config = load_config(overlay, seed, adaptive_settings)
@@ -369,12 +371,14 @@ def main(argv=None) -> int:
     parser.add_argument("--gamma", type=float, help="sampling.adaptive.curtail_gamma (default: the schema's)")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--overlays", nargs="+", default=list(OVERLAYS))
-    parser.add_argument("--predictive", choices=["jeffreys", "planted"], default="jeffreys",
-                        help="the curtailment rule's predictive: the rule's own (jeffreys), or the simulated "
-                             "engine's planted model (planted: perfectly calibrated, for comparison only)")
+    parser.add_argument("--predictive", choices=["rasch", "jeffreys", "planted"],
+                        help="the curtailment rule's predictive: sampling.adaptive.predictive (rasch, jeffreys; "
+                             "default: the schema's), or the simulated engine's planted model (planted: perfectly "
+                             "calibrated, for comparison only)")
     args = parser.parse_args(argv)
     settings = {k: v for k, v in (("initial", args.initial), ("step", args.step), ("confidence", args.confidence),
-                                                   ("epsilon", args.epsilon), ("rule", args.rule), ("curtail_gamma", args.gamma))
+                                                   ("epsilon", args.epsilon), ("rule", args.rule), ("curtail_gamma", args.gamma),
+                                                   ("predictive", None if args.predictive == "planted" else args.predictive))
                 if v is not None}
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-adaptive-") as tmp:

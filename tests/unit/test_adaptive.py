@@ -293,8 +293,9 @@ def test_curtailment_keeps_a_close_frontier_generation_and_stops_one_far_below()
     assert probs["far"] < gamma
 
 
-def _round(draws: dict, memory: dict, n: int, gamma: float, predictive=adaptive.jeffreys_predictive):
-    """decide_round after the first n of each generation's samples (pass@1, one budget)."""
+def _round(draws: dict, memory: dict, n: int, gamma: float, predictive=None):
+    """decide_round after the first n of each generation's samples (pass@1, one budget; the
+    rule's own predictive unless one is given)."""
     gens = list(draws)
     now = _scenarios([draws[g][:, :n].mean() for g in gens], [memory[g] for g in gens], n, gen=gens)
     samples = {g: {1000: (draws[g][:, :n], np.where(draws[g][:, :n], "right", "wrong").astype(object))}
@@ -332,10 +333,12 @@ def test_decide_round_draws_the_samples_to_come_from_the_predictive_it_is_given(
              "far": rng.random((Q, 32)) < 0.2}
     memory = {"close_a": 1.0, "close_b": 1.05, "far": 1.5}
 
-    def known_future(gen_id, samples, maximum, n_draws, rng):
-        full = draws[gen_id]
-        pool = adaptive.answer_pool(full, np.where(full, "right", "wrong").astype(object))
-        return {budget: np.repeat(pool[None], n_draws, axis=0) for budget in samples}
+    def known_future(samples, datasets):
+        def draw(gen_id, maximum, n_draws, rng):
+            full = draws[gen_id]
+            pool = adaptive.answer_pool(full, np.where(full, "right", "wrong").astype(object))
+            return {budget: np.repeat(pool[None], n_draws, axis=0) for budget in samples[gen_id]}
+        return draw
 
     def frontier(n_of):
         gens = list(draws)

@@ -27,8 +27,9 @@ def test_planted_pools_keep_the_samples_drawn_and_complete_them_at_the_planted_r
     rate = truth.solve * (1 - truth.slip)  # [Q, budgets]: P(right) per sample
     # the engine's own samples are drawn at these rates (30 questions x 32 samples per budget)
     assert np.abs(correct.mean(axis=(0, 1)) - rate.mean(axis=0)).max() < 0.06
-    pools = bench.PlantedPredictive(draws)(gen_id, {b: (correct[:, :DRAWN, i], None) for i, b in enumerate(budgets)},
-                                           MAXIMUM, PREDICTIVE_DRAWS, np.random.default_rng(0))
+    samples = {gen_id: {b: (correct[:, :DRAWN, i], None) for i, b in enumerate(budgets)}}
+    pools = bench.PlantedPredictive(draws)(samples, {gen_id: "aime"})(gen_id, MAXIMUM, PREDICTIVE_DRAWS,
+                                                                        np.random.default_rng(0))
     assert sorted(pools) == budgets
     for i, budget in enumerate(budgets):
         pool, seen_right = pools[budget], correct[:, :DRAWN, i].sum(axis=1)

@@ -66,12 +66,13 @@ import pandas as pd
 from scipy import stats as _scipy_stats
 
 from . import findings as _findings
+from . import item_response as _item_response
 from . import stats as _stats
 from . import threshold as _threshold
 
 __all__ = ["AdaptiveRule", "rounds", "per_test_delta", "radius", "intervals", "frontier_decided",
            "comparisons_settled", "decided_scenarios", "stopping_generations", "answer_pool",
-           "predictive_pools", "coupled_pools", "jeffreys_predictive", "predicted_accuracy", "predicted_rows",
+           "predictive_pools", "coupled_pools", "jeffreys_predictive", "rasch_predictive", "PREDICTIVES", "predicted_accuracy", "predicted_rows",
            "Decisions", "thinking_per_question", "BudgetClosing", "Outcome", "curtail_floor", "monte_carlo_upper",
            "decide_round"]
 
@@ -99,6 +100,7 @@ class AdaptiveRule:
     epsilon: float
     rule: str = CURTAIL_RULE
     gamma: float = 0.05
+    predictive: str = "rasch"
 
     @classmethod
     def from_config(cls, sampling: dict, maximum: int | None = None) -> "AdaptiveRule | None":
@@ -109,7 +111,7 @@ class AdaptiveRule:
         return cls(int(adaptive["initial"]), int(adaptive["step"]),
                    int(maximum if maximum is not None else sampling["samples_per_question"]),
                    float(adaptive["confidence"]), float(adaptive["epsilon"]), str(adaptive["rule"]),
-                   float(adaptive["curtail_gamma"]))
+                   float(adaptive["curtail_gamma"]), str(adaptive["predictive"]))
 
     @property
     def rounds(self) -> list[int]:
@@ -382,21 +384,23 @@ def answer_pool(correct: np.ndarray, answers: np.ndarray) -> np.ndarray:
 
 
 def predictive_pools(pool: np.ndarray, maximum: int, draws: int, rng: np.random.Generator,
-                     quantiles: np.ndarray | None = None) -> np.ndarray:
+                     quantiles: np.ndarray | None = None, prior: tuple | None = None) -> np.ndarray:
     """``draws`` full-design pools ``[draws, Q, K + 1]``: ``pool`` plus the ``maximum - n``
     samples per question not drawn yet, from the posterior predictive. A question is right with
-    probability p ~ Beta(1/2 + right, 1/2 + wrong) (Jeffreys); a wrong sample takes one of the
-    wrong values seen, with Dirichlet(1/2 + count) probabilities, or a new value (the last
-    column) when none was seen. ``quantiles`` (``[draws, Q]`` in (0, 1)), when given, are the
-    quantiles of the posterior p is drawn at, so pools of several budgets drawn at the same
-    quantiles share which questions turn out harder than they looked."""
+    probability p ~ Beta(a + right, b + wrong), the prior ``(a, b)`` (arrays ``[Q]``) Jeffreys'
+    (1/2, 1/2) unless given; a wrong sample takes one of the wrong values seen, with
+    Dirichlet(1/2 + count) probabilities, or a new value (the last column) when none was seen.
+    ``quantiles`` (``[draws, Q]`` in (0, 1)), when given, are the quantiles of the posterior p
+    is drawn at, so pools of several budgets drawn at the same quantiles share which questions
+    turn out harder than they looked."""
     pool = np.asarray(pool, dtype=np.int64)
     n, right = pool.sum(axis=1), pool[:, 0]
+    a, b = prior if prior is not None else (0.5, 0.5)
     rest = np.broadcast_to(maximum - n, (draws, len(n)))
     if quantiles is None:
-        p = rng.beta(0.5 + right, 0.5 + n - right, size=rest.shape)
+        p = rng.beta(a + right, b + n - right, size=rest.shape)
     else:
-        p = _scipy_stats.beta.ppf(quantiles, 0.5 + right, 0.5 + n - right)
+        p = _scipy_stats.beta.ppf(quantiles, a + right, b + n - right)
     more_right = rng.binomial(rest, p)
     wrong_seen = np.concatenate([pool[:, 1:], (n == right)[:, None]], axis=1)
     weights = rng.gamma(np.broadcast_to(np.where(wrong_seen > 0, wrong_seen + 0.5, 0.0), (draws, *wrong_seen.shape)))
@@ -405,25 +409,64 @@ def predictive_pools(pool: np.ndarray, maximum: int, draws: int, rng: np.random.
                            more_wrong[..., -1:]], axis=-1)
 
 
-def coupled_pools(samples: dict, maximum: int, draws: int, rng: np.random.Generator) -> dict:
-    """``{budget: [draws, Q, K + 1]}``: each budget's :func:`predictive_pools`, with the posterior
-    of every question's p drawn at one quantile per (draw, question) for all budgets. One
-    trajectory is forked at every budget, so a question that is harder than its first samples
-    showed is harder at every budget; the samples still to come are drawn per budget
-    (independent binomials: more spread between budgets than forks of shared trajectories
-    have, which errs towards sampling on)."""
+def coupled_pools(samples: dict, maximum: int, draws: int, rng: np.random.Generator,
+                  priors: dict | None = None) -> dict:
+    """``{budget: [draws, Q, K + 1]}``: each budget's :func:`predictive_pools` (its prior
+    ``priors[budget]``, Jeffreys' when absent), with the posterior of every question's p drawn
+    at one quantile per (draw, question) for all budgets. One trajectory is forked at every
+    budget, so a question that is harder than its first samples showed is harder at every
+    budget; the samples still to come are drawn per budget (independent binomials: more spread
+    between budgets than forks of shared trajectories have, which errs towards sampling on)."""
     n_questions = next(iter(samples.values()))[0].shape[0]
     quantiles = rng.random((draws, n_questions))
-    return {budget: predictive_pools(answer_pool(correct, answers), maximum, draws, rng, quantiles)
+    return {budget: predictive_pools(answer_pool(correct, answers), maximum, draws, rng, quantiles,
+                                     (priors or {}).get(budget))
             for budget, (correct, answers) in sorted(samples.items())}
 
 
-def jeffreys_predictive(gen_id: str, samples: dict, maximum: int, draws: int, rng: np.random.Generator) -> dict:
-    """The rule's predictive: :func:`coupled_pools` (the same model for every generation).
-    A predictive is any function of this signature returning ``{budget: [draws, Q, K + 1]}``
-    full-design pools; bench/adaptive.py passes the simulated engine's planted one to measure
-    what a perfectly calibrated predictive would stop."""
-    return coupled_pools(samples, maximum, draws, rng)
+def jeffreys_predictive(samples: dict, datasets: dict[str, str]):
+    """A predictive (``sampling.adaptive.predictive: jeffreys``): each question's samples to
+    come from its own samples alone under the Jeffreys prior (:func:`coupled_pools`).
+
+    A predictive is built once per round from ``samples`` (gen_id -> {budget: (correct
+    [Q, n], answers [Q, n])}, the open budgets of every generation deciding, questions in one
+    order per dataset) and ``datasets`` (gen_id -> dataset), and returns the function
+    ``draw(gen_id, maximum, draws, rng) -> {budget: [draws, Q, K + 1]}`` of full-design
+    pools. bench/adaptive.py passes the simulated engine's planted model in this shape to
+    measure what a perfectly calibrated predictive would stop."""
+    return lambda gen_id, maximum, draws, rng: coupled_pools(samples[gen_id], maximum, draws, rng)
+
+
+def rasch_predictive(samples: dict, datasets: dict[str, str]):
+    """A predictive (``sampling.adaptive.predictive: rasch``, :func:`jeffreys_predictive`'s
+    shape): a question's prior at each (generation, budget) is centred on the Rasch fit of
+    every deciding generation's samples of its dataset (:func:`bitbudget.item_response.fit`),
+    so a question all generations fail stays failed and one most solve is likely solved; each
+    draw moves the generation's abilities at all its budgets by one normal shift of their
+    standard errors. Generations whose question count differs from the rest of their dataset
+    are fitted apart."""
+    groups: dict = {}
+    for gen_id in sorted(samples):
+        n_questions = next(iter(samples[gen_id].values()))[0].shape[0]
+        groups.setdefault((datasets[gen_id], n_questions), []).append(gen_id)
+    cell_of: dict = {}
+    for members in groups.values():
+        cells = [(g, budget) for g in members for budget in sorted(samples[g])]
+        right = np.stack([samples[g][budget][0].sum(axis=1) for g, budget in cells])
+        drawn = np.array([samples[g][budget][0].shape[1] for g, budget in cells])
+        fitted = _item_response.fit(right, drawn)
+        for i, (g, budget) in enumerate(cells):
+            cell_of.setdefault(g, {})[budget] = (fitted, i)
+
+    def draw(gen_id: str, maximum: int, draws: int, rng: np.random.Generator) -> dict:
+        shift = rng.standard_normal(draws)
+        priors = {budget: fitted.priors(i, shift) for budget, (fitted, i) in cell_of[gen_id].items()}
+        return coupled_pools(samples[gen_id], maximum, draws, rng, priors)
+    return draw
+
+
+#: sampling.adaptive.predictive -> the predictive it names
+PREDICTIVES = {"rasch": rasch_predictive, "jeffreys": jeffreys_predictive}
 
 
 def predicted_accuracy(pools: np.ndarray, g: int) -> np.ndarray:
@@ -668,7 +711,7 @@ class Outcome:
 def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], maximum: dict[str, int],
                  rule: AdaptiveRule, analysis: dict, seed: int, round_index: int,
                  open_: set[str] | None = None, decisions: "Decisions | None" = None,
-                 predictive=jeffreys_predictive) -> dict[str, Outcome]:
+                 predictive=None) -> dict[str, Outcome]:
     """gen_id -> its :class:`Outcome`: the budgets that draw ``rule.step`` more samples next round.
 
     ``scenarios``: one row per scenario with the columns of the aggregate table (``gen_id`` is
@@ -679,7 +722,8 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
     open budgets) and of the full design. ``decisions`` may be given to reuse the structure
     built from memory (it depends on the scenario list only). Only the generations in ``open_``
     (default: all) are decided; the others keep their estimates. ``predictive`` draws the
-    samples to come (:func:`jeffreys_predictive`'s signature). The curtailment rule closes
+    samples to come (:func:`jeffreys_predictive`'s shape; default: the rule's
+    ``predictive``, from :data:`PREDICTIVES`). The curtailment rule closes
     budgets top-down (:class:`BudgetClosing`); the confidence rule stops whole generations."""
     scen = scenarios.reset_index(drop=True)
     open_ = set(drawn) if open_ is None else set(open_)
@@ -691,9 +735,12 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
     rng = np.random.default_rng([seed, round_index])
     out = {g: Outcome(MAXIMUM) for g in open_ if drawn[g] >= maximum[g]}
     gen_of, budget_of, g_of = scen["gen_id"].to_numpy(), scen["token_budget"].to_numpy(), scen["G"].to_numpy()
+    deciding = sorted(g for g in open_ if drawn[g] < maximum[g])
+    datasets = dict(zip(gen_of, scen["dataset"].astype(str)))
+    draw = (predictive or PREDICTIVES[rule.predictive])({g: samples[g] for g in deciding}, datasets)
     predicted = {}
-    for gen_id in sorted(g for g in open_ if drawn[g] < maximum[g]):
-        pools = predictive(gen_id, samples[gen_id], maximum[gen_id], CURTAIL_DRAWS, rng)
+    for gen_id in deciding:
+        pools = draw(gen_id, maximum[gen_id], CURTAIL_DRAWS, rng)
         predicted[gen_id] = []
         for budget in sorted(samples[gen_id]):
             rows = np.flatnonzero((gen_of == gen_id) & (budget_of == budget))

@@ -36,7 +36,8 @@ from bitbudget.study import RESULTS
 
 #: bump when the content of a round's decision changes for the same inputs
 #: 2: the curtailment rule closes token budgets top-down; decisions record the read of each budget
-ROUNDS_VERSION = 2
+#: 3: the curtailment rule predicts from a Rasch fit shared across generations (`predictive: rasch`)
+ROUNDS_VERSION = 3
 ROOT = f"{RESULTS}/adaptive"
 #: the final reads per generation and budget, once no generation is open
 SAMPLES = f"{ROOT}/samples.json"
