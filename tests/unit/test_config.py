@@ -32,6 +32,11 @@ def test_a_curtail_gamma_no_round_could_get_under_is_rejected():
                                                                                               "confidence": 0.5}}})
 
 
+def test_an_unknown_predictive_is_named_with_the_ones_there_are():
+    message = broken(lambda c: c["sampling"].update(adaptive={"predictive": "beta"}))
+    assert "sampling.adaptive.predictive" in message and "rasch" in message and "jeffreys" in message
+
+
 def test_unknown_field_is_named():
     message = broken(lambda c: c["sampling"].update(temprature=0.6))
     assert "sampling" in message and "temprature" in message
