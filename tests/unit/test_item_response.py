@@ -84,3 +84,12 @@ def test_a_question_every_generation_fails_stays_failed():
              for name, predictive in adaptive.PREDICTIVES.items()}
     assert share["jeffreys"] > 0.05
     assert share["rasch"] < 0.01
+
+
+def test_a_cell_fitted_alone_gets_the_jeffreys_prior():
+    """One generation at one budget: nothing is shared, so its questions' priors are as wide as
+    Jeffreys' (a narrower one would count its own samples twice)."""
+    rng = np.random.default_rng(5)
+    right, *_ = _rasch_counts(8, rng)
+    assert np.allclose(item_response.fit(right[:1], np.full(1, 8)).concentration, item_response.JEFFREYS_CONCENTRATION)
+    assert np.median(item_response.fit(right[:2], np.full(2, 8)).concentration) > item_response.JEFFREYS_CONCENTRATION

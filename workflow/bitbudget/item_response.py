@@ -13,7 +13,8 @@ by maximum likelihood on the right counts of every cell. Around the fitted ``m =
 difficulty)`` a question's solve probability is Beta(m kappa, (1 - m) kappa): the spread the
 model leaves (``rho = 1 / (kappa + 1)``, the intra-question correlation of a beta-binomial) is
 the overdispersion of the counts about the fit (method of moments) plus the uncertainty of the
-question's difficulty (its inverse Fisher information, carried to the probability scale). The
+question's difficulty (the inverse Fisher information of the other cells' counts, carried to
+the probability scale: a cell fitted alone learns nothing from the model and gets Jeffreys'). The
 prior is never wider than the Jeffreys prior (concentration 1) a question's own samples would
 get alone, so counts that the Rasch model does not fit fall back to what the question's samples
 say. The uncertainty of a cell's ability is not a spread per question: it moves every question
@@ -87,7 +88,9 @@ def fit(right: np.ndarray, samples: np.ndarray) -> RaschFit:
     binomial_variance = n * m * (1 - m)
     rho = overdispersion(right, n, m)
     ability_se = np.sqrt((1 + (n[:, 0] - 1) * rho) / binomial_variance.sum(axis=1))
-    difficulty_spread = m * (1 - m) / binomial_variance.sum(axis=0, keepdims=True)
+    # what the other cells say of a question: its own counts enter again through the posterior
+    others = binomial_variance.sum(axis=0, keepdims=True) - binomial_variance
+    difficulty_spread = np.divide(m * (1 - m), others, out=np.full_like(m, np.inf), where=others > 0)
     concentration = np.maximum(1 / np.clip(rho + difficulty_spread, 0.0, 1.0) - 1, JEFFREYS_CONCENTRATION)
     return RaschFit(ability, ability_se, difficulty, concentration)
 
