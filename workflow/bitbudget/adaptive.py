@@ -47,8 +47,9 @@ closing them now is below ``gamma``; a closed budget keeps its estimate, and the
 the next round think only to the largest budget still open (:class:`BudgetClosing`: closing
 is top-down, since thinking to a large budget passes through every smaller one). A generation
 stops when every budget is closed. The rest of each question's samples is drawn from its
-posterior predictive, one posterior quantile per question for all budgets
-(:func:`coupled_pools`); the scenarios' full-design accuracies are recomputed with the
+posterior predictive, its prior centred on a Rasch fit of every deciding generation's answers
+to the dataset's questions (:func:`rasch_predictive`, :mod:`bitbudget.item_response`), one
+posterior quantile per question for all budgets (:func:`coupled_pools`); the scenarios' full-design accuracies are recomputed with the
 estimators of :mod:`bitbudget.stats`, and the decisions of the fit (:class:`Decisions`)
 compared with and without the budgets closed, the other generations still sampling completed
 by their own predictive draws. Probabilities are taken at their Monte Carlo upper bound, and
