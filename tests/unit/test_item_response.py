@@ -20,6 +20,16 @@ def _rasch_counts(samples: int, rng: np.random.Generator, noise_sd: float = 0.0)
     return rng.binomial(samples, p), ability, difficulty - difficulty.mean(), p
 
 
+def _generations(right: np.ndarray, samples: int) -> dict:
+    """One generation per row of ``right`` [CELLS, QUESTIONS], at budget 1000, in decide_round's
+    samples shape: each question's first ``right`` samples of ``samples`` right."""
+    out = {}
+    for c, counts in enumerate(right):
+        correct = np.arange(samples)[None, :] < counts[:, None]
+        out[f"g{c}"] = {1000: (correct, np.where(correct, "right", "wrong").astype(object))}
+    return out
+
+
 def test_fit_recovers_planted_abilities_and_difficulties():
     rng = np.random.default_rng(0)
     right, ability, difficulty, _ = _rasch_counts(64, rng)
@@ -56,10 +66,7 @@ def test_rasch_predictive_completes_the_design_closer_to_the_truth_than_jeffreys
     alike)."""
     rng = np.random.default_rng(3)
     right, _, _, p = _rasch_counts(4, rng, noise_sd=0.5)
-    samples = {}
-    for c in range(CELLS):
-        correct = np.arange(4)[None, :] < right[c][:, None]
-        samples[f"g{c}"] = {1000: (correct, np.where(correct, "right", "wrong").astype(object))}
+    samples = _generations(right, 4)
     datasets = {g: "d" for g in samples}
     expected_truth = right + 28 * p
     errors = {}
@@ -77,8 +84,7 @@ def test_a_question_every_generation_fails_stays_failed():
     rng = np.random.default_rng(4)
     right, *_ = _rasch_counts(4, rng)
     right[:, 0] = 0
-    samples = {f"g{c}": {1000: ((correct := np.arange(4)[None, :] < right[c][:, None]),
-                                np.where(correct, "right", "wrong").astype(object))} for c in range(CELLS)}
+    samples = _generations(right, 4)
     datasets = {g: "d" for g in samples}
     share = {name: predictive(samples, datasets)("g0", 32, 400, np.random.default_rng(0))[1000][:, 0, 0].mean() / 28
              for name, predictive in adaptive.PREDICTIVES.items()}
