@@ -73,6 +73,15 @@ def test_intervals_cover_the_truth_at_the_stated_rate():
     assert failures / studies <= 1 - CONFIDENCE
 
 
+def _rule(n: int, maximum: int, rule: str, **settings) -> adaptive.AdaptiveRule:
+    """The rule at the schema's defaults, sampling in rounds of ``n`` up to ``maximum``, with
+    ``rule`` and any other `sampling.adaptive` setting (gamma: `curtail_gamma`) replaced."""
+    adaptive_settings = schema_defaults("sampling", "adaptive") | {"initial": n, "step": n, "rule": rule}
+    if "gamma" in settings:
+        settings["curtail_gamma"] = settings.pop("gamma")
+    return adaptive.AdaptiveRule.from_config({"adaptive": adaptive_settings | settings}, maximum)
+
+
 def _scenarios(acc, memory, n, gen=None, dataset="d"):
     k = len(acc)
     return pd.DataFrame({
@@ -139,7 +148,7 @@ def test_never_stops_a_close_frontier_generation():
     assert status["far"] == adaptive.DOMINATED
 
     # as a round runs it: whole generations, every budget of an open one going on
-    rule = adaptive.AdaptiveRule(n, n, full_n, CONFIDENCE, epsilon, adaptive.CONFIDENCE_RULE)
+    rule = _rule(n, full_n, adaptive.CONFIDENCE_RULE, confidence=CONFIDENCE, epsilon=epsilon)
     samples = {g: {1000: (draws[g][:, :n], None), 2000: (draws[g][:, :n], None)} for g in p}
     outcomes = adaptive.decide_round(now, samples, {g: n for g in p}, {g: full_n for g in p}, rule, {}, 0, 1)
     assert {g: o.reason for g, o in outcomes.items()} == status
@@ -301,7 +310,7 @@ def _round(draws: dict, memory: dict, n: int, gamma: float, predictive=None):
     samples = {g: {1000: (draws[g][:, :n], np.where(draws[g][:, :n], "right", "wrong").astype(object))}
                for g in gens}
     maximum = {g: draws[g].shape[1] for g in gens}
-    rule = adaptive.AdaptiveRule(n, n, maximum[gens[0]], 0.95, 0.0, adaptive.CURTAIL_RULE, gamma)
+    rule = _rule(n, maximum[gens[0]], adaptive.CURTAIL_RULE, gamma=gamma)
     outcomes = adaptive.decide_round(now, samples, {g: n for g in gens}, maximum, rule, {}, seed=0, round_index=1,
                                      predictive=predictive)
     return {g: o.reason for g, o in outcomes.items()}
@@ -392,7 +401,7 @@ def test_a_generation_closes_its_settled_top_budgets_and_samples_on_below_them()
     now["token_budget"] = [1000, 1000, 2000]
     labels = lambda right: np.where(right, "right", "wrong").astype(object)  # noqa: E731
     samples = {"a": {1000: (first, labels(first))}, "g": {1000: (more, labels(more)), 2000: (far, labels(far))}}
-    rule = adaptive.AdaptiveRule(8, 8, 32, 0.95, 0.0, adaptive.CURTAIL_RULE, 0.05)
+    rule = _rule(8, 32, adaptive.CURTAIL_RULE, gamma=0.05)
     outcomes = adaptive.decide_round(now, samples, {"a": 8, "g": 8}, {"a": 32, "g": 32}, rule, {}, seed=0,
                                      round_index=1)
     assert outcomes["g"] == adaptive.Outcome(adaptive.OPEN, (1000,))

@@ -92,16 +92,17 @@ _KL_EDGE = 1e-15
 
 @dataclass(frozen=True)
 class AdaptiveRule:
-    """The `sampling.adaptive` settings with the maximum they run up to."""
+    """The `sampling.adaptive` settings with the maximum they run up to (their defaults are the
+    schema's, :func:`from_config`)."""
 
     initial: int
     step: int
     maximum: int
     confidence: float
     epsilon: float
-    rule: str = CURTAIL_RULE
-    gamma: float = 0.05
-    predictive: str = "rasch"
+    rule: str
+    gamma: float
+    predictive: str
 
     @classmethod
     def from_config(cls, sampling: dict, maximum: int | None = None) -> "AdaptiveRule | None":
