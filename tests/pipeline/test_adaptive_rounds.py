@@ -116,7 +116,7 @@ def test_a_round_decides_on_the_estimates_the_report_shows(adaptive_study, monke
     design = build_study(study.config)
     reads = {g: {int(b): (r["samples"], r["horizon"]) for b, r in e["budgets"].items()}
              for g, e in final["generations"].items()}
-    table, _ = rounds.round_table(design, reads, {})
+    table, _ = rounds.round_table(design, rounds.used(design, reads), {})
     report = pd.read_parquet(study.workdir / "results" / "aggregate" / "scenarios.parquet")
     merged = table.merge(report, on="scenario_id", suffixes=("_round", "_report"))
     assert len(merged) == len(report)

@@ -100,6 +100,10 @@ def grades_read(study, reads: dict) -> list:
     return [found[k] for k in sorted(found)]
 
 
+#: what a decision records of each read (:func:`_read_entry`'s keys, in its order)
+READ_KEYS = ("samples", "horizon", "gen_id", "grade_id")
+
+
 def _read_entry(grade, samples: int, horizon: int) -> dict:
     return {"samples": samples, "horizon": horizon, "gen_id": grade.generation.gen_id, "grade_id": grade.grade_id}
 
@@ -147,11 +151,10 @@ def aggregate_spec(config: dict, entries) -> dict:
     }
 
 
-def round_table(study, reads: dict, open_budgets: dict[str, list[int]]) -> tuple[pd.DataFrame, dict]:
-    """The scenario table of a round (aggregate's columns, ``gen_id`` the full design's) and
-    the samples the decision rests on: full gen_id -> {token_budget: (correct [Q, n], answers
-    [Q, n])} for the budgets in ``open_budgets[gen_id]``."""
-    used_by = used(study, reads)
+def round_table(study, used_by: dict, open_budgets: dict[str, list[int]]) -> tuple[pd.DataFrame, dict]:
+    """The scenario table of a round read as ``used_by`` says (:func:`used`; aggregate's
+    columns, ``gen_id`` the full design's) and the samples the decision rests on: full gen_id
+    -> {token_budget: (correct [Q, n], answers [Q, n])} for the budgets in ``open_budgets[gen_id]``."""
     scen = at_samples(pd.DataFrame.from_records(study.scenarios), used_by)
     spec = aggregate_spec(study.config, flat(used_by))
     # a decision reads point estimates only: no bootstrap intervals
@@ -179,22 +182,23 @@ def decide(study, r: int, previous: dict | None) -> dict:
         sampling = {g: list(gen.budgets) for g, gen in study.generations.items()}
     else:
         sampling = {g: e["open_budgets"] for g, e in previous["generations"].items() if e["open"]}
-    table, arrays = round_table(study, reads, sampling)
+    used_by = used(study, reads)
+    table, arrays = round_table(study, used_by, sampling)
     drawn = {g: reads[g][budgets[0]][0] for g, budgets in sampling.items()}
     maximum = {g: gen.maximum for g, gen in study.generations.items()}
     rule = rule_of(study)
     outcomes = adaptive.decide_round(table, arrays, drawn, maximum, rule, study.config["analysis"],
                                      int(study.config["sampling"]["seed"]), r + 1, open_=set(sampling))
-    grades = read_grades(study, reads)
+    recorded = {gen_id: {b: {k: e[k] for k in READ_KEYS} for b, e in by_budget.items()}
+                for gen_id, by_budget in used_by.items()}
     out = {}
     for gen_id, gen in study.generations.items():
         before = (previous or {"generations": {}})["generations"].get(gen_id)
         if gen_id in sampling:
             outcome = outcomes[gen_id]
-            n, horizon = reads[gen_id][sampling[gen_id][0]]
-            latest = grades[gen_id][sampling[gen_id][0]]
-            entry = {"samples": n, "horizon": horizon, "gen_id": latest.generation.gen_id,
-                     "grade_id": latest.grade_id, "reason": outcome.reason,
+            latest = recorded[gen_id][sampling[gen_id][0]]
+            n, horizon = latest["samples"], latest["horizon"]
+            entry = {**latest, "reason": outcome.reason,
                      "open_budgets": list(outcome.open_budgets), "round": r,
                      "history": [*(before["history"] if before else []), [n, horizon]]}
         else:
@@ -203,7 +207,7 @@ def decide(study, r: int, previous: dict | None) -> dict:
         out[gen_id] = {
             "model": gen.checkpoint.model, "weights": gen.checkpoint.weights, "kv": gen.kv,
             "dataset": gen.dataset, "maximum": gen.maximum, **entry, "open": entry["reason"] == adaptive.OPEN,
-            "budgets": {str(b): _read_entry(grades[gen_id][b], *reads[gen_id][b]) for b in gen.budgets},
+            "budgets": {str(b): recorded[gen_id][b] for b in gen.budgets},
         }
     return {"plan_id": plan_id(study), "round": r, "rule": rule.rule,
             "open": sum(e["open"] for e in out.values()), "generations": out}
