@@ -267,3 +267,33 @@ def test_hf_sample_thought_to_a_smaller_budget_thinks_on_and_keeps_every_stored_
     kept = table[table["token_budget"] <= 16].reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, low)
     assert set(table["token_budget"]) == {8, 16, 32}
+
+
+def fork_decode_tokens(sample: dict, budget: int, tokens) -> int:
+    """Tokens one fork fed back to the model: the answer suffix and its answer but the last token."""
+    return len(tokens.suffix) + len(sample["forks"][str(budget)]) - 1
+
+
+def test_hf_refork_decodes_only_the_forks_each_sample_lacks(random_tiny_model, tmp_path):
+    trace = tmp_path / "trace"
+    hf_round(random_tiny_model, trace, hf_spec(random_tiny_model, 2, budgets=(8, 16)), tmp_path / "first.parquet")
+    stored = read_shards(trace)
+    # one sample lost its fork at 8: it needs 8 and the new 12, every other sample only 12 (or
+    # nothing, if it stopped thinking before 12). A refork thinks to the largest budget its batch
+    # lacks, 12, and answers there as a sample answers at its horizon: what is left to fork is 8
+    question_id, shard = next((q, s) for q, s in stored.items() if "8" in s["samples"][0]["forks"])
+    del shard["samples"][0]["forks"]["8"]
+    shards.write_shard(trace, question_id, shard["samples"])
+    lacking = {(q, s["sample_idx"]): shards.missing_forks(s, [8, 12, 16]) for q, sh in stored.items() for s in sh["samples"]}
+    assert lacking[question_id, 0] == [8, 12] and sum(len(b) > 1 for b in lacking.values()) == 1
+
+    _, meta, engine = hf_round(random_tiny_model, trace, hf_spec(random_tiny_model, 2, budgets=(8, 12, 16)),
+                               tmp_path / "second.parquet")
+    after = read_shards(trace)
+    assert meta["generated"] == 0 and meta["reforked"] == len(after)
+    assert all("12" in s["forks"] for q, sh in after.items() for s in sh["samples"] if 12 in lacking[q, s["sample_idx"]])
+    # that one sample's fork at 8 only: the others hold theirs
+    assert meta["counters"]["fork_tokens"] == fork_decode_tokens(after[question_id]["samples"][0], 8, engine.tokens)
+    for q, sh in after.items():  # the forks a sample held are kept as they were
+        for old, new in zip(stored[q]["samples"], sh["samples"]):
+            assert {b: new["forks"][b] for b in old["forks"]} == old["forks"]

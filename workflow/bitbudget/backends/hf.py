@@ -55,6 +55,7 @@ class Row:
     closed_thinking: bool = False
     replay: list | None = None  # teacher-forced thinking tokens (fork replay)
     think_on: bool = False  # after the replay, the sample thinks on (it stopped short of the horizon)
+    wanted: frozenset | None = None  # the budgets to fork (None: every fork budget of the batch)
     forks: dict = field(default_factory=dict)
     forced_at: int | None = None
 
@@ -185,6 +186,10 @@ class BatchDecoder:
         length = len(step_rows[thinking[0]].think_ids)
         if length not in self.fork_budgets:
             return
+        # a refork row forks only the budgets it lacks: a fork it holds would be decoded and dropped
+        thinking = [pos for pos in thinking if step_rows[pos].wanted is None or length in step_rows[pos].wanted]
+        if not thinking:
+            return
         index = torch.tensor(thinking, dtype=torch.long)
         fork_cache = copy.deepcopy(cache)
         fork_cache.batch_select_indices(index)
@@ -297,7 +302,7 @@ class HFEngine:
                 if todo:
                     rows[question_id, sample["sample_idx"]] = Row(
                         (question_id, sample["sample_idx"]), replay=sample["think_ids"],
-                        think_on=thinks_on(sample, max(todo)))
+                        think_on=thinks_on(sample, max(todo)), wanted=frozenset(todo))
                     missing.update(todo)
         self._decode(prompts, list(rows.values()), sorted(missing), max(missing), list(shards))
         for question_id, shard in shards.items():
