@@ -100,12 +100,12 @@ def grades_read(study, reads: dict) -> list:
     return [found[k] for k in sorted(found)]
 
 
-#: what a decision records of each read (:func:`_read_entry`'s keys, in its order)
+#: what a decision records of each read (:func:`used` adds the paths a stage reads)
 READ_KEYS = ("samples", "horizon", "gen_id", "grade_id")
 
 
 def _read_entry(grade, samples: int, horizon: int) -> dict:
-    return {"samples": samples, "horizon": horizon, "gen_id": grade.generation.gen_id, "grade_id": grade.grade_id}
+    return dict(zip(READ_KEYS, (samples, horizon, grade.generation.gen_id, grade.grade_id)))
 
 
 def used(study, reads: dict) -> dict[str, dict[int, dict]]:
