@@ -179,11 +179,16 @@ def hf_round(model_dir, trace_dir: Path, spec: dict, output: Path):
     return pd.read_parquet(output), meta, engine
 
 
+def fork_decode_tokens(sample: dict, budget: int, tokens) -> int:
+    """Tokens one fork fed back to the model: the answer suffix and its answer but the last token."""
+    return len(tokens.suffix) + len(sample["forks"][str(budget)]) - 1
+
+
 def row_decode_tokens(sample: dict, horizon: int, tokens) -> int:
     """Tokens one sample's row fed back to the model: every token it advanced but its last."""
     if sample["closed_thinking"]:
         return len(sample["think_ids"]) + 1 + len(sample["answer_ids"]) - 1
-    return horizon + len(tokens.suffix) + len(sample["forks"][str(horizon)]) - 1
+    return horizon + fork_decode_tokens(sample, horizon, tokens)
 
 
 def test_hf_extension_keeps_samples_token_for_token_and_decodes_only_the_new_one(random_tiny_model, tmp_path):
@@ -267,11 +272,6 @@ def test_hf_sample_thought_to_a_smaller_budget_thinks_on_and_keeps_every_stored_
     kept = table[table["token_budget"] <= 16].reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, low)
     assert set(table["token_budget"]) == {8, 16, 32}
-
-
-def fork_decode_tokens(sample: dict, budget: int, tokens) -> int:
-    """Tokens one fork fed back to the model: the answer suffix and its answer but the last token."""
-    return len(tokens.suffix) + len(sample["forks"][str(budget)]) - 1
 
 
 def test_hf_refork_decodes_only_the_forks_each_sample_lacks(random_tiny_model, tmp_path):

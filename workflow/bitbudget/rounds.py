@@ -202,8 +202,7 @@ def decide(study, r: int, previous: dict | None) -> dict:
                      "open_budgets": list(outcome.open_budgets), "round": r,
                      "history": [*(before["history"] if before else []), [n, horizon]]}
         else:
-            entry = {k: before[k] for k in ("samples", "horizon", "gen_id", "grade_id", "reason", "open_budgets",
-                                             "round", "history")}
+            entry = {k: before[k] for k in (*READ_KEYS, "reason", "open_budgets", "round", "history")}
         out[gen_id] = {
             "model": gen.checkpoint.model, "weights": gen.checkpoint.weights, "kv": gen.kv,
             "dataset": gen.dataset, "maximum": gen.maximum, **entry, "open": entry["reason"] == adaptive.OPEN,
