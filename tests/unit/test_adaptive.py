@@ -388,6 +388,50 @@ def test_closings_share_one_error_budget():
     assert closing(one * 0.99).closing() == {}
 
 
+def test_closings_that_change_a_decision_together_give_up_the_fewest_tokens():
+    """Two generations whose closings change the frontier only together (both estimates frozen
+    tie two scenarios that one draw of the full design separates), and a third whose closing
+    changes nothing: the one of the pair whose budget saves fewer tokens stays open, whichever
+    it is, and the third closes."""
+    current = np.array([0.505, 0.505, 0.9])
+    scen = _scenarios(current.tolist(), [1.0, 2.0, 3.0], 8)
+    decisions = adaptive.Decisions(scen, {})
+    draws = np.repeat(current[:, None], 200, axis=1)
+    draws[0, 7], draws[1, 7] = 0.50, 0.51
+    predicted = {g: [(1000, np.array([i]), draws[[i]])] for i, g in enumerate("abc")}
+
+    def closing(savings):
+        return adaptive.BudgetClosing(current, predicted, decisions, gamma=0.02, savings=savings).closing()
+
+    assert adaptive.BudgetClosing(current, predicted, decisions, gamma=0.02).change({"a": 1, "b": 1}) == 0.005
+    assert closing({"a": [0, 10], "b": [0, 1000], "c": [0, 10]}) == {"b": 1, "c": 1}
+    assert closing({"a": [0, 1000], "b": [0, 10], "c": [0, 10]}) == {"a": 1, "c": 1}
+
+
+def test_a_closing_given_up_that_a_later_step_back_made_unnecessary_comes_back():
+    """g1 and g2 together change a decision in one draw, g2 and g3 in another. Per token the
+    round first keeps g1 open (the cheapest fix of the first draw), then g2 (the cheaper fix of
+    the second, which fixes the first too): g1's closing is then safe again and is taken."""
+    scen = pd.concat([_scenarios([0.505, 0.505], [1.0, 2.0], 8, gen=["g1", "g2"], dataset="d"),
+                      _scenarios([0.505, 0.505], [1.0, 2.0], 8, gen=["g2", "g3"], dataset="e")], ignore_index=True)
+    scen["scenario_id"] = [f"s{i}" for i in range(len(scen))]
+    current = scen["accuracy"].to_numpy()
+    draws = np.repeat(current[:, None], 200, axis=1)
+    draws[[0, 1], 7] = 0.50, 0.51
+    draws[[2, 3], 9] = 0.50, 0.51
+    rows = {"g1": [0], "g2": [1, 2], "g3": [3]}
+    predicted = {g: [(1000, np.array(r), draws[r])] for g, r in rows.items()}
+    closing = adaptive.BudgetClosing(current, predicted, adaptive.Decisions(scen, {}), gamma=0.02,
+                                     savings={"g1": [0, 10], "g2": [0, 30], "g3": [0, 40]})
+    assert closing.change({"g1": 1, "g2": 1}) == closing.change({"g2": 1, "g3": 1}) == 0.005
+    assert closing.change({"g1": 1, "g3": 1}) == 0
+    assert closing.closing() == {"g1": 1, "g3": 1}
+
+
+def test_closing_savings_count_the_thinking_the_remaining_samples_skip():
+    assert adaptive.closing_savings([1000, 2000, 4000], 30, 24) == [0, 30 * 24 * 2000, 30 * 24 * 3000, 30 * 24 * 4000]
+
+
 def test_a_generation_closes_its_settled_top_budgets_and_samples_on_below_them():
     """One generation's small budget is a coin toss against another generation's frontier
     point; its large budget sits far below the frontier at more memory. The round closes the

@@ -74,7 +74,7 @@ from . import threshold as _threshold
 __all__ = ["AdaptiveRule", "rounds", "per_test_delta", "radius", "intervals", "frontier_decided",
            "comparisons_settled", "decided_scenarios", "stopping_generations", "answer_pool",
            "predictive_pools", "coupled_pools", "jeffreys_predictive", "rasch_predictive", "PREDICTIVES", "predicted_accuracy", "predicted_rows",
-           "Decisions", "thinking_per_question", "BudgetClosing", "Outcome", "curtail_floor", "monte_carlo_upper",
+           "Decisions", "thinking_per_question", "closing_savings", "BudgetClosing", "Outcome", "curtail_floor", "monte_carlo_upper",
            "decide_round"]
 
 #: reasons a generation stops (or goes on), as the plan and the report name them
@@ -625,6 +625,15 @@ def thinking_per_question(samples: dict[int, int]) -> int:
     return sum(b * (samples[b] - (samples[budgets[i - 1]] if i else 0)) for i, b in enumerate(budgets))
 
 
+def closing_savings(budgets: list[int], questions: int, remaining: int) -> list[int]:
+    """Thinking tokens that closing the top k of a generation's open ``budgets`` (ascending)
+    saves at most, for k = 0 .. len(budgets): its ``remaining`` samples per question think to
+    the largest budget left open instead of the largest open now."""
+    top = budgets[-1]
+    left_open = [*reversed(budgets), 0]
+    return [questions * remaining * (top - left_open[k]) for k in range(len(budgets) + 1)]
+
+
 class BudgetClosing:
     """One round's closing of token budgets under the curtailment rule.
 
@@ -638,14 +647,19 @@ class BudgetClosing:
     Each generation alone may close the most top budgets whose predictive probability of a
     changed decision is below ``gamma`` (the count found by bisection: closing more budgets
     moves more scenarios); then one error budget is shared: while closing everything chosen
-    together changes a decision with probability ``gamma`` or more, the most doubtful
-    generation closes one budget fewer. Probabilities are taken at their one-sided
+    together changes a decision with probability ``gamma`` or more, the generation whose step
+    back undoes the most of the changed draws per token it gives up (``savings``: gen_id ->
+    thinking tokens saved by closing its top k budgets, k = 0, 1, ...; one per budget when
+    not given) closes one budget fewer (:meth:`retreat`), and steps back that later ones made
+    unnecessary are taken again (:meth:`readmit`). Probabilities are taken at their one-sided
     Clopper-Pearson bound at ``level`` over the draws, so nothing closes on the luck of the draws.
     """
 
-    def __init__(self, current: np.ndarray, predicted: dict, decisions: Decisions, gamma: float, level: float = 0.95):
+    def __init__(self, current: np.ndarray, predicted: dict, decisions: Decisions, gamma: float, level: float = 0.95,
+                 savings: dict | None = None):
         self.current = np.asarray(current, dtype=float)
         self.predicted, self.decisions, self.gamma, self.level = predicted, decisions, gamma, level
+        self.savings = savings or {g: list(range(len(b) + 1)) for g, b in predicted.items()}
         self.draws = next(iter(predicted.values()))[0][2].shape[1] if predicted else 0
         self.full = np.repeat(self.current[:, None], self.draws, axis=1)
         for budgets in predicted.values():
@@ -656,14 +670,25 @@ class BudgetClosing:
     def change(self, closing: dict[str, int]) -> float:
         """Predictive probability that closing the top ``closing[gen_id]`` open budgets of each
         generation changes some decision of the full design."""
-        now = self.full.copy()
+        return float(self.changed_draws(closing).mean())
+
+    def changed_draws(self, closing: dict[str, int], draws: np.ndarray | None = None) -> np.ndarray:
+        """[draws] bool: the draws (all, or those indexed by ``draws``) in which closing the top
+        ``closing[gen_id]`` open budgets of each generation changes some decision."""
+        columns = slice(None) if draws is None else draws
+        now = self.full[:, columns].copy()
         changed = []
         for gen_id, k in closing.items():
             for _, rows, _ in self.predicted[gen_id][len(self.predicted[gen_id]) - k:]:
                 now[rows] = self.current[rows, None]
                 changed.append(rows)
         changed = np.concatenate(changed) if changed else np.zeros(0, dtype=int)
-        return float(self.decisions.differs(now, self.reference, changed).mean())
+        reference = self.reference
+        if draws is not None:
+            front, per_decision, advantages = reference
+            reference = (front[:, draws], [[d[i] for i in draws] for d in per_decision],
+                         [a[:, draws] for a in advantages])
+        return self.decisions.differs(now, reference, changed)
 
     def below_gamma(self, p: float) -> bool:
         return monte_carlo_upper(p, self.draws, self.level) < self.gamma
@@ -688,14 +713,48 @@ class BudgetClosing:
         """gen_id -> how many top open budgets close this round (absent: none)."""
         own = {g: self.alone(g) for g in sorted(self.predicted)}
         closing = {g: k for g, (k, _) in own.items() if k}
-        while closing and not self.below_gamma(self.change(closing)):
-            worst = max(closing, key=lambda g: (own[g][1], g))
-            closing[worst] -= 1
-            if closing[worst]:
-                own[worst] = (closing[worst], self.change({worst: closing[worst]}))
+        given_up = []
+        while closing:
+            changed = self.changed_draws(closing)
+            if self.below_gamma(changed.mean()):
+                break
+            retreat = self.retreat(closing, np.flatnonzero(changed), own)
+            given_up.append((self.savings[retreat][closing[retreat]] - self.savings[retreat][closing[retreat] - 1],
+                             retreat))
+            closing[retreat] -= 1
+            if closing[retreat]:
+                own[retreat] = (closing[retreat], self.change({retreat: closing[retreat]}))
             else:
-                del closing[worst]
+                del closing[retreat]
+        return self.readmit(closing, given_up)
+
+    def readmit(self, closing: dict[str, int], given_up: list[tuple[float, str]]) -> dict[str, int]:
+        """``closing`` with the steps back that later ones made unnecessary taken again, the
+        most tokens first, each only while all closings together stay below ``gamma``."""
+        for _, gen_id in sorted(given_up, reverse=True):
+            trial = {**closing, gen_id: closing.get(gen_id, 0) + 1}
+            if self.below_gamma(self.change(trial)):
+                closing = trial
         return closing
+
+    def retreat(self, closing: dict[str, int], changed: np.ndarray, own: dict) -> str:
+        """The generation that keeps one more budget open when the round's closings together
+        change decisions in the draws ``changed``: the one whose step back undoes the most of
+        those draws per token it gives up (``savings``); where no single step undoes any, the
+        one whose whole closing undoes the most per token; failing that, the one most doubtful
+        alone. Draws that no step touches are then left to the next step back."""
+        def undone(trial: dict[str, int]) -> int:
+            return len(changed) - int(self.changed_draws({g: k for g, k in trial.items() if k}, changed).sum())
+
+        def step_cost(g: str) -> float:
+            return self.savings[g][closing[g]] - self.savings[g][closing[g] - 1]
+
+        for back in (lambda g: closing[g] - 1, lambda g: 0):
+            gains = {g: undone({**closing, g: back(g)}) / max(
+                self.savings[g][closing[g]] - self.savings[g][back(g)], 1) for g in sorted(closing)}
+            if max(gains.values()) > 0:
+                return max(gains, key=lambda g: (gains[g], -step_cost(g), g))
+        return max(closing, key=lambda g: (own[g][1], g))
 
 
 # ----------------------------------------------------------------------- one round's decision
@@ -748,7 +807,9 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
             rows = np.flatnonzero((gen_of == gen_id) & (budget_of == budget))
             predicted[gen_id].append((budget, rows, predicted_rows(pools, budget_of[rows], g_of[rows])))
     current = scen["accuracy"].to_numpy(dtype=float)
-    closing = BudgetClosing(current, predicted, decisions, rule.gamma, rule.confidence).closing()
+    savings = {g: closing_savings([b for b, _, _ in predicted[g]], next(iter(samples[g].values()))[0].shape[0],
+                                  maximum[g] - drawn[g]) for g in deciding}
+    closing = BudgetClosing(current, predicted, decisions, rule.gamma, rule.confidence, savings).closing()
     for gen_id, budgets in predicted.items():
         still = tuple(budget for budget, _, _ in budgets[: len(budgets) - closing.get(gen_id, 0)])
         out[gen_id] = Outcome(OPEN, still) if still else Outcome(CURTAILED)

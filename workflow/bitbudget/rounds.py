@@ -37,7 +37,8 @@ from bitbudget.study import RESULTS
 #: bump when the content of a round's decision changes for the same inputs
 #: 2: the curtailment rule closes token budgets top-down; decisions record the read of each budget
 #: 3: the curtailment rule predicts from a Rasch fit shared across generations (`predictive: rasch`)
-ROUNDS_VERSION = 3
+#: 4: closings that change a decision together give up the fewest tokens (not the last gen_id)
+ROUNDS_VERSION = 4
 ROOT = f"{RESULTS}/adaptive"
 #: the final reads per generation and budget, once no generation is open
 SAMPLES = f"{ROOT}/samples.json"
