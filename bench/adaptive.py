@@ -399,6 +399,8 @@ def main(argv=None) -> int:
           f"per model size; full design {results[0]['gpu_hours_full']:.1f} GPU-hours)")
     frontier = np.mean([r["frontier_identical"] for r in results])
     verdicts = np.mean([r["bracket_verdicts_identical"] for r in results])
+    print(f"decode tokens {sum(r['tokens_adaptive'] for r in results):,} adaptive, "
+          f"{sum(r['tokens_full'] for r in results):,} full: {ratio:.3f}")
     print(f"tokens adaptive/full {ratio:.2f}, frontier identical {frontier:.2f}, "
           f"bracket and verdicts identical {verdicts:.2f}")
     return 0
