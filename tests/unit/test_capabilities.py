@@ -67,7 +67,19 @@ def test_fp8_kv_needs_avx512_or_amx_on_a_vllm_cpu():
     (message,) = capabilities.refusals(vllm_cpu(W8A8, kv_cache_dtype="fp8"), AVX2_ONLY)
     assert "'engine.kv_cache_dtype'" in message and "kv_cache_dtype: auto" in message
     assert capabilities.refusals(vllm_cpu(W8A8, kv_cache_dtype="fp8"), AVX512) == []
-    assert capabilities.refusals(vllm_cpu(W8A8, kv_cache_dtype="fp8"), AMX_NO_AVX512) == []
+    on_amx = vllm_cpu(W8A8, kv_cache_dtype="fp8")
+    on_amx["engine"]["dtype"] = "bfloat16"  # AMX's int8 kernel takes no float32 activations
+    assert capabilities.refusals(on_amx, AMX_NO_AVX512) == []
+
+
+def test_w8a8_with_float32_activations_is_refused_on_an_amx_vllm_cpu():
+    config = vllm_cpu(W8A8)
+    config["engine"]["dtype"] = "float32"
+    (message,) = capabilities.refusals(config, AMX_NO_AVX512)
+    assert "'engine.dtype'" in message and "engine.dtype: bfloat16" in message and "W8A8" in message
+    assert capabilities.refusals(config, AVX512) == []  # no AMX: vLLM's oneDNN int8 path takes float32
+    config["engine"]["dtype"] = "bfloat16"
+    assert capabilities.refusals(config, AMX_NO_AVX512) == []
 
 
 def test_a_grid_override_is_named_as_the_field():

@@ -22,6 +22,8 @@ CPUINFO = Path("/proc/cpuinfo")
 # kernels, otherwise the AVX2 build): all four.
 AVX512_FLAGS = ("avx512f", "avx512bw", "avx512dq", "avx512vl")
 AMX_FLAGS = ("amx_tile",)
+#: engine.dtype values that ask for float32 activations
+FLOAT32_NAMES = ("float32", "float")
 # vLLM 0.32's CPU weight-only kernel (CPUWNA16) takes uint4/uint4b8 weights only.
 VLLM_CPU_WEIGHT_ONLY_BITS = (4,)
 CPU_DEVICE = "cpu"
@@ -66,6 +68,19 @@ def has_amx(flags) -> bool:
 def _missing(flags, wanted) -> str:
     missing = [flag for flag in wanted if flag not in flags]
     return f"this CPU lacks {', '.join(missing)} ({CPUINFO})"
+
+
+def vllm_cpu_activation_refusal(scheme: str | None, flags, dtype: str) -> Refusal | None:
+    """Whether vLLM's CPU backend can run a compressed-tensors scheme's matmuls with
+    activations in ``dtype`` (engine.dtype)."""
+    if scheme is not None and scheme.endswith("A8") and flags and has_amx(flags) and str(dtype) in FLOAT32_NAMES:
+        return Refusal(
+            f"{scheme} with engine.dtype {dtype} under vLLM on CPU:",
+            "on a CPU with AMX vLLM runs int8 matmuls with its AMX kernel, which takes bfloat16 or float16 "
+            "activations only (the engine would stop at its first forward pass)",
+            "set engine.dtype: bfloat16, or give the generate jobs a GPU",
+        )
+    return None
 
 
 def vllm_cpu_weight_refusal(scheme: str | None, flags) -> Refusal | None:
@@ -144,6 +159,10 @@ def refusals(config: dict, flags=None) -> list[str]:
             if refusal:
                 field = f"weight_formats.{name}.{'scheme' if 'scheme' in fmt else 'bits'}"
                 found.setdefault(field, refusal.message(field) + f" (grid {grid_name}, models {on_cpu})")
+            refusal = vllm_cpu_activation_refusal(weight_scheme(fmt), flags, engine.get("dtype", "auto"))
+            if refusal:
+                field = f"grids.{grid_name}.engine.dtype" if "dtype" in grid.get("engine", {}) else "engine.dtype"
+                found.setdefault(field, refusal.message(field) + f" (weight format {name}, grid {grid_name})")
     return list(found.values())
 
 

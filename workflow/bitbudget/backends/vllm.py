@@ -86,6 +86,10 @@ def check_device_support(engine: dict, checkpoint_path: str, platform=None) -> N
     refusal = capabilities.vllm_cpu_weight_refusal(weight_scheme(checkpoint_path), flags)
     if refusal:
         raise UnsupportedOnThisDevice(f"{refusal.message('weight_formats')} (checkpoint {checkpoint_path})")
+    refusal = capabilities.vllm_cpu_activation_refusal(weight_scheme(checkpoint_path), flags,
+                                                       engine.get("dtype", "auto"))
+    if refusal:
+        raise UnsupportedOnThisDevice(f"{refusal.message('engine.dtype')} (checkpoint {checkpoint_path})")
 
 
 def weight_scheme(checkpoint_path: str) -> str | None:
