@@ -719,8 +719,7 @@ class BudgetClosing:
             if self.below_gamma(changed.mean()):
                 break
             retreat = self.retreat(closing, np.flatnonzero(changed), own)
-            given_up.append((self.savings[retreat][closing[retreat]] - self.savings[retreat][closing[retreat] - 1],
-                             retreat))
+            given_up.append((self.step_tokens(retreat, closing[retreat]), retreat))
             closing[retreat] -= 1
             if closing[retreat]:
                 own[retreat] = (closing[retreat], self.change({retreat: closing[retreat]}))
@@ -746,15 +745,16 @@ class BudgetClosing:
         def undone(trial: dict[str, int]) -> int:
             return len(changed) - int(self.changed_draws({g: k for g, k in trial.items() if k}, changed).sum())
 
-        def step_cost(g: str) -> float:
-            return self.savings[g][closing[g]] - self.savings[g][closing[g] - 1]
-
         for back in (lambda g: closing[g] - 1, lambda g: 0):
             gains = {g: undone({**closing, g: back(g)}) / max(
                 self.savings[g][closing[g]] - self.savings[g][back(g)], 1) for g in sorted(closing)}
             if max(gains.values()) > 0:
-                return max(gains, key=lambda g: (gains[g], -step_cost(g), g))
+                return max(gains, key=lambda g: (gains[g], -self.step_tokens(g, closing[g]), g))
         return max(closing, key=lambda g: (own[g][1], g))
+
+    def step_tokens(self, gen_id: str, k: int) -> float:
+        """Tokens that closing ``k`` top budgets of ``gen_id`` saves beyond closing ``k - 1``."""
+        return self.savings[gen_id][k] - self.savings[gen_id][k - 1]
 
 
 # ----------------------------------------------------------------------- one round's decision
