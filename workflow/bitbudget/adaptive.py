@@ -743,7 +743,7 @@ class BudgetClosing:
         one whose whole closing undoes the most per token; failing that, the one most doubtful
         alone. Draws that no step touches are then left to the next step back."""
         def undone(trial: dict[str, int]) -> int:
-            return len(changed) - int(self.changed_draws({g: k for g, k in trial.items() if k}, changed).sum())
+            return len(changed) - int(self.changed_draws(trial, changed).sum())
 
         for back in (lambda g: closing[g] - 1, lambda g: 0):
             gains = {g: undone({**closing, g: back(g)}) / max(

@@ -148,8 +148,7 @@ def refusals(config: dict, flags=None) -> list[str]:
                      **config["models"][m].get("resources", {})})]
         if not on_cpu:
             continue
-        kv_field = (f"grids.{grid_name}.engine.kv_cache_dtype" if "kv_cache_dtype" in grid.get("engine", {})
-                    else "engine.kv_cache_dtype")
+        kv_field = _engine_field(grid_name, grid, "kv_cache_dtype")
         refusal = vllm_cpu_kv_refusal(engine["kv_cache_dtype"], flags)
         if refusal:
             found.setdefault(kv_field, refusal.message(kv_field))
@@ -161,9 +160,14 @@ def refusals(config: dict, flags=None) -> list[str]:
                 found.setdefault(field, refusal.message(field) + f" (grid {grid_name}, models {on_cpu})")
             refusal = vllm_cpu_activation_refusal(weight_scheme(fmt), flags, engine.get("dtype", "auto"))
             if refusal:
-                field = f"grids.{grid_name}.engine.dtype" if "dtype" in grid.get("engine", {}) else "engine.dtype"
+                field = _engine_field(grid_name, grid, "dtype")
                 found.setdefault(field, refusal.message(field) + f" (weight format {name}, grid {grid_name})")
     return list(found.values())
+
+
+def _engine_field(grid_name: str, grid: dict, key: str) -> str:
+    """The config field an engine setting of a grid comes from: its own override, or `engine`."""
+    return f"grids.{grid_name}.engine.{key}" if key in grid.get("engine", {}) else f"engine.{key}"
 
 
 def check_config(config: dict, flags=None) -> None:
