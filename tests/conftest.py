@@ -1,17 +1,58 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
+
+from bitbudget.tinymodels import train_tiny_model
+from tests.harness import Study, small_config
+from tests.vllmserver import VLLM_PYTHON, VLLMServer
 
 REPO = Path(__file__).resolve().parents[1]
+SMALL_STUDY_DONE = ".small-study-finished"
+
+
+def shared_tmp(tmp_path_factory) -> Path:
+    """A temporary directory shared by every worker of this test run (xdist or not)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def small_study(tmp_path_factory) -> Study:
+    """The small study (tests.harness.small_config), run to completion once per test run and
+    shared by every test and worker: read it, never change it (take `small_study_copy`)."""
+    root = shared_tmp(tmp_path_factory)
+    study = Study(root / "small-study", small_config())
+    with FileLock(str(root / "small-study.lock")):
+        if not (study.workdir / SMALL_STUDY_DONE).exists():
+            study.workdir.mkdir(exist_ok=True)
+            study.snakemake()
+            (study.workdir / SMALL_STUDY_DONE).touch()
+    return study
+
+
+@pytest.fixture
+def small_study_copy(small_study, tmp_path) -> Study:
+    """A private copy of the finished small study (results, Snakemake state, report, config)."""
+    return small_study.copy_to(tmp_path / "study")
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory):
+    """The test run's one vLLM process, engines kept per (checkpoint, engine settings)."""
+    if not VLLM_PYTHON.exists():
+        pytest.skip(f"{VLLM_PYTHON.relative_to(REPO)} missing: run envs/install.sh vllm")
+    server = VLLMServer(tmp_path_factory.mktemp("vllm-server"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
 def random_tiny_model(tmp_path_factory) -> Path:
     """An untrained tiny Qwen3 with the project's tokenizer: fast, deterministic, real HF files."""
-    from bitbudget.tinymodels import train_tiny_model
-
     out = tmp_path_factory.mktemp("models") / "random-tiny"
     train_tiny_model(
         out, hidden_size=64, num_layers=2, num_attention_heads=2, num_key_value_heads=1,

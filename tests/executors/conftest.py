@@ -1,8 +1,6 @@
-"""Fixtures for executor tests: the SLURM test cluster and Snakemake runs under a hard timeout.
-
-A Snakemake run whose SLURM status checks stop answering waits forever and ignores SIGTERM, so
-every run here is in its own process group, killed (TERM, then KILL) at its timeout, and its
-SLURM jobs (named after the run id) are cancelled.
+"""Fixtures for executor tests: the SLURM test cluster and Snakemake runs under a hard timeout
+(tests/harness.py: a run whose SLURM status checks stop answering waits forever and ignores
+SIGTERM, so every run is in its own process group, killed at its timeout, its SLURM jobs cancelled).
 
 For a pipeline test on SLURM::
 
@@ -14,94 +12,18 @@ For a pipeline test on SLURM::
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests.harness import RunningSnakemake
+
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = REPO / "profiles"
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-@dataclass
-class SnakemakeRun:
-    args: list[str]
-    returncode: int | None  # None: killed at the timeout
-    output: str  # stdout and stderr together
-    seconds: float
-
-    @property
-    def slurm_run_id(self) -> str | None:
-        m = re.search(r"SLURM run ID: (\S+)", self.output)
-        return m.group(1) if m else None
-
-    @property
-    def slurm_job_ids(self) -> list[str]:
-        return re.findall(r"submitted with SLURM jobid (\d+)", self.output)
-
-    @property
-    def sbatch_calls(self) -> list[str]:
-        """The sbatch command lines (logged with --verbose)."""
-        return re.findall(r"sbatch call: (.*)", self.output)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def cancel_run_jobs(output: str) -> None:
-    m = re.search(r"SLURM run ID: (\S+)", output)
-    if m and shutil.which("scancel"):
-        subprocess.run(["scancel", f"--name={m.group(1)}"], timeout=30, check=False)
-
-
-class RunningSnakemake:
-    """A Snakemake started in the background (own process group), output to a file."""
-
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None):
-        self.args = [*SNAKEMAKE, *args]
-        self.log = Path(cwd) / f".snakemake-test-{time.monotonic_ns()}.out"
-        self._fh = open(self.log, "w")
-        self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(
-            self.args, cwd=cwd, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, **(env or {})},
-        )
-
-    @property
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def wait(self, timeout: float) -> SnakemakeRun:
-        try:
-            rc = self.proc.wait(timeout=max(0.0, timeout - (time.monotonic() - self.t0)))
-        except subprocess.TimeoutExpired:
-            _kill_group(self.proc)
-            rc = None
-        finally:
-            self._fh.close()
-        out = self.output
-        if rc is None:
-            cancel_run_jobs(out)
-            out += f"\n[test harness: killed after {timeout} s]"
-        return SnakemakeRun(self.args, rc, out, time.monotonic() - self.t0)
 
 
 @pytest.fixture
@@ -116,9 +38,7 @@ def run_snakemake():
 
     yield run
     for r in started:  # a test that failed half-way leaves nothing running
-        if r.proc.poll() is None:
-            _kill_group(r.proc)
-            cancel_run_jobs(r.output)
+        r.stop()
 
 
 @dataclass

@@ -11,13 +11,14 @@ import pandas as pd
 import pytest
 import yaml
 
+from bitbudget.shards import HOLD_AFTER_SHARD
 from bitbudget.study import build_study
-from tests.conftest import REPO
-from tests.pipeline.conftest import small_config
+from tests.harness import REPO
+from tests.harness import small_config
 
 pytestmark = pytest.mark.slurm
 
-N_QUESTIONS = 80  # enough one-question batches to cancel the job half-way
+N_QUESTIONS = 8  # one-question batches; the job is cancelled while it holds after the first
 GPU_TAGS = {"gpu": 1, "gpu_model": "testgpu", "cpus_per_gpu": 1, "mem_mb": 1500, "runtime": 15,
             "slurm_partition": "gpu"}
 
@@ -56,17 +57,21 @@ def test_pipeline_on_slurm_survives_a_cancelled_generate_job(slurm_cluster, run_
     study = build_study(config)
     (generation,) = study.generations.values()
     shards = tmp_path / generation.trace_dir / "shards"
+    gate = tmp_path / "gate"  # the generate job holds after its first shard until the test opens it
 
-    first = run_snakemake(snakemake_args(slurm_cluster, tmp_path), cwd=tmp_path, background=True)
+    first = run_snakemake(snakemake_args(slurm_cluster, tmp_path), cwd=tmp_path, background=True,
+                          env={HOLD_AFTER_SHARD: str(gate)})
     wait_for(lambda: first.proc.poll() is not None or (shards.exists() and any(shards.glob("*.json"))),
              600, "the first shard")
     assert first.proc.poll() is None, first.output[-3000:]
+    kept = {p.name: p.read_bytes() for p in shards.glob("*.json")}
+    assert len(kept) == 1  # half-way: one question of N_QUESTIONS written, the job held after it
     generate_jobs = running_jobs_with_comment("rule_generate")
     assert generate_jobs, first.output[-3000:]
     subprocess.run(["scancel", *generate_jobs], check=True, timeout=30)
-    wait_for(lambda: not running_jobs_with_comment("rule_generate"), 60, "the cancelled job to end")
-    kept = {p.name: p.read_bytes() for p in shards.glob("*.json")}
-    assert 1 <= len(kept) < N_QUESTIONS
+    wait_for(lambda: not set(generate_jobs) & set(running_jobs_with_comment("rule_generate")), 60,
+             "the cancelled job to end")
+    gate.touch()  # a retry of the job (the profile's retries) now runs through
 
     # Snakemake either retries the cancelled job (the profile's retries) or fails; then we rerun.
     first_run = first.wait(900)
@@ -76,6 +81,7 @@ def test_pipeline_on_slurm_survives_a_cancelled_generate_job(slurm_cluster, run_
     else:
         rerun = first_run
     assert {p.name: p.read_bytes() for p in shards.glob("*.json") if p.name in kept} == kept
+    assert len(list(shards.glob("*.json"))) == N_QUESTIONS
     log = (tmp_path / "logs" / "generate" / f"{generation.gen_id}.log").read_text()
     resumed_from = int(re.findall(r"(\d+) cached", log)[-1])
     assert resumed_from >= len(kept)

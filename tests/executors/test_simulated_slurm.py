@@ -10,7 +10,7 @@ import pytest
 import yaml
 from snakemake.utils import update_config
 
-from tests.conftest import REPO
+from tests.harness import REPO
 
 pytestmark = pytest.mark.slurm
 

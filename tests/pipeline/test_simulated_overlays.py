@@ -1,16 +1,14 @@
-"""The simulated overlays end to end on a reduced paper grid: the fit recovers what is planted."""
+"""The simulated overlays end to end on a reduced paper grid, in-process through the library
+(simulated engine -> grade -> aggregate -> fit): the fit recovers what is planted. The same grid
+runs through Snakemake on the SLURM test cluster (tests/executors/test_simulated_slurm.py)."""
 
 from __future__ import annotations
 
-import json
-
-import pandas as pd
 import pytest
 import yaml
 from snakemake.utils import update_config
 
-from tests.conftest import REPO
-from tests.pipeline.conftest import Study
+from tests.harness import REPO, run_in_process
 
 pytestmark = pytest.mark.pipeline
 
@@ -29,21 +27,14 @@ def simulated_config(overlay: str) -> dict:
     return config
 
 
-def weights_vs_tokens(workdir) -> dict:
-    return json.loads((workdir / "results" / "fit" / "threshold.json").read_text())["weights_vs_tokens"]
-
-
 @pytest.mark.parametrize("overlay, planted, other", [
     ("simulated.yaml", PAPER_SWITCH_GIB, CONTRARY_SWITCH_GIB),
     ("simulated-contrary.yaml", CONTRARY_SWITCH_GIB, PAPER_SWITCH_GIB),
 ])
 def test_the_fit_recovers_the_planted_switch(tmp_path, overlay, planted, other):
-    study = Study(tmp_path, simulated_config(overlay))
-    study.snakemake()
-    fit = weights_vs_tokens(tmp_path)
+    outputs = run_in_process(simulated_config(overlay), tmp_path)
+    fit = outputs["thresholds"]["weights_vs_tokens"]
     assert fit["status"] == "ok" and fit["direction"] == "win above", fit
     assert fit["ci_low"] <= planted <= fit["ci_high"], fit
     assert not fit["ci_low"] <= other <= fit["ci_high"], fit
-    table = pd.read_parquet(tmp_path / "results" / "aggregate" / "scenarios.parquet")
-    assert set(table["engine"]) == {"simulated"}
-    assert (tmp_path / "report" / "index.html").exists()
+    assert set(outputs["scenarios"]["engine"]) == {"simulated"}

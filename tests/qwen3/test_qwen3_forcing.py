@@ -5,10 +5,6 @@ thinking is counted from after `<think>`, and the prompt is rendered with enable
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
 
 import pytest
 from transformers import AutoTokenizer
@@ -157,13 +153,8 @@ def test_hf_random_weights_sampling(qwen3_tokenizer_dir, tokenizer, tmp_path):
             assert at["thinking_tokens"] == 6 and 1 <= at["answer_tokens"] <= FORCED_CAP
 
 
-VLLM_PYTHON = Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"
-VLLM_DRIVER = Path(__file__).with_name("vllm_driver.py")
-VLLM_TIMEOUT_S = 1500
-
-
-@pytest.mark.skipif(not VLLM_PYTHON.exists(), reason=".venv-vllm missing: run envs/install.sh vllm")
-def test_vllm_same_forcing_as_hf(scripted_model, script, tmp_path):
+@pytest.mark.vllm
+def test_vllm_same_forcing_as_hf(vllm_server, scripted_model, script, tmp_path):
     """The vLLM engine on the scripted Qwen3: natural answer whole, forced fork, natural cap,
     Wait extension; the same shards the HF engine writes."""
     short = len(script["think"]) // 2
@@ -179,12 +170,7 @@ def test_vllm_same_forcing_as_hf(scripted_model, script, tmp_path):
                          "cpu_kv_cache_gb": 1}
         jobs.append({"spec": job, "model": str(scripted_model), "trace_dir": str(tmp_path / name),
                      "questions": QUESTIONS, "budgets": budgets})
-    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "2",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "workflow")}
-    done = subprocess.run([str(VLLM_PYTHON), str(VLLM_DRIVER), str(tmp_path / "jobs.json")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=VLLM_TIMEOUT_S)
-    assert done.returncode == 0, done.stderr[-6000:]
+    vllm_server.calls(jobs, tmp_path)
     (natural,) = read_shard(tmp_path / "natural", "q0")["samples"]
     assert natural["think_ids"] == script["think"] and natural["closed_thinking"]
     assert natural["answer_ids"] == script["answer"]

@@ -2,8 +2,8 @@
 
 Each drill damages one kind of stored artifact (or kills or starves a job), then asserts that
 the next plain run either recomputes exactly what was lost or stops naming the file and a fix,
-that the fix works, and that nothing already complete is lost. The drills share one finished
-study and each leaves it finished again.
+that the fix works, and that nothing already complete is lost. Each drill works on its own copy
+of the finished small study, so the drills pass alone and in any order.
 """
 
 from __future__ import annotations
@@ -22,18 +22,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.smallstudy import REPO, Study, small_config
+from bitbudget.shards import HOLD_AFTER_SHARD
+from bitbudget.study import build_study
+from tests.harness import Study
 
 pytestmark = pytest.mark.pipeline
 
 ANALYSIS = {"aggregate": 1, "fit": 1, "report": 1}
+N_QUESTIONS = 4  # the small study's
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Study:
-    study = Study(tmp_path_factory.mktemp("drills"), small_config())
-    study.snakemake()
-    return study
+@pytest.fixture
+def study(small_study_copy) -> Study:
+    return small_study_copy
 
 
 def snapshot(workdir: Path) -> dict[str, bytes]:
@@ -62,8 +63,6 @@ def quantized_generation(workdir: Path) -> str:
 
 def generation_of(study: Study, gen: str):
     """The job spec of generation `gen`, planned from the study's config in its directory."""
-    from bitbudget.study import build_study
-
     cwd = os.getcwd()
     os.chdir(study.workdir)
     try:
@@ -90,7 +89,7 @@ def truncate(path: Path) -> None:
 def stops_naming(study: Study, path: Path) -> str:
     """The next plain run fails; its message names `path` and a fix; returns that message."""
     result = study.snakemake(check=False)
-    text = result.stdout + result.stderr
+    text = result.output
     assert result.returncode != 0, text[-3000:]
     relative = str(path.relative_to(study.workdir))
     messages = [line for line in text.splitlines() if relative in line and "Fix: `rm " in line]
@@ -108,8 +107,7 @@ def test_deleted_grades_recompute_exactly_that_file_and_its_dependents(study):
     before = snapshot(study.workdir)
     grade = ids(study.workdir, "grades")[0]
     shutil.rmtree(study.workdir / "results" / "grades" / grade)
-    assert study.planned_jobs() == {"grade": 1, **ANALYSIS}
-    study.snakemake()
+    assert study.snakemake().jobs == {"grade": 1, **ANALYSIS}
     after = snapshot(study.workdir)
     assert_kept(before, after, "results/aggregate/", "results/fit/")
     assert study.planned_jobs() == {}
@@ -121,8 +119,7 @@ def test_corrupt_grades_stop_naming_the_file_and_the_fix_recomputes_them(study):
     flip_byte(grades)
     message = stops_naming(study, grades)
     apply_fix(study, message)
-    assert study.planned_jobs() == {"grade": 1, **ANALYSIS}
-    study.snakemake()
+    assert study.snakemake().jobs == {"grade": 1, **ANALYSIS}
     assert_kept(before, snapshot(study.workdir), "results/aggregate/", "results/fit/")
 
 
@@ -132,9 +129,8 @@ def test_truncated_samples_stop_naming_the_file_and_the_fix_reuses_every_shard(s
     samples = study.workdir / "results" / "generations" / gen / "samples.parquet"
     truncate(samples)
     apply_fix(study, stops_naming(study, samples))
-    jobs = study.planned_jobs()
+    jobs = study.snakemake().jobs
     assert jobs["generate"] == 1 and jobs["grade"] == 1 and "quantize" not in jobs
-    study.snakemake()
     after = snapshot(study.workdir)
     assert_kept(before, after, "results/generations/", "results/grades/", "results/aggregate/", "results/fit/")
     meta = json.loads((samples.parent / "samples.meta.json").read_text())
@@ -149,8 +145,7 @@ def test_corrupt_checkpoint_stops_naming_the_file_and_the_fix_requantizes(study)
     samples = study.workdir / "results" / "generations" / gen / "samples.parquet"
     samples.unlink()  # its generation is the reader that checks the checkpoint
     apply_fix(study, stops_naming(study, ckpt / "model.safetensors"))
-    assert study.planned_jobs()["quantize"] == 1
-    study.snakemake()
+    assert study.snakemake().jobs["quantize"] == 1
     after = snapshot(study.workdir)
     assert_kept(before, after, f"results/checkpoints/{ckpt.name}/", "results/generations/",
                 "results/grades/", "results/aggregate/", "results/fit/")
@@ -183,8 +178,7 @@ def test_truncated_aggregate_table_stops_naming_it_and_the_fix_reaggregates(stud
     table = study.workdir / "results" / "aggregate" / "questions.parquet"
     truncate(table)
     apply_fix(study, stops_naming(study, table))
-    assert study.planned_jobs() == ANALYSIS
-    study.snakemake()
+    assert study.snakemake().jobs == ANALYSIS
     assert_kept(before, snapshot(study.workdir), "results/fit/")
 
 
@@ -192,13 +186,11 @@ def test_metadata_without_data_and_data_without_metadata_both_recompute(study):
     before = snapshot(study.workdir)
     grades = ids(study.workdir, "grades")
     (study.workdir / "results" / "grades" / grades[1] / "grades.parquet").unlink()
-    assert study.planned_jobs() == {"grade": 1, **ANALYSIS}
-    study.snakemake()
+    assert study.snakemake().jobs == {"grade": 1, **ANALYSIS}
     assert_kept(before, snapshot(study.workdir), "results/aggregate/", "results/fit/")
     # metadata is a declared output: data whose metadata never got written is redone as well
     (study.workdir / "results" / "grades" / grades[0] / "grades.meta.json").unlink()
-    assert study.planned_jobs() == {"grade": 1, **ANALYSIS}
-    study.snakemake()
+    assert study.snakemake().jobs == {"grade": 1, **ANALYSIS}
     assert study.planned_jobs() == {}
 
 
@@ -216,31 +208,30 @@ def generate_job_pids(workdir: Path) -> list[int]:
     return pids
 
 
-def test_kill_9_of_a_generate_job_keeps_its_shards_and_its_log(study):
+def test_kill_9_of_a_generate_job_keeps_its_shards_and_its_log(study, tmp_path):
     gen = ids(study.workdir, "generations")[0]
     trace = trace_of(study.workdir, gen)
     shutil.rmtree(trace / "shards")
     shutil.rmtree(study.workdir / "results" / "generations" / gen)
-    run = subprocess.Popen(study.command(), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    gate = tmp_path / "gate"  # never opened: the job holds after its first shard until killed
+    run = study.start(env={HOLD_AFTER_SHARD: str(gate)})
     try:
-        deadline = time.time() + 600
-        while time.time() < deadline and run.poll() is None:
-            if (trace / "shards").is_dir() and any((trace / "shards").glob("*.json")):
-                for pid in generate_job_pids(study.workdir):
-                    os.kill(pid, signal.SIGKILL)
-                break
-            time.sleep(0.01)
-        assert run.wait(timeout=600) != 0
+        deadline = time.monotonic() + 600
+        while not (pids := generate_job_pids(study.workdir)) or not any((trace / "shards").glob("*.json")):
+            assert run.proc.poll() is None and time.monotonic() < deadline, run.output[-3000:]
+            time.sleep(0.05)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        assert run.wait().returncode != 0
     finally:
-        if run.poll() is None:
-            run.kill()
+        run.stop()
     kept = {p.name: p.read_bytes() for p in (trace / "shards").glob("*.json")}
-    assert 1 <= len(kept) <= 4
+    assert len(kept) == 1
     (trace / "shards" / ".q-partial.json.abc123.tmp").write_text('{"question_id": "q')  # as a killed write leaves
     study.snakemake()
     assert {p.name: p.read_bytes() for p in (trace / "shards").glob("*.json") if p.name in kept} == kept
     meta = json.loads((study.workdir / "results" / "generations" / gen / "samples.meta.json").read_text())
-    assert meta["generated"] == 4 - len(kept)
+    assert meta["generated"] == N_QUESTIONS - len(kept)
     assert not list((study.workdir / "results").rglob("*.tmp"))
     history = (study.workdir / "logs" / "generate" / f"{gen}.all.log").read_text()
     assert history.count("==== run started") >= 3  # first run, killed run, resumed run
@@ -266,8 +257,7 @@ def test_write_failing_half_way_leaves_no_metadata_and_the_rerun_completes(study
                             cwd=study.workdir, capture_output=True, text=True, preexec_fn=small_files)
     assert result.returncode != 0 and "File too large" in result.stderr, result.stderr[-3000:]
     assert not samples.exists() and not (samples.parent / "samples.meta.json").exists(), result.stderr[-3000:]
-    assert study.planned_jobs()["generate"] == 1
-    study.snakemake()
+    assert study.snakemake().jobs["generate"] == 1
     assert_kept(before, snapshot(study.workdir), "results/generations/", "results/grades/",
                 "results/aggregate/", "results/fit/")
     frame = pd.read_parquet(samples)

@@ -12,7 +12,7 @@ from safetensors.numpy import save_file
 from bitbudget import aggregate, memory
 from bitbudget.config import validate_config
 from bitbudget.study import build_study
-from tests.conftest import REPO
+from tests.harness import REPO
 
 TABLE_TOLERANCE = 0.03  # the bar: every reported cell within 3%
 BITS_COLUMNS = (4, 8, 16)  # the order of PAPER_WEIGHT_GIB's cells

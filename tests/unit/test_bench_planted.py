@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 
 from bitbudget.study import build_study
-from tests.conftest import REPO
+from tests.harness import REPO
 from tests.unit.test_simulated import small_simulated_config
 
 _spec = importlib.util.spec_from_file_location("bench_adaptive", REPO / "bench" / "adaptive.py")

@@ -5,7 +5,7 @@ import json
 from transformers import AutoTokenizer
 
 from bitbudget.llmcompressor_quantize import calibration_of, calibration_texts
-from tests.conftest import REPO
+from tests.harness import REPO
 
 CHATS = REPO / "tests" / "fixtures" / "calibration_chat.jsonl"
 TINY = REPO / "resources" / "tiny_models" / "tiny-s"

@@ -8,7 +8,7 @@ import yaml
 
 from bitbudget import capabilities
 from bitbudget.config import ConfigError, validate_config
-from tests.conftest import REPO
+from tests.harness import REPO
 
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 PAPER = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())

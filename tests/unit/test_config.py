@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from bitbudget.config import ConfigError, validate_config
-from tests.conftest import REPO
+from tests.harness import REPO
 
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 

@@ -108,7 +108,7 @@ def test_nested_and_direct_budgets_agree_within_sampling_error(tmp_path):
     from scipy.stats import chi2_contingency
 
     from bitbudget.grading import grade_samples
-    from tests.conftest import REPO
+    from tests.harness import REPO
 
     model = REPO / "resources" / "tiny_models" / "tiny-m"
     budget = 48

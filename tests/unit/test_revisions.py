@@ -14,7 +14,7 @@ import pytest
 
 from bitbudget.revisions import RevisionError, loader_kwargs
 
-from tests.conftest import REPO
+from tests.harness import REPO
 
 REV_A = "a" * 40
 REV_B = "b" * 40

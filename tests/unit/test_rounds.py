@@ -9,7 +9,7 @@ import pytest
 
 from bitbudget import adaptive, rounds
 from bitbudget.study import build_study
-from tests.smallstudy import small_config
+from tests.harness import small_config
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from bitbudget.backends.hf import HFEngine, batch_generator
 from bitbudget.backends.simulated import Interrupted as SimulatedInterrupted
 from bitbudget.generate import run_generation, write_generation
 from bitbudget.study import build_study
-from tests.conftest import REPO
+from tests.harness import REPO
 from tests.unit.test_generation import make_spec
 
 BUDGETS = (2000, 10000, 30000)

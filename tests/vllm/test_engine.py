@@ -10,7 +10,7 @@ from transformers import AutoTokenizer
 from bitbudget.forcing import forcing_tokens, needs_fork, sample_at_budget
 from bitbudget.shards import read_shard
 
-from engine_support import VLLM_PYTHON, cpu_runs_fp8_kv, generation_specs, needs_vllm, run_driver, study_config
+from engine_support import VLLM_PYTHON, cpu_runs_fp8_kv, generation_specs, needs_vllm, study_config
 
 pytestmark = [pytest.mark.vllm, needs_vllm]
 
@@ -18,7 +18,7 @@ BUDGETS = [8, 16, 32]
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_model, tmp_path_factory):
+def runs(vllm_server, tiny_model, tmp_path_factory):
     """One engine, several generations: sampled, an added budget, greedy nesting, Wait."""
     workdir = tmp_path_factory.mktemp("vllm-engine")
     sampled = generation_specs(study_config(tiny_model, BUDGETS))[0]
@@ -31,7 +31,7 @@ def runs(tiny_model, tmp_path_factory):
         ("sampled", sampled), ("added", added), ("greedy_long", greedy_long),
         ("greedy_short", greedy_short), ("waited", waited),
     ]]
-    results = run_driver(jobs, workdir)
+    results = vllm_server.generations(jobs, workdir)
     return workdir, {job["name"]: job["spec"] for job in jobs}, results
 
 
@@ -132,7 +132,7 @@ def test_run_generation_reexecutes_in_the_engine_interpreter(tiny_model, tmp_pat
     assert len(read_shard(spec["trace_dir"], shards[0].stem)["samples"]) == 2
 
 
-def test_fp8_kv_cache(tiny_model, tmp_path):
+def test_fp8_kv_cache(vllm_server, tiny_model, tmp_path):
     """fp8 KV where the CPU has AVX-512/AMX; else a refusal naming engine.kv_cache_dtype."""
     ok, _ = cpu_runs_fp8_kv()
     spec = generation_specs(study_config(tiny_model, [8, 16], samples=2, n_questions=2,
@@ -140,7 +140,7 @@ def test_fp8_kv_cache(tiny_model, tmp_path):
     job = {"name": "fp8", "spec": spec, "output": spec["output"]}
     if not ok:
         job["expect_error"] = "engine.kv_cache_dtype"
-    results = run_driver([job], tmp_path)
+    results = vllm_server.generations([job], tmp_path)
     if not ok:
         assert "UnsupportedOnThisDevice" in results["fp8"]["error"] or "engine.kv_cache_dtype" in results["fp8"]["error"]
         return

@@ -14,7 +14,7 @@ from bitbudget.forcing import forcing_tokens, sample_at_budget
 from bitbudget.quantize import quantize_checkpoint
 
 from engine_support import (LLMC_PYTHON, generation_specs, needs_cpu_support_for, needs_llmc, needs_vllm, on_gpu,
-                            run_driver, study_config)
+                            study_config)
 
 pytestmark = [pytest.mark.vllm, needs_llmc]
 
@@ -89,32 +89,32 @@ def test_checkpoints_load_in_transformers(checkpoints, tmp_path):
 
 
 @needs_vllm
-def test_w8a8_checkpoint_generates_in_vllm(checkpoints, tmp_path):
+def test_w8a8_checkpoint_generates_in_vllm(vllm_server, checkpoints, tmp_path):
     path, _ = checkpoints["w8a8"]
     # bfloat16: vLLM's AMX int8 kernel takes no float32 activations (capabilities refuses that)
     spec = generation_specs(study_config(path, [8, 16], samples=2, n_questions=2, engine={"dtype": "bfloat16"}))[0]
-    results = run_driver([{"name": "w8a8", "spec": spec, "output": spec["output"]}], tmp_path)
+    results = vllm_server.generations([{"name": "w8a8", "spec": spec, "output": spec["output"]}], tmp_path)
     assert results["w8a8"]["meta"]["counters"]["decode_tokens"] > 0
     _check_shards(tmp_path, spec, [8, 16])
 
 
 @needs_vllm
 @needs_cpu_support_for("W4A16")
-def test_w4a16_gptq_checkpoint_generates_in_vllm(checkpoints, tmp_path):
+def test_w4a16_gptq_checkpoint_generates_in_vllm(vllm_server, checkpoints, tmp_path):
     path, _ = checkpoints["w4a16_gptq"]
     spec = generation_specs(study_config(path, [8, 16], samples=2, n_questions=2, engine={"dtype": "bfloat16"}))[0]
-    results = run_driver([{"name": "w4a16", "spec": spec, "output": spec["output"]}], tmp_path)
+    results = vllm_server.generations([{"name": "w4a16", "spec": spec, "output": spec["output"]}], tmp_path)
     assert results["w4a16"]["meta"]["counters"]["decode_tokens"] > 0
     _check_shards(tmp_path, spec, [8, 16])
 
 
 @needs_vllm
-def test_w8a16_checkpoint_refused_on_cpu(checkpoints, tmp_path):
+def test_w8a16_checkpoint_refused_on_cpu(vllm_server, checkpoints, tmp_path):
     """vLLM's CPU backend has no weight-only int8 kernel: refused before loading, naming the field."""
     if on_gpu():
         pytest.skip("a GPU runs W8A16: see bench/gpu_check.sh")
     spec = generation_specs(study_config(checkpoints["w8a16_rtn"][0], [8]))[0]
-    results = run_driver([{"name": "w8", "spec": spec, "output": spec["output"], "expect_error": "W8A16"}], tmp_path)
+    results = vllm_server.generations([{"name": "w8", "spec": spec, "output": spec["output"], "expect_error": "W8A16"}], tmp_path)
     assert "weight_formats" in results["w8"]["error"]
 
 

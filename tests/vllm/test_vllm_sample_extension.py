@@ -8,12 +8,12 @@ import pytest
 from bitbudget.shards import read_shard
 from bitbudget.study import build_study
 
-from engine_support import needs_vllm, run_driver, study_config
+from engine_support import needs_vllm, study_config
 
 pytestmark = [pytest.mark.vllm, needs_vllm]
 
 
-def test_extension_reuses_stored_samples_and_equals_a_one_shot_run(tiny_model, tmp_path):
+def test_extension_reuses_stored_samples_and_equals_a_one_shot_run(vllm_server, tiny_model, tmp_path):
     (full,) = build_study(study_config(tiny_model, [8, 16, 32], samples=3)).generations.values()
     first = full.with_samples(2)
     oneshot_dir = f"oneshot/{full.trace_dir}"  # same trace id (request seeds hold it), another store
@@ -22,7 +22,7 @@ def test_extension_reuses_stored_samples_and_equals_a_one_shot_run(tiny_model, t
         {"name": "three", "spec": full.engine_spec(), "output": full.output},
         {"name": "oneshot", "spec": {**full.engine_spec(), "trace_dir": oneshot_dir}, "output": f"oneshot/{full.output}"},
     ]
-    results = run_driver(jobs, tmp_path)
+    results = vllm_server.generations(jobs, tmp_path)
     two, three, oneshot = (results[name]["meta"] for name in ("two", "three", "oneshot"))
     assert two["id"] == first.gen_id and three["id"] == oneshot["id"] == full.gen_id
     assert three["generated"] == two["generated"] == 4 and three["reforked"] == 0
@@ -40,20 +40,20 @@ def test_extension_reuses_stored_samples_and_equals_a_one_shot_run(tiny_model, t
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / full.output), table_oneshot)
 
 
-def test_a_sample_thought_to_a_smaller_budget_thinks_on_from_its_stored_tokens(tiny_model, tmp_path):
+def test_a_sample_thought_to_a_smaller_budget_thinks_on_from_its_stored_tokens(vllm_server, tiny_model, tmp_path):
     (full,) = build_study(study_config(tiny_model, [8, 16, 32], samples=2)).generations.values()
     low = full.with_samples(2, budgets=(8, 16))
     jobs = [{"name": "low", "spec": low.engine_spec(), "output": low.output},
             {"name": "full", "spec": full.engine_spec(), "output": full.output}]
 
-    results = run_driver(jobs[:1], tmp_path)
+    results = vllm_server.generations(jobs[:1], tmp_path)
     question_ids = sorted(p.stem for p in (tmp_path / full.trace_dir / "shards").glob("*.json"))
     stored = {q: read_shard(tmp_path / full.trace_dir, q) for q in question_ids}
     short = [s for shard in stored.values() for s in shard["samples"] if not s["closed_thinking"]]
     assert short and all(len(s["think_ids"]) == 16 and set(s["forks"]) == {"8", "16"} for s in short)
     assert results["low"]["meta"]["id"] == low.gen_id
 
-    results = run_driver(jobs[1:], tmp_path)
+    results = vllm_server.generations(jobs[1:], tmp_path)
     meta = results["full"]["meta"]
     assert meta["id"] == full.gen_id and meta["generated"] == 0 and meta["reforked"] == len(question_ids)
     assert meta["counters"]["decode_tokens"] > 0  # thinking went on; nothing stored was drawn again

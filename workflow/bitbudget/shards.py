@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import time
 from itertools import groupby
 from pathlib import Path
 
@@ -26,6 +28,11 @@ from bitbudget import artifacts
 from bitbudget.forcing import needs_fork
 
 log = logging.getLogger(__name__)
+
+#: Fault drills: when this variable names a file, a writer that has written a shard waits until
+#: that file exists, so a drill stops a job at a known point (one shard written) instead of racing it.
+HOLD_AFTER_SHARD = "BITBUDGET_HOLD_AFTER_SHARD"
+HOLD_POLL_S = 0.05
 
 
 def shard_path(trace_dir: str | Path, question_id: str) -> Path:
@@ -78,6 +85,15 @@ def write_shard(trace_dir: str | Path, question_id: str, samples: list[dict]) ->
     samples = json.loads(json.dumps(sorted(samples, key=lambda s: s["sample_idx"])))
     payload = {"question_id": question_id, "samples": samples, "sha256": shard_checksum(question_id, samples)}
     artifacts.write_text(shard_path(trace_dir, question_id), json.dumps(payload, separators=(",", ":")))
+    _hold_after_shard()
+
+
+def _hold_after_shard() -> None:
+    gate = os.environ.get(HOLD_AFTER_SHARD)
+    if gate:
+        log.warning("holding after a shard until %s exists (%s)", gate, HOLD_AFTER_SHARD)
+        while not Path(gate).exists():
+            time.sleep(HOLD_POLL_S)
 
 
 def remove_stale_temporaries(trace_dir: str | Path) -> list[Path]:
