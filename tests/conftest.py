@@ -12,6 +12,19 @@ from tests.vllmserver import VLLM_PYTHON, VLLMServer
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_STUDY_DONE = ".small-study-finished"
+#: tests that use one machine-wide service run on one xdist worker, one after another
+SERVICE_GROUPS = {"slurm": "slurm-and-browser", "browser": "slurm-and-browser"}
+VLLM_GROUP = "vllm"
+
+
+def pytest_collection_modifyitems(items):
+    """xdist groups (`--dist loadgroup`): SLURM and browser tests together, every test of the one
+    vLLM process together, and otherwise a module's tests together (they share its fixtures)."""
+    for item in items:
+        group = next((g for marker, g in SERVICE_GROUPS.items() if item.get_closest_marker(marker)), None)
+        if group is None:
+            group = VLLM_GROUP if "vllm_server" in item.fixturenames else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def shared_tmp(tmp_path_factory) -> Path:

@@ -213,7 +213,7 @@ class Study:
                 shutil.copytree(source, workdir / name, symlinks=True)
             elif source.exists():
                 shutil.copy2(source, workdir / name)
-        return Study(workdir, yaml.safe_load(yaml.safe_dump(self.config)))
+        return Study(workdir, copy.deepcopy(self.config))
 
 
 def plan_as_the_snakefile(config: dict, config_files=()) -> "BuiltStudy":

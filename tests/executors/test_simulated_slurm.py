@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pandas as pd
@@ -11,6 +12,7 @@ import yaml
 from snakemake.utils import update_config
 
 from tests.harness import REPO
+from tests.pipeline.test_adaptive_rounds import BUDGETS, ROUNDS, adaptive_config
 
 pytestmark = pytest.mark.slurm
 
@@ -18,11 +20,18 @@ LAYERS = (REPO / "config" / "simulated.yaml", REPO / "tests" / "pipeline" / "sim
           REPO / "tests" / "slurm" / "rehearsal.yaml")
 
 
+# the smallest model (a 1-GPU job) and the largest (a 2-GPU job); the planted surface is
+# checked on every model in-process (tests/pipeline/test_simulated_overlays.py)
+REHEARSAL_MODELS = {"grids": {"main": {"models": ["qwen3-0.6b", "qwen3-32b"]}, "kv_cache": {"models": ["qwen3-0.6b"]}}}
+
+
 def rehearsal_config() -> dict:
-    """config/paper.yaml + simulated overlay + reduced grid + the test cluster's site overlay."""
+    """config/paper.yaml + simulated overlay + reduced grid + the test cluster's site overlay,
+    on the models that cover a 1-GPU and a 2-GPU generate job."""
     config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     for layer in LAYERS:
         update_config(config, yaml.safe_load(layer.read_text()))
+    update_config(config, REHEARSAL_MODELS)
     for model in config["models"].values():
         model["path"] = str(REPO / model["path"])
     return config
@@ -55,10 +64,6 @@ def test_adaptive_rounds_run_on_slurm(slurm_cluster, run_snakemake, tmp_path):
     """Adaptive sampling's rounds are checkpoints: on the SLURM executor the rounds' generate
     jobs are submitted with their GPU tags, each round's decision runs as a job, and the study
     ends with every generation's samples and the report."""
-    import json
-
-    from tests.pipeline.test_adaptive_rounds import BUDGETS, ROUNDS, adaptive_config
-
     config = adaptive_config()
     update_config(config, yaml.safe_load((REPO / "tests" / "slurm" / "rehearsal.yaml").read_text()))
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))

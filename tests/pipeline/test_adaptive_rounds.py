@@ -10,7 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.pipeline.conftest import Study
+from bitbudget import rounds
+from bitbudget.plan import format_plan, make_plan
+from bitbudget.study import build_study
+from tests.harness import Study
 from tests.pipeline.test_simulated_overlays import simulated_config
 
 pytestmark = pytest.mark.pipeline
@@ -49,7 +52,7 @@ def finished_rules(output: str) -> dict[str, int]:
 def adaptive_study(tmp_path_factory):
     study = Study(tmp_path_factory.mktemp("adaptive"), adaptive_config())
     run = study.snakemake()
-    return study, finished_rules(run.stdout + run.stderr)
+    return study, finished_rules(run.output)
 
 
 def samples_json(workdir: Path) -> dict:
@@ -93,8 +96,6 @@ def test_rounds_run_as_jobs_and_the_analysis_reads_the_samples_used(adaptive_stu
 
 
 def test_the_plan_shows_tokens_per_round(adaptive_study):
-    from bitbudget.plan import format_plan, make_plan
-
     study, _ = adaptive_study
     plan = make_plan(copy.deepcopy(study.config), workdir=study.workdir)
     final = samples_json(study.workdir)
@@ -107,9 +108,6 @@ def test_the_plan_shows_tokens_per_round(adaptive_study):
 
 
 def test_a_round_decides_on_the_estimates_the_report_shows(adaptive_study, monkeypatch):
-    from bitbudget import rounds
-    from bitbudget.study import build_study
-
     study, _ = adaptive_study
     monkeypatch.chdir(study.workdir)
     final = samples_json(study.workdir)
@@ -131,8 +129,8 @@ def test_a_finished_adaptive_study_plans_nothing(adaptive_study):
     assert study.planned_jobs() == {}
 
 
-def test_a_preempted_round_resumes_there(adaptive_study):
-    study, _ = adaptive_study
+def test_a_preempted_round_resumes_there(adaptive_study, tmp_path):
+    study = adaptive_study[0].copy_to(tmp_path / "study")
     workdir = study.workdir
     last = round_files(workdir)[-1]
     before = {p: p.stat().st_mtime_ns for p in (workdir / "results" / "generations").glob("*/samples.parquet")}
@@ -141,7 +139,7 @@ def test_a_preempted_round_resumes_there(adaptive_study):
                  workdir / "results" / "adaptive" / "samples.json", workdir / "results" / "adaptive" / "samples.meta.json"):
         path.unlink()
     run = study.snakemake()
-    jobs = finished_rules(run.stdout + run.stderr)
+    jobs = finished_rules(run.output)
     # that round alone is decided again, no sample is drawn again; what reads its decision follows
     assert jobs == {"adaptive_round": 1, "adaptive_samples": 1, **{r: 1 for r in ANALYSIS - {"expand_scenarios"}}}
     assert last.exists() and {p: p.stat().st_mtime_ns for p in before} == before
@@ -152,7 +150,7 @@ def test_a_preempted_round_resumes_there(adaptive_study):
     for path in (workdir / "results" / "generations" / read["gen_id"]).glob("samples*"):
         path.unlink()
     run = study.snakemake()
-    jobs = finished_rules(run.stdout + run.stderr)
+    jobs = finished_rules(run.output)
     assert jobs.get("generate") == 1 and jobs.get("grade", 0) <= 1, jobs
     assert samples_json(workdir) == final
     assert study.planned_jobs() == {}
