@@ -19,6 +19,8 @@ from engine_support import (LLMC_PYTHON, generation_specs, needs_cpu_support_for
 pytestmark = [pytest.mark.vllm, needs_llmc]
 
 CALIBRATION_CHATS = Path(__file__).resolve().parents[1] / "fixtures" / "calibration_chat.jsonl"
+QUANTIZE_FORMATS = Path(__file__).with_name("quantize_formats.py")
+QUANTIZE_TIMEOUT_S = 900
 
 FORMATS = {
     "w8a8": {"bits": 8, "scheme": "W8A8", "method": "rtn"},
@@ -35,14 +37,27 @@ FORMATS = {
 
 @pytest.fixture(scope="module")
 def checkpoints(tiny_model, tmp_path_factory):
-    """Quantized through bitbudget.quantize, which re-executes in the llm-compressor venv."""
+    """Every format quantized through bitbudget.quantize in one llm-compressor venv process
+    (the re-execution into that venv is tested in test_keys.py)."""
     out = tmp_path_factory.mktemp("llmc")
-    made = {}
-    for name, fmt in FORMATS.items():
-        meta = quantize_checkpoint(tiny_model, out / name, bits=fmt["bits"], group_size=fmt.get("group_size", 128),
-                                   method=fmt["method"], fmt=fmt, python=str(LLMC_PYTHON))
-        made[name] = (out / name, meta)
-    return made
+    jobs = {name: {"fmt": fmt, "out": str(out / name)} for name, fmt in FORMATS.items()}
+    (out / "jobs.json").write_text(json.dumps(jobs))
+    proc = subprocess.run([str(LLMC_PYTHON), str(QUANTIZE_FORMATS), str(tiny_model), str(out / "jobs.json"),
+                           str(out / "results.json")], capture_output=True, text=True, timeout=QUANTIZE_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    metas = json.loads((out / "results.json").read_text())
+    return {name: (out / name, metas[name]) for name in FORMATS}
+
+
+def test_quantize_reexecutes_in_the_llmcompressor_interpreter(checkpoints, tiny_model, tmp_path):
+    """From the workflow's interpreter (no llm-compressor), bitbudget.quantize runs the job in
+    .venv-llmc and writes the same checkpoint the llm-compressor process made."""
+    fmt = FORMATS["w8a8"]
+    meta = quantize_checkpoint(tiny_model, tmp_path / "w8a8", bits=fmt["bits"], group_size=128, method=fmt["method"],
+                               fmt=fmt, python=str(LLMC_PYTHON))
+    path, made = checkpoints["w8a8"]
+    assert meta == made
+    assert (tmp_path / "w8a8" / "model.safetensors").read_bytes() == (path / "model.safetensors").read_bytes()
 
 
 def test_quantization_json(checkpoints, tiny_model):
