@@ -287,23 +287,15 @@ def _verdict_contested(kind: str, points_x, adv_lo, adv_hi, analysis: dict) -> n
     if not open_.any():
         return contested
     below = x < cut
-    outcomes = ("win", "loss", "tie")
-
-    def points(assign_below: str, assign_above: str) -> list[dict]:
-        out = []
-        for xi, win, loss, is_open, b in zip(x, decided_win, decided_loss, open_, below):
-            if is_open:
-                outcome = assign_below if b else assign_above
-                out.append({"weight_gib": xi, "win": outcome == "win", "tie": outcome == "tie"})
-            else:
-                out.append({"weight_gib": xi, "win": bool(win), "tie": False})
-        return out
-
+    outcome = {"win": 1.0, "loss": -1.0, "tie": 0.0}
+    # one column per assignment of the open comparisons below and above the cut
+    columns = [(ob, oa) for ob in outcome for oa in outcome]
+    decided = np.where(decided_win, 1.0, -1.0)
+    adv = np.column_stack([np.where(open_, np.where(below, outcome[ob], outcome[oa]), decided) for ob, oa in columns])
     for fid, spec in _findings.FINDINGS.items():
         if spec["kind"] != kind:
             continue
-        statuses = {_findings._rule(fid, points(ob, oa), cut, min_n, window)[0] for ob in outcomes for oa in outcomes}
-        if len(statuses) > 1:
+        if len(set(_findings.rule_statuses(fid, _findings.rule_counts(fid, x, adv, cut, window), min_n))) > 1:
             contested |= open_
     return contested
 
@@ -330,7 +322,7 @@ def comparisons_settled(scenarios: pd.DataFrame, lo, hi, analysis: dict) -> np.n
             sizes, size_index = np.unique(comp.x, return_inverse=True)
             adv_lo, adv_hi, e_lo, e_hi = _evidence_box(comp, s_lo, s_hi, size_index, len(sizes))
             e_point = np.zeros(len(sizes))
-            np.add.at(e_point, size_index, _threshold._advantages(comp, s_pt[:, None])[:, 0])
+            np.add.at(e_point, size_index, _threshold.advantages(comp, s_pt[:, None])[:, 0])
             open_cmp = _bracket_contested(e_point, e_lo, e_hi)[size_index]
             if ds is not None:
                 open_cmp |= _verdict_contested(kind, comp.x, adv_lo, adv_hi, analysis)
@@ -545,13 +537,13 @@ class Decisions:
         advantages of accuracies that differ from ``acc`` only in the scenario rows ``changed``,
         only the comparisons touching those rows are computed again."""
         if reference is None:
-            return [_threshold._advantages(comp, acc[rows]) for rows, comp, _, _ in self.switches]
+            return [_threshold.advantages(comp, acc[rows]) for rows, comp, _, _ in self.switches]
         out = []
         for (rows, comp, _, _), touched, adv in zip(self.switches, self.touched, reference):
             hit = touched[changed].any(axis=0) if len(changed) else np.zeros(len(comp.a), dtype=bool)
             if hit.any():
                 adv = adv.copy()
-                adv[hit] = _threshold._advantages(_threshold._Comparisons(
+                adv[hit] = _threshold.advantages(_threshold._Comparisons(
                     comp.a[hit], [comp.b[i] for i in np.flatnonzero(hit)], comp.a_is_win[hit], comp.x[hit]), acc[rows])
             out.append(adv)
         return out
@@ -562,11 +554,8 @@ class Decisions:
         for (rows, comp, sizes, size_index), adv in zip(self.switches, advantages):
             status = [("not enough data", None)] * acc.shape[1]
             if len(sizes) > 1:
-                # per size, its comparisons summed in order (as np.add.at does in the fit stage)
-                groups = [np.flatnonzero(size_index == k) for k in range(len(sizes))]
-                evidence = np.stack([adv[g].sum(axis=0) for g in groups])
-                distinct = np.stack([(adv[g] != 0).sum(axis=0) for g in groups])
-                enough = ((adv != 0).sum(axis=0) >= _threshold.MIN_POINTS) & ((distinct > 0).sum(axis=0) >= 2)
+                evidence, distinct = _threshold.size_evidence(adv, size_index, len(sizes))
+                enough = (distinct.sum(axis=0) >= _threshold.MIN_POINTS) & ((distinct > 0).sum(axis=0) >= 2)
                 scores = _threshold._switch_scores(evidence)
                 oriented = np.where(scores.max(axis=0) >= (-scores).max(axis=0), 1, -1) * scores
                 found = _threshold._finds_switch(oriented, evidence)
@@ -582,9 +571,8 @@ class Decisions:
         out = []
         for fid, cut, switch, mine in self.rules:
             comp = self.switches[switch][1]
-            signs = np.sign(advantages[switch][mine])  # NaN: counted as a loss, as the fit does
-            out.append(list(_findings.rule_statuses(fid, comp.x[mine], signs > 0, signs == 0, cut, self.min_n,
-                                                    self.window)))
+            counts = _findings.rule_counts(fid, comp.x[mine], advantages[switch][mine], cut, self.window)
+            out.append(list(_findings.rule_statuses(fid, counts, self.min_n)))
         return out
 
     def outcomes(self, acc: np.ndarray, reference: tuple | None = None, changed=None) -> tuple:

@@ -46,7 +46,9 @@ FINDINGS = {
                 "comparisons below {cut} of weights, and in most of them at or above it."},
     4: {"title": "For smaller models, KV eviction beats KV quantization", "kind": "eviction_vs_quantization",
         "paper": "Below ~8-bit 8B, eviction beats quantization at equal memory; 4-bit KV drops sharply, 2-bit is worse.",
-        "rule": "Below {cut} of weights, KV eviction beats quantized KV at equal memory in most comparisons."},
+        "rule": "Below {cut} of weights, KV eviction beats quantized KV at equal memory in most comparisons, and "
+                "at or above it in at most half (the relation depends on scale). A KV-eviction cell whose token "
+                "budget is within its KV budget never evicts and is not counted as eviction."},
 }
 
 
@@ -55,58 +57,67 @@ def _analysis(analysis: dict | None) -> dict:
     return {k: given[k] if k in given else _threshold.analysis_default(k) for k in _ANALYSIS_KEYS}
 
 
-def _share(flags: list[bool]) -> float | None:
-    return float(np.mean(flags)) if flags else None
-
-
-def _sides(points: list[dict], cut: float) -> tuple[list[bool], list[bool]]:
-    """Whether the "win" option won, for the untied comparisons below / at-or-above ``cut``."""
-    pts = [p for p in points if not p["tie"]]
-    return ([p["win"] for p in pts if p["weight_gib"] < cut], [p["win"] for p in pts if p["weight_gib"] >= cut])
+def _advantage_column(points: list[dict]) -> np.ndarray:
+    """[m, 1] advantages of the comparison points (NaN: left out, no estimate)."""
+    return np.array([np.nan if p.get("advantage") is None else p["advantage"] for p in points],
+                    dtype=float).reshape(-1, 1)
 
 
 def _rule(fid: int, points: list[dict], cut: float, min_n: int, window: float) -> tuple[str, dict]:
     """The comparison rule of finding ``fid`` at ``cut``: (status, numbers); finding 1 looks
     above the cut only up to ``cut * window``."""
-    status = rule_statuses(fid, np.array([p["weight_gib"] for p in points], dtype=float),
-                           np.array([[p["win"]] for p in points], dtype=bool).reshape(-1, 1),
-                           np.array([[p["tie"]] for p in points], dtype=bool).reshape(-1, 1), cut, min_n, window)[0]
-    if fid == 1:
-        points = [p for p in points if p["weight_gib"] < cut * window]
-    below, above = _sides(points, cut)
-    win_below, win_above = _share(below), _share(above)
-    numbers = {"cut_gib": cut, "comparisons_below": len(below), "comparisons_above": len(above)}
+    x = np.array([p["weight_gib"] for p in points], dtype=float)
+    counts = rule_counts(fid, x, _advantage_column(points), cut, window)
+    status = rule_statuses(fid, counts, min_n)[0]
+    n_below, n_above, win_below, win_above, left_out = (v[0] for v in counts)
+    share_below = float(win_below / n_below) if n_below else None
+    share_above = float(win_above / n_above) if n_above else None
+    numbers = {"cut_gib": cut, "comparisons_below": int(n_below), "comparisons_above": int(n_above),
+               "left_out": int(left_out)}
     if fid == 1:
         numbers["above_up_to_gib"] = cut * window
     if fid in (1, 2):  # win option: tokens
-        numbers |= {"weights_win_below": None if win_below is None else 1 - win_below,
-                    "tokens_win_above": win_above}
+        numbers |= {"weights_win_below": None if share_below is None else 1 - share_below,
+                    "tokens_win_above": share_above}
     elif fid == 3:
-        numbers |= {"samples_win_below": win_below, "samples_win_above": win_above}
+        numbers |= {"samples_win_below": share_below, "samples_win_above": share_above}
     else:
-        numbers |= {"eviction_win_below": win_below}
+        numbers |= {"eviction_win_below": share_below, "eviction_win_above": share_above}
     return str(status), numbers
 
 
-def rule_statuses(fid: int, weight_gib: np.ndarray, win: np.ndarray, tie: np.ndarray, cut: float, min_n: int,
-                  window: float) -> np.ndarray:
-    """The rule status of finding ``fid`` for many outcomes of the same comparisons at once:
-    ``weight_gib`` [m] per comparison, ``win`` / ``tie`` [m, B] per comparison and column (a
-    comparison neither won nor tied is lost). Returns [B] statuses."""
+def rule_counts(fid: int, weight_gib: np.ndarray, advantage: np.ndarray, cut: float, window: float) -> tuple:
+    """The counts finding ``fid``'s rule reads, for many outcomes of the same comparisons at
+    once: ``weight_gib`` [m] per comparison, ``advantage`` [m, B] of the "win" option per
+    comparison and column (0: a tie, not counted; NaN: no estimate, left out). Returns [B]
+    arrays (comparisons below, above, won below, won above, left out); finding 1 looks
+    above the cut only up to ``cut * window``."""
     used = weight_gib < cut * window if fid == 1 else np.ones(len(weight_gib), dtype=bool)
-    counted = ~tie
-    below, above = (used & (weight_gib < cut))[:, None] & counted, (used & (weight_gib >= cut))[:, None] & counted
-    n_below, n_above = below.sum(axis=0), above.sum(axis=0)
+    estimated = np.isfinite(advantage)
+    counted = estimated & (advantage != 0)
+    below = (used & (weight_gib < cut))[:, None] & counted
+    above = (used & (weight_gib >= cut))[:, None] & counted
+    win = counted & (np.nan_to_num(advantage) > 0)
+    left_out = (used[:, None] & ~estimated).sum(axis=0)
+    return below.sum(axis=0), above.sum(axis=0), (win & below).sum(axis=0), (win & above).sum(axis=0), left_out
+
+
+def rule_statuses(fid: int, counts: tuple, min_n: int) -> np.ndarray:
+    """The rule status of finding ``fid`` per column from :func:`rule_counts`: [B] statuses.
+    Finding 4 is tested on both sides of its cut: eviction wins most comparisons below it,
+    and at most half above it (quantization at least as good there)."""
+    n_below, n_above, won_below, won_above, _ = counts
     with np.errstate(invalid="ignore", divide="ignore"):
-        win_below, win_above = (win & below).sum(axis=0) / n_below, (win & above).sum(axis=0) / n_above
+        win_below, win_above = won_below / n_below, won_above / n_above
+    enough = (n_below >= min_n) & (n_above >= min_n)
     if fid == 1:  # win option: tokens
-        enough, holds = (n_below >= min_n) & (n_above >= min_n), (1 - win_below > 0.5) & (win_above > 0.5)
+        holds = (1 - win_below > 0.5) & (win_above > 0.5)
     elif fid == 2:
         enough, holds = n_above >= min_n, win_above > 0.5
     elif fid == 3:
-        enough, holds = (n_below >= min_n) & (n_above >= min_n), (win_below < 0.5) & (win_above > 0.5)
+        holds = (win_below < 0.5) & (win_above > 0.5)
     else:
-        enough, holds = n_below >= min_n, win_below > 0.5
+        holds = (win_below > 0.5) & (win_above <= 0.5)
     return np.where(~enough, NOT_ENOUGH, np.where(holds, HOLDS, FAILS))
 
 
@@ -114,7 +125,7 @@ def _population(scen: pd.DataFrame, kind: str) -> pd.DataFrame:
     """The scenarios a kind of comparison draws on (their weight range decides testability)."""
     method = scen["kv_method"].astype(str)
     if kind == "eviction_vs_quantization":
-        return scen[method.isin(["streaming_llm", "r_kv", "quantized"])]
+        return scen[_threshold.evicting(scen) | method.eq("quantized")]
     if kind == "weights_vs_tokens":
         return scen[method.eq("full") & (scen["G"] == 1)]
     return scen[method.eq("full")]
@@ -181,7 +192,7 @@ def evaluate_check(check: dict, scen: pd.DataFrame, analysis: dict) -> dict:
     with its label, memory in GiB (one value or a range) and accuracy), detail."""
     cfg = _analysis(analysis)
     names = cfg["paper_names"].get("models", {})
-    tol = cfg["memory_tolerance"]
+    tol, min_n = cfg["memory_tolerance"], int(cfg["min_comparisons"])
     kind = check["kind"]
     out = {"statement": check["statement"], "kind": kind, "finding": check["finding"], "status": NOT_TESTABLE,
            "sides": [], "detail": ""}
@@ -196,9 +207,9 @@ def evaluate_check(check: dict, scen: pd.DataFrame, analysis: dict) -> dict:
             acc_a, acc_b = float(a["accuracy"].iloc[0]), float(b["accuracy"].iloc[0])
             ta, tb = float(a["total_gib"].iloc[0]), float(b["total_gib"].iloc[0])
             same = bool(_threshold.equal_memory(ta, tb, tol))
-            out["status"] = HOLDS if acc_a > acc_b else FAILS
+            out["status"] = (HOLDS if acc_a > acc_b else FAILS) if same else NOT_TESTABLE
             out["detail"] = (f"{la}: {acc_a:.3f} at {format_memory(ta)}; {lb}: {acc_b:.3f} at {format_memory(tb)}"
-                             f" ({'equal memory' if same else 'memory differs by more than the tolerance'})")
+                             f" ({'equal memory' if same else f'memory differs by more than {tol:.0%}: not a comparison at equal memory'})")
             return out
         wins, pairs = 0, []
         ta, acc_a = a["total_gib"].to_numpy(float), a["accuracy"].to_numpy(float)
@@ -232,7 +243,7 @@ def evaluate_check(check: dict, scen: pd.DataFrame, analysis: dict) -> dict:
         mine = front[front["weight_bits"] == check["bits"]]
         out["sides"] = [_side_view(f"{check['bits']}-bit weights on the frontier", mine),
                         _side_view("the whole frontier", front)]
-        out["status"] = HOLDS if share > check["min_share"] else FAILS
+        out["status"] = NOT_ENOUGH if len(front) < min_n else HOLDS if share > check["min_share"] else FAILS
         out["detail"] = f"{len(mine)} of {len(front)} frontier points ({share:.0%}; needs > {check['min_share']:.0%})"
         return out
     if kind == "majority_on_frontier":
@@ -244,26 +255,31 @@ def evaluate_check(check: dict, scen: pd.DataFrame, analysis: dict) -> dict:
         out["sides"] = [_side_view("majority vote on the frontier", maj), _side_view("the whole frontier", front)]
         # The paper names the typical optimal G of a memory range; a frontier holds many points
         # there, so each relation must hold for more than `min_share` of them.
-        problems = []
-        if maj.empty:
-            problems.append("no majority-vote scenario on the frontier")
+        problems, thin = [], []
         low = maj[maj["weight_gib"] < cut]
-        if len(maj) and 1 - len(low) / len(maj) <= check["min_share"]:
+        if len(maj) < min_n:
+            thin.append(f"{len(maj)} majority-vote point(s) on the frontier")
+        elif 1 - len(low) / len(maj) <= check["min_share"]:
             problems.append(f"{len(low)} of {len(maj)} below {format_memory(cut)} of weights")
         for band in check.get("bands", []):
             lo, hi = band["total_gib_min"], band.get("total_gib_max", np.inf)
             in_band = maj[(maj["total_gib"] >= lo) & (maj["total_gib"] < hi)]
             bad = in_band[(in_band["G"] < band["G_min"]) | (in_band["G"] > band.get("G_max", np.inf))]
-            if len(in_band) and 1 - len(bad) / len(in_band) <= check["min_share"]:
+            if len(in_band) < min_n:
+                thin.append(f"{len(in_band)} in the band from {format_memory(lo)} total")
+            elif 1 - len(bad) / len(in_band) <= check["min_share"]:
                 problems.append(f"G={sorted(set(bad['G'].astype(int)))} in {len(bad)} of {len(in_band)} "
                                 f"at {format_memory(lo)}+ total")
-        out["status"] = FAILS if problems else HOLDS
+        out["status"] = FAILS if problems else NOT_ENOUGH if thin else HOLDS
+        if thin:
+            problems.append(f"too few to judge (needs {min_n}): " + ", ".join(thin))
         gs = ", ".join(f"G={int(r.G)} at {format_memory(r.total_gib)}" for r in maj.itertuples())
         out["detail"] = ("; ".join(problems) + ". " if problems else "") + (f"on the frontier: {gs}" if gs else "")
         return out
     # kv_order: mean accuracy along full KV, then each listed bit width, on matched scenarios
+    # of one engine (a full-KV cell of another engine is another measurement)
     method = scen["kv_method"].astype(str)
-    keys = ["model", "weights", "token_budget", "G"]
+    keys = ["model", "weights", "token_budget", "G"] + (["engine"] if "engine" in scen else [])
     levels = [("full KV", scen[method.eq("full")])] + [
         (f"{b}-bit KV", scen[method.eq("quantized") & (scen["kv_bits"] == b)]) for b in check["kv_bits"]]
     if any(rows.empty for _, rows in levels):
@@ -287,6 +303,16 @@ def evaluate_check(check: dict, scen: pd.DataFrame, analysis: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- findings
+
+
+def _counted(points: list[dict]) -> int:
+    """Comparisons that count: estimated on both sides and not tied."""
+    return sum(1 for p in points if p.get("advantage") is not None and not p["tie"])
+
+
+def _left_out_text(numbers: dict) -> str:
+    n = numbers.get("left_out", 0)
+    return f"; {n} left out: a side without an estimate" if n else ""
 
 
 def _combine(rule_status: str, checks: list[dict]) -> str:
@@ -346,12 +372,12 @@ def evaluate_findings(scenarios_df: pd.DataFrame, thresholds: dict | None = None
                     continue
                 checks.append(evaluate_check(c, sd, cfg) | {"dataset": ds})
             rows.append({"dataset": ds, "paper_dataset": paper_ds.get(ds), "status": _combine(rule_status, checks),
-                         "rule_status": rule_status, "numbers": numbers, "comparisons": len([p for p in pts if not p["tie"]]),
+                         "rule_status": rule_status, "numbers": numbers, "comparisons": _counted(pts),
                          "fit": _fit_beside(fit, cut), "exploratory": exploratory, "checks": checks})
         reason = _testable(_population(scen, kind), cut) if len(scen) else NOT_ENOUGH
         pooled_status, pooled_numbers = _rule(fid, points, cut, min_n, window) if reason is None else (reason, {"cut_gib": cut})
         pooled = {"dataset": "pooled", "status": pooled_status, "numbers": pooled_numbers,
-                  "comparisons": len([p for p in points if not p["tie"]]), "fit": _fit_beside(thr, cut)}
+                  "comparisons": _counted(points), "fit": _fit_beside(thr, cut)}
         finding = {
             "id": fid, "title": spec["title"], "paper": spec["paper"], "kind": kind,
             "rule": spec["rule"].format(cut=format_memory(cut), window=format_memory(cut * window)) + " At equal memory: total memory within "
@@ -359,6 +385,7 @@ def evaluate_findings(scenarios_df: pd.DataFrame, thresholds: dict | None = None
             "status": _overall([r["status"] for r in rows]), "cut_gib": cut, "per_dataset": rows, "pooled": pooled,
             "comparisons": pooled["comparisons"],
         }
-        finding["detail"] = "; ".join(f"{r['dataset']}: {r['status']} ({r['comparisons']} comparisons)" for r in rows)
+        finding["detail"] = "; ".join(f"{r['dataset']}: {r['status']} ({r['comparisons']} comparisons"
+                                      + _left_out_text(r["numbers"]) + ")" for r in rows)
         out.append(finding)
     return out

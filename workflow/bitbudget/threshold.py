@@ -67,14 +67,17 @@ METHOD_TEXT = {
         "using no more memory than it (within the memory tolerance): the single-sample "
         "frontier at its memory. A comparison is made only where some single-sample scenario "
         "lies within the tolerance of its memory. Samples win when maj@G is more accurate. "
+        "A comparison with a side not yet estimated (adaptive sampling) is left out. "
         "Switch point and question bootstrap as for the weights/tokens threshold."
     ),
     "eviction_vs_quantization": (
-        "Each KV-eviction scenario (StreamingLLM, R-KV) is compared with the quantized-KV "
-        "scenario of the same model, weights and G closest to it in total memory, when the two "
-        "are equal within the memory tolerance, and each quantized-KV scenario likewise with "
-        "an eviction scenario; the advantage is eviction's accuracy minus quantization's. "
-        "Switch point and question bootstrap as above."
+        "Each KV-eviction scenario (StreamingLLM, R-KV) whose token budget exceeds its KV "
+        "budget (a cell within its KV budget never evicts and is not eviction) is paired with "
+        "the quantized-KV scenario of the same model, weights, G and engine closest to it in "
+        "total memory, when the two are equal within the memory tolerance, and each "
+        "quantized-KV scenario likewise with an eviction scenario; each pair counts once. The "
+        "advantage is eviction's accuracy minus quantization's. Switch point and question "
+        "bootstrap as above."
     ),
 }
 
@@ -125,6 +128,29 @@ def _one_per_cell(df: pd.DataFrame, mask: pd.Series) -> pd.Index:
     return order.drop_duplicates([k for k in keys if k in order]).index.sort_values()
 
 
+def evicting(df: pd.DataFrame) -> pd.Series:
+    """KV-eviction scenarios whose token budget exceeds their KV budget: a cell with T at or
+    below the KV budget never evicts (it is a full-KV run) and does not count as eviction."""
+    method = df["kv_method"].astype(str).isin(["streaming_llm", "r_kv"])
+    kv_budget = pd.to_numeric(df["kv_budget"], errors="coerce") if "kv_budget" in df else pd.Series(np.nan, df.index)
+    return method & ~(df["token_budget"].astype(float) <= kv_budget)
+
+
+def _closest_pairs(e_idx: np.ndarray, q_idx: np.ndarray, tot: np.ndarray, tol: float) -> list[tuple[int, int]]:
+    """Each eviction scenario with the quantized one closest in memory, and each quantized one
+    with the closest eviction scenario, when equal within ``tol``: every unordered pair once."""
+    pairs = set()
+    for own, other, flip in ((e_idx, q_idx, False), (q_idx, e_idx, True)):
+        if not len(other):
+            continue
+        for a in own:
+            cand = other[equal_memory(tot[a], tot[other], tol)]
+            if len(cand):
+                b = int(cand[np.argmin(np.abs(tot[cand] - tot[a]))])
+                pairs.add((b, int(a)) if flip else (int(a), b))
+    return sorted(pairs)
+
+
 def build_comparisons(scenarios: pd.DataFrame, kind: str, memory_tolerance: float | None = None) -> _Comparisons:
     """The equal-memory comparisons that label one kind of threshold (see METHOD_TEXT):
     the two options' total memories differ by at most ``memory_tolerance`` (a fraction;
@@ -165,32 +191,39 @@ def build_comparisons(scenarios: pd.DataFrame, kind: str, memory_tolerance: floa
                 cand = pool[tot[pool] <= tot[a] * (1 + tol)]
                 a_list.append(a); b_list.append(cand); side.append(True); xs.append(wgb[a])
     else:
-        method = df["kv_method"].astype(str)
-        evict = method.isin(["streaming_llm", "r_kv"])
-        quant = method.eq("quantized")
+        evict, quant = evicting(df), df["kv_method"].astype(str).eq("quantized")
         key = dataset + "|" + df["model"].astype(str) + "|" + df["weights"].astype(str) + "|" + df["G"].astype(str)
+        if "engine" in df:
+            key = key + "|" + df["engine"].astype(str)
         for _, grp in df[evict | quant].groupby(key[evict | quant], sort=True):
             e_idx = grp.index[evict[grp.index]].to_numpy()
             q_idx = grp.index[quant[grp.index]].to_numpy()
-            for own, other, is_win in ((e_idx, q_idx, True), (q_idx, e_idx, False)):
-                if not len(other):
-                    continue
-                for a in own:
-                    cand = other[equal_memory(tot[a], tot[other], tol)]
-                    if len(cand):
-                        b = cand[np.argmin(np.abs(tot[cand] - tot[a]))]
-                        a_list.append(a); b_list.append(np.array([b])); side.append(is_win); xs.append(wgb[a])
+            for e, q in _closest_pairs(e_idx, q_idx, tot, tol):
+                a_list.append(e); b_list.append(np.array([q])); side.append(True); xs.append(wgb[e])
     return _Comparisons(np.array(a_list, dtype=int), b_list, np.array(side, dtype=bool), np.array(xs, dtype=float))
 
 
-def _advantages(comp: _Comparisons, acc: np.ndarray) -> np.ndarray:
+def advantages(comp: _Comparisons, acc: np.ndarray) -> np.ndarray:
     """acc: (n_scenarios, B).  Returns (n_comparisons, B): accuracy of the "win" option
-    minus that of the other option (0 for an exact tie)."""
+    minus that of the other option (0 for an exact tie; NaN where a side has no estimate:
+    such a comparison is left out, never counted as a loss). Among several candidates of
+    the other option, the best estimated one counts."""
     adv = np.zeros((len(comp.a), acc.shape[1]))
     for i, (a, cand) in enumerate(zip(comp.a, comp.b)):
-        gap = acc[a] - acc[cand].max(axis=0)
+        gap = acc[a] - np.fmax.reduce(acc[cand], axis=0)
         adv[i] = gap if comp.a_is_win[i] else -gap
     return adv
+
+
+def size_evidence(adv: np.ndarray, size_index: np.ndarray, n_sizes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n_comparisons, B) advantages summed per weight size, comparisons left out (NaN)
+    adding nothing: ((n_sizes, B) evidence, (n_sizes, B) informative comparisons)."""
+    informative = np.isfinite(adv) & (adv != 0)
+    by_size = np.zeros((n_sizes, adv.shape[1]))
+    np.add.at(by_size, size_index, np.where(informative, adv, 0.0))
+    counts = np.zeros((n_sizes, adv.shape[1]))
+    np.add.at(counts, size_index, informative)
+    return by_size, counts
 
 
 def _switch_scores(evidence_by_size: np.ndarray) -> np.ndarray:
@@ -216,7 +249,7 @@ def _best_switch(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, last
 
 
-def _accuracy_replicates(scen: pd.DataFrame, questions: pd.DataFrame | None, n_boot: int, seed: int):
+def accuracy_replicates(scen: pd.DataFrame, questions: pd.DataFrame | None, n_boot: int, seed: int):
     """(n_scenarios, n_boot) scenario accuracies under a question-level bootstrap shared
     by all scenarios of a dataset.  Scenarios without per-question rows keep their point
     accuracy."""
@@ -284,15 +317,15 @@ def fit_threshold(
         "paper": meta["paper"], "paper_gib": cuts.get(kind), "memory_tolerance": tol,
         "dataset": dataset or "all",
         "estimate": None, "bracket": None, "ci_low": None, "ci_high": None, "direction": None,
-        "status": "not enough data", "n_points": 0, "n_win": 0, "share_win": None,
+        "status": "not enough data", "n_points": 0, "n_left_out": 0, "n_win": 0, "share_win": None,
         "x_range": None, "n_boot": int(n_boot), "n_boot_ok": 0, "level": level,
         "method": METHOD_TEXT[kind], "points": [], "message": "",
     }
     if len(comp.a) == 0:
         result["message"] = "no equal-memory comparisons of this kind in the data"
         return result
-    advantage = _advantages(comp, scen["accuracy"].to_numpy(dtype=float)[:, None])[:, 0]
-    informative = advantage != 0
+    advantage = advantages(comp, scen["accuracy"].to_numpy(dtype=float)[:, None])[:, 0]
+    informative = np.isfinite(advantage) & (advantage != 0)
     result.update(_describe_points(scen, comp, advantage))
     sizes, size_index = np.unique(comp.x, return_inverse=True)
     distinct = len(np.unique(comp.x[informative]))
@@ -305,9 +338,7 @@ def fit_threshold(
 
     def evidence(adv: np.ndarray) -> np.ndarray:
         """(n_comparisons, B) advantages summed per weight size: (n_sizes, B)."""
-        by_size = np.zeros((len(sizes), adv.shape[1]))
-        np.add.at(by_size, size_index, adv)
-        return by_size
+        return size_evidence(adv, size_index, len(sizes))[0]
 
     point_evidence = evidence(advantage[:, None])
     scores = _switch_scores(point_evidence)[:, 0]
@@ -332,28 +363,32 @@ def fit_threshold(
         f"comparisons won by {meta['win']})"
     )
     if n_boot > 0:
-        boot_evidence = evidence(_advantages(comp, _accuracy_replicates(scen, questions_df, n_boot, seed)))
+        boot_evidence = evidence(advantages(comp, accuracy_replicates(scen, questions_df, n_boot, seed)))
         result.update(_bootstrap_interval(sizes, sign * _switch_scores(boot_evidence), boot_evidence, level))
     return result
 
 
 def _describe_points(scen: pd.DataFrame, comp: _Comparisons, advantage: np.ndarray) -> dict:
     """The comparisons as report points, and their counts."""
-    informative = advantage != 0
+    estimated = np.isfinite(advantage)
+    informative = estimated & (advantage != 0)
     n_points, n_win = int(informative.sum()), int((advantage > 0).sum())
     acc = scen["accuracy"].to_numpy(dtype=float)
     tot = scen["total_gib"].to_numpy(dtype=float)
     ids = scen["scenario_id"].astype(str).to_numpy()
     datasets = scen["dataset"].astype(str).to_numpy()
-    partners = [int(cand[np.argmax(acc[cand])]) for cand in comp.b]  # the alternative that counted
+    ranked = [np.where(np.isfinite(acc[cand]), acc[cand], -np.inf) for cand in comp.b]
+    partners = [int(cand[np.argmax(r)]) for cand, r in zip(comp.b, ranked)]  # the alternative that counted
     return {
         "points": [
             {"scenario_id": ids[a], "partner_id": ids[b], "dataset": datasets[a], "a_is_win": bool(a_win),
              "weight_gib": float(x), "total_gib": float(tot[a]), "partner_total_gib": float(tot[b]),
-             "advantage": float(adv), "win": bool(adv > 0), "tie": not bool(adv)}
-            for a, b, a_win, x, adv in zip(comp.a, partners, comp.a_is_win, comp.x, advantage)
+             "advantage": float(adv) if ok else None, "win": bool(adv > 0), "tie": bool(ok and adv == 0),
+             "estimated": bool(ok)}
+            for a, b, a_win, x, adv, ok in zip(comp.a, partners, comp.a_is_win, comp.x, advantage, estimated)
         ],
         "n_points": n_points,
+        "n_left_out": int((~estimated).sum()),
         "n_win": n_win,
         "share_win": n_win / n_points if n_points else None,
         "x_range": (float(comp.x[informative].min()), float(comp.x[informative].max())) if n_points else None,
