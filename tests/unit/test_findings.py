@@ -214,3 +214,14 @@ def test_a_named_pair_beyond_the_memory_tolerance_is_not_testable():
     first = findings.evaluate_check(_checks(1)[0], scen, ANALYSIS)
     assert first["status"] == "not testable at this scale"
     assert "not a comparison at equal memory" in first["detail"]
+
+
+def test_thresholds_and_findings_name_the_engine_that_made_the_data():
+    scen, ques = _study(4.2)
+    scen["engine"] = np.where(scen["kv_method"] == "full", "vllm", "hf")
+    thr = threshold.fit_thresholds(scen, ques, n_boot=0)
+    assert all(fit["engines"] == ["hf", "vllm"] for fit in thr.values())
+    assert all(d["engines"] == ["hf", "vllm"] for fit in thr.values() for d in fit["by_dataset"])
+    assert all(f["engines"] == ["hf", "vllm"] for f in findings.evaluate_findings(scen, thr, NO_CHECKS))
+    simulated = scen.assign(engine="simulated")
+    assert findings.evaluate_findings(simulated, None, NO_CHECKS)[0]["engines"] == ["simulated"]

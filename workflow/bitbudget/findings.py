@@ -382,7 +382,8 @@ def evaluate_findings(scenarios_df: pd.DataFrame, thresholds: dict | None = None
             "id": fid, "title": spec["title"], "paper": spec["paper"], "kind": kind,
             "rule": spec["rule"].format(cut=format_memory(cut), window=format_memory(cut * window)) + " At equal memory: total memory within "
                     f"{cfg['memory_tolerance']:.0%}. Named statements of the paper count in the verdict.",
-            "status": _overall([r["status"] for r in rows]), "cut_gib": cut, "per_dataset": rows, "pooled": pooled,
+            "status": _overall([r["status"] for r in rows]), "cut_gib": cut, "engines": _threshold.engines(scen),
+            "per_dataset": rows, "pooled": pooled,
             "comparisons": pooled["comparisons"],
         }
         finding["detail"] = "; ".join(f"{r['dataset']}: {r['status']} ({r['comparisons']} comparisons"

@@ -20,8 +20,8 @@ from scipy.special import expit
 from .config import load_schema
 from .memory import format_memory
 
-__all__ = ["KINDS", "METHOD_TEXT", "analysis_default", "build_comparisons", "equal_memory",
-           "fit_threshold", "fit_thresholds"]
+__all__ = ["KINDS", "METHOD_TEXT", "accuracy_replicates", "advantages", "analysis_default", "build_comparisons",
+           "engines", "equal_memory", "evicting", "fit_threshold", "fit_thresholds", "size_evidence"]
 
 #: kind -> the option whose advantage is measured ("win") and the other option
 KINDS = {
@@ -126,6 +126,11 @@ def _one_per_cell(df: pd.DataFrame, mask: pd.Series) -> pd.Index:
                             ascending=[False, True] if "n_samples" in sub else [True], kind="mergesort")
     keys = ["dataset", "model", "weights", "kv", "token_budget", "G"]
     return order.drop_duplicates([k for k in keys if k in order]).index.sort_values()
+
+
+def engines(scenarios: pd.DataFrame) -> list[str]:
+    """The engines that made the scenarios' data (``simulated`` for a rehearsal), sorted."""
+    return sorted(scenarios["engine"].astype(str).unique()) if "engine" in scenarios else []
 
 
 def evicting(df: pd.DataFrame) -> pd.Series:
@@ -300,8 +305,8 @@ def fit_threshold(
     switch), ci_low, ci_high (GB, observed sizes; None when not estimable), status ("ok" |
     "no crossing" | "not enough data"), direction ("win above" or "win below": the side
     of the threshold where the ``win`` option is better), win, lose, n_points
-    (comparisons without ties), n_win, share_win, x_range (min, max weight GB of the
-    points), n_boot, n_boot_ok (replicates that also find a switch), method (text),
+    (comparisons without ties), n_left_out (comparisons with a side not estimated), n_win,
+    share_win, x_range (min, max weight GB of the points), engines (that made the data), n_boot, n_boot_ok (replicates that also find a switch), method (text),
     points (list of dicts), message.
     """
     meta = KINDS[kind]
@@ -315,7 +320,7 @@ def fit_threshold(
     result = {
         "kind": kind, "title": meta["title"], "win": meta["win"], "lose": meta["lose"],
         "paper": meta["paper"], "paper_gib": cuts.get(kind), "memory_tolerance": tol,
-        "dataset": dataset or "all",
+        "dataset": dataset or "all", "engines": engines(scen),
         "estimate": None, "bracket": None, "ci_low": None, "ci_high": None, "direction": None,
         "status": "not enough data", "n_points": 0, "n_left_out": 0, "n_win": 0, "share_win": None,
         "x_range": None, "n_boot": int(n_boot), "n_boot_ok": 0, "level": level,
