@@ -225,3 +225,56 @@ def test_thresholds_and_findings_name_the_engine_that_made_the_data():
     assert all(f["engines"] == ["hf", "vllm"] for f in findings.evaluate_findings(scen, thr, NO_CHECKS))
     simulated = scen.assign(engine="simulated")
     assert findings.evaluate_findings(simulated, None, NO_CHECKS)[0]["engines"] == ["simulated"]
+
+
+SYNTHETIC_NAMES = {"paper_names": {"models": {m: f"m{m}" for m in ("0.6B", "1.7B", "4B", "8B", "14B", "32B")},
+                                   "datasets": {"AIME": "aime-like", "GPQA": "gpqa-like"}}}
+
+
+def test_each_verdict_is_the_share_of_bootstrap_replicates_that_reach_it():
+    """The vectorised verdicts over replicates equal the findings evaluated on each replicate's
+    accuracies one at a time, named checks included."""
+    scen, ques = threshold.synthetic_study(threshold_gb=4.2, seed=5, n_questions=12, n_samples=2,
+                                           datasets=("aime-like", "gpqa-like"))
+    n_boot = 30
+    found = findings.evaluate_findings(scen, None, SYNTHETIC_NAMES, ques, n_boot=n_boot, seed=7)
+    json.dumps(found)
+    replicates = threshold.accuracy_replicates(scen, ques, n_boot, 7)
+    one_at_a_time = [findings.evaluate_findings(scen.assign(accuracy=replicates[:, b]), None, SYNTHETIC_NAMES)
+                     for b in range(n_boot)]
+    for i, f in enumerate(found):
+        assert f["probability"] == pytest.approx(np.mean([r[i]["point_status"] == f["point_status"]
+                                                          for r in one_at_a_time]))
+        for j, row in enumerate(f["per_dataset"]):
+            same = [r[i]["per_dataset"][j]["point_status"] == row["point_status"] for r in one_at_a_time]
+            assert row["probability"] == pytest.approx(np.mean(same))
+            for k, check in enumerate(row["checks"]):
+                agree = [r[i]["per_dataset"][j]["checks"][k]["point_status"] == check["point_status"]
+                         for r in one_at_a_time]
+                assert check["probability"] == pytest.approx(np.mean(agree)), check["statement"]
+    statuses = [r for f in found for r in [f, *f["per_dataset"]]]
+    assert any(r["status"] == "undecided" for r in statuses)
+    for r in statuses:
+        decided = r["point_status"] not in ("holds", "fails") or r["probability"] >= 0.9
+        assert r["status"] == (r["point_status"] if decided else "undecided")
+
+
+def test_the_verdict_level_is_configured():
+    scen, ques = threshold.synthetic_study(threshold_gb=4.2, seed=5, n_questions=12, n_samples=2,
+                                           datasets=("aime-like", "gpqa-like"))
+
+    def undecided(level):
+        found = findings.evaluate_findings(scen, None, NO_CHECKS | {"verdict_level": level}, ques, n_boot=40, seed=1)
+        assert all(f["verdict_level"] == level for f in found)
+        return sum(r["status"] == "undecided" for f in found for r in f["per_dataset"])
+
+    assert undecided(1.0) > undecided(0.51)
+    assert threshold.analysis_default("verdict_level") == 0.9
+
+
+def test_a_strong_planted_study_decides_every_finding_with_high_probability():
+    scen, ques = _study(4.2)
+    found = findings.evaluate_findings(scen, None, NO_CHECKS, ques, n_boot=50, seed=0)
+    for f in found:
+        assert f["status"] == "holds" and f["probability"] >= 0.9, (f["id"], f["detail"])
+        assert f["n_boot"] == 50 and "probability" in f["detail"]

@@ -67,6 +67,7 @@ import pandas as pd
 from scipy import stats as _scipy_stats
 
 from . import findings as _findings
+from . import frontier as _frontier
 from . import item_response as _item_response
 from . import stats as _stats
 from . import threshold as _threshold
@@ -495,12 +496,7 @@ class Decisions:
         self.min_n, self.window, self.cuts = int(cfg["min_comparisons"]), float(cfg["switch_window"]), cfg["paper_cuts"]
         dataset = scen["dataset"].astype(str).to_numpy()
         datasets = sorted(set(dataset))
-        memory = scen["total_gib"].to_numpy(dtype=float)
-        self.fronts = []  # per dataset: rows by (memory, scenario_id), starts of equal-memory runs
-        for ds in datasets:
-            rows = np.flatnonzero(dataset == ds)
-            rows = rows[np.lexsort((scen["scenario_id"].astype(str).to_numpy()[rows], memory[rows]))]
-            self.fronts.append((rows, np.flatnonzero(np.r_[True, np.diff(memory[rows]) != 0])))
+        self.fronts = _frontier.frontier_order(scen)
         self.switches, self.rules, self.touched = [], [], []
         for kind in _threshold.KINDS:
             for ds in [None] + (datasets if len(datasets) > 1 else []):
@@ -520,17 +516,7 @@ class Decisions:
 
     def frontier(self, acc: np.ndarray) -> np.ndarray:
         """[n, B] bool: on its dataset's frontier, per column (ties as pareto_frontier breaks them)."""
-        on = np.zeros(acc.shape, dtype=bool)
-        for rows, starts in self.fronts:
-            a = np.where(np.isnan(acc[rows]), -np.inf, acc[rows])
-            top = np.maximum.reduceat(a, starts, axis=0)
-            before = np.maximum.accumulate(np.vstack([np.full((1, a.shape[1]), -np.inf), top[:-1]]), axis=0)
-            run = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(rows)]))
-            is_top = a == top[run]
-            seen = np.cumsum(is_top, axis=0)
-            first = is_top & (seen - np.vstack([np.zeros((1, a.shape[1])), seen])[starts][run] == 1)
-            on[rows] = first & (top[run] > before[run])
-        return on
+        return _frontier.frontier_columns(self.fronts, acc)
 
     def advantages(self, acc: np.ndarray, reference: list | None = None, changed=None) -> list[np.ndarray]:
         """Per switch: [comparisons, B] advantages of the "win" option. Given the ``reference``
