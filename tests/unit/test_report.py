@@ -15,7 +15,7 @@ def make_inputs(n_boot=40):
     scen, ques = threshold.synthetic_study(threshold_gb=4.2, seed=1, n_questions=20,
                                            datasets=("aime-like", "gpqa-like"))
     thr = threshold.fit_thresholds(scen, ques, n_boot=n_boot, seed=0)
-    found = findings.evaluate_findings(scen, thr)
+    found = findings.evaluate_findings(scen, thr, None, ques, n_boot=n_boot, seed=0)
     samples = {}
     for sid in scen["scenario_id"].head(3):
         samples[sid] = pd.DataFrame([{
@@ -104,6 +104,16 @@ def test_findings_show_per_dataset_verdicts_and_counts(rendered):
     assert section.count('class="finding"') == 4
     assert section.count("aime-like") >= 4 and section.count("gpqa-like") >= 4 and "pooled (reference)" in section
     assert "comparisons below" in section and "4.19 GB" in section and "8.94 GB" in section
+
+
+def test_each_verdict_shows_its_probability(rendered):
+    section = rendered[rendered.index('<section id="findings">'):rendered.index('<section id="scenarios">')]
+    _, _, _, _, found, _ = make_inputs()
+    for f in found:
+        shown = f"P({f['point_status']}) = " if f["status"] == "undecided" else "P = "
+        assert f"{shown}{f['probability']:.2f}" in section
+    verdicts = section.count('class="badge') - section.count('class="pooled"')  # the pooled row decides nothing
+    assert section.count('class="probability"') == verdicts  # findings, datasets and checks alike
 
 
 def test_simulated_data_is_said_plainly(tmp_path):
