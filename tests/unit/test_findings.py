@@ -231,17 +231,21 @@ SYNTHETIC_NAMES = {"paper_names": {"models": {m: f"m{m}" for m in ("0.6B", "1.7B
                                    "datasets": {"AIME": "aime-like", "GPQA": "gpqa-like"}}}
 
 
-def test_each_verdict_is_the_share_of_bootstrap_replicates_that_reach_it():
+def test_each_verdict_is_the_share_of_bootstrap_replicates_that_reach_it(monkeypatch):
     """The vectorised verdicts over replicates equal the findings evaluated on each replicate's
-    accuracies one at a time, named checks included."""
+    accuracies one at a time (its question halves for the single-sample baseline), named
+    checks included."""
     scen, ques = threshold.synthetic_study(threshold_gb=4.2, seed=5, n_questions=12, n_samples=2,
                                            datasets=("aime-like", "gpqa-like"))
     n_boot = 30
     found = findings.evaluate_findings(scen, None, SYNTHETIC_NAMES, ques, n_boot=n_boot, seed=7)
     json.dumps(found)
-    replicates = threshold.accuracy_replicates(scen, ques, n_boot, 7)
-    one_at_a_time = [findings.evaluate_findings(scen.assign(accuracy=replicates[:, b]), None, SYNTHETIC_NAMES)
-                     for b in range(n_boot)]
+    replicates, (h0, h1) = threshold.accuracy_replicates(scen, ques, n_boot, 7, halves=True)
+    one_at_a_time = []
+    for b in range(n_boot):
+        monkeypatch.setattr(threshold, "half_accuracies", lambda *_, b=b: (h0[:, [b]], h1[:, [b]]))
+        one_at_a_time.append(findings.evaluate_findings(scen.assign(accuracy=replicates[:, b]), None,
+                                                        SYNTHETIC_NAMES, ques))
     for i, f in enumerate(found):
         assert f["probability"] == pytest.approx(np.mean([r[i]["point_status"] == f["point_status"]
                                                           for r in one_at_a_time]))

@@ -215,3 +215,33 @@ def test_an_eviction_cell_within_its_kv_budget_is_not_eviction():
     used = set(study["scenario_id"].iloc[comp.a]) | {study["scenario_id"].iloc[int(b[0])] for b in comp.b}
     assert not used & set(fake["scenario_id"])
     assert len(comp.a) == len(threshold.build_comparisons(scen, "eviction_vs_quantization").a)
+
+
+def _null_voting_study(seed: int, n_single: int = 20, n_voting: int = 60, n_questions: int = 40):
+    """Majority votes and single samples all at one true accuracy (0.5 on every question), at
+    equal memory: the single-sample baseline's true advantage is exactly zero."""
+    rng = np.random.default_rng(seed)
+    rows, questions = [], []
+    for i in range(n_single + n_voting):
+        voting = i >= n_single
+        sid = f"{'vote' if voting else 'single'}{i}"
+        acc_q = rng.binomial(4, 0.5, n_questions) / 4
+        rows.append((sid, f"m{i}", "int8", 1.0 + (0.5 if voting else 0.0), 2000, 8 if voting else 1,
+                     2.0 if voting else 1.95 + i * 1e-3, float(acc_q.mean())))
+        questions += [{"scenario_id": sid, "question_id": f"q{q:03d}", "accuracy": a} for q, a in enumerate(acc_q)]
+    return _pair(rows), pd.DataFrame(questions)
+
+
+def test_the_single_sample_baseline_is_not_the_maximum_of_noisy_estimates():
+    """The best of 20 equally good single-sample scenarios, chosen and scored on the same
+    questions, beats an equally good majority vote by the maximum's upward bias; chosen on one
+    half of the questions and scored on the other, the advantage is unbiased."""
+    plug_in, cross_fitted = [], []
+    for seed in range(5):
+        scen, ques = _null_voting_study(seed)
+        for questions, out in ((None, plug_in), (ques, cross_fitted)):
+            res = threshold.fit_threshold(scen, questions, n_boot=0, kind="samples_vs_tokens")
+            assert len(res["points"]) == 60
+            out += [p["advantage"] for p in res["points"]]
+    assert np.mean(plug_in) < -0.05  # the maximum of 20 estimates with sd ~0.04
+    assert abs(np.mean(cross_fitted)) < 0.01

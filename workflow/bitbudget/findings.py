@@ -414,15 +414,17 @@ class _Replicates:
 
     def __init__(self, scen: pd.DataFrame, questions: pd.DataFrame | None, n_boot: int, seed: int, tol: float):
         self.scen, self.tol = scen, tol
-        self.acc = (_threshold.accuracy_replicates(scen, questions, n_boot, seed) if questions is not None and n_boot
-                    else np.zeros((len(scen), 0)))
+        if questions is not None and n_boot:
+            self.acc, self.halves = _threshold.accuracy_replicates(scen, questions, n_boot, seed, halves=True)
+        else:
+            self.acc, self.halves = np.zeros((len(scen), 0)), None
         self._kinds = {}
 
     def comparisons(self, kind: str) -> tuple:
         """(comparisons, their advantages [m, B]) of ``kind`` over the whole table."""
         if kind not in self._kinds:
             comp = _threshold.build_comparisons(self.scen, kind, self.tol)
-            self._kinds[kind] = comp, _threshold.advantages(comp, self.acc)
+            self._kinds[kind] = comp, _threshold.advantages(comp, self.acc, self.halves)
         return self._kinds[kind]
 
     def rule(self, fid: int, kind: str, dataset: str, cut: float, min_n: int, window: float) -> np.ndarray:
@@ -483,7 +485,7 @@ def evaluate_findings(scenarios_df: pd.DataFrame, thresholds: dict | None = None
     min_n, window = int(cfg["min_comparisons"]), float(cfg["switch_window"])
     scen = scenarios_df.reset_index(drop=True)
     if thresholds is None:
-        thresholds = _threshold.fit_thresholds(scen, None, n_boot=0, memory_tolerance=cfg["memory_tolerance"],
+        thresholds = _threshold.fit_thresholds(scen, questions, n_boot=0, memory_tolerance=cfg["memory_tolerance"],
                                                paper_cuts=cfg["paper_cuts"])
     reps = _Replicates(scen, questions, n_boot, seed, cfg["memory_tolerance"])
     datasets = sorted(scen["dataset"].astype(str).unique()) if len(scen) else []

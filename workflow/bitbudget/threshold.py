@@ -21,7 +21,8 @@ from .config import load_schema
 from .memory import format_memory
 
 __all__ = ["KINDS", "METHOD_TEXT", "accuracy_replicates", "advantages", "analysis_default", "build_comparisons",
-           "engines", "equal_memory", "evicting", "fit_threshold", "fit_thresholds", "size_evidence"]
+           "engines", "equal_memory", "evicting", "fit_threshold", "fit_thresholds", "half_accuracies",
+           "question_halves", "size_evidence"]
 
 #: kind -> the option whose advantage is measured ("win") and the other option
 KINDS = {
@@ -67,6 +68,10 @@ METHOD_TEXT = {
         "using no more memory than it (within the memory tolerance): the single-sample "
         "frontier at its memory. A comparison is made only where some single-sample scenario "
         "lies within the tolerance of its memory. Samples win when maj@G is more accurate. "
+        "The best single sample is cross-fitted, so that the maximum of many noisy estimates "
+        "does not inflate it: the questions are split in two halves (alternate question ids), "
+        "the single-sample scenario best on one half is scored on the other, and the advantage "
+        "is the mean of the two half-advantages (without per-question data: the plain maximum). "
         "A comparison with a side not yet estimated (adaptive sampling) is left out. "
         "Switch point and question bootstrap as for the weights/tokens threshold."
     ),
@@ -208,16 +213,31 @@ def build_comparisons(scenarios: pd.DataFrame, kind: str, memory_tolerance: floa
     return _Comparisons(np.array(a_list, dtype=int), b_list, np.array(side, dtype=bool), np.array(xs, dtype=float))
 
 
-def advantages(comp: _Comparisons, acc: np.ndarray) -> np.ndarray:
+def advantages(comp: _Comparisons, acc: np.ndarray, halves: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """acc: (n_scenarios, B).  Returns (n_comparisons, B): accuracy of the "win" option
     minus that of the other option (0 for an exact tie; NaN where a side has no estimate:
-    such a comparison is left out, never counted as a loss). Among several candidates of
-    the other option, the best estimated one counts."""
+    such a comparison is left out, never counted as a loss).
+
+    Among several candidates of the other option the best one counts. Chosen on the same
+    accuracies it is scored on, that best is the maximum of noisy estimates, biased upward;
+    given ``halves`` (the same columns' accuracies over each half of the questions) the choice
+    is cross-fitted: the candidate best on one half is scored on the other, and the
+    advantage is the mean of the two half-advantages."""
     adv = np.zeros((len(comp.a), acc.shape[1]))
     for i, (a, cand) in enumerate(zip(comp.a, comp.b)):
-        gap = acc[a] - np.fmax.reduce(acc[cand], axis=0)
+        if halves is None or len(cand) == 1:
+            gap = acc[a] - np.fmax.reduce(acc[cand], axis=0)
+        else:
+            gap = (_half_gap(a, cand, halves[1], halves[0]) + _half_gap(a, cand, halves[0], halves[1])) / 2
         adv[i] = gap if comp.a_is_win[i] else -gap
     return adv
+
+
+def _half_gap(a: int, cand: np.ndarray, scored: np.ndarray, chosen_on: np.ndarray) -> np.ndarray:
+    """Per column: ``a``'s accuracy minus that of the candidate most accurate on ``chosen_on``,
+    both on ``scored``."""
+    pick = cand[np.argmax(np.where(np.isfinite(chosen_on[cand]), chosen_on[cand], -np.inf), axis=0)]
+    return scored[a] - scored[pick, np.arange(scored.shape[1])]
 
 
 def size_evidence(adv: np.ndarray, size_index: np.ndarray, n_sizes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -254,15 +274,16 @@ def _best_switch(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, last
 
 
-def accuracy_replicates(scen: pd.DataFrame, questions: pd.DataFrame | None, n_boot: int, seed: int):
-    """(n_scenarios, n_boot) scenario accuracies under a question-level bootstrap shared
-    by all scenarios of a dataset.  Scenarios without per-question rows keep their point
-    accuracy."""
+def _weighted_accuracies(scen: pd.DataFrame, questions: pd.DataFrame | None, n_cols: int, n_out: int,
+                         weightings) -> list[np.ndarray]:
+    """``n_out`` arrays (n_scenarios, n_cols) of scenario accuracies as weighted means of their
+    per-question accuracies; ``weightings(nq)`` gives, per dataset (in sorted order), ``n_out``
+    (n_cols, nq) weights over its questions in question_id order. Scenarios without
+    per-question rows (or no weight on any of theirs) keep their point accuracy."""
     point = scen["accuracy"].to_numpy(dtype=float)
-    out = np.repeat(point[:, None], n_boot, axis=1)
-    if questions is None or questions.empty or n_boot == 0:
-        return out
-    rng = np.random.default_rng(seed)
+    outs = [np.repeat(point[:, None], n_cols, axis=1) for _ in range(n_out)]
+    if questions is None or questions.empty or n_cols == 0:
+        return outs
     pos = pd.Series(np.arange(len(scen)), index=scen["scenario_id"].astype(str).to_numpy())
     q = questions.copy()
     q["scenario_id"] = q["scenario_id"].astype(str)
@@ -274,16 +295,42 @@ def accuracy_replicates(scen: pd.DataFrame, questions: pd.DataFrame | None, n_bo
         M = mat.to_numpy(dtype=float)
         present = np.isfinite(M).astype(float)
         M0 = np.nan_to_num(M)
-        nq = M.shape[1]
-        counts = rng.multinomial(nq, np.full(nq, 1.0 / nq), size=n_boot).astype(float)  # B x Q
-        num = M0 @ counts.T
-        den = present @ counts.T
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rep = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
         rows = pos[mat.index.to_numpy()].to_numpy()
-        fallback = out[rows]
-        out[rows] = np.where(np.isnan(rep), fallback, rep)
-    return out
+        for out, w in zip(outs, weightings(M.shape[1])):
+            num, den = M0 @ w.T, present @ w.T
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rep = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+            out[rows] = np.where(np.isnan(rep), out[rows], rep)
+    return outs
+
+
+def question_halves(nq: int) -> np.ndarray:
+    """(2, nq) 0/1 masks of the two halves of a dataset's questions: alternate questions in
+    question_id order."""
+    second = np.arange(nq) % 2 == 1
+    return np.stack([~second, second]).astype(float)
+
+
+def accuracy_replicates(scen: pd.DataFrame, questions: pd.DataFrame | None, n_boot: int, seed: int,
+                        halves: bool = False):
+    """(n_scenarios, n_boot) scenario accuracies under a question-level bootstrap shared
+    by all scenarios of a dataset.  Scenarios without per-question rows keep their point
+    accuracy. With ``halves``: (that, (half 0, half 1)), the same replicates' accuracies over
+    each half of the questions (:func:`question_halves`)."""
+    rng = np.random.default_rng(seed)
+
+    def weightings(nq: int) -> list[np.ndarray]:
+        counts = rng.multinomial(nq, np.full(nq, 1.0 / nq), size=n_boot).astype(float)  # B x Q
+        return [counts] + ([counts * m for m in question_halves(nq)] if halves else [])
+
+    outs = _weighted_accuracies(scen, questions, n_boot, 3 if halves else 1, weightings)
+    return (outs[0], tuple(outs[1:])) if halves else outs[0]
+
+
+def half_accuracies(scen: pd.DataFrame, questions: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """(n_scenarios, 1) accuracies over each half of the questions (:func:`question_halves`)."""
+    h0, h1 = _weighted_accuracies(scen, questions, 1, 2, lambda nq: [m[None, :] for m in question_halves(nq)])
+    return h0, h1
 
 
 def fit_threshold(
@@ -329,7 +376,8 @@ def fit_threshold(
     if len(comp.a) == 0:
         result["message"] = "no equal-memory comparisons of this kind in the data"
         return result
-    advantage = advantages(comp, scen["accuracy"].to_numpy(dtype=float)[:, None])[:, 0]
+    halves = half_accuracies(scen, questions_df) if questions_df is not None else None
+    advantage = advantages(comp, scen["accuracy"].to_numpy(dtype=float)[:, None], halves)[:, 0]
     informative = np.isfinite(advantage) & (advantage != 0)
     result.update(_describe_points(scen, comp, advantage))
     sizes, size_index = np.unique(comp.x, return_inverse=True)
@@ -368,7 +416,8 @@ def fit_threshold(
         f"comparisons won by {meta['win']})"
     )
     if n_boot > 0:
-        boot_evidence = evidence(advantages(comp, accuracy_replicates(scen, questions_df, n_boot, seed)))
+        boot_acc, boot_halves = accuracy_replicates(scen, questions_df, n_boot, seed, halves=True)
+        boot_evidence = evidence(advantages(comp, boot_acc, boot_halves if questions_df is not None else None))
         result.update(_bootstrap_interval(sizes, sign * _switch_scores(boot_evidence), boot_evidence, level))
     return result
 
