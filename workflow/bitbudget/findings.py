@@ -462,7 +462,9 @@ def _dataset_verdict(fid: int, kind: str, ds: str, scen: pd.DataFrame, points: l
         checks.append(check | _decide(check["status"], check_reps[-1], cfg["verdict_level"]))
     point = str(_combine(np.array([rule_status], dtype=object), [np.array([c["point_status"]]) for c in checks])[0])
     replicates = _combine(rule_reps, check_reps)
+    rule_probability = float(np.mean(rule_reps == rule_status)) if n_boot else None
     return {"dataset": ds, **_decide(point, replicates, cfg["verdict_level"]), "rule_status": rule_status,
+            "rule_probability": rule_probability,
             "numbers": numbers, "comparisons": _counted(pts), "fit": _fit_beside(fit, cut),
             "exploratory": exploratory, "checks": checks, "replicates": replicates}
 
@@ -471,9 +473,10 @@ def evaluate_findings(scenarios_df: pd.DataFrame, thresholds: dict | None = None
                       questions: pd.DataFrame | None = None, n_boot: int = 0, seed: int = 0) -> list[dict]:
     """Findings 1-4 as a list of dicts: id, title, paper, rule, status, probability,
     point_status, cut_gib, engines, per_dataset (dataset, status, probability, point_status,
-    rule_status, numbers, comparisons, fit (the fitted bracket beside the cut), exploratory
-    (the rule at the fitted switch, when the cut is not testable), checks), pooled (the rule
-    on all datasets' comparisons together), comparisons, detail.
+    rule_status and rule_probability (the comparison rule alone), numbers, comparisons, fit
+    (the fitted bracket beside the cut), exploratory (the rule at the fitted switch, when the
+    cut is not testable), checks), pooled (the rule on all datasets' comparisons together),
+    comparisons, detail.
 
     ``thresholds``: :func:`bitbudget.threshold.fit_thresholds` (fitted here without a
     bootstrap when None). ``analysis``: the config's analysis section (schema defaults for

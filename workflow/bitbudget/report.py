@@ -275,6 +275,7 @@ def _finding_view(f: Mapping[str, Any]) -> dict:
         rows.append({
             "dataset": r["dataset"], "status": r["status"], "probability": _probability_txt(r),
             "rule_status": r.get("rule_status", r.get("point_status", r["status"])),
+            "rule_probability": "" if r.get("rule_probability") is None else f"(P = {r['rule_probability']:.2f})",
             "comparisons": r.get("comparisons", 0), "numbers": _numbers_txt(r.get("numbers", {})),
             "fit": _fit_txt(r.get("fit")),
             "exploratory": (f"exploratory, at the fitted switch {format_memory(ex['cut_gib'])}: {ex['status']} "
