@@ -282,3 +282,26 @@ def test_a_strong_planted_study_decides_every_finding_with_high_probability():
     for f in found:
         assert f["status"] == "holds" and f["probability"] >= 0.9, (f["id"], f["detail"])
         assert f["n_boot"] == 50 and "probability" in f["detail"]
+
+
+def test_an_eviction_verdict_says_whether_charging_eviction_its_peak_changes_it():
+    scen, ques = _study(4.2)
+    assert findings.evaluate_findings(scen, None, NO_CHECKS)[3]["eviction_at_peak"] is None  # no peak column
+    rkv = (scen["kv_method"] == "r_kv").to_numpy()
+    scen["peak_total_gib"] = scen["total_gib"] + np.where(rkv, 0.004 * scen["total_gib"], 0.0)
+    f4 = findings.evaluate_findings(scen, None, NO_CHECKS)[3]
+    assert f4["eviction_at_peak"] == {"status": "holds", "changes": False,
+                                      "per_dataset": {"aime-like": "holds", "gpqa-like": "holds"}}
+    # below the cut R-KV and StreamingLLM at a 2k budget win, StreamingLLM at 4k loses: eviction
+    # wins most. Charged at (an exaggerated) peak, R-KV no longer meets quantized KV at equal
+    # memory, and StreamingLLM alone wins under half: the verdict changes
+    below = scen["weight_gib"] < 8.94
+    scen.loc[below & rkv, "accuracy"] = 1.0
+    scen.loc[below & (scen["kv"] == "streaming2000"), "accuracy"] = 1.0
+    scen.loc[below & (scen["kv"] == "streaming4000"), "accuracy"] = 0.0
+    scen["peak_total_gib"] = scen["total_gib"] * np.where(rkv, 3.0, 1.0)
+    found = findings.evaluate_findings(scen, None, NO_CHECKS)
+    f4 = found[3]
+    assert f4["point_status"] == "holds" and f4["eviction_at_peak"]["status"] == "fails"
+    assert f4["eviction_at_peak"]["changes"] is True
+    assert all("eviction_at_peak" not in f for f in found[:3])

@@ -3,6 +3,7 @@
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -112,6 +113,7 @@ def test_each_verdict_shows_its_probability(rendered):
     for f in found:
         shown = f"P({f['point_status']}) = " if f["status"] == "undecided" else "P = "
         assert f"{shown}{f['probability']:.2f}" in section
+    assert "With eviction charged its peak" not in section  # the synthetic table has no peak column
     verdicts = section.count('class="badge') - section.count('class="pooled"')  # the pooled row decides nothing
     assert section.count('class="probability"') == verdicts  # findings, datasets and checks alike
 
@@ -165,3 +167,12 @@ def test_samples_per_question_and_adaptive_stops_are_shown(tmp_path):
     assert "m-large" in section and "reached the maximum" in section
     plain = report.render_report(scen, ques, samples, thr, found, prov, tmp_path / "p.html").read_text()
     assert 'id="adaptive"' not in plain
+
+
+def test_finding_4_says_whether_charging_eviction_its_peak_changes_it(tmp_path):
+    scen, ques, samples, thr, _, prov = make_inputs(n_boot=5)
+    scen["peak_total_gib"] = scen["total_gib"] * np.where(scen["kv_method"] == "r_kv", 1.004, 1.0)
+    found = findings.evaluate_findings(scen, thr, None, ques, n_boot=5, seed=0)
+    html = report.render_report(scen, ques, samples, thr, found, prov, tmp_path / "p.html").read_text()
+    at_peak = found[3]["eviction_at_peak"]
+    assert f"instead of its budget: {at_peak['status']}; the verdict is" in html

@@ -472,7 +472,8 @@ def _dataset_verdict(fid: int, kind: str, ds: str, scen: pd.DataFrame, points: l
 def evaluate_findings(scenarios_df: pd.DataFrame, thresholds: dict | None = None, analysis: dict | None = None,
                       questions: pd.DataFrame | None = None, n_boot: int = 0, seed: int = 0) -> list[dict]:
     """Findings 1-4 as a list of dicts: id, title, paper, rule, status, probability,
-    point_status, cut_gib, engines, per_dataset (dataset, status, probability, point_status,
+    point_status, cut_gib, engines, eviction_at_peak (finding 4: its point verdict with
+    eviction charged its peak, ``peak_total_gib``, and whether that changes it), per_dataset (dataset, status, probability, point_status,
     rule_status and rule_probability (the comparison rule alone), numbers, comparisons, fit
     (the fitted bracket beside the cut), exploratory (the rule at the fitted switch, when the
     cut is not testable), checks), pooled (the rule on all datasets' comparisons together),
@@ -491,6 +492,7 @@ def evaluate_findings(scenarios_df: pd.DataFrame, thresholds: dict | None = None
         thresholds = _threshold.fit_thresholds(scen, questions, n_boot=0, memory_tolerance=cfg["memory_tolerance"],
                                                paper_cuts=cfg["paper_cuts"])
     reps = _Replicates(scen, questions, n_boot, seed, cfg["memory_tolerance"])
+    at_peak = _findings_at_eviction_peak(scen, cfg, questions)
     datasets = sorted(scen["dataset"].astype(str).unique()) if len(scen) else []
     paper_ds = {v: k for k, v in cfg["paper_names"].get("datasets", {}).items()}
     out = []
@@ -516,11 +518,31 @@ def evaluate_findings(scenarios_df: pd.DataFrame, thresholds: dict | None = None
             "engines": _threshold.engines(scen), "per_dataset": rows, "pooled": pooled,
             "comparisons": pooled["comparisons"],
         }
+        if kind == "eviction_vs_quantization":
+            finding["eviction_at_peak"] = _at_peak(finding, at_peak)
         finding["detail"] = "; ".join(f"{r['dataset']}: {r['status']}{_probability_text(r['probability'])} "
                                       f"({r['comparisons']} comparisons" + _left_out_text(r["numbers"]) + ")"
                                       for r in rows)
         out.append(finding)
     return out
+
+
+def _findings_at_eviction_peak(scen: pd.DataFrame, cfg: dict, questions: pd.DataFrame | None) -> dict | None:
+    """Finding id -> the finding's point verdicts with eviction charged its peak
+    (``peak_total_gib``) instead of the configured charge; None when that changes no memory."""
+    if "peak_total_gib" not in scen or np.allclose(scen["peak_total_gib"], scen["total_gib"], rtol=0, atol=0):
+        return None
+    peak = scen.assign(total_gib=scen["peak_total_gib"]).drop(columns="peak_total_gib")
+    return {f["id"]: f for f in evaluate_findings(peak, None, cfg, questions)}
+
+
+def _at_peak(finding: dict, at_peak: dict | None) -> dict | None:
+    """Whether an eviction verdict changes when eviction is charged its peak."""
+    if at_peak is None:
+        return None
+    peak = at_peak[finding["id"]]
+    return {"status": peak["point_status"], "changes": peak["point_status"] != finding["point_status"],
+            "per_dataset": {r["dataset"]: r["point_status"] for r in peak["per_dataset"]}}
 
 
 def _probability_text(probability: float | None) -> str:

@@ -258,6 +258,14 @@ def _check_view(c: Mapping[str, Any]) -> dict:
             "probability": _probability_txt(c), "sides": sides, "detail": c.get("detail", "")}
 
 
+def _at_peak_txt(at_peak: Mapping[str, Any] | None) -> str:
+    if not at_peak:
+        return ""
+    change = "the verdict changes" if at_peak["changes"] else "the verdict is the same"
+    return (f"With eviction charged its peak (R-KV: KV budget plus compression interval) instead of its "
+            f"budget: {at_peak['status']}; {change}.")
+
+
 def _probability_txt(verdict: Mapping[str, Any]) -> str:
     """The probability of a verdict's status over the bootstrap replicates, as shown beside it."""
     p = verdict.get("probability")
@@ -285,6 +293,7 @@ def _finding_view(f: Mapping[str, Any]) -> dict:
     pooled = f.get("pooled")
     return {"id": f["id"], "title": f["title"], "paper": f["paper"], "rule": f["rule"], "status": f["status"],
             "probability": _probability_txt(f), "engines": ", ".join(f.get("engines", [])),
+            "at_peak": _at_peak_txt(f.get("eviction_at_peak")),
             "replicates": f.get("n_boot", 0), "level": f.get("verdict_level"),
             "cut": format_memory(f["cut_gib"]) if f.get("cut_gib") else "", "comparisons": f.get("comparisons", 0),
             "rows": rows, "detail": f.get("detail", ""),
