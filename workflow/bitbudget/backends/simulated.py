@@ -118,8 +118,9 @@ class SimulatedCheckpoint:
             meta = json.loads(quant.read_text())
             bits, group = meta["bits"], meta["group_size"]
         architecture = read_architecture(path)
-        weight_bytes = memory.weight_bytes(architecture, bits) if group is None else \
-            memory.weight_bytes(architecture, bits, group)
+        # the surface was planted with 16-bit zero points: kept, so that its draws stay those of its ids
+        weight_bytes = memory.weight_bytes(architecture, bits, zero_bits=16) if group is None else \
+            memory.weight_bytes(architecture, bits, group, zero_bits=16)
         return cls(memory.to_gib(weight_bytes), int(bits))
 
 
