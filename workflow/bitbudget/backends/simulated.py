@@ -111,7 +111,9 @@ class SimulatedCheckpoint:
     @classmethod
     def load(cls, path: str | Path) -> "SimulatedCheckpoint":
         """A metadata-only checkpoint directory (quantization.json) or an unquantized model path.
-        The weight memory is the analysis's own (:func:`bitbudget.memory.weight_bytes`)."""
+        The weight memory is :func:`bitbudget.memory.weight_bytes` with 16-bit zero points, the
+        placement the surface was planted with (the analysis charges zero points as checkpoints
+        store them)."""
         quant = Path(path) / QUANTIZATION_FILE
         bits, group = 16, None
         if quant.is_file():
