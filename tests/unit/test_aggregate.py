@@ -121,3 +121,9 @@ def test_analysis_reads_the_record_the_generation_wrote(tmp_path):
     (tmp_path / "samples.meta.json").write_text(json.dumps({"id": "g"}))
     with pytest.raises(aggregate.MissingModelRecord, match="forcerun"):
         aggregate.model_records({"g": str(samples)})
+
+
+def test_the_scenario_table_names_the_engine_of_each_scenario():
+    scenarios = pd.DataFrame(build_study(paper_config()).scenarios)
+    engines = scenarios.groupby(scenarios["grids"].map(",".join))["engine"].unique().map(list).to_dict()
+    assert engines == {"main": ["vllm"], "kv_cache": ["hf"]}
