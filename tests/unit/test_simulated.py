@@ -121,7 +121,9 @@ def test_metadata_checkpoint_has_the_memory_models_weight_size(tmp_path):
     write_metadata_checkpoint(source, tmp_path / "ckpt", {"bits": 8, "group_size": 128, "method": "gptq"})
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "quantization.json"]
     loaded = SimulatedCheckpoint.load(tmp_path / "ckpt")
-    expected = memory.to_gib(memory.weight_bytes(memory.load_architecture(source), 8, 128, count_stored_lm_head=False))
+    # the surface is placed as it was planted, with 16-bit zero points (its draws are those of its ids)
+    expected = memory.to_gib(memory.weight_bytes(memory.load_architecture(source), 8, 128, zero_bits=16,
+                                                 count_stored_lm_head=False))
     assert loaded.bits == 8 and loaded.weight_gib == pytest.approx(expected)
     assert loaded.weight_gib == pytest.approx(4.19, rel=0.02)  # the paper's 8-bit 4B
 

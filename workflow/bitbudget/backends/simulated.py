@@ -111,15 +111,18 @@ class SimulatedCheckpoint:
     @classmethod
     def load(cls, path: str | Path) -> "SimulatedCheckpoint":
         """A metadata-only checkpoint directory (quantization.json) or an unquantized model path.
-        The weight memory is the analysis's own (:func:`bitbudget.memory.weight_bytes`)."""
+        The weight memory is :func:`bitbudget.memory.weight_bytes` with 16-bit zero points, the
+        placement the surface was planted with (the analysis charges zero points as checkpoints
+        store them)."""
         quant = Path(path) / QUANTIZATION_FILE
         bits, group = 16, None
         if quant.is_file():
             meta = json.loads(quant.read_text())
             bits, group = meta["bits"], meta["group_size"]
         architecture = read_architecture(path)
-        weight_bytes = memory.weight_bytes(architecture, bits) if group is None else \
-            memory.weight_bytes(architecture, bits, group)
+        # the surface was planted with 16-bit zero points: kept, so that its draws stay those of its ids
+        weight_bytes = memory.weight_bytes(architecture, bits, zero_bits=16) if group is None else \
+            memory.weight_bytes(architecture, bits, group, zero_bits=16)
         return cls(memory.to_gib(weight_bytes), int(bits))
 
 
