@@ -155,10 +155,10 @@ def test_lettered_choice_columns(tmp_path):
 # --------------------------------------------------------------------------- parse time
 def test_paper_study_keys_hub_datasets_without_loading_them(no_network):
     """Planning the paper grid reads no dataset and no model: hub keys are path/name/split/revision."""
-    from bitbudget.config import load_config
+    from bitbudget.preflight import load_study_config
     from bitbudget.study import build_study, dataset_key
 
-    config = load_config(REPO / "config" / "paper.yaml")
+    config = load_study_config(REPO / "config" / "paper.yaml")
     study = build_study(config)
     key = dataset_key("gpqa_diamond", config["datasets"]["gpqa_diamond"])
     assert key["hub"] == {"path": "Idavidrein/gpqa", "name": "gpqa_diamond", "split": "train", "revision": None}

@@ -9,8 +9,7 @@ import yaml
 
 from bitbudget.errors import ConfigError  # re-exported: callers import it from here
 from bitbudget.kvspec import check_kv_strategy
-
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+from bitbudget.schema import SCHEMA_PATH, load_schema, schema_defaults  # noqa: F401 (re-exported)
 
 # Which named section each grid axis refers to.
 GRID_REFERENCES = {
@@ -23,19 +22,6 @@ GRID_REFERENCES = {
 
 def _field(path) -> str:
     return ".".join(str(part) for part in path) or "<top level>"
-
-
-def load_schema(schema_path: str | Path = SCHEMA_PATH) -> dict:
-    return yaml.safe_load(Path(schema_path).read_text())
-
-
-def schema_defaults(*path: str) -> dict:
-    """The schema's defaults for the fields of one object; "*" steps into a named entry, e.g.
-    schema_defaults("models", "*", "train", "task")."""
-    node = load_schema()
-    for name in path:
-        node = node["additionalProperties"] if name == "*" else node["properties"][name]
-    return {name: spec["default"] for name, spec in node["properties"].items() if "default" in spec}
 
 
 def check_schema(config: dict, schema_path: str | Path = SCHEMA_PATH) -> None:
@@ -78,7 +64,6 @@ def check_semantics(config: dict) -> None:
             )
     for name, strategy in config["kv_strategies"].items():
         check_kv_strategy(strategy, f"kv_strategies.{name}")
-    _check_adaptive(config["sampling"].get("adaptive"))
     real = models_of_real_engines(config)
     for name, model in config["models"].items():
         _check_model_path(name, model, simulated=name not in real)
@@ -88,25 +73,6 @@ def check_semantics(config: dict) -> None:
     for name, fmt in config["weight_formats"].items():
         if "calibration" in fmt:
             _check_source(f"weight_formats.{name}.calibration", fmt["calibration"])
-    from .capabilities import check_config as check_capabilities  # the engine/format/KV combinations
-
-    check_capabilities(config)
-
-
-def _check_adaptive(adaptive: dict | None) -> None:
-    """A curtail_gamma the rule's Monte Carlo bound can never get under would stop nothing."""
-    if adaptive is None or adaptive["rule"] != "curtail":
-        return
-    from .adaptive import CURTAIL_DRAWS, curtail_floor
-
-    floor = curtail_floor(adaptive["confidence"])
-    if adaptive["curtail_gamma"] <= floor:
-        raise ConfigError(
-            f"config field 'sampling.adaptive.curtail_gamma': {adaptive['curtail_gamma']} is at or below "
-            f"{floor:.4f}, the least change probability {CURTAIL_DRAWS} predictive draws bound at "
-            f"sampling.adaptive.confidence {adaptive['confidence']}: nothing would ever stop; fix: set it above "
-            f"{floor:.4f} (or lower sampling.adaptive.confidence)"
-        )
 
 
 def _check_engines_apart(config: dict) -> None:
@@ -192,7 +158,8 @@ def _check_dataset(name: str, dataset: dict) -> None:
 
 
 def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
-    """Check `config` and fill the schema's defaults in place (as Snakemake's validate does)."""
+    """Check `config` and fill the schema's defaults in place (as Snakemake's validate does).
+    The settings' own checks only: bitbudget.preflight adds those that need a stage."""
     from snakemake.utils import validate
 
     check_schema(config, schema_path)
@@ -254,8 +221,3 @@ def check_config_files(paths) -> None:
     """Every config file Snakemake read: syntax with file and line, no duplicate key."""
     for path in paths:
         read_config_file(path)
-
-
-def load_config(path: str | Path) -> dict:
-    """A validated config from one file, its defaults filled."""
-    return validate_config(read_config_file(path))

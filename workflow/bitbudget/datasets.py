@@ -28,6 +28,7 @@ import json
 import random
 import re
 from pathlib import Path
+from bitbudget.tasks import make_synthetic_questions
 
 LETTERS = "ABCD"
 DEFAULT_CHOICE_TEMPLATE = "{question}\n\nA) {A}\nB) {B}\nC) {C}\nD) {D}"
@@ -41,8 +42,6 @@ class DatasetError(ValueError):
 def load_questions(dataset: dict) -> list[dict]:
     source = dataset["source"]
     if source == "synthetic":
-        from bitbudget.tasks import make_synthetic_questions
-
         spec = dataset["synthetic"]
         questions = make_synthetic_questions(
             dataset["kind"], spec["n_questions"], spec["seed"], spec["min_difficulty"], spec["max_difficulty"]

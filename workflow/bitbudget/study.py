@@ -23,8 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bitbudget import versions
-from bitbudget.artifacts import content_id
+from bitbudget.adaptive import AdaptiveRule
+from bitbudget.artifacts import content_id, sha256_file
+from bitbudget.backends.simulated import read_architecture
+from bitbudget.errors import ConfigError
 from bitbudget.forcing import sampling_key
+from bitbudget.preflight import validate_study_config
+from bitbudget.tasks import SYNTHETIC_TASK_VERSION
 
 RESULTS = "results"
 
@@ -196,8 +201,6 @@ RECIPE_FIELDS_NOT_IN_WEIGHTS = ("threads",)
 def recipe_mismatch(model_dir: str | Path, recipe: dict) -> list[str]:
     """The recipe fields the model in ``model_dir`` was not trained with, from the
     ``training.json`` its training wrote (empty when it matches)."""
-    from bitbudget.tasks import SYNTHETIC_TASK_VERSION
-
     summary_path = Path(model_dir) / "training.json"
     if not summary_path.is_file():
         return [f"{summary_path} is missing"]
@@ -245,12 +248,8 @@ def dataset_key(name: str, dataset: dict) -> dict:
     key["max_questions"] = dataset.get("max_questions")
     key["loader"] = versions.DATASET_LOADER_VERSION
     if dataset["source"] == "file" and Path(dataset["file"]).is_file():
-        from bitbudget.artifacts import sha256_file
-
         key["file_sha256"] = sha256_file(dataset["file"])
     if dataset["source"] == "synthetic":
-        from bitbudget.tasks import SYNTHETIC_TASK_VERSION
-
         key["task_version"] = SYNTHETIC_TASK_VERSION
     return key
 
@@ -276,15 +275,11 @@ def _checkpoint(config: dict, model: str, weights: str, metadata_only: bool = Fa
 
 def simulated_architecture_key(path: str) -> dict:
     """The architecture a simulated checkpoint is made of (its file's content, not only its path)."""
-    from bitbudget.backends.simulated import read_architecture
-
     return {"architecture": read_architecture(path), "version": versions.METADATA_CHECKPOINT_VERSION}
 
 
 def simulation_key(config: dict, dataset: str) -> dict:
     """The planted truth one simulated generation draws from: globals, KV costs, its dataset's surface."""
-    from bitbudget.config import ConfigError
-
     simulation = config.get("simulation")
     if simulation is None or dataset not in simulation["datasets"]:
         raise ConfigError(
@@ -368,9 +363,7 @@ def build_study(config: dict) -> Study:
     The config is validated (defaults filled) on a copy first, so ids never depend on
     whether the caller spelled out a default.
     """
-    from bitbudget.config import validate_config
-
-    config = validate_config(copy.deepcopy(config))
+    config = validate_study_config(copy.deepcopy(config))
     study = Study(config)
     units: dict[tuple, dict] = {}
     for grid_name, grid in config["grids"].items():
@@ -421,8 +414,6 @@ def build_study(config: dict) -> Study:
 
 
 def adaptive_rounds(config: dict, maximum: int) -> list[int]:
-    from bitbudget.adaptive import AdaptiveRule
-
     return AdaptiveRule.from_config(config["sampling"], maximum).rounds
 
 

@@ -3,7 +3,8 @@ import re
 
 from bitbudget import rounds
 from bitbudget.artifacts import content_id, meta_path
-from bitbudget.config import check_config_files, validate_config
+from bitbudget.config import check_config_files
+from bitbudget.preflight import validate_study_config
 from bitbudget.provenance import config_summary
 from bitbudget.study import build_study, models_to_train, without_runtime
 from bitbudget.versions import ANALYSIS_VERSION
@@ -11,7 +12,7 @@ from bitbudget.versions import ANALYSIS_VERSION
 # Before any job: every config file read is checked for duplicate keys (YAML keeps the last
 # silently), then a schema error names the field; Snakemake's validation fills the defaults.
 check_config_files(workflow.configfiles)
-validate_config(config)
+validate_study_config(config)
 
 STUDY = build_study(config)
 TRAINED_MODEL_DIRS = models_to_train(config)

@@ -35,6 +35,7 @@ from bitbudget import capabilities
 from bitbudget.artifacts import content_id
 from bitbudget.backends import Counters, EngineResult, Interrupted, sample_record
 from bitbudget.forcing import needs_fork, open_thinking, thinks_on, trace_forcing_tokens
+from bitbudget.revisions import loader_kwargs
 from bitbudget.shards import (add_to_stored, build_prompts, chunks_by_rows, first_samples, missing_forks, new_samples,
                                write_new_samples, write_shard)
 
@@ -112,8 +113,6 @@ def weight_scheme(checkpoint_path: str) -> str | None:
 def engine_args(engine: dict, checkpoint_path: str, max_model_len: int, seed: int,
                 revision: str | None = None) -> dict:
     """Keyword arguments of `vllm.LLM` for the engine config (the model at its pinned revision)."""
-    from bitbudget.revisions import loader_kwargs
-
     pinned = loader_kwargs(checkpoint_path, revision).get("revision")
     args = {
         "model": checkpoint_path,
@@ -144,7 +143,6 @@ class VLLMEngine:
                  revision: str | None = None):
         from transformers import AutoTokenizer
 
-        from bitbudget.revisions import loader_kwargs
 
         self.key = spec["trace_key"]
         self.samples = spec.get("samples", self.key["sampling"]["samples_per_question"])
