@@ -35,24 +35,41 @@ RESULTS = "results"
 
 #: engine settings that change how fast tokens come, never which tokens: runtime, not key
 ENGINE_RUNTIME_FIELDS = ("batch_size", "python", "device", "cpu_kv_cache_gb")
+#: recipe fields that do not change the trained weights
+RECIPE_FIELDS_NOT_IN_WEIGHTS = ("threads",)
+#: every runtime setting of the config ("*": each named entry): where and how fast a job runs,
+#: never what it computes, so never in a job's key (tests/unit/test_runtime_fields.py walks them)
+RUNTIME_FIELDS = (
+    "resources",  # scheduler resources
+    "envs",  # interpreters of the stages with their own environment
+    "grading.workers",
+    *(f"engine.{name}" for name in ENGINE_RUNTIME_FIELDS),
+    *(f"grids.*.engine.{name}" for name in ENGINE_RUNTIME_FIELDS),
+    "models.*.resources",
+    *(f"models.*.train.{name}" for name in RECIPE_FIELDS_NOT_IN_WEIGHTS),
+)
 
 
 def without_runtime(config: dict) -> dict:
-    """The config less every runtime setting (scheduler resources, interpreters, engine speed,
-    grading workers, training threads): what a stage may hash or show without a runtime edit
-    ever rerunning it."""
+    """The config less every runtime setting (:data:`RUNTIME_FIELDS`): what a stage may hash or
+    show without a runtime edit ever rerunning it."""
     config = copy.deepcopy(config)
-    for section in ("resources", "envs"):
-        config.pop(section, None)
-    config["grading"].pop("workers", None)
-    for engine in [config["engine"], *(grid.get("engine", {}) for grid in config["grids"].values())]:
-        for name in ENGINE_RUNTIME_FIELDS:
-            engine.pop(name, None)
-    for model in config["models"].values():
-        model.pop("resources", None)
-        for name in RECIPE_FIELDS_NOT_IN_WEIGHTS:
-            model.get("train", {}).pop(name, None)
+    for path in RUNTIME_FIELDS:
+        _drop(config, path.split("."))
     return config
+
+
+def _drop(node: dict, path: list[str]) -> None:
+    """Remove the field at ``path`` ("*": every entry) where it is set, and a section it leaves
+    empty (a grid's `engine: {batch_size: 8}` is no override of what it computes)."""
+    first, rest = path[0], path[1:]
+    for name in (list(node) if first == "*" else [first]):
+        if not rest:
+            node.pop(name, None)
+        elif isinstance(node.get(name), dict):
+            _drop(node[name], rest)
+            if not node[name]:
+                del node[name]
 
 
 @dataclass(frozen=True)
@@ -194,10 +211,6 @@ def file_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-#: recipe fields that do not change the trained weights
-RECIPE_FIELDS_NOT_IN_WEIGHTS = ("threads",)
-
-
 def recipe_mismatch(model_dir: str | Path, recipe: dict) -> list[str]:
     """The recipe fields the model in ``model_dir`` was not trained with, from the
     ``training.json`` its training wrote (empty when it matches)."""
@@ -237,7 +250,8 @@ def models_to_train(config: dict) -> list[str]:
 def model_key(name: str, model: dict) -> dict:
     key = {"path": model["path"], "revision": model.get("revision")}
     if "train" in model:
-        key["train"] = model["train"]
+        key["train"] = {k: v for k, v in model["train"].items() if k not in RECIPE_FIELDS_NOT_IN_WEIGHTS}
+        key["recipe_key"] = versions.RECIPE_KEY_VERSION
     elif Path(model["path"]).is_dir():
         key["fingerprint"] = file_fingerprint(Path(model["path"]))
     return key
@@ -369,7 +383,9 @@ def build_study(config: dict) -> Study:
     for grid_name, grid in config["grids"].items():
         samples = grid.get("samples_per_question", config["sampling"]["samples_per_question"])
         engine = grid_engine(config, grid)
-        engine_tag = content_id(engine)
+        # grids whose engines differ only at runtime share their generations (the first grid's
+        # runtime settings run them)
+        engine_tag = content_id({k: v for k, v in engine.items() if k not in ENGINE_RUNTIME_FIELDS})
         for model in grid["models"]:
             for weights in grid["weight_formats"]:
                 for kv in grid["kv_strategies"]:

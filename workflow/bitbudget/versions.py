@@ -12,6 +12,9 @@ LLMCOMPRESSOR_QUANTIZER_VERSION = "llmc-1"  # bitbudget.llmcompressor_quantize (
 GENERATOR_VERSION = "gen-1"
 GRADER_VERSION = "grade-2"  # grade-2: choice letters and timeouts through math-verify
 DATASET_LOADER_VERSION = "data-1"
+# A trained model's recipe as it enters checkpoint keys. recipe-2: without its runtime fields
+# (train.threads), so a thread count edit moves no id.
+RECIPE_KEY_VERSION = "recipe-2"
 ANALYSIS_VERSION = "analysis-7"  # aggregate's memory columns, fit and report (threshold, findings, frontier, report)
 
 # KV-cache methods whose algorithm changed since GENERATOR_VERSION: the version enters the
