@@ -143,12 +143,8 @@ def _check_model_path(name: str, model: dict, simulated: bool = False) -> None:
 
 
 def _check_dataset(name: str, dataset: dict) -> None:
+    """The dataset's own fields; its file's records are read by bitbudget.preflight."""
     _check_source(f"datasets.{name}", dataset, sourced_from=("synthetic", "hub", "file"))
-    if dataset["source"] == "file" and count_records(dataset["file"]) == 0:
-        raise ConfigError(
-            f"config field 'datasets.{name}.file': {dataset['file']} holds no questions; fix: point it at a "
-            f"parquet or JSONL file with one question per record"
-        )
     if dataset["source"] == "synthetic":
         spec = dataset["synthetic"]
         if spec["min_difficulty"] > spec["max_difficulty"]:
@@ -166,17 +162,6 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
     validate(config, schema=str(schema_path), set_default=True)
     check_semantics(config)
     return config
-
-
-def count_records(path: str | Path) -> int:
-    """Records in a local dataset file without loading it: parquet row count, or JSONL lines."""
-    path = Path(path)
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_metadata(path).num_rows
-    with open(path, encoding="utf-8") as handle:
-        return sum(1 for line in handle if line.strip())
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -28,6 +28,7 @@ import json
 import random
 import re
 from pathlib import Path
+
 from bitbudget.tasks import make_synthetic_questions
 
 LETTERS = "ABCD"
@@ -86,10 +87,32 @@ def _read_file(path: Path) -> list[dict]:
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
     elif path.suffix in (".jsonl", ".json"):
+        if not check_json_lines(path):
+            return []
         frame = pd.read_json(path, lines=True, dtype=False)
     else:
         raise DatasetError(f"dataset file {path}: use a .parquet or .jsonl file")
     return frame.to_dict("records")
+
+
+def check_json_lines(path: Path) -> int:
+    """The number of records of a JSON-lines file, or DatasetError naming the first line that is
+    not one JSON object (pandas would name neither the file nor the line)."""
+    records = 0
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DatasetError(f"line {number} is not valid JSON ({error.msg}, column {error.colno}); "
+                                   f"fix: one JSON object per line") from None
+            if not isinstance(record, dict):
+                raise DatasetError(f"line {number} holds a {type(record).__name__}, not a JSON object; "
+                                   f"fix: one JSON object per line")
+            records += 1
+    return records
 
 
 def load_hub_table(hub: dict):
@@ -143,7 +166,8 @@ def _question(dataset: dict, record: dict, index: int) -> dict:
         out["choices"] = [str(_column(record, c, "choices")).strip() for c in fields["choices"]]
         out["answer"] = str(answer).strip().upper()
         if out["answer"] not in LETTERS[: len(out["choices"])]:
-            raise DatasetError(f"question {question_id}: answer '{answer}' is not a letter A-D")
+            raise DatasetError(f"question {question_id}: answer '{answer}' is not among its options "
+                               f"{LETTERS[: len(out['choices'])]}; fix: give the letter of one of its options")
     template = dataset.get("problem_template", DEFAULT_CHOICE_TEMPLATE)
     out["problem"] = template.format(question=text.strip(), **dict(zip(LETTERS, out["choices"])))
     return out

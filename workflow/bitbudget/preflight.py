@@ -1,6 +1,7 @@
 """Every check of a config before any job: the settings' own (schema, defaults, cross-field
 rules), then those that need a stage's knowledge (what this machine's engines can run, the
-adaptive rule's floor). The settings layer imports no stage; this module calls both.
+adaptive rule's floor, the records of local dataset files). The settings layer imports no
+stage; this module calls both.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 from bitbudget import capabilities
 from bitbudget.adaptive import CURTAIL_DRAWS, curtail_floor
 from bitbudget.config import read_config_file, validate_config
+from bitbudget.datasets import DatasetError, load_questions
 from bitbudget.errors import ConfigError
 
 
@@ -19,7 +21,24 @@ def validate_study_config(config: dict) -> dict:
     validate_config(config)
     check_adaptive(config["sampling"].get("adaptive"))
     capabilities.check_config(config)
+    for name, dataset in config["datasets"].items():
+        if dataset["source"] == "file":
+            check_dataset_file(name, dataset)
     return config
+
+
+def check_dataset_file(name: str, dataset: dict) -> None:
+    """Read a local dataset file's questions once, as a generate job will: a malformed record,
+    a missing column or an answer outside its question's options stops planning, naming the
+    field and the file (and the line or the question)."""
+    field, path = f"datasets.{name}.file", dataset["file"]
+    try:
+        questions = load_questions(dataset)
+    except DatasetError as error:
+        raise ConfigError(f"config field '{field}': {path}: {error}") from None
+    if not questions:
+        raise ConfigError(f"config field '{field}': {path} holds no questions; fix: point it at a parquet or "
+                          f"JSONL file with one question per record")
 
 
 def load_study_config(path: str | Path) -> dict:
