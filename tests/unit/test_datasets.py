@@ -222,3 +222,31 @@ def test_a_jsonl_line_that_is_no_object_is_named(tmp_path):
         check_json_lines(path)
     path.write_text('{"problem": "1+1", "answer": "2"}\n\n')
     assert check_json_lines(path) == 1
+
+
+def test_a_default_written_out_and_one_left_out_give_one_id(tmp_path):
+    """The dataset defaults live in the schema: writing them out moves no id."""
+    from bitbudget.schema import schema_defaults
+    from tests.harness import plan_as_the_snakefile
+
+    path = tmp_path / "mc.jsonl"
+    path.write_text(json.dumps({"problem": "Pick one", "answer": "x", "w1": "y", "w2": "z", "w3": "w"}) + "\n")
+    left_out = {"kind": "choice", "source": "file", "file": str(path), "fields": {"incorrect": ["w1", "w2", "w3"]}}
+    written = {**left_out, "shuffle_seed": 0, "max_questions": None,
+               "problem_template": schema_defaults("datasets", "*")["problem_template"],
+               "fields": {**left_out["fields"], "question_id": "question_id", "problem": "problem", "answer": "answer"}}
+    ids = [sorted(plan_as_the_snakefile(config_with_file_datasets(mc=dataset)).generations)
+           for dataset in (left_out, written)]
+    assert ids[0] == ids[1]
+    other_seed = sorted(plan_as_the_snakefile(config_with_file_datasets(mc={**left_out, "shuffle_seed": 1})).generations)
+    assert other_seed != ids[0]
+
+
+def test_the_loader_fills_the_schema_defaults_as_validation_does():
+    from bitbudget.datasets import with_defaults
+    from bitbudget.preflight import validate_study_config
+
+    config = validate_study_config(config_with_file_datasets(
+        aime={"kind": "integer", "source": "file", "file": str(FIXTURES / "aime2025.jsonl")}))
+    raw = {"kind": "integer", "source": "file", "file": str(FIXTURES / "aime2025.jsonl")}
+    assert with_defaults(raw) == config["datasets"]["aime"]

@@ -157,7 +157,7 @@ def refusals(config: dict, flags=None) -> list[str]:
             if refusal:
                 field = f"weight_formats.{name}.{'scheme' if 'scheme' in fmt else 'bits'}"
                 found.setdefault(field, refusal.message(field) + f" (grid {grid_name}, models {on_cpu})")
-            refusal = vllm_cpu_activation_refusal(weight_scheme(fmt), flags, engine.get("dtype", "auto"))
+            refusal = vllm_cpu_activation_refusal(weight_scheme(fmt), flags, engine["dtype"])
             if refusal:
                 field = _engine_field(grid_name, grid, "dtype")
                 found.setdefault(field, refusal.message(field) + f" (weight format {name}, grid {grid_name})")

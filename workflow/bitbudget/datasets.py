@@ -29,10 +29,10 @@ import random
 import re
 from pathlib import Path
 
+from bitbudget.schema import schema_defaults
 from bitbudget.tasks import make_synthetic_questions
 
 LETTERS = "ABCD"
-DEFAULT_CHOICE_TEMPLATE = "{question}\n\nA) {A}\nB) {B}\nC) {C}\nD) {D}"
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -40,7 +40,15 @@ class DatasetError(ValueError):
     """The dataset's records do not match its config (fields, answers, size)."""
 
 
+def with_defaults(dataset: dict) -> dict:
+    """The dataset with the schema's defaults filled in, as config validation fills them (for a
+    dataset given directly, e.g. by a test or a benchmark)."""
+    fields = {**schema_defaults("datasets", "*", "fields"), **dataset.get("fields", {})}
+    return {**schema_defaults("datasets", "*"), **dataset, "fields": fields}
+
+
 def load_questions(dataset: dict) -> list[dict]:
+    dataset = with_defaults(dataset)
     source = dataset["source"]
     if source == "synthetic":
         spec = dataset["synthetic"]
@@ -140,12 +148,11 @@ def _column(record: dict, column: str, dataset_field: str):
 
 
 def _question(dataset: dict, record: dict, index: int) -> dict:
-    fields = dataset.get("fields", {})
-    id_column = fields.get("question_id", "question_id")
-    raw_id = record.get(id_column)
+    fields = dataset["fields"]
+    raw_id = record.get(fields["question_id"])
     question_id = _SAFE_ID.sub("_", str(raw_id)) if raw_id not in (None, "") else f"q{index:04d}"
-    text = str(_column(record, fields.get("problem", "problem"), "problem"))
-    answer = _column(record, fields.get("answer", "answer"), "answer")
+    text = str(_column(record, fields["problem"], "problem"))
+    answer = _column(record, fields["answer"], "answer")
     difficulty = record.get(fields["difficulty"]) if "difficulty" in fields else None
     out = {"question_id": question_id, "problem": text, "answer": None, "choices": None,
            "difficulty": difficulty, "choice_permutation": None}
@@ -156,7 +163,7 @@ def _question(dataset: dict, record: dict, index: int) -> dict:
         options = [str(answer).strip()] + [str(_column(record, c, "incorrect")).strip() for c in fields["incorrect"]]
         if len(options) != len(LETTERS):
             raise DatasetError(f"fields.incorrect must name {len(LETTERS) - 1} columns, got {len(options) - 1}")
-        permutation = choice_permutation(dataset.get("shuffle_seed", 0), question_id, len(options))
+        permutation = choice_permutation(dataset["shuffle_seed"], question_id, len(options))
         out["choices"] = [options[i] for i in permutation]
         out["answer"] = LETTERS[permutation.index(0)]
         out["choice_permutation"] = permutation
@@ -168,8 +175,7 @@ def _question(dataset: dict, record: dict, index: int) -> dict:
         if out["answer"] not in LETTERS[: len(out["choices"])]:
             raise DatasetError(f"question {question_id}: answer '{answer}' is not among its options "
                                f"{LETTERS[: len(out['choices'])]}; fix: give the letter of one of its options")
-    template = dataset.get("problem_template", DEFAULT_CHOICE_TEMPLATE)
-    out["problem"] = template.format(question=text.strip(), **dict(zip(LETTERS, out["choices"])))
+    out["problem"] = dataset["problem_template"].format(question=text.strip(), **dict(zip(LETTERS, out["choices"])))
     return out
 
 

@@ -257,9 +257,17 @@ def model_key(name: str, model: dict) -> dict:
     return key
 
 
+#: dataset fields its loader reads only for a source read record by record, or a choice kind
+RECORD_FIELDS = ("fields", "shuffle_seed", "problem_template")
+CHOICE_FIELDS = ("shuffle_seed", "problem_template")
+
+
 def dataset_key(name: str, dataset: dict) -> dict:
-    key = {k: v for k, v in dataset.items() if k != "max_questions"}
-    key["max_questions"] = dataset.get("max_questions")
+    """What a validated dataset's questions are made of (its defaults filled, so a default
+    written out and one left out give one key); fields its loader does not read are left out."""
+    unread = set(RECORD_FIELDS if dataset["source"] == "synthetic" else ())
+    unread |= set(CHOICE_FIELDS if dataset["kind"] != "choice" else ())
+    key = {k: v for k, v in dataset.items() if k not in unread}
     key["loader"] = versions.DATASET_LOADER_VERSION
     if dataset["source"] == "file" and Path(dataset["file"]).is_file():
         key["file_sha256"] = sha256_file(dataset["file"])
@@ -321,7 +329,7 @@ def _trace_key(config: dict, ckpt: Checkpoint, kv: str, dataset: str, samples: i
         "kv": versions.kv_key(config["kv_strategies"][kv]),
         "dataset": (dataset_keys or {}).get(dataset) or dataset_key(dataset, config["datasets"][dataset]),
         "prompt": config["prompts"][kind],
-        "chat_template_kwargs": config["prompts"].get("chat_template_kwargs", {}),
+        "chat_template_kwargs": config["prompts"]["chat_template_kwargs"],
         "sampling": {**sampling, "samples_per_question": samples},
         "forcing": {**forcing, "forced_answer_suffix": config["forcing"]["forced_answer_suffix"][kind]},
         "horizon": horizon,

@@ -81,14 +81,14 @@ def check_device_support(engine: dict, checkpoint_path: str, platform=None) -> N
     # the same rules config validation applies (bitbudget.capabilities), checked again on the
     # machine that runs the job, against the checkpoint's actual scheme
     flags = cpu_flags()
-    refusal = capabilities.vllm_cpu_kv_refusal(str(engine.get("kv_cache_dtype", "auto")), flags)
+    refusal = capabilities.vllm_cpu_kv_refusal(str(engine["kv_cache_dtype"]), flags)
     if refusal:
         raise UnsupportedOnThisDevice(refusal.message("engine.kv_cache_dtype"))
     refusal = capabilities.vllm_cpu_weight_refusal(weight_scheme(checkpoint_path), flags)
     if refusal:
         raise UnsupportedOnThisDevice(f"{refusal.message('weight_formats')} (checkpoint {checkpoint_path})")
     refusal = capabilities.vllm_cpu_activation_refusal(weight_scheme(checkpoint_path), flags,
-                                                       engine.get("dtype", "auto"))
+                                                       engine["dtype"])
     if refusal:
         raise UnsupportedOnThisDevice(f"{refusal.message('engine.dtype')} (checkpoint {checkpoint_path})")
 
@@ -118,10 +118,10 @@ def engine_args(engine: dict, checkpoint_path: str, max_model_len: int, seed: in
         "model": checkpoint_path,
         "tokenizer": checkpoint_path,
         **({"revision": pinned, "tokenizer_revision": pinned} if pinned else {}),
-        "dtype": engine.get("dtype", "auto"),
+        "dtype": engine["dtype"],
         "enable_prefix_caching": True,
         "max_model_len": max_model_len,
-        "max_num_seqs": engine.get("batch_size", 64),
+        "max_num_seqs": engine["batch_size"],
         "seed": seed,
         "kv_cache_dtype": engine.get("kv_cache_dtype", "auto"),
     }
