@@ -21,9 +21,12 @@ TRAINED_MODEL_DIRS = models_to_train(config)
 ALL_GENERATIONS = STUDY.all_generations
 ALL_GRADES = STUDY.all_grades
 ADAPTIVE = rounds.enabled(STUDY.config)
-if ADAPTIVE:
-    PLAN_ID = rounds.plan_id(STUDY)
-    MAX_ROUNDS = max(len({n for n, _ in r}) for r in STUDY.rounds.values())
+# the adaptive rules are always defined (the DAG's rules and --lint do not depend on the
+# config); without sampling.adaptive no input names their outputs, so they never run
+PLAN_ID = rounds.plan_id(STUDY) if ADAPTIVE else "off"
+MAX_ROUNDS = (
+    max(len({n for n, _ in r}) for r in STUDY.rounds.values()) if ADAPTIVE else 0
+)
 
 
 wildcard_constraints:
