@@ -119,3 +119,12 @@ def test_without_runtime_removes_every_runtime_field():
         for name in field[:-1]:
             node = node.get(name, {})
         assert field[-1] not in node, field
+
+
+def test_one_grids_runtime_engine_setting_moves_no_key(monkeypatch):
+    """Grids whose engines differ only at runtime share their generations: setting one grid's
+    batch size alone splits nothing."""
+    monkeypatch.chdir(REPO)
+    config = CONFIGS["config"]
+    grid = next(iter(config["grids"]))
+    assert job_keys(edited(config, ("grids", grid, "engine", "batch_size"), 8)) == job_keys(config)
