@@ -22,11 +22,7 @@ include: "workflow/rules/scenarios.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/report.smk"
-
-
-if ADAPTIVE:
-
-    include: "workflow/rules/adaptive.smk"
+include: "workflow/rules/adaptive.smk"
 
 
 rule all:

@@ -56,10 +56,10 @@ def synthetic_config(kv_heavy: bool) -> dict:
 
 
 def scenarios_of(config_path: Path) -> int:
-    from bitbudget.config import load_config
+    from bitbudget.preflight import load_study_config
     from bitbudget.study import build_study
 
-    return len(build_study(load_config(config_path)).scenarios)
+    return len(build_study(load_study_config(config_path)).scenarios)
 
 
 def time_dry_run(config_path: Path, workdir: Path) -> tuple[float, int]:

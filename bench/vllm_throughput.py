@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def specs(checkpoint: str, args) -> dict:
     import bitbudget.config
+    import bitbudget.study
     from bitbudget.study import build_study, engine_spec
 
     try:
@@ -35,7 +36,7 @@ def specs(checkpoint: str, args) -> dict:
             bitbudget.config.check_schema(config, schema_path)
             return config
 
-        bitbudget.config.validate_config = validate_config
+        bitbudget.study.validate_study_config = validate_config
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["models"] = {"m": {"path": checkpoint}}

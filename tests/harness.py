@@ -28,7 +28,8 @@ from bitbudget import rounds
 from bitbudget.aggregate import aggregate
 from bitbudget.artifacts import content_id, read_parquet_verified, write_directory_meta, write_meta, write_parquet
 from bitbudget.backends.simulated import write_metadata_checkpoint
-from bitbudget.config import check_config_files, validate_config
+from bitbudget.config import check_config_files
+from bitbudget.preflight import validate_study_config
 from bitbudget.fit import fit_study
 from bitbudget.generate import run_generation
 from bitbudget.grading import grade_samples
@@ -221,7 +222,7 @@ def plan_as_the_snakefile(config: dict, config_files=()) -> "BuiltStudy":
     validate and fill the config, plan the study and the models to train. Raises what a
     `snakemake -n` would stop with."""
     check_config_files(list(config_files))
-    config = validate_config(copy.deepcopy(config))
+    config = validate_study_config(copy.deepcopy(config))
     models_to_train(config)
     return build_study(config)
 

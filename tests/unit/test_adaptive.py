@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from bitbudget import adaptive
-from bitbudget.config import schema_defaults
+from bitbudget.schema import schema_defaults
 from bitbudget.frontier import pareto_frontier
 
 CONFIDENCE = 0.95
@@ -183,21 +183,22 @@ def test_schema_defaults_fill_and_absent_is_off():
 
     import yaml
 
-    from bitbudget.config import ConfigError, validate_config
+    from bitbudget.errors import ConfigError
+    from bitbudget.preflight import validate_study_config
 
     raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "config.yaml").read_text())
-    config = validate_config(raw)
+    config = validate_study_config(raw)
     assert "adaptive" not in config["sampling"]
     assert adaptive.AdaptiveRule.from_config(config["sampling"]) is None
     raw["sampling"]["adaptive"] = {"initial": 2}
-    rule = adaptive.AdaptiveRule.from_config(validate_config(raw)["sampling"])
+    rule = adaptive.AdaptiveRule.from_config(validate_study_config(raw)["sampling"])
     defaults = schema_defaults("sampling", "adaptive")
     assert (rule.initial, rule.step, rule.confidence, rule.epsilon) == (
         2, defaults["step"], defaults["confidence"], defaults["epsilon"])
     assert rule.maximum == config["sampling"]["samples_per_question"]
     raw["sampling"]["adaptive"] = {"confidence": 1.5}
     with pytest.raises(ConfigError, match="confidence"):
-        validate_config(raw)
+        validate_study_config(raw)
 
 
 # ----------------------------------------------------------------------- stochastic curtailment

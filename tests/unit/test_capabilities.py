@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from bitbudget import capabilities
-from bitbudget.config import ConfigError, validate_config
+from bitbudget.errors import ConfigError
+from bitbudget.preflight import validate_study_config
 from tests.harness import REPO
 
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -47,7 +48,7 @@ def test_w8a16_is_refused_on_any_vllm_cpu():
 
 def test_w8a16_stops_config_validation_on_this_machine():
     with pytest.raises(ConfigError, match=r"weight_formats\.w8\.scheme.*int4 only"):
-        validate_config(vllm_cpu(W8A16))
+        validate_study_config(vllm_cpu(W8A16))
 
 
 def test_w4a16_needs_avx512_on_a_vllm_cpu():
@@ -105,7 +106,7 @@ def test_hf_engine_and_plain_weights_are_not_checked():
 
 def test_gpu_jobs_are_not_checked_against_this_cpu():
     """The paper grid runs vLLM on GPUs: parsing it on a login node without AVX-512 is fine."""
-    paper = validate_config(copy.deepcopy(PAPER))
+    paper = validate_study_config(copy.deepcopy(PAPER))
     assert capabilities.refusals(paper, AVX2_ONLY) == []
     on_cpu = copy.deepcopy(paper)
     on_cpu["resources"]["generate"]["gpu"] = 0

@@ -4,7 +4,8 @@ import pytest
 import yaml
 from snakemake.utils import update_config
 
-from bitbudget.config import ConfigError, validate_config
+from bitbudget.errors import ConfigError
+from bitbudget.preflight import validate_study_config
 from tests.harness import REPO
 
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -14,12 +15,12 @@ def broken(mutate):
     config = copy.deepcopy(DEFAULT)
     mutate(config)
     with pytest.raises(ConfigError) as error:
-        validate_config(config)
+        validate_study_config(config)
     return str(error.value)
 
 
 def test_default_config_is_valid():
-    validate_config(copy.deepcopy(DEFAULT))
+    validate_study_config(copy.deepcopy(DEFAULT))
 
 
 def test_a_curtail_gamma_no_round_could_get_under_is_rejected():
@@ -29,7 +30,7 @@ def test_a_curtail_gamma_no_round_could_get_under_is_rejected():
     assert 0.01 < floor < 0.02  # 200 draws, none changed, at 95%: about 0.015
     message = broken(lambda c: c["sampling"].update(adaptive={"curtail_gamma": 0.01}))
     assert "sampling.adaptive.curtail_gamma" in message and f"{floor:.4f}" in message
-    validate_config(copy.deepcopy(DEFAULT) | {"sampling": {**DEFAULT["sampling"], "adaptive": {"curtail_gamma": 0.01,
+    validate_study_config(copy.deepcopy(DEFAULT) | {"sampling": {**DEFAULT["sampling"], "adaptive": {"curtail_gamma": 0.01,
                                                                                               "confidence": 0.5}}})
 
 
@@ -97,7 +98,7 @@ def test_missing_dataset_file_is_named():
 
 
 def test_paper_config_is_valid():
-    validate_config(yaml.safe_load((REPO / "config" / "paper.yaml").read_text()))
+    validate_study_config(yaml.safe_load((REPO / "config" / "paper.yaml").read_text()))
 
 
 def test_duplicate_key_is_named_with_its_line(tmp_path):
@@ -141,7 +142,7 @@ def test_missing_local_model_path_is_named(path):
 def test_hub_model_id_stays_valid_offline():
     config = copy.deepcopy(DEFAULT)
     config["models"]["tiny-s"] = {"path": "Qwen/Qwen3-8B"}
-    validate_config(config)
+    validate_study_config(config)
 
 
 def test_empty_dataset_file_is_named(tmp_path):
@@ -170,7 +171,7 @@ def test_a_study_pairing_simulated_with_real_scenarios_is_refused():
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     paper["grids"]["kv_cache"]["engine"] = {"name": "simulated"}  # main stays on vLLM, same dataset
     with pytest.raises(ConfigError) as error:
-        validate_config(paper)
+        validate_study_config(paper)
     message = str(error.value)
     assert "config field 'grids'" in message and "['kv_cache']" in message and "['main']" in message
     assert "aime2025" in message and "fix:" in message
@@ -180,7 +181,7 @@ def test_simulated_overlays_keep_every_grid_on_the_simulated_engine():
     for overlay in ("simulated.yaml", "simulated-contrary.yaml"):
         config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
         update_config(config, yaml.safe_load((REPO / "config" / overlay).read_text()))
-        validate_config(config)
+        validate_study_config(config)
 
 
 def test_a_verdict_level_at_or_below_a_coin_flip_is_named():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import socket
 from collections import Counter
 from pathlib import Path
@@ -155,10 +156,10 @@ def test_lettered_choice_columns(tmp_path):
 # --------------------------------------------------------------------------- parse time
 def test_paper_study_keys_hub_datasets_without_loading_them(no_network):
     """Planning the paper grid reads no dataset and no model: hub keys are path/name/split/revision."""
-    from bitbudget.config import load_config
+    from bitbudget.preflight import load_study_config
     from bitbudget.study import build_study, dataset_key
 
-    config = load_config(REPO / "config" / "paper.yaml")
+    config = load_study_config(REPO / "config" / "paper.yaml")
     study = build_study(config)
     key = dataset_key("gpqa_diamond", config["datasets"]["gpqa_diamond"])
     assert key["hub"] == {"path": "Idavidrein/gpqa", "name": "gpqa_diamond", "split": "train", "revision": None}
@@ -167,3 +168,85 @@ def test_paper_study_keys_hub_datasets_without_loading_them(no_network):
     revised["datasets"]["gpqa_diamond"]["hub"]["revision"] = "abc123"
     changed = {g.gen_id for g in build_study(revised).generations.values()} - set(study.generations)
     assert changed and all(build_study(revised).generations[g].dataset == "gpqa_diamond" for g in changed)
+
+
+def config_with_file_datasets(**datasets) -> dict:
+    """The default study with its datasets replaced by local files (name -> dataset)."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["datasets"] = datasets
+    for grid in config["grids"].values():
+        grid["datasets"] = list(datasets)
+    return config
+
+
+def test_a_malformed_jsonl_line_stops_planning_naming_field_file_and_line(tmp_path):
+    from bitbudget.errors import ConfigError
+    from tests.harness import plan_as_the_snakefile
+
+    path = tmp_path / "aime.jsonl"
+    lines = (FIXTURES / "aime2025.jsonl").read_text().splitlines()
+    path.write_text("\n".join([lines[0], lines[1][:-5], *lines[2:]]) + "\n")
+    config = config_with_file_datasets(aime={"kind": "integer", "source": "file", "file": str(path),
+                                             "fields": PAPER["datasets"]["aime2025"]["fields"]})
+    with pytest.raises(ConfigError) as error:
+        plan_as_the_snakefile(config)
+    message = str(error.value)
+    assert "'datasets.aime.file'" in message and str(path) in message and "line 2 " in message
+    path.write_text("\n".join(lines) + "\n")  # repaired, it plans
+    assert plan_as_the_snakefile(config).generations
+
+
+def test_an_answer_outside_the_options_stops_planning_naming_field_file_and_question(tmp_path):
+    from bitbudget.errors import ConfigError
+    from tests.harness import plan_as_the_snakefile
+
+    path = tmp_path / "mc.jsonl"
+    record = {"q": "Pick one", "a": "x", "b": "y", "c": "z", "d": "w"}
+    path.write_text(json.dumps({**record, "label": "B", "qid": "c1"}) + "\n"
+                    + json.dumps({**record, "label": "E", "qid": "c2"}) + "\n")
+    fields = {"question_id": "qid", "problem": "q", "answer": "label", "choices": ["a", "b", "c", "d"]}
+    config = config_with_file_datasets(mc={"kind": "choice", "source": "file", "file": str(path), "fields": fields})
+    with pytest.raises(ConfigError) as error:
+        plan_as_the_snakefile(config)
+    message = str(error.value)
+    assert "'datasets.mc.file'" in message and str(path) in message and "question c2" in message
+    assert "'E'" in message and "ABCD" in message
+
+
+def test_a_jsonl_line_that_is_no_object_is_named(tmp_path):
+    from bitbudget.datasets import check_json_lines
+
+    path = tmp_path / "list.jsonl"
+    path.write_text('{"problem": "1+1", "answer": "2"}\n\n[1, 2]\n')
+    with pytest.raises(DatasetError, match="line 3 holds a list"):
+        check_json_lines(path)
+    path.write_text('{"problem": "1+1", "answer": "2"}\n\n')
+    assert check_json_lines(path) == 1
+
+
+def test_a_default_written_out_and_one_left_out_give_one_id(tmp_path):
+    """The dataset defaults live in the schema: writing them out moves no id."""
+    from bitbudget.schema import schema_defaults
+    from tests.harness import plan_as_the_snakefile
+
+    path = tmp_path / "mc.jsonl"
+    path.write_text(json.dumps({"problem": "Pick one", "answer": "x", "w1": "y", "w2": "z", "w3": "w"}) + "\n")
+    left_out = {"kind": "choice", "source": "file", "file": str(path), "fields": {"incorrect": ["w1", "w2", "w3"]}}
+    written = {**left_out, "shuffle_seed": 0, "max_questions": None,
+               "problem_template": schema_defaults("datasets", "*")["problem_template"],
+               "fields": {**left_out["fields"], "question_id": "question_id", "problem": "problem", "answer": "answer"}}
+    ids = [sorted(plan_as_the_snakefile(config_with_file_datasets(mc=dataset)).generations)
+           for dataset in (left_out, written)]
+    assert ids[0] == ids[1]
+    other_seed = sorted(plan_as_the_snakefile(config_with_file_datasets(mc={**left_out, "shuffle_seed": 1})).generations)
+    assert other_seed != ids[0]
+
+
+def test_the_loader_fills_the_schema_defaults_as_validation_does():
+    from bitbudget.datasets import with_defaults
+    from bitbudget.preflight import validate_study_config
+
+    config = validate_study_config(config_with_file_datasets(
+        aime={"kind": "integer", "source": "file", "file": str(FIXTURES / "aime2025.jsonl")}))
+    raw = {"kind": "integer", "source": "file", "file": str(FIXTURES / "aime2025.jsonl")}
+    assert with_defaults(raw) == config["datasets"]["aime"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bitbudget import memory
-from bitbudget.config import load_config
+from bitbudget.preflight import load_study_config
 from bitbudget.plan import main, make_plan, model_architecture, model_size, suggest_resources
 from bitbudget.study import build_study
 
@@ -19,7 +19,7 @@ BUDGETS = [2000, 6000, 10000, 14000, 18000, 22000, 26000, 30000]
 
 @pytest.fixture(scope="module")
 def paper():
-    return load_config(REPO / "config" / "paper.yaml")
+    return load_study_config(REPO / "config" / "paper.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_grid_engines(paper):
 
 
 def test_same_cell_under_two_engines_is_two_generations():
-    config = load_config(REPO / "config" / "config.yaml")
+    config = load_study_config(REPO / "config" / "config.yaml")
     grid = copy.deepcopy(config["grids"]["kv_cache"])
     before = len(build_study(config).generations)
     config["grids"]["kv_vllm"] = {**grid, "engine": {"name": "vllm"}}
@@ -105,7 +105,7 @@ def test_model_size_and_architecture():
 
 
 def test_cached_outputs_and_shards_are_reported(tmp_path):
-    config = load_config(REPO / "config" / "config.yaml")
+    config = load_study_config(REPO / "config" / "config.yaml")
     study = build_study(config)
     gen = next(iter(study.generations.values()))
     Path(tmp_path / gen.output).parent.mkdir(parents=True)

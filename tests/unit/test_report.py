@@ -177,3 +177,21 @@ def test_finding_4_says_whether_charging_eviction_its_peak_changes_it(tmp_path):
     html = report.render_report(scen, ques, samples, thr, found, prov, tmp_path / "p.html").read_text()
     at_peak = found[3]["eviction_at_peak"]
     assert f"instead of its budget: {at_peak['status']}; the verdict is" in html
+
+
+def test_traces_come_from_the_grade_its_metadata_names_not_its_path(tmp_path):
+    from bitbudget.artifacts import content_id, write_meta, write_parquet
+
+    key = {"generation": "g", "grader": "v"}
+    graded = pd.DataFrame([{"question_id": f"q{i}", "sample_idx": 0, "token_budget": budget, "correct": True}
+                           for budget in (16, 32) for i in range(4)])
+    path = tmp_path / "moved" / "elsewhere" / "grades.parquet"  # no grade id anywhere in the path
+    path.parent.mkdir(parents=True)
+    write_parquet(path, graded)
+    write_meta(path, key)
+    scenarios = pd.DataFrame([{"scenario_id": "s16", "grade_id": content_id(key), "token_budget": 16},
+                              {"scenario_id": "s32", "grade_id": content_id(key), "token_budget": 32},
+                              {"scenario_id": "other", "grade_id": "0" * 12, "token_budget": 16}])
+    traces = report.traces_by_scenario(scenarios, [str(path)], per_scenario=3)
+    assert list(traces["s16"]["token_budget"]) == [16] * 3 and list(traces["s32"]["token_budget"]) == [32] * 3
+    assert traces["other"] is None

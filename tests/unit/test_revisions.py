@@ -74,9 +74,12 @@ print(json.dumps({"positions": config["max_position_embeddings"], "revision": me
 def test_vllm_engine_arguments_carry_the_revision():
     from bitbudget.backends.vllm import engine_args
 
-    args = engine_args({}, "org/tiny", 128, 0, revision=REV_A)
+    from bitbudget.schema import schema_defaults
+
+    engine = schema_defaults("engine")
+    args = engine_args(engine, "org/tiny", 128, 0, revision=REV_A)
     assert args["revision"] == REV_A and args["tokenizer_revision"] == REV_A
-    assert "revision" not in engine_args({}, "org/tiny", 128, 0)
+    assert "revision" not in engine_args(engine, "org/tiny", 128, 0)
 
 
 def git(directory: Path, *args: str) -> str:

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError
+from .errors import ConfigError
+from .llmcompressor_quantize import scheme_of
 
 CPUINFO = Path("/proc/cpuinfo")
 # What torch calls AVX-512 (torch.cpu._is_avx512_supported; vLLM then loads its AVX-512
@@ -127,8 +128,6 @@ def weight_scheme(fmt: dict) -> str | None:
     """The compressed-tensors scheme a weight format's checkpoint gets (None: plain weights)."""
     if "scheme" not in fmt and fmt.get("method") != "gptq":
         return None  # this project's RTN writes plain (dequantized) weights
-    from .llmcompressor_quantize import scheme_of
-
     try:
         return scheme_of(fmt)
     except ValueError:
@@ -158,7 +157,7 @@ def refusals(config: dict, flags=None) -> list[str]:
             if refusal:
                 field = f"weight_formats.{name}.{'scheme' if 'scheme' in fmt else 'bits'}"
                 found.setdefault(field, refusal.message(field) + f" (grid {grid_name}, models {on_cpu})")
-            refusal = vllm_cpu_activation_refusal(weight_scheme(fmt), flags, engine.get("dtype", "auto"))
+            refusal = vllm_cpu_activation_refusal(weight_scheme(fmt), flags, engine["dtype"])
             if refusal:
                 field = _engine_field(grid_name, grid, "dtype")
                 found.setdefault(field, refusal.message(field) + f" (weight format {name}, grid {grid_name})")

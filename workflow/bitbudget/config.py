@@ -9,8 +9,7 @@ import yaml
 
 from bitbudget.errors import ConfigError  # re-exported: callers import it from here
 from bitbudget.kvspec import check_kv_strategy
-
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+from bitbudget.schema import SCHEMA_PATH, load_schema, schema_defaults  # noqa: F401 (re-exported)
 
 # Which named section each grid axis refers to.
 GRID_REFERENCES = {
@@ -23,19 +22,6 @@ GRID_REFERENCES = {
 
 def _field(path) -> str:
     return ".".join(str(part) for part in path) or "<top level>"
-
-
-def load_schema(schema_path: str | Path = SCHEMA_PATH) -> dict:
-    return yaml.safe_load(Path(schema_path).read_text())
-
-
-def schema_defaults(*path: str) -> dict:
-    """The schema's defaults for the fields of one object; "*" steps into a named entry, e.g.
-    schema_defaults("models", "*", "train", "task")."""
-    node = load_schema()
-    for name in path:
-        node = node["additionalProperties"] if name == "*" else node["properties"][name]
-    return {name: spec["default"] for name, spec in node["properties"].items() if "default" in spec}
 
 
 def check_schema(config: dict, schema_path: str | Path = SCHEMA_PATH) -> None:
@@ -78,7 +64,6 @@ def check_semantics(config: dict) -> None:
             )
     for name, strategy in config["kv_strategies"].items():
         check_kv_strategy(strategy, f"kv_strategies.{name}")
-    _check_adaptive(config["sampling"].get("adaptive"))
     real = models_of_real_engines(config)
     for name, model in config["models"].items():
         _check_model_path(name, model, simulated=name not in real)
@@ -88,25 +73,6 @@ def check_semantics(config: dict) -> None:
     for name, fmt in config["weight_formats"].items():
         if "calibration" in fmt:
             _check_source(f"weight_formats.{name}.calibration", fmt["calibration"])
-    from .capabilities import check_config as check_capabilities  # the engine/format/KV combinations
-
-    check_capabilities(config)
-
-
-def _check_adaptive(adaptive: dict | None) -> None:
-    """A curtail_gamma the rule's Monte Carlo bound can never get under would stop nothing."""
-    if adaptive is None or adaptive["rule"] != "curtail":
-        return
-    from .adaptive import CURTAIL_DRAWS, curtail_floor
-
-    floor = curtail_floor(adaptive["confidence"])
-    if adaptive["curtail_gamma"] <= floor:
-        raise ConfigError(
-            f"config field 'sampling.adaptive.curtail_gamma': {adaptive['curtail_gamma']} is at or below "
-            f"{floor:.4f}, the least change probability {CURTAIL_DRAWS} predictive draws bound at "
-            f"sampling.adaptive.confidence {adaptive['confidence']}: nothing would ever stop; fix: set it above "
-            f"{floor:.4f} (or lower sampling.adaptive.confidence)"
-        )
 
 
 def _check_engines_apart(config: dict) -> None:
@@ -177,12 +143,8 @@ def _check_model_path(name: str, model: dict, simulated: bool = False) -> None:
 
 
 def _check_dataset(name: str, dataset: dict) -> None:
+    """The dataset's own fields; its file's records are read by bitbudget.preflight."""
     _check_source(f"datasets.{name}", dataset, sourced_from=("synthetic", "hub", "file"))
-    if dataset["source"] == "file" and count_records(dataset["file"]) == 0:
-        raise ConfigError(
-            f"config field 'datasets.{name}.file': {dataset['file']} holds no questions; fix: point it at a "
-            f"parquet or JSONL file with one question per record"
-        )
     if dataset["source"] == "synthetic":
         spec = dataset["synthetic"]
         if spec["min_difficulty"] > spec["max_difficulty"]:
@@ -192,24 +154,14 @@ def _check_dataset(name: str, dataset: dict) -> None:
 
 
 def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
-    """Check `config` and fill the schema's defaults in place (as Snakemake's validate does)."""
+    """Check `config` and fill the schema's defaults in place (as Snakemake's validate does).
+    The settings' own checks only: bitbudget.preflight adds those that need a stage."""
     from snakemake.utils import validate
 
     check_schema(config, schema_path)
     validate(config, schema=str(schema_path), set_default=True)
     check_semantics(config)
     return config
-
-
-def count_records(path: str | Path) -> int:
-    """Records in a local dataset file without loading it: parquet row count, or JSONL lines."""
-    path = Path(path)
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_metadata(path).num_rows
-    with open(path, encoding="utf-8") as handle:
-        return sum(1 for line in handle if line.strip())
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -254,8 +206,3 @@ def check_config_files(paths) -> None:
     """Every config file Snakemake read: syntax with file and line, no duplicate key."""
     for path in paths:
         read_config_file(path)
-
-
-def load_config(path: str | Path) -> dict:
-    """A validated config from one file, its defaults filled."""
-    return validate_config(read_config_file(path))

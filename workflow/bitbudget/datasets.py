@@ -29,8 +29,10 @@ import random
 import re
 from pathlib import Path
 
+from bitbudget.schema import schema_defaults
+from bitbudget.tasks import make_synthetic_questions
+
 LETTERS = "ABCD"
-DEFAULT_CHOICE_TEMPLATE = "{question}\n\nA) {A}\nB) {B}\nC) {C}\nD) {D}"
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -38,11 +40,17 @@ class DatasetError(ValueError):
     """The dataset's records do not match its config (fields, answers, size)."""
 
 
+def with_defaults(dataset: dict) -> dict:
+    """The dataset with the schema's defaults filled in, as config validation fills them (for a
+    dataset given directly, e.g. by a test or a benchmark)."""
+    fields = {**schema_defaults("datasets", "*", "fields"), **dataset.get("fields", {})}
+    return {**schema_defaults("datasets", "*"), **dataset, "fields": fields}
+
+
 def load_questions(dataset: dict) -> list[dict]:
+    dataset = with_defaults(dataset)
     source = dataset["source"]
     if source == "synthetic":
-        from bitbudget.tasks import make_synthetic_questions
-
         spec = dataset["synthetic"]
         questions = make_synthetic_questions(
             dataset["kind"], spec["n_questions"], spec["seed"], spec["min_difficulty"], spec["max_difficulty"]
@@ -87,10 +95,32 @@ def _read_file(path: Path) -> list[dict]:
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
     elif path.suffix in (".jsonl", ".json"):
+        if not check_json_lines(path):
+            return []
         frame = pd.read_json(path, lines=True, dtype=False)
     else:
         raise DatasetError(f"dataset file {path}: use a .parquet or .jsonl file")
     return frame.to_dict("records")
+
+
+def check_json_lines(path: Path) -> int:
+    """The number of records of a JSON-lines file, or DatasetError naming the first line that is
+    not one JSON object (pandas would name neither the file nor the line)."""
+    records = 0
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DatasetError(f"line {number} is not valid JSON ({error.msg}, column {error.colno}); "
+                                   f"fix: one JSON object per line") from None
+            if not isinstance(record, dict):
+                raise DatasetError(f"line {number} holds a {type(record).__name__}, not a JSON object; "
+                                   f"fix: one JSON object per line")
+            records += 1
+    return records
 
 
 def load_hub_table(hub: dict):
@@ -118,12 +148,11 @@ def _column(record: dict, column: str, dataset_field: str):
 
 
 def _question(dataset: dict, record: dict, index: int) -> dict:
-    fields = dataset.get("fields", {})
-    id_column = fields.get("question_id", "question_id")
-    raw_id = record.get(id_column)
+    fields = dataset["fields"]
+    raw_id = record.get(fields["question_id"])
     question_id = _SAFE_ID.sub("_", str(raw_id)) if raw_id not in (None, "") else f"q{index:04d}"
-    text = str(_column(record, fields.get("problem", "problem"), "problem"))
-    answer = _column(record, fields.get("answer", "answer"), "answer")
+    text = str(_column(record, fields["problem"], "problem"))
+    answer = _column(record, fields["answer"], "answer")
     difficulty = record.get(fields["difficulty"]) if "difficulty" in fields else None
     out = {"question_id": question_id, "problem": text, "answer": None, "choices": None,
            "difficulty": difficulty, "choice_permutation": None}
@@ -134,7 +163,7 @@ def _question(dataset: dict, record: dict, index: int) -> dict:
         options = [str(answer).strip()] + [str(_column(record, c, "incorrect")).strip() for c in fields["incorrect"]]
         if len(options) != len(LETTERS):
             raise DatasetError(f"fields.incorrect must name {len(LETTERS) - 1} columns, got {len(options) - 1}")
-        permutation = choice_permutation(dataset.get("shuffle_seed", 0), question_id, len(options))
+        permutation = choice_permutation(dataset["shuffle_seed"], question_id, len(options))
         out["choices"] = [options[i] for i in permutation]
         out["answer"] = LETTERS[permutation.index(0)]
         out["choice_permutation"] = permutation
@@ -144,9 +173,9 @@ def _question(dataset: dict, record: dict, index: int) -> dict:
         out["choices"] = [str(_column(record, c, "choices")).strip() for c in fields["choices"]]
         out["answer"] = str(answer).strip().upper()
         if out["answer"] not in LETTERS[: len(out["choices"])]:
-            raise DatasetError(f"question {question_id}: answer '{answer}' is not a letter A-D")
-    template = dataset.get("problem_template", DEFAULT_CHOICE_TEMPLATE)
-    out["problem"] = template.format(question=text.strip(), **dict(zip(LETTERS, out["choices"])))
+            raise DatasetError(f"question {question_id}: answer '{answer}' is not among its options "
+                               f"{LETTERS[: len(out['choices'])]}; fix: give the letter of one of its options")
+    out["problem"] = dataset["problem_template"].format(question=text.strip(), **dict(zip(LETTERS, out["choices"])))
     return out
 
 

@@ -11,7 +11,11 @@ from pathlib import Path
 import pandas as pd
 
 from bitbudget import artifacts, memory, shards
+from bitbudget.backends.simulated import SimulatedEngine
+from bitbudget.backends.vllm import VLLMEngine
 from bitbudget.datasets import dataset_summary, load_questions
+from bitbudget.gpu_slots import acquire_gpus
+from bitbudget.interpreter import cli_arguments, other_interpreter, run_in_interpreter
 from bitbudget.shards import first_samples, plan_work, read_shard
 
 log = logging.getLogger(__name__)
@@ -119,16 +123,12 @@ def write_generation(spec: dict, output: str | Path, trace_dir: str | Path, engi
 def make_engine(spec: dict, stop_requested):
     name = spec["engine"]["name"]
     if name == "hf":
-        from bitbudget.backends.hf import HFEngine
+        from bitbudget.backends.hf import HFEngine  # imports torch: only a job that runs the HF engine loads it
 
         return HFEngine(spec, spec["checkpoint_path"], spec["trace_dir"], stop_requested, revision=spec.get("revision"))
     if name == "vllm":
-        from bitbudget.backends.vllm import VLLMEngine
-
         return VLLMEngine(spec, spec["checkpoint_path"], spec["trace_dir"], stop_requested, revision=spec.get("revision"))
     if name == "simulated":
-        from bitbudget.backends.simulated import SimulatedEngine
-
         return SimulatedEngine(spec, spec["checkpoint_path"], spec["trace_dir"], stop_requested)
     raise ValueError(f"engine.name '{name}' is unknown; use 'hf', 'vllm' or 'simulated'")
 
@@ -139,8 +139,6 @@ def run_generation(spec: dict, output: str | Path, stop_requested=lambda: False,
     With `engine.python` naming another interpreter (vLLM pins its own torch), the work runs
     there as `python -m bitbudget.generate`, under the devices held here.
     """
-    from bitbudget.interpreter import other_interpreter, run_in_interpreter
-
     if spec["engine"]["name"] in SELF_CONTAINED_ENGINES:  # no device, no engine environment
         return write_generation(spec, output, spec["trace_dir"], make_engine(spec, stop_requested))
     with _gpu_devices(gpus):
@@ -158,15 +156,11 @@ def _gpu_devices(gpus: int):
 
     if gpus <= 0 or "SLURM_JOB_ID" in os.environ:
         return contextlib.nullcontext()
-    from bitbudget.gpu_slots import acquire_gpus
-
     return acquire_gpus(gpus)
 
 
 def main(argv=None) -> int:
     """`python -m bitbudget.generate --spec spec.json --output samples.parquet [--log file]`."""
-    from bitbudget.interpreter import cli_arguments
-
     args = cli_arguments("generate one trace into its shards and samples table", argv)
     stop = StopFlag().install()
     run_generation(json.loads(Path(args.spec).read_text()), args.output, stop_requested=stop)

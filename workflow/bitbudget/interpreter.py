@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from bitbudget.logs import file_handlers
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,6 @@ def cli_arguments(description: str, argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     handlers = [logging.StreamHandler(sys.stderr)]
     if args.log:  # the rule's log and its history (bitbudget.logs), the run's header already written
-        from bitbudget.logs import file_handlers
-
         handlers += file_handlers(args.log, header=False)
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any, Mapping
 
 from bitbudget.errors import ConfigError
+from bitbudget.schema import load_schema
 
 KV_METHODS = ("full", "quantized", "streaming_llm", "r_kv")
 KV_QUANT_BITS = {"hqq": (2, 4, 8), "quanto": (2, 4)}
@@ -18,8 +19,6 @@ KV_QUANT_BITS = {"hqq": (2, 4, 8), "quanto": (2, 4)}
 @cache
 def kv_defaults(method: str) -> dict[str, Any]:
     """The schema's defaults for one KV method's fields."""
-    from bitbudget.config import load_schema
-
     for branch in load_schema()["properties"]["kv_strategies"]["additionalProperties"]["allOf"]:
         if branch["if"]["properties"]["method"]["const"] == method:
             fields = branch["then"]["properties"]

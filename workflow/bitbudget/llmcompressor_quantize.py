@@ -27,6 +27,11 @@ from pathlib import Path
 
 from bitbudget import versions
 from bitbudget.artifacts import atomic_directory
+from bitbudget.datasets import load_hub_table
+from bitbudget.interpreter import cli_arguments
+from bitbudget.memory import architecture_record, count_parameters_of_model, stored_tensor_names
+from bitbudget.revisions import local_snapshot
+from bitbudget.tasks import make_synthetic_questions, reference_completion
 
 SCHEMES = ("W4A16", "W8A16", "W8A8")
 DEFAULT_CALIBRATION = {
@@ -52,8 +57,6 @@ def calibration_of(fmt: dict) -> dict:
 
 def calibration_texts(calibration: dict, tokenizer) -> list[str]:
     if calibration["source"] == "synthetic":
-        from bitbudget.tasks import make_synthetic_questions, reference_completion
-
         questions = make_synthetic_questions(
             calibration["kind"], calibration["n_samples"], calibration["seed"],
             calibration["min_difficulty"], calibration["max_difficulty"],
@@ -73,8 +76,6 @@ def calibration_texts(calibration: dict, tokenizer) -> list[str]:
         frame = frame.sample(frac=1.0, random_state=calibration["seed"]).head(calibration["n_samples"])
         return [calibration_text(record, tokenizer) for record in frame.to_dict("records")]
     if calibration["source"] == "hub":
-        from bitbudget.datasets import load_hub_table
-
         table = load_hub_table(calibration["hub"]).shuffle(seed=calibration["seed"])
         table = table.select(range(min(calibration["n_samples"], len(table))))
         return [calibration_text(record, tokenizer) for record in table]
@@ -135,15 +136,11 @@ def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict, revision: str | Non
     from llmcompressor import oneshot
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from bitbudget.memory import architecture_record, stored_tensor_names
-    from bitbudget.tinymodels import count_parameters_of_model
 
     scheme = scheme_of(fmt)
     method = fmt["method"]
     group_size = fmt["group_size"]
     calibration = calibration_of(fmt)
-    from bitbudget.revisions import local_snapshot
-
     source = str(src_dir)
     src_dir, out_dir = local_snapshot(source, revision), Path(out_dir)
     torch.manual_seed(calibration["seed"])
@@ -202,8 +199,6 @@ def main(argv=None) -> int:
 
     spec: {"source": dir or hub id, "format": weight format dict, "revision": optional}.
     """
-    from bitbudget.interpreter import cli_arguments
-
     args = cli_arguments("quantize a checkpoint with llm-compressor", argv)
     spec = json.loads(Path(args.spec).read_text())
     quantize_with_llmcompressor(spec["source"], args.output, spec["format"], spec.get("revision"))

@@ -53,6 +53,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .revisions import local_snapshot
+
 GIB = 2**30
 KIB = 2**10
 
@@ -318,8 +320,6 @@ def checkpoint_record(path: str | Path, revision: str | None = None) -> dict:
     """:func:`architecture_record` of the checkpoint a stage has just loaded: a local directory,
     a hub id at ``revision`` (its snapshot in the hub cache the loader filled), or an
     architecture JSON (a model without weights, as the simulated engine uses)."""
-    from .revisions import local_snapshot
-
     if Path(path).is_file():
         return architecture_record(Path(path))
     directory = local_snapshot(str(path), revision)
@@ -402,3 +402,23 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+#: the decoder-block linear layers a weight format quantizes (embeddings, lm_head, norms stay)
+DECODER_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def count_parameters_of_model(model) -> dict:
+    """{n_quantized, n_unquantized} of a loaded model: decoder-block linear weights vs the rest."""
+    n_q = 0
+    n_all = 0
+    seen = set()
+    for name, p in model.named_parameters():
+        if id(p) in seen:  # tied embeddings counted once
+            continue
+        seen.add(id(p))
+        n_all += p.numel()
+        parts = name.split(".")
+        if ".layers." in name and parts[-1] == "weight" and parts[-2] in DECODER_LINEARS:
+            n_q += p.numel()
+    return {"n_quantized": n_q, "n_unquantized": n_all - n_q}

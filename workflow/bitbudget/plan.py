@@ -37,8 +37,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
-from bitbudget import memory
-from bitbudget.config import load_config
+from bitbudget import memory, rounds
+from bitbudget.datasets import load_questions
+from bitbudget.preflight import load_study_config
+from bitbudget.study import build_study
 
 # Decode tokens/s of one generate job (vLLM, A100-80GB, bf16, long reasoning contexts,
 # batch limited by KV memory). Assumed, not measured: override with --throughput.
@@ -72,8 +74,6 @@ def dataset_questions(dataset: dict) -> int | None:
     if count is None and dataset["source"] == "synthetic":
         count = dataset["synthetic"]["n_questions"]
     elif count is None and dataset["source"] == "file" and Path(dataset["file"]).is_file():
-        from bitbudget.datasets import load_questions
-
         count = len(load_questions({**dataset, "max_questions": None}))
     limit = dataset.get("max_questions")
     return min(count, limit) if count is not None and limit else count
@@ -185,8 +185,6 @@ def throughput_for(model: dict, engine: str, table: dict, hf_factor: float) -> f
 
 def make_plan(config: dict, think_fraction: float = 1.0, throughput: dict | None = None,
               hf_factor: float = DEFAULT_HF_FACTOR, workdir: str | Path = ".") -> Plan:
-    from bitbudget.study import build_study
-
     table = {**DEFAULT_THROUGHPUT, **(throughput or {})}
     study = build_study(config)
     answer = config["sampling"]["max_answer_tokens"]
@@ -236,8 +234,6 @@ def round_plans(study, config: dict, think_fraction: float, workdir: Path) -> li
     such rounds together are the rest of the full design). Spent: decode and answer-fork tokens
     of this round's generate jobs that have run (``counters`` in ``samples.meta.json``). Open
     after: from the round's decision."""
-    from bitbudget import rounds
-
     answer = config["sampling"]["max_answer_tokens"]
     decisions = rounds.read_decisions(rounds.plan_id(study), workdir)
     samples_of = {g: sorted({n for n, _ in grades}) for g, grades in study.rounds.items()}
@@ -388,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resources", action="store_true",
                         help="also print per-model resources derived from the memory model (YAML)")
     args = parser.parse_args(argv)
-    config = load_config(args.configfile)
+    config = load_study_config(args.configfile)
     plan = make_plan(config, args.think_fraction, dict(args.throughput), args.hf_factor, args.directory)
     print(json.dumps(plan.to_dict(), indent=2) if args.json else format_plan(plan))
     if args.resources:

@@ -24,7 +24,10 @@ import torch
 
 from . import versions
 from .artifacts import atomic_directory
-from .memory import architecture_record, stored_tensor_names
+from .interpreter import other_interpreter, run_in_interpreter
+from .llmcompressor_quantize import quantize_with_llmcompressor
+from .memory import architecture_record, count_parameters_of_model, stored_tensor_names
+from .revisions import local_snapshot
 
 SUPPORTED_BITS = (2, 3, 4, 8, 16)
 SUPPORTED_METHODS = ("rtn",)
@@ -69,7 +72,6 @@ def quantize_checkpoint(src_dir, out_dir, *, bits: int, group_size: int, method:
         return quantize_with_llmcompressor(src_dir, out_dir, fmt, python, revision)
     from transformers import AutoModelForCausalLM
 
-    from .tinymodels import count_parameters_of_model
 
     if bits not in SUPPORTED_BITS:
         raise ValueError(f"bits must be one of {SUPPORTED_BITS}, got {bits}")
@@ -77,8 +79,6 @@ def quantize_checkpoint(src_dir, out_dir, *, bits: int, group_size: int, method:
         raise ValueError(f"method must be one of {SUPPORTED_METHODS}, got {method!r}")
     if not isinstance(group_size, int) or group_size <= 0:
         raise ValueError(f"group_size must be a positive integer, got {group_size!r}")
-    from .revisions import local_snapshot
-
     source = str(src_dir)
     src_dir, out_dir = local_snapshot(source, revision), Path(out_dir)
     model = AutoModelForCausalLM.from_pretrained(str(src_dir), dtype=torch.float32)
@@ -133,13 +133,9 @@ def quantize_checkpoint(src_dir, out_dir, *, bits: int, group_size: int, method:
 def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict, python: str | None = None,
                                 revision: str | None = None) -> dict:
     """Run llm-compressor here, or in its own interpreter (it pins its compressed-tensors)."""
-    from .interpreter import other_interpreter, run_in_interpreter
-
     interpreter = other_interpreter(python)
     if interpreter:
         spec = {"source": str(src_dir), "format": fmt, "revision": revision}
         run_in_interpreter(interpreter, "bitbudget.llmcompressor_quantize", spec, str(out_dir))
         return json.loads((Path(out_dir) / "quantization.json").read_text())
-    from .llmcompressor_quantize import quantize_with_llmcompressor as quantize
-
-    return quantize(src_dir, out_dir, fmt, revision)
+    return quantize_with_llmcompressor(src_dir, out_dir, fmt, revision)

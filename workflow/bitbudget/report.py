@@ -27,13 +27,25 @@ from . import __version__
 from . import frontier as _frontier
 from . import threshold as _threshold
 from .adaptive import thinking_per_question
-from .artifacts import write_text
+from .artifacts import read_meta, read_parquet_verified, write_text
 from .memory import format_memory, memory_unit
 
 __all__ = ["render_report", "frontier_chart", "threshold_chart", "DEFAULT_TEMPLATE_DIR"]
 
 DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "report" / "templates"
 TRACES_PER_SCENARIO = 3  # samples shown per scenario in the trace viewer
+
+
+def traces_by_scenario(scenarios: pd.DataFrame, grade_paths, per_scenario: int = TRACES_PER_SCENARIO) -> dict:
+    """The first ``per_scenario`` graded samples of each scenario's grade at its token budget
+    (shared by the scenarios of every G that read them); each grade is known by the id its
+    metadata records, never by where its file lies."""
+    heads = {}
+    for path in grade_paths:
+        grade_id = read_meta(path)["id"]
+        graded = read_parquet_verified(path).groupby("token_budget", sort=False).head(per_scenario)
+        heads.update({(grade_id, int(budget)): rows for budget, rows in graded.groupby("token_budget")})
+    return {row.scenario_id: heads.get((row.grade_id, int(row.token_budget))) for row in scenarios.itertuples()}
 MAX_TRACE_CHARS = 6000  # one trace text at most (head and tail kept)
 MAX_TRACE_TOTAL_CHARS = 3_000_000  # all trace texts of the page together (the report stays under 10 MB)
 FILTER_COLUMNS = (("dataset", "dataset"), ("model", "model"), ("weights", "weights"), ("KV", "kv"), ("G", "G"))

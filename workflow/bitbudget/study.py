@@ -23,31 +23,53 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bitbudget import versions
-from bitbudget.artifacts import content_id
+from bitbudget.adaptive import AdaptiveRule
+from bitbudget.artifacts import content_id, sha256_file
+from bitbudget.backends.simulated import read_architecture
+from bitbudget.errors import ConfigError
 from bitbudget.forcing import sampling_key
+from bitbudget.preflight import validate_study_config
+from bitbudget.tasks import SYNTHETIC_TASK_VERSION
 
 RESULTS = "results"
 
 #: engine settings that change how fast tokens come, never which tokens: runtime, not key
 ENGINE_RUNTIME_FIELDS = ("batch_size", "python", "device", "cpu_kv_cache_gb")
+#: recipe fields that do not change the trained weights
+RECIPE_FIELDS_NOT_IN_WEIGHTS = ("threads",)
+#: every runtime setting of the config ("*": each named entry): where and how fast a job runs,
+#: never what it computes, so never in a job's key (tests/unit/test_runtime_fields.py walks them)
+RUNTIME_FIELDS = (
+    "resources",  # scheduler resources
+    "envs",  # interpreters of the stages with their own environment
+    "grading.workers",
+    *(f"engine.{name}" for name in ENGINE_RUNTIME_FIELDS),
+    *(f"grids.*.engine.{name}" for name in ENGINE_RUNTIME_FIELDS),
+    "models.*.resources",
+    *(f"models.*.train.{name}" for name in RECIPE_FIELDS_NOT_IN_WEIGHTS),
+)
 
 
 def without_runtime(config: dict) -> dict:
-    """The config less every runtime setting (scheduler resources, interpreters, engine speed,
-    grading workers, training threads): what a stage may hash or show without a runtime edit
-    ever rerunning it."""
+    """The config less every runtime setting (:data:`RUNTIME_FIELDS`): what a stage may hash or
+    show without a runtime edit ever rerunning it."""
     config = copy.deepcopy(config)
-    for section in ("resources", "envs"):
-        config.pop(section, None)
-    config["grading"].pop("workers", None)
-    for engine in [config["engine"], *(grid.get("engine", {}) for grid in config["grids"].values())]:
-        for name in ENGINE_RUNTIME_FIELDS:
-            engine.pop(name, None)
-    for model in config["models"].values():
-        model.pop("resources", None)
-        for name in RECIPE_FIELDS_NOT_IN_WEIGHTS:
-            model.get("train", {}).pop(name, None)
+    for path in RUNTIME_FIELDS:
+        _drop(config, path.split("."))
     return config
+
+
+def _drop(node: dict, path: list[str]) -> None:
+    """Remove the field at ``path`` ("*": every entry) where it is set, and a section it leaves
+    empty (a grid's `engine: {batch_size: 8}` is no override of what it computes)."""
+    first, rest = path[0], path[1:]
+    for name in (list(node) if first == "*" else [first]):
+        if not rest:
+            node.pop(name, None)
+        elif isinstance(node.get(name), dict):
+            _drop(node[name], rest)
+            if not node[name]:
+                del node[name]
 
 
 @dataclass(frozen=True)
@@ -189,15 +211,9 @@ def file_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-#: recipe fields that do not change the trained weights
-RECIPE_FIELDS_NOT_IN_WEIGHTS = ("threads",)
-
-
 def recipe_mismatch(model_dir: str | Path, recipe: dict) -> list[str]:
     """The recipe fields the model in ``model_dir`` was not trained with, from the
     ``training.json`` its training wrote (empty when it matches)."""
-    from bitbudget.tasks import SYNTHETIC_TASK_VERSION
-
     summary_path = Path(model_dir) / "training.json"
     if not summary_path.is_file():
         return [f"{summary_path} is missing"]
@@ -234,23 +250,28 @@ def models_to_train(config: dict) -> list[str]:
 def model_key(name: str, model: dict) -> dict:
     key = {"path": model["path"], "revision": model.get("revision")}
     if "train" in model:
-        key["train"] = model["train"]
+        key["train"] = {k: v for k, v in model["train"].items() if k not in RECIPE_FIELDS_NOT_IN_WEIGHTS}
+        key["recipe_key"] = versions.RECIPE_KEY_VERSION
     elif Path(model["path"]).is_dir():
         key["fingerprint"] = file_fingerprint(Path(model["path"]))
     return key
 
 
+#: dataset fields its loader reads only for a source read record by record, or a choice kind
+RECORD_FIELDS = ("fields", "shuffle_seed", "problem_template")
+CHOICE_FIELDS = ("shuffle_seed", "problem_template")
+
+
 def dataset_key(name: str, dataset: dict) -> dict:
-    key = {k: v for k, v in dataset.items() if k != "max_questions"}
-    key["max_questions"] = dataset.get("max_questions")
+    """What a validated dataset's questions are made of (its defaults filled, so a default
+    written out and one left out give one key); fields its loader does not read are left out."""
+    unread = set(RECORD_FIELDS if dataset["source"] == "synthetic" else ())
+    unread |= set(CHOICE_FIELDS if dataset["kind"] != "choice" else ())
+    key = {k: v for k, v in dataset.items() if k not in unread}
     key["loader"] = versions.DATASET_LOADER_VERSION
     if dataset["source"] == "file" and Path(dataset["file"]).is_file():
-        from bitbudget.artifacts import sha256_file
-
         key["file_sha256"] = sha256_file(dataset["file"])
     if dataset["source"] == "synthetic":
-        from bitbudget.tasks import SYNTHETIC_TASK_VERSION
-
         key["task_version"] = SYNTHETIC_TASK_VERSION
     return key
 
@@ -276,15 +297,11 @@ def _checkpoint(config: dict, model: str, weights: str, metadata_only: bool = Fa
 
 def simulated_architecture_key(path: str) -> dict:
     """The architecture a simulated checkpoint is made of (its file's content, not only its path)."""
-    from bitbudget.backends.simulated import read_architecture
-
     return {"architecture": read_architecture(path), "version": versions.METADATA_CHECKPOINT_VERSION}
 
 
 def simulation_key(config: dict, dataset: str) -> dict:
     """The planted truth one simulated generation draws from: globals, KV costs, its dataset's surface."""
-    from bitbudget.config import ConfigError
-
     simulation = config.get("simulation")
     if simulation is None or dataset not in simulation["datasets"]:
         raise ConfigError(
@@ -312,7 +329,7 @@ def _trace_key(config: dict, ckpt: Checkpoint, kv: str, dataset: str, samples: i
         "kv": versions.kv_key(config["kv_strategies"][kv]),
         "dataset": (dataset_keys or {}).get(dataset) or dataset_key(dataset, config["datasets"][dataset]),
         "prompt": config["prompts"][kind],
-        "chat_template_kwargs": config["prompts"].get("chat_template_kwargs", {}),
+        "chat_template_kwargs": config["prompts"]["chat_template_kwargs"],
         "sampling": {**sampling, "samples_per_question": samples},
         "forcing": {**forcing, "forced_answer_suffix": config["forcing"]["forced_answer_suffix"][kind]},
         "horizon": horizon,
@@ -368,15 +385,15 @@ def build_study(config: dict) -> Study:
     The config is validated (defaults filled) on a copy first, so ids never depend on
     whether the caller spelled out a default.
     """
-    from bitbudget.config import validate_config
-
-    config = validate_config(copy.deepcopy(config))
+    config = validate_study_config(copy.deepcopy(config))
     study = Study(config)
     units: dict[tuple, dict] = {}
     for grid_name, grid in config["grids"].items():
         samples = grid.get("samples_per_question", config["sampling"]["samples_per_question"])
         engine = grid_engine(config, grid)
-        engine_tag = content_id(engine)
+        # grids whose engines differ only at runtime share their generations (the first grid's
+        # runtime settings run them)
+        engine_tag = content_id({k: v for k, v in engine.items() if k not in ENGINE_RUNTIME_FIELDS})
         for model in grid["models"]:
             for weights in grid["weight_formats"]:
                 for kv in grid["kv_strategies"]:
@@ -421,8 +438,6 @@ def build_study(config: dict) -> Study:
 
 
 def adaptive_rounds(config: dict, maximum: int) -> list[int]:
-    from bitbudget.adaptive import AdaptiveRule
-
     return AdaptiveRule.from_config(config["sampling"], maximum).rounds
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from .config import load_schema
 from .memory import format_memory
+from .schema import load_schema
 
 __all__ = ["KINDS", "METHOD_TEXT", "accuracy_replicates", "advantages", "analysis_default", "build_comparisons",
            "engines", "equal_memory", "evicting", "fit_threshold", "fit_thresholds", "half_accuracies",

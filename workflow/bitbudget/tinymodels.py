@@ -26,6 +26,8 @@ import torch
 
 from . import tasks
 from .artifacts import atomic_directory
+from .memory import DECODER_LINEARS, count_parameters_of_model  # noqa: F401 (re-exported)
+from .schema import schema_defaults
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,6 @@ CHAT_TEMPLATE = (
 )
 
 # nn.Linear modules inside each decoder block (the quantized parameters, N_q in PAPER.md)
-DECODER_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 # --------------------------------------------------------------------------- tokenizer
@@ -81,21 +82,6 @@ def prompt_text(tokenizer, problem: str) -> str:
 
 
 # --------------------------------------------------------------------------- parameters
-def count_parameters_of_model(model) -> dict:
-    n_q = 0
-    n_all = 0
-    seen = set()
-    for name, p in model.named_parameters():
-        if id(p) in seen:  # tied embeddings counted once
-            continue
-        seen.add(id(p))
-        n_all += p.numel()
-        parts = name.split(".")
-        if ".layers." in name and parts[-1] == "weight" and parts[-2] in DECODER_LINEARS:
-            n_q += p.numel()
-    return {"n_quantized": n_q, "n_unquantized": n_all - n_q}
-
-
 def count_parameters(model_dir) -> dict:
     """{n_quantized, n_unquantized}: decoder-block linear weights vs embeddings/lm_head/norms."""
     from transformers import AutoModelForCausalLM
@@ -173,7 +159,6 @@ def train_tiny_model(
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     out_dir = Path(out_dir)
-    from bitbudget.config import schema_defaults
 
     task = {**schema_defaults("models", "*", "train", "task"), **task}
     if num_threads:

@@ -1,5 +1,6 @@
-# Adaptive sampling (sampling.adaptive; docs/adaptive.md, "Rounds in the DAG"). Included only
-# when it is on: a study without it has exactly the DAG it had before.
+# Adaptive sampling (sampling.adaptive; docs/adaptive.md, "Rounds in the DAG"). Always
+# included; inert when it is off: no input names these outputs, so a study without it runs
+# exactly the jobs it ran before.
 #
 # Round r is a checkpoint: its inputs are the grades of the samples each generation has drawn
 # by round r (round 0: the first round's; later: the next round's for a generation round r-1

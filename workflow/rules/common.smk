@@ -3,7 +3,8 @@ import re
 
 from bitbudget import rounds
 from bitbudget.artifacts import content_id, meta_path
-from bitbudget.config import check_config_files, validate_config
+from bitbudget.config import check_config_files
+from bitbudget.preflight import validate_study_config
 from bitbudget.provenance import config_summary
 from bitbudget.study import build_study, models_to_train, without_runtime
 from bitbudget.versions import ANALYSIS_VERSION
@@ -11,7 +12,7 @@ from bitbudget.versions import ANALYSIS_VERSION
 # Before any job: every config file read is checked for duplicate keys (YAML keeps the last
 # silently), then a schema error names the field; Snakemake's validation fills the defaults.
 check_config_files(workflow.configfiles)
-validate_config(config)
+validate_study_config(config)
 
 STUDY = build_study(config)
 TRAINED_MODEL_DIRS = models_to_train(config)
@@ -20,9 +21,12 @@ TRAINED_MODEL_DIRS = models_to_train(config)
 ALL_GENERATIONS = STUDY.all_generations
 ALL_GRADES = STUDY.all_grades
 ADAPTIVE = rounds.enabled(STUDY.config)
-if ADAPTIVE:
-    PLAN_ID = rounds.plan_id(STUDY)
-    MAX_ROUNDS = max(len({n for n, _ in r}) for r in STUDY.rounds.values())
+# the adaptive rules are always defined (the DAG's rules and --lint do not depend on the
+# config); without sampling.adaptive no input names their outputs, so they never run
+PLAN_ID = rounds.plan_id(STUDY) if ADAPTIVE else "off"
+MAX_ROUNDS = (
+    max(len({n for n, _ in r}) for r in STUDY.rounds.values()) if ADAPTIVE else 0
+)
 
 
 wildcard_constraints:

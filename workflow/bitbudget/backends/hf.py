@@ -37,6 +37,7 @@ from bitbudget import kv as kv_strategies
 from bitbudget.artifacts import content_id
 from bitbudget.backends import Counters, EngineResult, Interrupted, sample_record
 from bitbudget.forcing import ForcingTokens, open_thinking, thinks_on, trace_forcing_tokens
+from bitbudget.revisions import loader_kwargs
 from bitbudget.shards import (add_to_stored, batches_by_prompt_length, build_prompts, first_samples, missing_forks,
                                new_samples, write_new_samples, write_shard)
 
@@ -228,7 +229,6 @@ def load_model(path: str, dtype: str, device: str, revision: str | None = None):
     """Model and tokenizer of `path` at the pinned `revision` (bitbudget.revisions)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from bitbudget.revisions import loader_kwargs
 
     pinned = loader_kwargs(path, revision)
     torch_dtype = None if dtype == "auto" else getattr(torch, dtype)

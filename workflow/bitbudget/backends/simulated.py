@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bitbudget import memory
-from bitbudget.artifacts import content_id
+from bitbudget.artifacts import atomic_directory, content_id
 from bitbudget.shards import first_samples, missing_forks, new_samples, prompt_text, write_new_samples, write_shard
 
 log = logging.getLogger(__name__)
@@ -129,8 +129,6 @@ class SimulatedCheckpoint:
 def write_metadata_checkpoint(source: str | Path, out_dir: str | Path, fmt: dict) -> dict:
     """A checkpoint without weights: the architecture (config.json) and quantization.json with
     the parameter counts, bits and group size that the memory model and the surface read."""
-    from bitbudget.artifacts import atomic_directory
-
     architecture = read_architecture(source)
     counts = memory.param_counts(architecture)
     meta = {

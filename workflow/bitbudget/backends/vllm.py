@@ -35,6 +35,7 @@ from bitbudget import capabilities
 from bitbudget.artifacts import content_id
 from bitbudget.backends import Counters, EngineResult, Interrupted, sample_record
 from bitbudget.forcing import needs_fork, open_thinking, thinks_on, trace_forcing_tokens
+from bitbudget.revisions import loader_kwargs
 from bitbudget.shards import (add_to_stored, build_prompts, chunks_by_rows, first_samples, missing_forks, new_samples,
                                write_new_samples, write_shard)
 
@@ -80,14 +81,14 @@ def check_device_support(engine: dict, checkpoint_path: str, platform=None) -> N
     # the same rules config validation applies (bitbudget.capabilities), checked again on the
     # machine that runs the job, against the checkpoint's actual scheme
     flags = cpu_flags()
-    refusal = capabilities.vllm_cpu_kv_refusal(str(engine.get("kv_cache_dtype", "auto")), flags)
+    refusal = capabilities.vllm_cpu_kv_refusal(str(engine["kv_cache_dtype"]), flags)
     if refusal:
         raise UnsupportedOnThisDevice(refusal.message("engine.kv_cache_dtype"))
     refusal = capabilities.vllm_cpu_weight_refusal(weight_scheme(checkpoint_path), flags)
     if refusal:
         raise UnsupportedOnThisDevice(f"{refusal.message('weight_formats')} (checkpoint {checkpoint_path})")
     refusal = capabilities.vllm_cpu_activation_refusal(weight_scheme(checkpoint_path), flags,
-                                                       engine.get("dtype", "auto"))
+                                                       engine["dtype"])
     if refusal:
         raise UnsupportedOnThisDevice(f"{refusal.message('engine.dtype')} (checkpoint {checkpoint_path})")
 
@@ -112,17 +113,15 @@ def weight_scheme(checkpoint_path: str) -> str | None:
 def engine_args(engine: dict, checkpoint_path: str, max_model_len: int, seed: int,
                 revision: str | None = None) -> dict:
     """Keyword arguments of `vllm.LLM` for the engine config (the model at its pinned revision)."""
-    from bitbudget.revisions import loader_kwargs
-
     pinned = loader_kwargs(checkpoint_path, revision).get("revision")
     args = {
         "model": checkpoint_path,
         "tokenizer": checkpoint_path,
         **({"revision": pinned, "tokenizer_revision": pinned} if pinned else {}),
-        "dtype": engine.get("dtype", "auto"),
+        "dtype": engine["dtype"],
         "enable_prefix_caching": True,
         "max_model_len": max_model_len,
-        "max_num_seqs": engine.get("batch_size", 64),
+        "max_num_seqs": engine["batch_size"],
         "seed": seed,
         "kv_cache_dtype": engine.get("kv_cache_dtype", "auto"),
     }
@@ -144,7 +143,6 @@ class VLLMEngine:
                  revision: str | None = None):
         from transformers import AutoTokenizer
 
-        from bitbudget.revisions import loader_kwargs
 
         self.key = spec["trace_key"]
         self.samples = spec.get("samples", self.key["sampling"]["samples_per_question"])

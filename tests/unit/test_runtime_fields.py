@@ -1,0 +1,130 @@
+"""Runtime settings stay out of every key: changing any field of bitbudget.study.RUNTIME_FIELDS
+(each leaf the schema declares under it) changes no job's params, so Snakemake reruns nothing."""
+
+import copy
+
+import pytest
+import yaml
+
+from bitbudget.schema import load_schema
+from bitbudget.study import RUNTIME_FIELDS, without_runtime
+from tests.harness import REPO, job_keys, plan_as_the_snakefile
+
+SCHEMA = load_schema()
+CONFIGS = {
+    "config": yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
+    "paper": yaml.safe_load((REPO / "config" / "paper.yaml").read_text()),
+}
+CONFIGS["config-adaptive"] = copy.deepcopy(CONFIGS["config"])
+CONFIGS["config-adaptive"]["sampling"]["adaptive"] = {}
+
+
+def resolve(node: dict) -> dict:
+    while "$ref" in node:
+        node = SCHEMA["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+def schema_node(path: list[str]) -> dict:
+    node = SCHEMA
+    for name in path:
+        node = resolve(node)
+        node = node["additionalProperties"] if name == "*" else node["properties"][name]
+    return resolve(node)
+
+
+def leaves(path: list[str]) -> list[tuple[list[str], dict]]:
+    """Every leaf field the schema declares at or under ``path``, with its schema."""
+    node = schema_node(path)
+    if "properties" not in node:
+        return [(path, node)]
+    return [leaf for name in node["properties"] for leaf in leaves([*path, name])]
+
+
+def other_value(schema: dict, current):
+    """A valid value other than ``current`` (or the default where unset)."""
+    if schema.get("type") == "integer":
+        base = current if current is not None else schema.get("default", schema.get("minimum", 1))
+        return base + 1
+    if schema.get("type") == "string":
+        return "/elsewhere/bin/python" if current is None or "python" in str(current) else f"{current}-changed"
+    raise AssertionError(f"no other value known for a field of schema {schema}")
+
+
+def entries(config: dict, path: list[str]) -> list[list[str]]:
+    """``path`` with "*" replaced by every entry the config has there."""
+    if "*" not in path:
+        return [path]
+    star = path.index("*")
+    node = config
+    for name in path[:star]:
+        node = node[name]
+    return [full for name in node for full in entries(config, [*path[:star], name, *path[star + 1:]])]
+
+
+def runtime_edits(config: dict) -> list[tuple[tuple[str, ...], object]]:
+    """(field path, new value) for every runtime leaf of ``config``."""
+    filled = plan_as_the_snakefile(config).config
+    edits = []
+    for declared in RUNTIME_FIELDS:
+        for path, schema in leaves(declared.split(".")):
+            for concrete in entries(filled, path):
+                node = filled
+                for depth, name in enumerate(concrete[:-1], 1):
+                    if name not in node and schema_node(path[:depth]).get("required"):
+                        break  # e.g. the threads of a model with no training recipe
+                    node = node.get(name, {})
+                else:
+                    edits.append((tuple(concrete), other_value(schema, node.get(concrete[-1]))))
+    return edits
+
+
+def edited(config: dict, field: tuple[str, ...], value) -> dict:
+    config = copy.deepcopy(config)
+    *parents, last = field
+    node = config
+    for name in parents:
+        node = node.setdefault(name, {})
+    node[last] = value
+    return config
+
+
+def test_every_declared_runtime_field_is_in_the_schema():
+    for declared in RUNTIME_FIELDS:
+        assert leaves(declared.split(".")), declared
+    fields = {".".join(field) for field, _ in runtime_edits(CONFIGS["config"])}
+    assert {"models.tiny-s.train.threads", "grading.workers", "engine.batch_size", "resources.generate.runtime",
+            "envs.llmcompressor.python", "models.tiny-s.resources.mem_mb"} <= fields
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_no_runtime_field_moves_a_key(name, monkeypatch):
+    monkeypatch.chdir(REPO)
+    config = CONFIGS[name]
+    before = job_keys(config)
+    edits = runtime_edits(config)
+    changed = config
+    for field, value in edits:
+        changed = edited(changed, field, value)
+    if job_keys(changed) != before:  # name the fields that move a key
+        moved = [".".join(field) for field, value in edits if job_keys(edited(config, field, value)) != before]
+        pytest.fail(f"runtime fields that move a job's key: {moved}")
+
+
+def test_without_runtime_removes_every_runtime_field():
+    config = plan_as_the_snakefile(CONFIGS["config"]).config
+    stripped = without_runtime(config)
+    for field, _ in runtime_edits(CONFIGS["config"]):
+        node = stripped
+        for name in field[:-1]:
+            node = node.get(name, {})
+        assert field[-1] not in node, field
+
+
+def test_one_grids_runtime_engine_setting_moves_no_key(monkeypatch):
+    """Grids whose engines differ only at runtime share their generations: setting one grid's
+    batch size alone splits nothing."""
+    monkeypatch.chdir(REPO)
+    config = CONFIGS["config"]
+    grid = next(iter(config["grids"]))
+    assert job_keys(edited(config, ("grids", grid, "engine", "batch_size"), 8)) == job_keys(config)
