@@ -123,8 +123,8 @@ def weights_vs_tokens(rows: list[dict], tol: float) -> list[dict]:
 
 
 def samples_vs_tokens(rows: list[dict], tol: float) -> list[dict]:
-    """Each G > 1 full-KV scenario against the best G = 1 scenario at no more memory (within
-    the tolerance), when some G = 1 scenario is at equal memory."""
+    """Each G > 1 full-KV scenario against the best estimated G = 1 scenario at no more memory
+    (within the tolerance), when some G = 1 scenario is at equal memory."""
     out = []
     cells = one_per_cell([r for r in rows if is_full(r)])
     for a in [r for r in cells if r["G"] > 1]:
@@ -134,25 +134,24 @@ def samples_vs_tokens(rows: list[dict], tol: float) -> list[dict]:
         cheaper = [s for s in singles if s["total_gib"] <= a["total_gib"] * (1 + tol)]
         if not cheaper:
             continue
-        best = cheaper[0]
-        for s in cheaper:
+        estimated = [s for s in cheaper if finite(s["accuracy"])]
+        best = estimated[0] if estimated else {**cheaper[0], "accuracy": math.nan}
+        for s in estimated:
             if s["accuracy"] > best["accuracy"]:
                 best = s
-        if any(not finite(s["accuracy"]) for s in cheaper):
-            best = {**best, "accuracy": math.nan}
         out.append(comparison(a, best, a["weight_gib"]))
     return out
 
 
 def eviction_vs_quantization(rows: list[dict], tol: float) -> list[dict]:
-    """Each evicting scenario with the quantized-KV scenario of the same dataset, model, weights
-    and G closest in memory, and each quantized one likewise; each unordered pair once."""
+    """Each evicting scenario with the quantized-KV scenario of the same dataset, model, weights,
+    G and engine closest in memory, and each quantized one likewise; each unordered pair once."""
     evict = [r for r in rows if is_evicting(r)]
     quant = [r for r in rows if str(r["kv_method"]) == "quantized"]
     pairs = {}
 
     def same_group(a, b):
-        return all(a[k] == b[k] for k in ("dataset", "model", "weights", "G"))
+        return all(a[k] == b[k] for k in ("dataset", "model", "weights", "G", "engine"))
 
     for own, other, own_evicts in ((evict, quant, True), (quant, evict, False)):
         for a in by_id(own):
@@ -364,7 +363,7 @@ def check_frontier_share(spec, rows, analysis) -> str:
     if not any(r["weight_bits"] == spec["bits"] for r in rows):
         return NOT_TESTABLE
     front = frontier(rows)
-    if not front:
+    if len(front) < analysis["min_comparisons"]:
         return NOT_ENOUGH
     mine = [r for r in front if r["weight_bits"] == spec["bits"]]
     return HOLDS if len(mine) / len(front) > spec["min_share"] else FAILS
@@ -375,19 +374,21 @@ def check_majority_on_frontier(spec, rows, analysis) -> str:
     if testable(population(rows, "samples_vs_tokens"), cut) or not any(r["G"] > 1 for r in rows):
         return NOT_TESTABLE
     votes = [r for r in frontier(rows) if r["G"] > 1]
-    if not votes:
-        return FAILS
-    problems = False
-    low = [r for r in votes if r["weight_gib"] < cut]
-    if 1 - len(low) / len(votes) <= spec["min_share"]:
+    min_n = analysis["min_comparisons"]
+    problems = thin = False
+    if len(votes) < min_n:
+        thin = True
+    elif 1 - len([r for r in votes if r["weight_gib"] < cut]) / len(votes) <= spec["min_share"]:
         problems = True
     for band in spec.get("bands", []):
         hi = band.get("total_gib_max", math.inf)
         inside = [r for r in votes if band["total_gib_min"] <= r["total_gib"] < hi]
         bad = [r for r in inside if r["G"] < band["G_min"] or r["G"] > band.get("G_max", math.inf)]
-        if inside and 1 - len(bad) / len(inside) <= spec["min_share"]:
+        if len(inside) < min_n:
+            thin = True
+        elif 1 - len(bad) / len(inside) <= spec["min_share"]:
             problems = True
-    return FAILS if problems else HOLDS
+    return FAILS if problems else NOT_ENOUGH if thin else HOLDS
 
 
 def check_kv_order(spec, rows, analysis) -> str:

@@ -43,14 +43,13 @@ def library_points(df, kind: str, dataset: str, tol: float) -> tuple[list, int]:
     """The library's comparisons as (win option's id, other id, weight GiB, advantage), and how
     many have no finite advantage."""
     fit = lib_threshold.fit_threshold(df, None, n_boot=0, kind=kind, dataset=dataset, memory_tolerance=tol)
-    points, left_out = [], 0
+    points = []
     for p in fit["points"]:
-        if not math.isfinite(p["advantage"]):
-            left_out += 1
+        if p["advantage"] is None or not math.isfinite(p["advantage"]):
             continue
         win, lose = (p["scenario_id"], p["partner_id"]) if p["a_is_win"] else (p["partner_id"], p["scenario_id"])
         points.append((win, lose, p["weight_gib"], p["advantage"]))
-    return sorted(points), left_out + int(fit.get("n_left_out", 0))
+    return sorted(points), len(fit["points"]) - len(points)
 
 
 def referee_points(rows: list[dict], kind: str, tol: float) -> tuple[list, int]:
