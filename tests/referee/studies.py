@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 MODELS = {"0.6B": (0.6e9, 28), "1.7B": (1.7e9, 28), "4B": (4.0e9, 36), "8B": (8.2e9, 36),
           "14B": (14.8e9, 40), "32B": (32.8e9, 64)}
 BUDGETS = (2000, 6000, 10000, 14000, 18000, 22000, 26000, 30000)
+FINE_BUDGETS = tuple(range(1000, 32001, 1000))
 KV_BUDGETS = (2000, 4000, 8000)
 GIB = 2.0**30
 
@@ -26,10 +27,10 @@ def studies(draw, nan_share=st.sampled_from([0.0, 0.0, 0.2, 0.5]), two_engines=s
             non_evicting=st.booleans()):
     """(scenarios DataFrame, paper_names) of one random small study."""
     labels = list(MODELS)
-    configs = draw(st.lists(st.tuples(st.sampled_from(labels), st.sampled_from([4, 8, 16])),
-                            min_size=2, max_size=6, unique=True))
-    scale = draw(st.sampled_from([0.25, 0.5, 1.0, 1.0, 1.5, 2.0, 4.0]))
-    budgets = sorted(draw(st.lists(st.sampled_from(BUDGETS), min_size=2, max_size=5, unique=True)))
+    configs = draw(weight_configs())
+    scale = draw(st.sampled_from([0.25, 0.5, 1.0, 1.0, 1.0, 1.5, 2.0, 4.0]))
+    budgets = sorted(draw(st.one_of(st.just(BUDGETS), st.lists(st.sampled_from(FINE_BUDGETS), min_size=3,
+                                                                 max_size=10, unique=True))))
     gs = [1] + sorted(draw(st.lists(st.sampled_from([2, 3, 4, 8]), max_size=2, unique=True)))
     datasets = draw(st.sampled_from([["aime"], ["aime", "gpqa"]]))
     kv_configs = draw(st.lists(st.sampled_from(configs), max_size=3, unique=True))
@@ -72,6 +73,20 @@ def studies(draw, nan_share=st.sampled_from([0.0, 0.0, 0.2, 0.5]), two_engines=s
                          for r in df.itertuples()]
     df = df.sort_values("scenario_id", kind="mergesort").reset_index(drop=True)
     return df, {"models": {label: label for label in labels}, "datasets": {"AIME": "aime", "GPQA": "gpqa"}}
+
+
+@st.composite
+def weight_configs(draw):
+    """2-6 distinct (model, bits): adjacent models (whose memories meet) or any."""
+    labels = list(MODELS)
+    n = draw(st.integers(2, 6))
+    if draw(st.booleans()):
+        bits = draw(st.lists(st.sampled_from([4, 8, 16]), min_size=1, max_size=3, unique=True))
+        start = draw(st.integers(0, 3))
+        combos = [(label, b) for label in labels[start:] for b in sorted(bits)]
+    else:
+        combos = draw(st.permutations([(label, b) for label in labels for b in (4, 8, 16)]))
+    return combos[:n] if len(combos) >= 2 else [(labels[-2], 16), (labels[-1], 16)]
 
 
 def _kv(method: str, bits: int | None = None, budget: int | None = None) -> dict:

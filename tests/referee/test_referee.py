@@ -39,10 +39,21 @@ def records(df) -> list[dict]:
              for k, v in r.items()} for r in df.to_dict("records")]
 
 
-def library_points(df, kind: str, dataset: str, tol: float) -> tuple[list, int]:
+def library_fits(df, tol: float) -> dict:
+    """{kind: {dataset: the library's fit on that dataset alone}}, from one fit_thresholds call
+    (its pooled points carry each comparison's dataset)."""
+    fits = lib_threshold.fit_thresholds(df, None, n_boot=0, memory_tolerance=tol)
+    datasets = sorted(df["dataset"].astype(str).unique())
+    out = {}
+    for kind, fit in fits.items():
+        per = {d["dataset"]: d for d in fit.get("by_dataset", [])} or {datasets[0]: fit}
+        out[kind] = {ds: per[ds] | {"points": [p for p in fit["points"] if p["dataset"] == ds]} for ds in datasets}
+    return out, fits
+
+
+def library_points(fit: dict) -> tuple[list, int]:
     """The library's comparisons as (win option's id, other id, weight GiB, advantage), and how
-    many have no finite advantage."""
-    fit = lib_threshold.fit_threshold(df, None, n_boot=0, kind=kind, dataset=dataset, memory_tolerance=tol)
+    many were left out (no finite advantage)."""
     points = []
     for p in fit["points"]:
         if p["advantage"] is None or not math.isfinite(p["advantage"]):
@@ -52,15 +63,34 @@ def library_points(df, kind: str, dataset: str, tol: float) -> tuple[list, int]:
     return sorted(points), len(fit["points"]) - len(points)
 
 
+def library_switch(fit: dict) -> dict:
+    bracket = tuple(fit["bracket"]) if fit["bracket"] else None
+    return {"status": fit["status"], "bracket": bracket, "direction": fit["direction"]}
+
+
 def referee_points(rows: list[dict], kind: str, tol: float) -> tuple[list, int]:
     comps, left_out = referee.comparisons(rows, kind, tol)
     return sorted((c["win_id"], c["lose_id"], c["x"], c["advantage"]) for c in comps), left_out
 
 
-def library_switch(df, kind: str, dataset: str, tol: float) -> dict:
-    fit = lib_threshold.fit_threshold(df, None, n_boot=0, kind=kind, dataset=dataset, memory_tolerance=tol)
-    bracket = tuple(fit["bracket"]) if fit["bracket"] else None
-    return {"status": fit["status"], "bracket": bracket, "direction": fit["direction"]}
+def assert_comparisons_agree(df, rows: list[dict], kinds, tol: float) -> dict:
+    """Every kind's comparisons and switch, per dataset; returns the library's fits."""
+    per_dataset, fits = library_fits(df, tol)
+    for kind in kinds:
+        for ds in referee.datasets_of(rows):
+            mine = [r for r in rows if r["dataset"] == ds]
+            lib = per_dataset[kind][ds]
+            assert library_points(lib) == referee_points(mine, kind, tol), (kind, ds)
+            assert library_switch(lib) == referee.switch(referee.comparisons(mine, kind, tol)[0]), (kind, ds)
+    return fits
+
+
+def assert_verdicts_agree(df, rows: list[dict], fits: dict, analysis: dict, ids=(1, 2, 3, 4)) -> None:
+    found = {f["id"]: f for f in lib_findings.evaluate_findings(df, fits, analysis)}
+    mine = referee.findings(rows, analysis)
+    for fid in ids:
+        assert {r["dataset"]: r["status"] for r in found[fid]["per_dataset"]} == mine[fid]["per_dataset"], fid
+        assert found[fid]["status"] == mine[fid]["status"], fid
 
 
 @QUICK
@@ -75,24 +105,15 @@ def test_frontier_agrees(study):
 @given(studies(nan_share=st.just(0.0)), st.sampled_from([0.02, 0.05, 0.1]))
 def test_weights_and_samples_comparisons_and_switch_agree_without_missing_estimates(study, tol):
     df, _ = study
-    rows = records(df)
-    for kind in ("weights_vs_tokens", "samples_vs_tokens"):
-        for ds in referee.datasets_of(rows):
-            mine = [r for r in rows if r["dataset"] == ds]
-            assert library_points(df, kind, ds, tol)[0] == referee_points(mine, kind, tol)[0], kind
-            assert library_switch(df, kind, ds, tol) == referee.switch(referee.comparisons(mine, kind, tol)[0]), kind
+    assert_comparisons_agree(df, records(df), ("weights_vs_tokens", "samples_vs_tokens"), tol)
 
 
 @QUICK
 @given(studies(nan_share=st.just(0.0), non_evicting=st.just(False)))
 def test_findings_1_to_3_agree_without_named_checks_or_missing_estimates(study):
     df, names = study
-    analysis = analysis_for(names, checks=False)
-    found = {f["id"]: f for f in lib_findings.evaluate_findings(df, None, analysis)}
-    mine = referee.findings(records(df), analysis)
-    for fid in (1, 2, 3):
-        assert {r["dataset"]: r["status"] for r in found[fid]["per_dataset"]} == mine[fid]["per_dataset"], fid
-        assert found[fid]["status"] == mine[fid]["status"], fid
+    fits = lib_threshold.fit_thresholds(df, None, n_boot=0)
+    assert_verdicts_agree(df, records(df), fits, analysis_for(names, checks=False), ids=(1, 2, 3))
 
 
 @pytest.mark.xfail(reason="needs the corrected comparisons and verdicts of branch verdicts (issue 27, item 1)",
@@ -102,14 +123,6 @@ def test_findings_1_to_3_agree_without_named_checks_or_missing_estimates(study):
 def test_library_and_referee_agree_exactly(study, tol, checks):
     df, names = study
     rows = records(df)
-    analysis = analysis_for(names, checks) | {"memory_tolerance": tol}
     assert set(lib_frontier.pareto_frontier(df)["scenario_id"]) == referee.frontier_ids(rows)
-    for kind in KINDS:
-        for ds in referee.datasets_of(rows):
-            mine = [r for r in rows if r["dataset"] == ds]
-            assert library_points(df, kind, ds, tol) == referee_points(mine, kind, tol), kind
-            assert library_switch(df, kind, ds, tol) == referee.switch(referee.comparisons(mine, kind, tol)[0]), kind
-    found = {f["id"]: f for f in lib_findings.evaluate_findings(df, None, analysis)}
-    for fid, verdict in referee.findings(rows, analysis).items():
-        assert {r["dataset"]: r["status"] for r in found[fid]["per_dataset"]} == verdict["per_dataset"], fid
-        assert found[fid]["status"] == verdict["status"], fid
+    fits = assert_comparisons_agree(df, rows, KINDS, tol)
+    assert_verdicts_agree(df, rows, fits, analysis_for(names, checks) | {"memory_tolerance": tol})
