@@ -139,8 +139,11 @@ class SimulatedCheckpoint:
     def load(cls, path: str | Path, parameters: dict) -> "SimulatedCheckpoint":
         """A metadata-only checkpoint directory (quantization.json) or an unquantized model path,
         placed by :func:`effective_gib` from the model's ``parameters``."""
-        bits, group = checkpoint_format(path)
-        return cls(effective_gib(parameters, bits, group), bits)
+        return cls.from_format(parameters, *checkpoint_format(path))
+
+    @classmethod
+    def from_format(cls, parameters: dict, bits: int, group_size: int | None) -> "SimulatedCheckpoint":
+        return cls(effective_gib(parameters, bits, group_size), int(bits))
 
 
 def write_metadata_checkpoint(source: str | Path, out_dir: str | Path, fmt: dict) -> dict:
