@@ -78,6 +78,10 @@ def test_kv_tokens_follow_the_token_budget_unless_context_is_asked():
     # both eviction methods are charged their KV budget, the same way
     assert paper.loc["streaming", "kv_gib_per_seq"] == paper.loc["rkv", "kv_gib_per_seq"] == pytest.approx(2048 * per_token)
     assert paper.loc["full", "kv_gib"] == pytest.approx(4 * paper.loc["full", "kv_gib_per_seq"])
+    # beside it, R-KV's peak (budget + compression interval) for the verdicts' sensitivity
+    weight = paper.loc["rkv", "weight_gib"]
+    assert paper.loc["rkv", "peak_total_gib"] == pytest.approx(weight + 4 * (2048 + 128) * per_token)
+    assert (paper.loc[["full", "streaming"], "peak_total_gib"] == paper.loc[["full", "streaming"], "total_gib"]).all()
     spec["analysis"] = {"kv_tokens": "context"}
     context = aggregate.memory_columns(scenarios, records, spec, prompt).set_index(scenarios["kv"])
     assert context.loc["full", "kv_gib_per_seq"] == pytest.approx((200 + 10000 + 32) * per_token)

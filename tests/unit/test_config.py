@@ -2,6 +2,7 @@ import copy
 
 import pytest
 import yaml
+from snakemake.utils import update_config
 
 from bitbudget.config import ConfigError, validate_config
 from tests.conftest import REPO
@@ -163,3 +164,20 @@ def test_streaming_budget_must_exceed_sink_tokens_in_config_and_cache():
     with pytest.raises(ConfigError):
         check_kv_strategy(at_sinks)
     check_kv_strategy({**at_sinks, "budget": 5})
+
+
+def test_a_study_pairing_simulated_with_real_scenarios_is_refused():
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    paper["grids"]["kv_cache"]["engine"] = {"name": "simulated"}  # main stays on vLLM, same dataset
+    with pytest.raises(ConfigError) as error:
+        validate_config(paper)
+    message = str(error.value)
+    assert "config field 'grids'" in message and "['kv_cache']" in message and "['main']" in message
+    assert "aime2025" in message and "fix:" in message
+
+
+def test_simulated_overlays_keep_every_grid_on_the_simulated_engine():
+    for overlay in ("simulated.yaml", "simulated-contrary.yaml"):
+        config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+        update_config(config, yaml.safe_load((REPO / "config" / overlay).read_text()))
+        validate_config(config)

@@ -125,12 +125,13 @@ def test_named_checks_count_in_the_verdict_of_their_dataset():
 
 def _voting_frontier(g_in_band):
     """A frontier that climbs with memory: single samples below 4 GiB of weights, then majority
-    votes whose G in the 16.4-28.9 GiB band is given (one point per G), G=12 above 28.9 GiB."""
+    votes whose G in the 16.4-28.9 GiB band is given (one point per G), G >= 8 above 28.9 GiB."""
     rows = [("aime2025", "qwen3-1.7b", 8, 1.93, 6000, 1, 2.5, 0.20),
             ("aime2025", "qwen3-8b", 8, 8.94, 10000, 4, 12.0, 0.40)]
     for i, g in enumerate(g_in_band):
         rows.append(("aime2025", "qwen3-8b", 8, 8.94, 20000 + 1000 * i, g, 17.0 + 2 * i, 0.50 + 0.01 * i))
-    rows.append(("aime2025", "qwen3-14b", 8, 15.0, 30000, 12, 40.0, 0.70))
+    for i, g in enumerate((8, 12, 16)):
+        rows.append(("aime2025", "qwen3-14b", 8, 15.0, 30000, g, 40.0 + 5 * i, 0.70 + 0.01 * i))
     df = pd.DataFrame(rows, columns=["dataset", "model", "weight_bits", "weight_gib", "token_budget", "G",
                                      "total_gib", "accuracy"])
     df["weights"] = "w" + df["weight_bits"].astype(str)
@@ -147,3 +148,160 @@ def test_voting_bands_hold_for_most_frontier_points_not_all():
     # two of three use G >= 8 in the band: the relation fails, naming them
     res = findings.evaluate_check(check, _voting_frontier([8, 6, 12]), ANALYSIS)
     assert res["status"] == "fails" and "G=[8, 12] in 2 of 3" in res["detail"]
+
+
+def test_kv_order_compares_within_one_engine():
+    """A full-KV cell of the vLLM grid is not the baseline of HF's quantized-KV cells."""
+    rows = [("vllm", "full", None, 0.50), ("hf", "full", None, 0.30), ("hf", "quantized", 4, 0.35),
+            ("hf", "quantized", 2, 0.10)]
+    df = pd.DataFrame(rows, columns=["engine", "kv_method", "kv_bits", "accuracy"]).assign(
+        dataset="aime2025", model="qwen3-1.7b", weights="w16", weight_bits=16, weight_gib=3.78, token_budget=10000,
+        G=1, total_gib=5.0)
+    df["kv"] = np.where(df["kv_method"] == "full", "full", "hqq" + df["kv_bits"].astype(str))
+    df["scenario_id"] = [f"s{i}" for i in range(len(df))]
+    (kv,) = _checks(4)
+    res = findings.evaluate_check(kv, df, ANALYSIS)
+    assert res["status"] == "fails" and [s["accuracy"] for s in res["sides"]] == [0.30, 0.35, 0.10]
+
+
+def test_unestimated_scenarios_are_left_out_and_counted_in_the_verdict():
+    """maj@G scenarios without an estimate below the cut are not losses of majority voting:
+    with the estimated ones all winning there, finding 3 fails."""
+    scen, ques = _study(4.2)
+    below = (scen["G"] > 1) & (scen["weight_gib"] < 4.19) & (scen["dataset"] == "aime-like")
+    rows = np.flatnonzero(below.to_numpy())
+    scen.loc[rows[: len(rows) * 2 // 5], "accuracy"] = 1.0
+    scen.loc[rows[len(rows) * 2 // 5:], "accuracy"] = np.nan
+    found = _by_id(findings.evaluate_findings(scen, threshold.fit_thresholds(scen, None, n_boot=0), NO_CHECKS))
+    aime = found[3]["per_dataset"][0]
+    assert aime["numbers"]["samples_win_below"] == 1.0 and aime["rule_status"] == "fails"
+    aime_rows = scen["dataset"] == "aime-like"
+    comp = threshold.build_comparisons(scen[aime_rows], "samples_vs_tokens")
+    left_out = np.isin(np.flatnonzero(aime_rows.to_numpy())[comp.a], rows[len(rows) * 2 // 5:]).sum()
+    assert left_out >= 5 and aime["numbers"]["left_out"] == left_out
+    assert f"{aime['numbers']['left_out']} left out" in found[3]["detail"]
+
+
+def test_finding_4_needs_quantization_at_least_as_good_above_the_cut():
+    """'Eviction always wins' is not the paper's scale-dependent relation."""
+    scen, ques = _study(4.2)
+    assert _by_id(findings.evaluate_findings(scen, None, NO_CHECKS))[4]["status"] == "holds"
+    evict = scen["kv_method"].isin(["streaming_llm", "r_kv"])
+    scen.loc[evict, "accuracy"] = 1.0
+    f4 = _by_id(findings.evaluate_findings(scen, None, NO_CHECKS))[4]
+    assert f4["status"] == "fails"
+    assert all(r["numbers"]["eviction_win_above"] == 1.0 for r in f4["per_dataset"])
+
+
+@pytest.mark.parametrize("band_points", [[], [6]], ids=["empty band", "one point"])
+def test_a_band_too_thin_to_judge_is_not_enough_data(band_points):
+    (check,) = _checks(3)
+    res = findings.evaluate_check(check, _voting_frontier(band_points), ANALYSIS)
+    assert res["status"] == "not enough data" and "too few to judge" in res["detail"]
+
+
+def test_a_frontier_too_thin_to_judge_is_not_enough_data():
+    check = {"finding": 2, "kind": "frontier_share", "bits": 8, "min_share": 0.5, "statement": "8-bit holds the frontier"}
+    scen = _paper_like()
+    assert findings.evaluate_check(check, scen, ANALYSIS)["status"] == "holds"
+    thin = scen[scen["scenario_id"].isin(["s0", "s1"])]
+    assert findings.evaluate_check(check, thin, ANALYSIS)["status"] == "not enough data"
+
+
+def test_a_named_pair_beyond_the_memory_tolerance_is_not_testable():
+    scen = _paper_like()
+    scen.loc[scen["scenario_id"] == "s1", "total_gib"] = 4.0  # 0.6B-8bit at 18k: 2.63 -> 4.0 GiB
+    first = findings.evaluate_check(_checks(1)[0], scen, ANALYSIS)
+    assert first["status"] == "not testable at this scale"
+    assert "not a comparison at equal memory" in first["detail"]
+
+
+def test_thresholds_and_findings_name_the_engine_that_made_the_data():
+    scen, ques = _study(4.2)
+    scen["engine"] = np.where(scen["kv_method"] == "full", "vllm", "hf")
+    thr = threshold.fit_thresholds(scen, ques, n_boot=0)
+    assert all(fit["engines"] == ["hf", "vllm"] for fit in thr.values())
+    assert all(d["engines"] == ["hf", "vllm"] for fit in thr.values() for d in fit["by_dataset"])
+    assert all(f["engines"] == ["hf", "vllm"] for f in findings.evaluate_findings(scen, thr, NO_CHECKS))
+    simulated = scen.assign(engine="simulated")
+    assert findings.evaluate_findings(simulated, None, NO_CHECKS)[0]["engines"] == ["simulated"]
+
+
+SYNTHETIC_NAMES = {"paper_names": {"models": {m: f"m{m}" for m in ("0.6B", "1.7B", "4B", "8B", "14B", "32B")},
+                                   "datasets": {"AIME": "aime-like", "GPQA": "gpqa-like"}}}
+
+
+def test_each_verdict_is_the_share_of_bootstrap_replicates_that_reach_it(monkeypatch):
+    """The vectorised verdicts over replicates equal the findings evaluated on each replicate's
+    accuracies one at a time (its question halves for the single-sample baseline), named
+    checks included."""
+    scen, ques = threshold.synthetic_study(threshold_gb=4.2, seed=5, n_questions=12, n_samples=2,
+                                           datasets=("aime-like", "gpqa-like"))
+    n_boot = 30
+    found = findings.evaluate_findings(scen, None, SYNTHETIC_NAMES, ques, n_boot=n_boot, seed=7)
+    json.dumps(found)
+    replicates, (h0, h1) = threshold.accuracy_replicates(scen, ques, n_boot, 7, halves=True)
+    one_at_a_time = []
+    for b in range(n_boot):
+        monkeypatch.setattr(threshold, "half_accuracies", lambda *_, b=b: (h0[:, [b]], h1[:, [b]]))
+        one_at_a_time.append(findings.evaluate_findings(scen.assign(accuracy=replicates[:, b]), None,
+                                                        SYNTHETIC_NAMES, ques))
+    for i, f in enumerate(found):
+        assert f["probability"] == pytest.approx(np.mean([r[i]["point_status"] == f["point_status"]
+                                                          for r in one_at_a_time]))
+        for j, row in enumerate(f["per_dataset"]):
+            same = [r[i]["per_dataset"][j]["point_status"] == row["point_status"] for r in one_at_a_time]
+            assert row["probability"] == pytest.approx(np.mean(same))
+            for k, check in enumerate(row["checks"]):
+                agree = [r[i]["per_dataset"][j]["checks"][k]["point_status"] == check["point_status"]
+                         for r in one_at_a_time]
+                assert check["probability"] == pytest.approx(np.mean(agree)), check["statement"]
+    statuses = [r for f in found for r in [f, *f["per_dataset"]]]
+    assert any(r["status"] == "undecided" for r in statuses)
+    for r in statuses:
+        decided = r["point_status"] not in ("holds", "fails") or r["probability"] >= 0.9
+        assert r["status"] == (r["point_status"] if decided else "undecided")
+
+
+def test_the_verdict_level_is_configured():
+    scen, ques = threshold.synthetic_study(threshold_gb=4.2, seed=5, n_questions=12, n_samples=2,
+                                           datasets=("aime-like", "gpqa-like"))
+
+    def undecided(level):
+        found = findings.evaluate_findings(scen, None, NO_CHECKS | {"verdict_level": level}, ques, n_boot=40, seed=1)
+        assert all(f["verdict_level"] == level for f in found)
+        return sum(r["status"] == "undecided" for f in found for r in f["per_dataset"])
+
+    assert undecided(1.0) > undecided(0.51)
+    assert threshold.analysis_default("verdict_level") == 0.9
+
+
+def test_a_strong_planted_study_decides_every_finding_with_high_probability():
+    scen, ques = _study(4.2)
+    found = findings.evaluate_findings(scen, None, NO_CHECKS, ques, n_boot=50, seed=0)
+    for f in found:
+        assert f["status"] == "holds" and f["probability"] >= 0.9, (f["id"], f["detail"])
+        assert f["n_boot"] == 50 and "probability" in f["detail"]
+
+
+def test_an_eviction_verdict_says_whether_charging_eviction_its_peak_changes_it():
+    scen, ques = _study(4.2)
+    assert findings.evaluate_findings(scen, None, NO_CHECKS)[3]["eviction_at_peak"] is None  # no peak column
+    rkv = (scen["kv_method"] == "r_kv").to_numpy()
+    scen["peak_total_gib"] = scen["total_gib"] + np.where(rkv, 0.004 * scen["total_gib"], 0.0)
+    f4 = findings.evaluate_findings(scen, None, NO_CHECKS)[3]
+    assert f4["eviction_at_peak"] == {"status": "holds", "changes": False,
+                                      "per_dataset": {"aime-like": "holds", "gpqa-like": "holds"}}
+    # below the cut R-KV and StreamingLLM at a 2k budget win, StreamingLLM at 4k loses: eviction
+    # wins most. Charged at (an exaggerated) peak, R-KV no longer meets quantized KV at equal
+    # memory, and StreamingLLM alone wins under half: the verdict changes
+    below = scen["weight_gib"] < 8.94
+    scen.loc[below & rkv, "accuracy"] = 1.0
+    scen.loc[below & (scen["kv"] == "streaming2000"), "accuracy"] = 1.0
+    scen.loc[below & (scen["kv"] == "streaming4000"), "accuracy"] = 0.0
+    scen["peak_total_gib"] = scen["total_gib"] * np.where(rkv, 3.0, 1.0)
+    found = findings.evaluate_findings(scen, None, NO_CHECKS)
+    f4 = found[3]
+    assert f4["point_status"] == "holds" and f4["eviction_at_peak"]["status"] == "fails"
+    assert f4["eviction_at_peak"]["changes"] is True
+    assert all("eviction_at_peak" not in f for f in found[:3])

@@ -3,6 +3,7 @@
 import json
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -15,7 +16,7 @@ def make_inputs(n_boot=40):
     scen, ques = threshold.synthetic_study(threshold_gb=4.2, seed=1, n_questions=20,
                                            datasets=("aime-like", "gpqa-like"))
     thr = threshold.fit_thresholds(scen, ques, n_boot=n_boot, seed=0)
-    found = findings.evaluate_findings(scen, thr)
+    found = findings.evaluate_findings(scen, thr, None, ques, n_boot=n_boot, seed=0)
     samples = {}
     for sid in scen["scenario_id"].head(3):
         samples[sid] = pd.DataFrame([{
@@ -106,6 +107,17 @@ def test_findings_show_per_dataset_verdicts_and_counts(rendered):
     assert "comparisons below" in section and "4.19 GB" in section and "8.94 GB" in section
 
 
+def test_each_verdict_shows_its_probability(rendered):
+    section = rendered[rendered.index('<section id="findings">'):rendered.index('<section id="scenarios">')]
+    _, _, _, _, found, _ = make_inputs()
+    for f in found:
+        shown = f"P({f['point_status']}) = " if f["status"] == "undecided" else "P = "
+        assert f"{shown}{f['probability']:.2f}" in section
+    assert "With eviction charged its peak" not in section  # the synthetic table has no peak column
+    verdicts = section.count('class="badge') - section.count('class="pooled"')  # the pooled row decides nothing
+    assert section.count('class="probability"') == verdicts  # findings, datasets and checks alike
+
+
 def test_simulated_data_is_said_plainly(tmp_path):
     scen, ques, samples, thr, found, prov = make_inputs(n_boot=5)
     out = report.render_report(scen.assign(engine="simulated"), ques, samples, thr, found, prov, tmp_path / "s.html")
@@ -155,3 +167,12 @@ def test_samples_per_question_and_adaptive_stops_are_shown(tmp_path):
     assert "m-large" in section and "reached the maximum" in section
     plain = report.render_report(scen, ques, samples, thr, found, prov, tmp_path / "p.html").read_text()
     assert 'id="adaptive"' not in plain
+
+
+def test_finding_4_says_whether_charging_eviction_its_peak_changes_it(tmp_path):
+    scen, ques, samples, thr, _, prov = make_inputs(n_boot=5)
+    scen["peak_total_gib"] = scen["total_gib"] * np.where(scen["kv_method"] == "r_kv", 1.004, 1.0)
+    found = findings.evaluate_findings(scen, thr, None, ques, n_boot=5, seed=0)
+    html = report.render_report(scen, ques, samples, thr, found, prov, tmp_path / "p.html").read_text()
+    at_peak = found[3]["eviction_at_peak"]
+    assert f"instead of its budget: {at_peak['status']}; the verdict is" in html

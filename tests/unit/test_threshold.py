@@ -173,3 +173,75 @@ def test_samples_compare_with_the_best_single_sample_of_any_configuration():
     # without a single-sample scenario near its memory there is no comparison
     far = [r for r in rows if r[0] != "l-G1"]
     assert threshold.fit_threshold(_pair(far), None, n_boot=0, kind="samples_vs_tokens")["points"] == []
+
+
+def _nan_maj(scen: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    out = scen.copy()
+    out.loc[rows, "accuracy"] = np.nan
+    return out
+
+
+def test_comparisons_without_an_estimate_are_left_out_not_lost():
+    """maj@G scenarios not yet estimable (NaN) fit exactly as if they were absent."""
+    scen, _ = threshold.synthetic_study(threshold_gb=4.2, seed=2)
+    unestimated = np.flatnonzero((scen["G"] == 8).to_numpy())
+    with_nan = threshold.fit_threshold(_nan_maj(scen, unestimated), None, n_boot=0, kind="samples_vs_tokens")
+    absent = threshold.fit_threshold(scen.drop(index=unestimated), None, n_boot=0, kind="samples_vs_tokens")
+    assert with_nan["status"] == absent["status"] == "ok"
+    assert with_nan["bracket"] == absent["bracket"] and with_nan["n_points"] == absent["n_points"]
+    compared = np.isin(threshold.build_comparisons(scen, "samples_vs_tokens").a, unestimated).sum()
+    assert compared >= 10 and with_nan["n_left_out"] == compared and absent["n_left_out"] == 0
+    left = [p for p in with_nan["points"] if not p["estimated"]]
+    assert len(left) == compared and all(p["advantage"] is None and not p["win"] for p in left)
+
+
+def test_each_eviction_quantization_pair_counts_once():
+    scen, _ = threshold.synthetic_study(threshold_gb=4.2, seed=1)
+    comp = threshold.build_comparisons(scen, "eviction_vs_quantization")
+    pairs = [frozenset((a, int(b[0]))) for a, b in zip(comp.a, comp.b)]
+    assert len(pairs) >= 10 and len(set(pairs)) == len(pairs)
+    assert comp.a_is_win.all()  # option a is always the eviction scenario
+    assert scen["kv_method"].iloc[comp.a].isin(["streaming_llm", "r_kv"]).all()
+
+
+def test_an_eviction_cell_within_its_kv_budget_is_not_eviction():
+    """T at or below the KV budget never evicts: a full-KV run, not an eviction scenario."""
+    scen, _ = threshold.synthetic_study(threshold_gb=4.2, seed=1)
+    quant = scen[scen["kv_method"] == "quantized"]
+    fake = quant.assign(kv_method="streaming_llm", kv="stream14k", kv_bits=None, kv_budget=14000, accuracy=0.99,
+                        scenario_id=quant["scenario_id"] + "-stream14k")
+    study = pd.concat([scen, fake], ignore_index=True)
+    comp = threshold.build_comparisons(study, "eviction_vs_quantization")
+    used = set(study["scenario_id"].iloc[comp.a]) | {study["scenario_id"].iloc[int(b[0])] for b in comp.b}
+    assert not used & set(fake["scenario_id"])
+    assert len(comp.a) == len(threshold.build_comparisons(scen, "eviction_vs_quantization").a)
+
+
+def _null_voting_study(seed: int, n_single: int = 20, n_voting: int = 60, n_questions: int = 40):
+    """Majority votes and single samples all at one true accuracy (0.5 on every question), at
+    equal memory: the single-sample baseline's true advantage is exactly zero."""
+    rng = np.random.default_rng(seed)
+    rows, questions = [], []
+    for i in range(n_single + n_voting):
+        voting = i >= n_single
+        sid = f"{'vote' if voting else 'single'}{i}"
+        acc_q = rng.binomial(4, 0.5, n_questions) / 4
+        rows.append((sid, f"m{i}", "int8", 1.0 + (0.5 if voting else 0.0), 2000, 8 if voting else 1,
+                     2.0 if voting else 1.95 + i * 1e-3, float(acc_q.mean())))
+        questions += [{"scenario_id": sid, "question_id": f"q{q:03d}", "accuracy": a} for q, a in enumerate(acc_q)]
+    return _pair(rows), pd.DataFrame(questions)
+
+
+def test_the_single_sample_baseline_is_not_the_maximum_of_noisy_estimates():
+    """The best of 20 equally good single-sample scenarios, chosen and scored on the same
+    questions, beats an equally good majority vote by the maximum's upward bias; chosen on one
+    half of the questions and scored on the other, the advantage is unbiased."""
+    plug_in, cross_fitted = [], []
+    for seed in range(5):
+        scen, ques = _null_voting_study(seed)
+        for questions, out in ((None, plug_in), (ques, cross_fitted)):
+            res = threshold.fit_threshold(scen, questions, n_boot=0, kind="samples_vs_tokens")
+            assert len(res["points"]) == 60
+            out += [p["advantage"] for p in res["points"]]
+    assert np.mean(plug_in) < -0.05  # the maximum of 20 estimates with sd ~0.04
+    assert abs(np.mean(cross_fitted)) < 0.01

@@ -67,6 +67,7 @@ import pandas as pd
 from scipy import stats as _scipy_stats
 
 from . import findings as _findings
+from . import frontier as _frontier
 from . import item_response as _item_response
 from . import stats as _stats
 from . import threshold as _threshold
@@ -287,23 +288,15 @@ def _verdict_contested(kind: str, points_x, adv_lo, adv_hi, analysis: dict) -> n
     if not open_.any():
         return contested
     below = x < cut
-    outcomes = ("win", "loss", "tie")
-
-    def points(assign_below: str, assign_above: str) -> list[dict]:
-        out = []
-        for xi, win, loss, is_open, b in zip(x, decided_win, decided_loss, open_, below):
-            if is_open:
-                outcome = assign_below if b else assign_above
-                out.append({"weight_gib": xi, "win": outcome == "win", "tie": outcome == "tie"})
-            else:
-                out.append({"weight_gib": xi, "win": bool(win), "tie": False})
-        return out
-
+    outcome = {"win": 1.0, "loss": -1.0, "tie": 0.0}
+    # one column per assignment of the open comparisons below and above the cut
+    columns = [(ob, oa) for ob in outcome for oa in outcome]
+    decided = np.where(decided_win, 1.0, -1.0)
+    adv = np.column_stack([np.where(open_, np.where(below, outcome[ob], outcome[oa]), decided) for ob, oa in columns])
     for fid, spec in _findings.FINDINGS.items():
         if spec["kind"] != kind:
             continue
-        statuses = {_findings._rule(fid, points(ob, oa), cut, min_n, window)[0] for ob in outcomes for oa in outcomes}
-        if len(statuses) > 1:
+        if len(set(_findings.rule_statuses(fid, _findings.rule_counts(fid, x, adv, cut, window), min_n))) > 1:
             contested |= open_
     return contested
 
@@ -330,7 +323,7 @@ def comparisons_settled(scenarios: pd.DataFrame, lo, hi, analysis: dict) -> np.n
             sizes, size_index = np.unique(comp.x, return_inverse=True)
             adv_lo, adv_hi, e_lo, e_hi = _evidence_box(comp, s_lo, s_hi, size_index, len(sizes))
             e_point = np.zeros(len(sizes))
-            np.add.at(e_point, size_index, _threshold._advantages(comp, s_pt[:, None])[:, 0])
+            np.add.at(e_point, size_index, _threshold.advantages(comp, s_pt[:, None])[:, 0])
             open_cmp = _bracket_contested(e_point, e_lo, e_hi)[size_index]
             if ds is not None:
                 open_cmp |= _verdict_contested(kind, comp.x, adv_lo, adv_hi, analysis)
@@ -503,12 +496,7 @@ class Decisions:
         self.min_n, self.window, self.cuts = int(cfg["min_comparisons"]), float(cfg["switch_window"]), cfg["paper_cuts"]
         dataset = scen["dataset"].astype(str).to_numpy()
         datasets = sorted(set(dataset))
-        memory = scen["total_gib"].to_numpy(dtype=float)
-        self.fronts = []  # per dataset: rows by (memory, scenario_id), starts of equal-memory runs
-        for ds in datasets:
-            rows = np.flatnonzero(dataset == ds)
-            rows = rows[np.lexsort((scen["scenario_id"].astype(str).to_numpy()[rows], memory[rows]))]
-            self.fronts.append((rows, np.flatnonzero(np.r_[True, np.diff(memory[rows]) != 0])))
+        self.fronts = _frontier.frontier_order(scen)
         self.switches, self.rules, self.touched = [], [], []
         for kind in _threshold.KINDS:
             for ds in [None] + (datasets if len(datasets) > 1 else []):
@@ -528,30 +516,20 @@ class Decisions:
 
     def frontier(self, acc: np.ndarray) -> np.ndarray:
         """[n, B] bool: on its dataset's frontier, per column (ties as pareto_frontier breaks them)."""
-        on = np.zeros(acc.shape, dtype=bool)
-        for rows, starts in self.fronts:
-            a = np.where(np.isnan(acc[rows]), -np.inf, acc[rows])
-            top = np.maximum.reduceat(a, starts, axis=0)
-            before = np.maximum.accumulate(np.vstack([np.full((1, a.shape[1]), -np.inf), top[:-1]]), axis=0)
-            run = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(rows)]))
-            is_top = a == top[run]
-            seen = np.cumsum(is_top, axis=0)
-            first = is_top & (seen - np.vstack([np.zeros((1, a.shape[1])), seen])[starts][run] == 1)
-            on[rows] = first & (top[run] > before[run])
-        return on
+        return _frontier.frontier_columns(self.fronts, acc)
 
     def advantages(self, acc: np.ndarray, reference: list | None = None, changed=None) -> list[np.ndarray]:
         """Per switch: [comparisons, B] advantages of the "win" option. Given the ``reference``
         advantages of accuracies that differ from ``acc`` only in the scenario rows ``changed``,
         only the comparisons touching those rows are computed again."""
         if reference is None:
-            return [_threshold._advantages(comp, acc[rows]) for rows, comp, _, _ in self.switches]
+            return [_threshold.advantages(comp, acc[rows]) for rows, comp, _, _ in self.switches]
         out = []
         for (rows, comp, _, _), touched, adv in zip(self.switches, self.touched, reference):
             hit = touched[changed].any(axis=0) if len(changed) else np.zeros(len(comp.a), dtype=bool)
             if hit.any():
                 adv = adv.copy()
-                adv[hit] = _threshold._advantages(_threshold._Comparisons(
+                adv[hit] = _threshold.advantages(_threshold._Comparisons(
                     comp.a[hit], [comp.b[i] for i in np.flatnonzero(hit)], comp.a_is_win[hit], comp.x[hit]), acc[rows])
             out.append(adv)
         return out
@@ -562,11 +540,8 @@ class Decisions:
         for (rows, comp, sizes, size_index), adv in zip(self.switches, advantages):
             status = [("not enough data", None)] * acc.shape[1]
             if len(sizes) > 1:
-                # per size, its comparisons summed in order (as np.add.at does in the fit stage)
-                groups = [np.flatnonzero(size_index == k) for k in range(len(sizes))]
-                evidence = np.stack([adv[g].sum(axis=0) for g in groups])
-                distinct = np.stack([(adv[g] != 0).sum(axis=0) for g in groups])
-                enough = ((adv != 0).sum(axis=0) >= _threshold.MIN_POINTS) & ((distinct > 0).sum(axis=0) >= 2)
+                evidence, distinct = _threshold.size_evidence(adv, size_index, len(sizes))
+                enough = (distinct.sum(axis=0) >= _threshold.MIN_POINTS) & ((distinct > 0).sum(axis=0) >= 2)
                 scores = _threshold._switch_scores(evidence)
                 oriented = np.where(scores.max(axis=0) >= (-scores).max(axis=0), 1, -1) * scores
                 found = _threshold._finds_switch(oriented, evidence)
@@ -582,9 +557,8 @@ class Decisions:
         out = []
         for fid, cut, switch, mine in self.rules:
             comp = self.switches[switch][1]
-            signs = np.sign(advantages[switch][mine])  # NaN: counted as a loss, as the fit does
-            out.append(list(_findings.rule_statuses(fid, comp.x[mine], signs > 0, signs == 0, cut, self.min_n,
-                                                    self.window)))
+            counts = _findings.rule_counts(fid, comp.x[mine], advantages[switch][mine], cut, self.window)
+            out.append(list(_findings.rule_statuses(fid, counts, self.min_n)))
         return out
 
     def outcomes(self, acc: np.ndarray, reference: tuple | None = None, changed=None) -> tuple:

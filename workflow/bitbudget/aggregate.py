@@ -39,7 +39,10 @@ def model_records(generations: dict[str, str]) -> dict[str, dict]:
 
 def memory_columns(scenarios: pd.DataFrame, records: dict[str, dict], spec: dict,
                    prompt_tokens: np.ndarray | None = None) -> pd.DataFrame:
-    """weight_gib, kv_gib_per_seq, kv_gib (all G sequences) and total_gib of every scenario.
+    """weight_gib, kv_gib_per_seq, kv_gib (all G sequences) and total_gib of every scenario,
+    and peak_total_gib: the total with eviction charged its peak (what the cache holds between
+    forwards at its fullest: R-KV its budget plus its compression interval), to tell whether a
+    verdict depends on charging eviction its budget.
 
     Weights: :func:`bitbudget.memory.weight_bytes` of the recorded architecture, the function
     behind the paper's table. KV: the tokens of ``analysis.kv_tokens`` (the token budget, or
@@ -52,6 +55,7 @@ def memory_columns(scenarios: pd.DataFrame, records: dict[str, dict], spec: dict
     charged = memory.kv_charged_tokens(kv_tokens, budgets, prompts, spec["max_answer_tokens"])
     weight = np.empty(len(scenarios))
     kv_seq = np.empty(len(scenarios))
+    kv_peak = np.empty(len(scenarios))
     keys = scenarios[["gen_id", "weights", "kv"]].astype(str)
     for (gen_id, weights, kv), rows in keys.groupby(["gen_id", "weights", "kv"], sort=False).indices.items():
         arch = records[gen_id]["architecture"]
@@ -59,12 +63,14 @@ def memory_columns(scenarios: pd.DataFrame, records: dict[str, dict], spec: dict
         weight[rows] = memory.to_gib(memory.weight_bytes(arch, fmt["bits"], fmt["group_size"]))
         kv_seq[rows] = memory.to_gib(memory.kv_bytes(
             arch, spec["kv_strategies"][kv], charged[rows], KV_DTYPE_BYTES, kv_tokens))
+        kv_peak[rows] = memory.to_gib(memory.kv_bytes(
+            arch, spec["kv_strategies"][kv], charged[rows], KV_DTYPE_BYTES, "context"))
     G = scenarios["G"].to_numpy(dtype=float)
     return pd.DataFrame({
         "n_params": [records[g]["param_counts"]["total"] for g in scenarios["gen_id"]],
         "kv_tokens": charged.astype(np.int64),
         "weight_gib": weight, "kv_gib_per_seq": kv_seq, "kv_gib": G * kv_seq,
-        "total_gib": weight + G * kv_seq,
+        "total_gib": weight + G * kv_seq, "peak_total_gib": weight + G * np.maximum(kv_seq, kv_peak),
     }, index=scenarios.index)
 
 

@@ -79,6 +79,7 @@ def check_semantics(config: dict) -> None:
     for name, strategy in config["kv_strategies"].items():
         check_kv_strategy(strategy, f"kv_strategies.{name}")
     _check_adaptive(config["sampling"].get("adaptive"))
+    _check_engines_apart(config)
     real = models_of_real_engines(config)
     for name, model in config["models"].items():
         _check_model_path(name, model, simulated=name not in real)
@@ -108,6 +109,26 @@ def _check_adaptive(adaptive: dict | None) -> None:
         )
 
 
+def _check_engines_apart(config: dict) -> None:
+    """Comparisons pair scenarios of one dataset: simulated data must never meet real data there."""
+    for dataset in config["datasets"]:
+        grids = {name: _engine_name(config, grid) for name, grid in config["grids"].items()
+                 if dataset in grid["datasets"]}
+        simulated = sorted(name for name, engine in grids.items() if engine == "simulated")
+        real = sorted(name for name, engine in grids.items() if engine != "simulated")
+        if simulated and real:
+            raise ConfigError(
+                f"config field 'grids': dataset '{dataset}' is run by simulated grids {simulated} and by real-engine "
+                f"grids {real}, and the analysis would compare their scenarios with each other; fix: run all of "
+                f"them with one kind of engine (engine.name, or each grid's engine.name), or give the simulated "
+                f"grids their own dataset"
+            )
+
+
+def _engine_name(config: dict, grid: dict) -> str:
+    return {**config["engine"], **grid.get("engine", {})}["name"]
+
+
 def _check_source(field: str, section: dict, sourced_from=("hub", "file")) -> None:
     """A `source:` among ``sourced_from`` has its own section, and a local file exists."""
     source = section.get("source", "synthetic")
@@ -130,8 +151,7 @@ def looks_local(path: str) -> bool:
 
 def models_of_real_engines(config: dict) -> set[str]:
     """Models that a grid runs with a real engine (the others need an architecture, no weights)."""
-    return {model for grid in config["grids"].values()
-            if {**config["engine"], **grid.get("engine", {})}["name"] != "simulated"
+    return {model for grid in config["grids"].values() if _engine_name(config, grid) != "simulated"
             for model in grid["models"]}
 
 

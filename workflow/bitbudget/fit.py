@@ -15,5 +15,6 @@ def fit_study(scenarios: pd.DataFrame, questions: pd.DataFrame, analysis: dict) 
         scenarios, questions, n_boot=analysis["bootstrap_samples"], seed=analysis["seed"],
         memory_tolerance=analysis["memory_tolerance"], paper_cuts=analysis["paper_cuts"],
     )
-    findings = evaluate_findings(scenarios, thresholds, analysis)
+    findings = evaluate_findings(scenarios, thresholds, analysis, questions, n_boot=analysis["bootstrap_samples"],
+                                 seed=analysis["seed"])
     return pareto_frontier(scenarios), thresholds, findings

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .memory import format_memory
 
-__all__ = ["pareto_frontier", "best_at_budget", "classify_step", "SPEND_ORDER"]
+__all__ = ["pareto_frontier", "frontier_order", "frontier_columns", "best_at_budget", "classify_step", "SPEND_ORDER"]
 
 #: Classification labels, in the order of precedence used by :func:`classify_step`.
 SPEND_ORDER = ("weights", "samples", "tokens", "kv compression")
@@ -49,6 +49,36 @@ def pareto_frontier(
         return _frontier_one(df, x, y)
     parts = [_frontier_one(g, x, y) for _, g in df.groupby(by, sort=True)]
     return pd.concat(parts) if parts else df.iloc[0:0].copy()
+
+
+def frontier_order(scenarios: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per dataset: its rows by (memory, scenario_id), and the starts of equal-memory runs
+    (what :func:`frontier_columns` needs; it depends on memory only)."""
+    dataset = scenarios["dataset"].astype(str).to_numpy()
+    memory = scenarios["total_gib"].to_numpy(dtype=float)
+    ids = scenarios["scenario_id"].astype(str).to_numpy()
+    order = []
+    for ds in sorted(set(dataset)):
+        rows = np.flatnonzero(dataset == ds)
+        rows = rows[np.lexsort((ids[rows], memory[rows]))]
+        order.append((rows, np.flatnonzero(np.r_[True, np.diff(memory[rows]) != 0])))
+    return order
+
+
+def frontier_columns(order: list[tuple[np.ndarray, np.ndarray]], acc: np.ndarray) -> np.ndarray:
+    """[n, B] bool: on its dataset's frontier for each column of accuracies ``acc`` [n, B]
+    (as :func:`pareto_frontier` decides, ties included; NaN is never on it)."""
+    on = np.zeros(acc.shape, dtype=bool)
+    for rows, starts in order:
+        a = np.where(np.isnan(acc[rows]), -np.inf, acc[rows])
+        top = np.maximum.reduceat(a, starts, axis=0)
+        before = np.maximum.accumulate(np.vstack([np.full((1, a.shape[1]), -np.inf), top[:-1]]), axis=0)
+        run = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(rows)]))
+        is_top = a == top[run]
+        seen = np.cumsum(is_top, axis=0)
+        first = is_top & (seen - np.vstack([np.zeros((1, a.shape[1])), seen])[starts][run] == 1)
+        on[rows] = first & (top[run] > before[run])
+    return on
 
 
 def _kv_key(row) -> tuple:

@@ -255,7 +255,24 @@ def _check_view(c: Mapping[str, Any]) -> dict:
              + (f", accuracy {s['accuracy']:.3f}" if s.get("accuracy") is not None else "")
              for s in c.get("sides", [])]
     return {"statement": c["statement"], "status": c["status"], "dataset": c.get("dataset", ""),
-            "sides": sides, "detail": c.get("detail", "")}
+            "probability": _probability_txt(c), "sides": sides, "detail": c.get("detail", "")}
+
+
+def _at_peak_txt(at_peak: Mapping[str, Any] | None) -> str:
+    if not at_peak:
+        return ""
+    change = "the verdict changes" if at_peak["changes"] else "the verdict is the same"
+    return (f"With eviction charged its peak (R-KV: KV budget plus compression interval) instead of its "
+            f"budget: {at_peak['status']}; {change}.")
+
+
+def _probability_txt(verdict: Mapping[str, Any]) -> str:
+    """The probability of a verdict's status over the bootstrap replicates, as shown beside it."""
+    p = verdict.get("probability")
+    if p is None:
+        return ""
+    point = verdict.get("point_status", verdict["status"])
+    return f"P({point}) = {p:.2f}" if verdict["status"] == "undecided" else f"P = {p:.2f}"
 
 
 def _finding_view(f: Mapping[str, Any]) -> dict:
@@ -264,7 +281,9 @@ def _finding_view(f: Mapping[str, Any]) -> dict:
     for r in f.get("per_dataset", []):
         ex = r.get("exploratory")
         rows.append({
-            "dataset": r["dataset"], "status": r["status"], "rule_status": r.get("rule_status", r["status"]),
+            "dataset": r["dataset"], "status": r["status"], "probability": _probability_txt(r),
+            "rule_status": r.get("rule_status", r.get("point_status", r["status"])),
+            "rule_probability": "" if r.get("rule_probability") is None else f"(P = {r['rule_probability']:.2f})",
             "comparisons": r.get("comparisons", 0), "numbers": _numbers_txt(r.get("numbers", {})),
             "fit": _fit_txt(r.get("fit")),
             "exploratory": (f"exploratory, at the fitted switch {format_memory(ex['cut_gib'])}: {ex['status']} "
@@ -273,6 +292,9 @@ def _finding_view(f: Mapping[str, Any]) -> dict:
         })
     pooled = f.get("pooled")
     return {"id": f["id"], "title": f["title"], "paper": f["paper"], "rule": f["rule"], "status": f["status"],
+            "probability": _probability_txt(f), "engines": ", ".join(f.get("engines", [])),
+            "at_peak": _at_peak_txt(f.get("eviction_at_peak")),
+            "replicates": f.get("n_boot", 0), "level": f.get("verdict_level"),
             "cut": format_memory(f["cut_gib"]) if f.get("cut_gib") else "", "comparisons": f.get("comparisons", 0),
             "rows": rows, "detail": f.get("detail", ""),
             "pooled": ({"status": pooled["status"], "comparisons": pooled.get("comparisons", 0),

@@ -20,8 +20,9 @@ from scipy.special import expit
 from .config import load_schema
 from .memory import format_memory
 
-__all__ = ["KINDS", "METHOD_TEXT", "analysis_default", "build_comparisons", "equal_memory",
-           "fit_threshold", "fit_thresholds"]
+__all__ = ["KINDS", "METHOD_TEXT", "accuracy_replicates", "advantages", "analysis_default", "build_comparisons",
+           "engines", "equal_memory", "evicting", "fit_threshold", "fit_thresholds", "half_accuracies",
+           "question_halves", "size_evidence"]
 
 #: kind -> the option whose advantage is measured ("win") and the other option
 KINDS = {
@@ -67,14 +68,21 @@ METHOD_TEXT = {
         "using no more memory than it (within the memory tolerance): the single-sample "
         "frontier at its memory. A comparison is made only where some single-sample scenario "
         "lies within the tolerance of its memory. Samples win when maj@G is more accurate. "
+        "The best single sample is cross-fitted, so that the maximum of many noisy estimates "
+        "does not inflate it: the questions are split in two halves (alternate question ids), "
+        "the single-sample scenario best on one half is scored on the other, and the advantage "
+        "is the mean of the two half-advantages (without per-question data: the plain maximum). "
+        "A comparison with a side not yet estimated (adaptive sampling) is left out. "
         "Switch point and question bootstrap as for the weights/tokens threshold."
     ),
     "eviction_vs_quantization": (
-        "Each KV-eviction scenario (StreamingLLM, R-KV) is compared with the quantized-KV "
-        "scenario of the same model, weights and G closest to it in total memory, when the two "
-        "are equal within the memory tolerance, and each quantized-KV scenario likewise with "
-        "an eviction scenario; the advantage is eviction's accuracy minus quantization's. "
-        "Switch point and question bootstrap as above."
+        "Each KV-eviction scenario (StreamingLLM, R-KV) whose token budget exceeds its KV "
+        "budget (a cell within its KV budget never evicts and is not eviction) is paired with "
+        "the quantized-KV scenario of the same model, weights, G and engine closest to it in "
+        "total memory, when the two are equal within the memory tolerance, and each "
+        "quantized-KV scenario likewise with an eviction scenario; each pair counts once. The "
+        "advantage is eviction's accuracy minus quantization's. Switch point and question "
+        "bootstrap as above."
     ),
 }
 
@@ -125,6 +133,34 @@ def _one_per_cell(df: pd.DataFrame, mask: pd.Series) -> pd.Index:
     return order.drop_duplicates([k for k in keys if k in order]).index.sort_values()
 
 
+def engines(scenarios: pd.DataFrame) -> list[str]:
+    """The engines that made the scenarios' data (``simulated`` for a rehearsal), sorted."""
+    return sorted(scenarios["engine"].astype(str).unique()) if "engine" in scenarios else []
+
+
+def evicting(df: pd.DataFrame) -> pd.Series:
+    """KV-eviction scenarios whose token budget exceeds their KV budget: a cell with T at or
+    below the KV budget never evicts (it is a full-KV run) and does not count as eviction."""
+    method = df["kv_method"].astype(str).isin(["streaming_llm", "r_kv"])
+    kv_budget = pd.to_numeric(df["kv_budget"], errors="coerce") if "kv_budget" in df else pd.Series(np.nan, df.index)
+    return method & ~(df["token_budget"].astype(float) <= kv_budget)
+
+
+def _closest_pairs(e_idx: np.ndarray, q_idx: np.ndarray, tot: np.ndarray, tol: float) -> list[tuple[int, int]]:
+    """Each eviction scenario with the quantized one closest in memory, and each quantized one
+    with the closest eviction scenario, when equal within ``tol``: every unordered pair once."""
+    pairs = set()
+    for own, other, flip in ((e_idx, q_idx, False), (q_idx, e_idx, True)):
+        if not len(other):
+            continue
+        for a in own:
+            cand = other[equal_memory(tot[a], tot[other], tol)]
+            if len(cand):
+                b = int(cand[np.argmin(np.abs(tot[cand] - tot[a]))])
+                pairs.add((b, int(a)) if flip else (int(a), b))
+    return sorted(pairs)
+
+
 def build_comparisons(scenarios: pd.DataFrame, kind: str, memory_tolerance: float | None = None) -> _Comparisons:
     """The equal-memory comparisons that label one kind of threshold (see METHOD_TEXT):
     the two options' total memories differ by at most ``memory_tolerance`` (a fraction;
@@ -165,32 +201,54 @@ def build_comparisons(scenarios: pd.DataFrame, kind: str, memory_tolerance: floa
                 cand = pool[tot[pool] <= tot[a] * (1 + tol)]
                 a_list.append(a); b_list.append(cand); side.append(True); xs.append(wgb[a])
     else:
-        method = df["kv_method"].astype(str)
-        evict = method.isin(["streaming_llm", "r_kv"])
-        quant = method.eq("quantized")
+        evict, quant = evicting(df), df["kv_method"].astype(str).eq("quantized")
         key = dataset + "|" + df["model"].astype(str) + "|" + df["weights"].astype(str) + "|" + df["G"].astype(str)
+        if "engine" in df:
+            key = key + "|" + df["engine"].astype(str)
         for _, grp in df[evict | quant].groupby(key[evict | quant], sort=True):
             e_idx = grp.index[evict[grp.index]].to_numpy()
             q_idx = grp.index[quant[grp.index]].to_numpy()
-            for own, other, is_win in ((e_idx, q_idx, True), (q_idx, e_idx, False)):
-                if not len(other):
-                    continue
-                for a in own:
-                    cand = other[equal_memory(tot[a], tot[other], tol)]
-                    if len(cand):
-                        b = cand[np.argmin(np.abs(tot[cand] - tot[a]))]
-                        a_list.append(a); b_list.append(np.array([b])); side.append(is_win); xs.append(wgb[a])
+            for e, q in _closest_pairs(e_idx, q_idx, tot, tol):
+                a_list.append(e); b_list.append(np.array([q])); side.append(True); xs.append(wgb[e])
     return _Comparisons(np.array(a_list, dtype=int), b_list, np.array(side, dtype=bool), np.array(xs, dtype=float))
 
 
-def _advantages(comp: _Comparisons, acc: np.ndarray) -> np.ndarray:
+def advantages(comp: _Comparisons, acc: np.ndarray, halves: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """acc: (n_scenarios, B).  Returns (n_comparisons, B): accuracy of the "win" option
-    minus that of the other option (0 for an exact tie)."""
+    minus that of the other option (0 for an exact tie; NaN where a side has no estimate:
+    such a comparison is left out, never counted as a loss).
+
+    Among several candidates of the other option the best one counts. Chosen on the same
+    accuracies it is scored on, that best is the maximum of noisy estimates, biased upward;
+    given ``halves`` (the same columns' accuracies over each half of the questions) the choice
+    is cross-fitted: the candidate best on one half is scored on the other, and the
+    advantage is the mean of the two half-advantages."""
     adv = np.zeros((len(comp.a), acc.shape[1]))
     for i, (a, cand) in enumerate(zip(comp.a, comp.b)):
-        gap = acc[a] - acc[cand].max(axis=0)
+        if halves is None or len(cand) == 1:
+            gap = acc[a] - np.fmax.reduce(acc[cand], axis=0)
+        else:
+            gap = (_half_gap(a, cand, halves[1], halves[0]) + _half_gap(a, cand, halves[0], halves[1])) / 2
         adv[i] = gap if comp.a_is_win[i] else -gap
     return adv
+
+
+def _half_gap(a: int, cand: np.ndarray, scored: np.ndarray, chosen_on: np.ndarray) -> np.ndarray:
+    """Per column: ``a``'s accuracy minus that of the candidate most accurate on ``chosen_on``,
+    both on ``scored``."""
+    pick = cand[np.argmax(np.where(np.isfinite(chosen_on[cand]), chosen_on[cand], -np.inf), axis=0)]
+    return scored[a] - scored[pick, np.arange(scored.shape[1])]
+
+
+def size_evidence(adv: np.ndarray, size_index: np.ndarray, n_sizes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n_comparisons, B) advantages summed per weight size, comparisons left out (NaN)
+    adding nothing: ((n_sizes, B) evidence, (n_sizes, B) informative comparisons)."""
+    informative = np.isfinite(adv) & (adv != 0)
+    by_size = np.zeros((n_sizes, adv.shape[1]))
+    np.add.at(by_size, size_index, np.where(informative, adv, 0.0))
+    counts = np.zeros((n_sizes, adv.shape[1]))
+    np.add.at(counts, size_index, informative)
+    return by_size, counts
 
 
 def _switch_scores(evidence_by_size: np.ndarray) -> np.ndarray:
@@ -216,15 +274,16 @@ def _best_switch(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, last
 
 
-def _accuracy_replicates(scen: pd.DataFrame, questions: pd.DataFrame | None, n_boot: int, seed: int):
-    """(n_scenarios, n_boot) scenario accuracies under a question-level bootstrap shared
-    by all scenarios of a dataset.  Scenarios without per-question rows keep their point
-    accuracy."""
+def _weighted_accuracies(scen: pd.DataFrame, questions: pd.DataFrame | None, n_cols: int, n_out: int,
+                         weightings) -> list[np.ndarray]:
+    """``n_out`` arrays (n_scenarios, n_cols) of scenario accuracies as weighted means of their
+    per-question accuracies; ``weightings(nq)`` gives, per dataset (in sorted order), ``n_out``
+    (n_cols, nq) weights over its questions in question_id order. Scenarios without
+    per-question rows (or no weight on any of theirs) keep their point accuracy."""
     point = scen["accuracy"].to_numpy(dtype=float)
-    out = np.repeat(point[:, None], n_boot, axis=1)
-    if questions is None or questions.empty or n_boot == 0:
-        return out
-    rng = np.random.default_rng(seed)
+    outs = [np.repeat(point[:, None], n_cols, axis=1) for _ in range(n_out)]
+    if questions is None or questions.empty or n_cols == 0:
+        return outs
     pos = pd.Series(np.arange(len(scen)), index=scen["scenario_id"].astype(str).to_numpy())
     q = questions.copy()
     q["scenario_id"] = q["scenario_id"].astype(str)
@@ -236,16 +295,42 @@ def _accuracy_replicates(scen: pd.DataFrame, questions: pd.DataFrame | None, n_b
         M = mat.to_numpy(dtype=float)
         present = np.isfinite(M).astype(float)
         M0 = np.nan_to_num(M)
-        nq = M.shape[1]
-        counts = rng.multinomial(nq, np.full(nq, 1.0 / nq), size=n_boot).astype(float)  # B x Q
-        num = M0 @ counts.T
-        den = present @ counts.T
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rep = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
         rows = pos[mat.index.to_numpy()].to_numpy()
-        fallback = out[rows]
-        out[rows] = np.where(np.isnan(rep), fallback, rep)
-    return out
+        for out, w in zip(outs, weightings(M.shape[1])):
+            num, den = M0 @ w.T, present @ w.T
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rep = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+            out[rows] = np.where(np.isnan(rep), out[rows], rep)
+    return outs
+
+
+def question_halves(nq: int) -> np.ndarray:
+    """(2, nq) 0/1 masks of the two halves of a dataset's questions: alternate questions in
+    question_id order."""
+    second = np.arange(nq) % 2 == 1
+    return np.stack([~second, second]).astype(float)
+
+
+def accuracy_replicates(scen: pd.DataFrame, questions: pd.DataFrame | None, n_boot: int, seed: int,
+                        halves: bool = False):
+    """(n_scenarios, n_boot) scenario accuracies under a question-level bootstrap shared
+    by all scenarios of a dataset.  Scenarios without per-question rows keep their point
+    accuracy. With ``halves``: (that, (half 0, half 1)), the same replicates' accuracies over
+    each half of the questions (:func:`question_halves`)."""
+    rng = np.random.default_rng(seed)
+
+    def weightings(nq: int) -> list[np.ndarray]:
+        counts = rng.multinomial(nq, np.full(nq, 1.0 / nq), size=n_boot).astype(float)  # B x Q
+        return [counts] + ([counts * m for m in question_halves(nq)] if halves else [])
+
+    outs = _weighted_accuracies(scen, questions, n_boot, 3 if halves else 1, weightings)
+    return (outs[0], tuple(outs[1:])) if halves else outs[0]
+
+
+def half_accuracies(scen: pd.DataFrame, questions: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """(n_scenarios, 1) accuracies over each half of the questions (:func:`question_halves`)."""
+    h0, h1 = _weighted_accuracies(scen, questions, 1, 2, lambda nq: [m[None, :] for m in question_halves(nq)])
+    return h0, h1
 
 
 def fit_threshold(
@@ -267,8 +352,8 @@ def fit_threshold(
     switch), ci_low, ci_high (GB, observed sizes; None when not estimable), status ("ok" |
     "no crossing" | "not enough data"), direction ("win above" or "win below": the side
     of the threshold where the ``win`` option is better), win, lose, n_points
-    (comparisons without ties), n_win, share_win, x_range (min, max weight GB of the
-    points), n_boot, n_boot_ok (replicates that also find a switch), method (text),
+    (comparisons without ties), n_left_out (comparisons with a side not estimated), n_win,
+    share_win, x_range (min, max weight GB of the points), engines (that made the data), n_boot, n_boot_ok (replicates that also find a switch), method (text),
     points (list of dicts), message.
     """
     meta = KINDS[kind]
@@ -282,17 +367,18 @@ def fit_threshold(
     result = {
         "kind": kind, "title": meta["title"], "win": meta["win"], "lose": meta["lose"],
         "paper": meta["paper"], "paper_gib": cuts.get(kind), "memory_tolerance": tol,
-        "dataset": dataset or "all",
+        "dataset": dataset or "all", "engines": engines(scen),
         "estimate": None, "bracket": None, "ci_low": None, "ci_high": None, "direction": None,
-        "status": "not enough data", "n_points": 0, "n_win": 0, "share_win": None,
+        "status": "not enough data", "n_points": 0, "n_left_out": 0, "n_win": 0, "share_win": None,
         "x_range": None, "n_boot": int(n_boot), "n_boot_ok": 0, "level": level,
         "method": METHOD_TEXT[kind], "points": [], "message": "",
     }
     if len(comp.a) == 0:
         result["message"] = "no equal-memory comparisons of this kind in the data"
         return result
-    advantage = _advantages(comp, scen["accuracy"].to_numpy(dtype=float)[:, None])[:, 0]
-    informative = advantage != 0
+    halves = half_accuracies(scen, questions_df) if questions_df is not None else None
+    advantage = advantages(comp, scen["accuracy"].to_numpy(dtype=float)[:, None], halves)[:, 0]
+    informative = np.isfinite(advantage) & (advantage != 0)
     result.update(_describe_points(scen, comp, advantage))
     sizes, size_index = np.unique(comp.x, return_inverse=True)
     distinct = len(np.unique(comp.x[informative]))
@@ -305,9 +391,7 @@ def fit_threshold(
 
     def evidence(adv: np.ndarray) -> np.ndarray:
         """(n_comparisons, B) advantages summed per weight size: (n_sizes, B)."""
-        by_size = np.zeros((len(sizes), adv.shape[1]))
-        np.add.at(by_size, size_index, adv)
-        return by_size
+        return size_evidence(adv, size_index, len(sizes))[0]
 
     point_evidence = evidence(advantage[:, None])
     scores = _switch_scores(point_evidence)[:, 0]
@@ -332,28 +416,33 @@ def fit_threshold(
         f"comparisons won by {meta['win']})"
     )
     if n_boot > 0:
-        boot_evidence = evidence(_advantages(comp, _accuracy_replicates(scen, questions_df, n_boot, seed)))
+        boot_acc, boot_halves = accuracy_replicates(scen, questions_df, n_boot, seed, halves=True)
+        boot_evidence = evidence(advantages(comp, boot_acc, boot_halves if questions_df is not None else None))
         result.update(_bootstrap_interval(sizes, sign * _switch_scores(boot_evidence), boot_evidence, level))
     return result
 
 
 def _describe_points(scen: pd.DataFrame, comp: _Comparisons, advantage: np.ndarray) -> dict:
     """The comparisons as report points, and their counts."""
-    informative = advantage != 0
+    estimated = np.isfinite(advantage)
+    informative = estimated & (advantage != 0)
     n_points, n_win = int(informative.sum()), int((advantage > 0).sum())
     acc = scen["accuracy"].to_numpy(dtype=float)
     tot = scen["total_gib"].to_numpy(dtype=float)
     ids = scen["scenario_id"].astype(str).to_numpy()
     datasets = scen["dataset"].astype(str).to_numpy()
-    partners = [int(cand[np.argmax(acc[cand])]) for cand in comp.b]  # the alternative that counted
+    ranked = [np.where(np.isfinite(acc[cand]), acc[cand], -np.inf) for cand in comp.b]
+    partners = [int(cand[np.argmax(r)]) for cand, r in zip(comp.b, ranked)]  # the alternative that counted
     return {
         "points": [
             {"scenario_id": ids[a], "partner_id": ids[b], "dataset": datasets[a], "a_is_win": bool(a_win),
              "weight_gib": float(x), "total_gib": float(tot[a]), "partner_total_gib": float(tot[b]),
-             "advantage": float(adv), "win": bool(adv > 0), "tie": not bool(adv)}
-            for a, b, a_win, x, adv in zip(comp.a, partners, comp.a_is_win, comp.x, advantage)
+             "advantage": float(adv) if ok else None, "win": bool(adv > 0), "tie": bool(ok and adv == 0),
+             "estimated": bool(ok)}
+            for a, b, a_win, x, adv, ok in zip(comp.a, partners, comp.a_is_win, comp.x, advantage, estimated)
         ],
         "n_points": n_points,
+        "n_left_out": int((~estimated).sum()),
         "n_win": n_win,
         "share_win": n_win / n_points if n_points else None,
         "x_range": (float(comp.x[informative].min()), float(comp.x[informative].max())) if n_points else None,
