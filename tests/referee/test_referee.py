@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -116,8 +115,6 @@ def test_findings_1_to_3_agree_without_named_checks_or_missing_estimates(study):
     assert_verdicts_agree(df, records(df), fits, analysis_for(names, checks=False), ids=(1, 2, 3))
 
 
-@pytest.mark.xfail(reason="needs the corrected comparisons and verdicts of branch verdicts (issue 27, item 1)",
-                   strict=False)
 @THOROUGH
 @given(studies(), st.sampled_from([0.02, 0.05, 0.1]), st.booleans())
 def test_library_and_referee_agree_exactly(study, tol, checks):
