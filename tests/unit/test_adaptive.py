@@ -203,7 +203,9 @@ def test_schema_defaults_fill_and_absent_is_off():
 # ----------------------------------------------------------------------- stochastic curtailment
 
 
-def test_decisions_match_the_fit_stage():
+@pytest.mark.parametrize("analysis", [{}, {"paper_names": {"models": {"4B": "m4B", "8B": "m8B"}, "datasets": {}}}],
+                         ids=["cuts at the paper's GiB", "cuts placed by configuration"])
+def test_decisions_match_the_fit_stage(analysis):
     """The vectorised decisions equal pareto_frontier, fit_thresholds and the findings' rule
     verdicts column by column."""
     from bitbudget.findings import evaluate_findings
@@ -214,7 +216,7 @@ def test_decisions_match_the_fit_stage():
     acc = scen["accuracy"].to_numpy()
     columns = np.column_stack([acc, acc + rng.normal(0, 0.03, len(acc)),
                                np.where(scen["G"].to_numpy() > 4, np.nan, acc)])
-    decisions = adaptive.Decisions(scen, {})
+    decisions = adaptive.Decisions(scen, analysis)
     front, per_decision, _ = decisions.outcomes(columns)
     brackets, verdicts = per_decision[:len(decisions.switches)], per_decision[len(decisions.switches):]
     for b in range(columns.shape[1]):
@@ -226,7 +228,7 @@ def test_decisions_match_the_fit_stage():
             expected += [(f["status"], tuple(f["bracket"]) if f["bracket"] else None)
                          for f in [fit] + fit.get("by_dataset", [])]
         assert [x[b] for x in brackets] == expected
-        rules = [r["rule_status"] for f in evaluate_findings(s, fits, {}) for r in f["per_dataset"]
+        rules = [r["rule_status"] for f in evaluate_findings(s, fits, analysis) for r in f["per_dataset"]
                  if r["rule_status"] not in ("not testable at this scale", "not enough data")]
         assert [x[b] for x in verdicts if x[b] != "not enough data"] == rules
     assert not decisions.changed(acc[:, None], acc[:, None]).any()

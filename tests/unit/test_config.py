@@ -181,3 +181,8 @@ def test_simulated_overlays_keep_every_grid_on_the_simulated_engine():
         config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
         update_config(config, yaml.safe_load((REPO / "config" / overlay).read_text()))
         validate_config(config)
+
+
+def test_a_verdict_level_at_or_below_a_coin_flip_is_named():
+    message = broken(lambda c: c["analysis"].update(verdict_level=0.5))
+    assert "analysis.verdict_level" in message and "fix:" in message

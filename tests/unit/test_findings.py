@@ -305,3 +305,26 @@ def test_an_eviction_verdict_says_whether_charging_eviction_its_peak_changes_it(
     assert f4["point_status"] == "holds" and f4["eviction_at_peak"]["status"] == "fails"
     assert f4["eviction_at_peak"]["changes"] is True
     assert all("eviction_at_peak" not in f for f in found[:3])
+
+
+@pytest.mark.parametrize("side", ["above", "below"])
+def test_the_cut_is_its_configuration_as_this_study_charges_it(side):
+    """8-bit 4B charged below the paper's 4.19 GiB (here 3.91 GiB) is still the cut, and its own
+    comparisons fall on the side the config gives it."""
+    scen, ques = _study(4.2)
+    four_b = float(scen.loc[(scen["model"] == "m4B") & (scen["weight_bits"] == 8), "weight_gib"].iloc[0])
+    assert four_b < 4.0
+    cuts = threshold.analysis_default("paper_cuts")
+    cuts["weights_vs_tokens"]["side"] = side
+    analysis = NO_CHECKS | {"paper_names": {"models": {"4B": "m4B"}, "datasets": {}}, "paper_cuts": cuts}
+    f1 = findings.evaluate_findings(scen, None, analysis)[0]
+    assert f1["cut_gib"] == four_b
+    assert f1["cut"] == {"gib": four_b, "side": side, "configuration": "4B-8bit", "placed_by": "study"}
+    points = threshold.fit_threshold(scen[scen["dataset"] == "aime-like"], None, n_boot=0)["points"]
+    counted = [p for p in points if p["advantage"] is not None and not p["tie"] and p["weight_gib"] < four_b * 2]
+    at_cut = sum(p["weight_gib"] == four_b for p in counted)
+    below = sum(p["weight_gib"] < four_b for p in counted) + (at_cut if side == "below" else 0)
+    assert at_cut > 0 and f1["per_dataset"][0]["numbers"]["comparisons_below"] == below
+    # without the configuration in the study, the paper's GiB places it
+    f1 = findings.evaluate_findings(scen, None, NO_CHECKS | {"paper_cuts": cuts})[0]
+    assert f1["cut"]["placed_by"] == "paper" and f1["cut_gib"] == 4.19

@@ -12,6 +12,7 @@ from bitbudget.memory import (
     PAPER_KV_KIB_PER_TOKEN,
     PAPER_WEIGHT_GIB,
     architecture_path,
+    checkpoint_storage,
     format_table,
     kv_bytes,
     kv_charged_tokens,
@@ -31,7 +32,7 @@ def test_weights_match_paper_table(size):
         if ref is None:
             continue
         ours = weight_bytes(cfg, bits, group_size=128) / GIB
-        assert abs(ours - ref) / ref < 0.03, (size, bits, ours, ref)
+        assert abs(ours - ref) / ref < 0.01, (size, bits, ours, ref)
 
 
 @pytest.mark.parametrize("size", sorted(PAPER_KV_KIB_PER_TOKEN))
@@ -48,7 +49,8 @@ def test_param_counts_qwen3_known_totals():
 
 def test_weight_formula_and_table():
     assert weight_bytes_from_counts(1280, 10, 16) == 2 * 1290
-    assert weight_bytes_from_counts(1280, 10, 4, 128) == 1280 / 2 + 10 * 4 + 20
+    assert weight_bytes_from_counts(1280, 10, 4, 128) == 1280 / 2 + 10 * (16 + 4) / 8 + 20  # zeros at 4 bits
+    assert weight_bytes_from_counts(1280, 10, 4, 128, zero_bits=16) == 1280 / 2 + 10 * 4 + 20
     rows = weight_table()
     assert [r["size"] for r in rows] == ["0.6b", "1.7b", "4b", "8b", "14b", "32b"]
     assert "Qwen3-32B" in format_table(rows)
@@ -123,3 +125,15 @@ def test_formula_matches_measured_cache_bytes(model, name):
         assert cache.layers[0].compressions == 3
         assert cache.layers[0].keys.shape[-2] == strategy["budget"] + strategy["compress_every"] - 1
     assert abs(measured - formula) / formula < 0.05
+
+
+def test_scales_and_zero_points_are_charged_as_the_checkpoint_stores_them():
+    cfg = load_architecture(architecture_path("32b"))
+    sixteen_bit_zeros = weight_bytes(cfg, 4, 128, zero_bits=16) / GIB
+    assert abs(sixteen_bit_zeros - 18.01) / 18.01 > 0.01  # 16-bit zero points miss Table 1
+    assert weight_bytes(cfg, 4, 128) == weight_bytes(cfg, 4, 128, zero_bits=4)  # GPTQ packs them
+    symmetric = {"bits": 8, "method": "gptq", "group_size": 128, "scheme": "W8A16"}
+    assert checkpoint_storage(symmetric) == {"scale_bits": 16, "zero_bits": 0}
+    assert checkpoint_storage({"bits": 4, "method": "rtn", "group_size": 128}) == {"scale_bits": 16, "zero_bits": 4}
+    four_b = load_architecture(architecture_path("4b"))
+    assert weight_bytes(four_b, 8, 128, **checkpoint_storage(symmetric)) / GIB == pytest.approx(4.16, abs=0.005)

@@ -105,6 +105,7 @@ def test_findings_show_per_dataset_verdicts_and_counts(rendered):
     assert section.count('class="finding"') == 4
     assert section.count("aime-like") >= 4 and section.count("gpqa-like") >= 4 and "pooled (reference)" in section
     assert "comparisons below" in section and "4.19 GB" in section and "8.94 GB" in section
+    assert "4B-8bit itself counts above the cut" in section and "8B-8bit, the paper&#39;s value" in section
 
 
 def test_each_verdict_shows_its_probability(rendered):

@@ -274,12 +274,11 @@ def _bracket_contested(e_point, e_lo, e_hi) -> np.ndarray:
     return contested
 
 
-def _verdict_contested(kind: str, points_x, adv_lo, adv_hi, analysis: dict) -> np.ndarray:
+def _verdict_contested(kind: str, points_x, adv_lo, adv_hi, analysis: dict, cut: float) -> np.ndarray:
     """Comparisons whose outcome (win, loss or tie) is open and could change a finding's
-    rule verdict at the paper's cut: the verdict is evaluated with every open comparison
-    of a side turned to a win, a loss and a tie."""
+    rule verdict at the paper's cut (its split, :func:`bitbudget.findings.place_cut`): the
+    verdict is evaluated with every open comparison of a side turned to a win, a loss and a tie."""
     cfg = _findings._analysis(analysis)
-    cut = float(cfg["paper_cuts"][kind])
     min_n, window = int(cfg["min_comparisons"]), float(cfg["switch_window"])
     x = np.asarray(points_x, dtype=float)
     decided_win, decided_loss = adv_lo > 0, adv_hi < 0
@@ -311,6 +310,7 @@ def comparisons_settled(scenarios: pd.DataFrame, lo, hi, analysis: dict) -> np.n
     settled = np.ones(len(scen), dtype=bool)
     tol = analysis.get("memory_tolerance", _threshold.analysis_default("memory_tolerance"))
     datasets = sorted(scen["dataset"].astype(str).unique())
+    cuts = _findings.placed_cuts(analysis, scen)
     groups = [(None, np.arange(len(scen)))] + [
         (ds, np.flatnonzero(scen["dataset"].astype(str).to_numpy() == ds)) for ds in datasets]
     for kind in _threshold.KINDS:
@@ -326,7 +326,7 @@ def comparisons_settled(scenarios: pd.DataFrame, lo, hi, analysis: dict) -> np.n
             np.add.at(e_point, size_index, _threshold.advantages(comp, s_pt[:, None])[:, 0])
             open_cmp = _bracket_contested(e_point, e_lo, e_hi)[size_index]
             if ds is not None:
-                open_cmp |= _verdict_contested(kind, comp.x, adv_lo, adv_hi, analysis)
+                open_cmp |= _verdict_contested(kind, comp.x, adv_lo, adv_hi, analysis, cuts[kind]["split"])
             for i in np.flatnonzero(open_cmp):
                 settled[rows[comp.a[i]]] = False
                 settled[rows[comp.b[i]]] = False
@@ -493,7 +493,8 @@ class Decisions:
     def __init__(self, scenarios: pd.DataFrame, analysis: dict):
         scen = scenarios.reset_index(drop=True)
         cfg = _findings._analysis(analysis)
-        self.min_n, self.window, self.cuts = int(cfg["min_comparisons"]), float(cfg["switch_window"]), cfg["paper_cuts"]
+        self.min_n, self.window = int(cfg["min_comparisons"]), float(cfg["switch_window"])
+        self.cuts = {kind: placed["split"] for kind, placed in _findings.placed_cuts(cfg, scen).items()}
         dataset = scen["dataset"].astype(str).to_numpy()
         datasets = sorted(set(dataset))
         self.fronts = _frontier.frontier_order(scen)

@@ -45,7 +45,8 @@ def memory_columns(scenarios: pd.DataFrame, records: dict[str, dict], spec: dict
     verdict depends on charging eviction its budget.
 
     Weights: :func:`bitbudget.memory.weight_bytes` of the recorded architecture, the function
-    behind the paper's table. KV: the tokens of ``analysis.kv_tokens`` (the token budget, or
+    behind the paper's table, with scales and zero points as the format's checkpoint stores them
+    (:func:`bitbudget.memory.checkpoint_storage`). KV: the tokens of ``analysis.kv_tokens`` (the token budget, or
     ``prompt_tokens`` + budget + ``max_answer_tokens``), capped by eviction
     (:func:`bitbudget.memory.kv_bytes`).
     """
@@ -60,7 +61,8 @@ def memory_columns(scenarios: pd.DataFrame, records: dict[str, dict], spec: dict
     for (gen_id, weights, kv), rows in keys.groupby(["gen_id", "weights", "kv"], sort=False).indices.items():
         arch = records[gen_id]["architecture"]
         fmt = spec["weight_formats"][weights]
-        weight[rows] = memory.to_gib(memory.weight_bytes(arch, fmt["bits"], fmt["group_size"]))
+        weight[rows] = memory.to_gib(memory.weight_bytes(arch, fmt["bits"], fmt["group_size"],
+                                                         **memory.checkpoint_storage(fmt)))
         kv_seq[rows] = memory.to_gib(memory.kv_bytes(
             arch, spec["kv_strategies"][kv], charged[rows], KV_DTYPE_BYTES, kv_tokens))
         kv_peak[rows] = memory.to_gib(memory.kv_bytes(

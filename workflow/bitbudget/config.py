@@ -79,12 +79,12 @@ def check_semantics(config: dict) -> None:
     for name, strategy in config["kv_strategies"].items():
         check_kv_strategy(strategy, f"kv_strategies.{name}")
     _check_adaptive(config["sampling"].get("adaptive"))
-    _check_engines_apart(config)
     real = models_of_real_engines(config)
     for name, model in config["models"].items():
         _check_model_path(name, model, simulated=name not in real)
     for name, dataset in config["datasets"].items():
         _check_dataset(name, dataset)
+    _check_engines_apart(config)
     for name, fmt in config["weight_formats"].items():
         if "calibration" in fmt:
             _check_source(f"weight_formats.{name}.calibration", fmt["calibration"])

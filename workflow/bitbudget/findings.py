@@ -1,7 +1,8 @@
 """The paper's four findings, checked on a run's data as the paper states them.
 
-Each finding is evaluated at the paper's own cut (``analysis.paper_cuts``: 4.19 GiB of
-weights, 8-bit 4B, for findings 1-3; 8.94 GiB, 8-bit 8B, for finding 4), for each dataset
+Each finding is evaluated at the paper's own cut (``analysis.paper_cuts``: the weight memory
+of 8-bit 4B for findings 1-3, of 8-bit 8B for finding 4, as this study charges them, with the
+configuration itself on a stated side; :func:`placed_cuts`), for each dataset
 separately, on the equal-memory comparisons of :mod:`bitbudget.threshold` (its ``points``),
 together with the paper's named statements (``analysis.paper_checks``). The pooled row is
 extra and never decides a verdict.
@@ -57,6 +58,34 @@ FINDINGS = {
 def _analysis(analysis: dict | None) -> dict:
     given = dict(analysis or {})
     return {k: given[k] if k in given else _threshold.analysis_default(k) for k in _ANALYSIS_KEYS}
+
+
+# a weight memory within this relative distance of a cut's configuration is that configuration
+_SAME_CONFIGURATION = 1e-6
+
+
+def place_cut(cut: dict, scen: pd.DataFrame, models: dict) -> dict:
+    """One paper cut (``analysis.paper_cuts`` entry) placed in a study: gib (the configuration's
+    weight memory in the study's scenarios, else the paper's ``gib``), side, configuration
+    (its label), placed_by ("study" or "paper"), and split: comparisons below it are below the
+    cut, so that the configuration's own comparisons fall on its ``side``."""
+    model = models.get(str(cut["model"]))
+    rows = scen[(scen["model"].astype(str) == model) & (scen["weight_bits"] == cut["bits"])] if model else scen[:0]
+    above = cut["side"] == "above"
+    if len(rows):
+        weights = rows["weight_gib"].astype(float)
+        gib, placed_by = float(weights.min() if above else weights.max()), "study"
+    else:
+        gib, placed_by = float(cut["gib"]), "paper"
+    return {"gib": gib, "side": cut["side"], "configuration": f"{cut['model']}-{cut['bits']}bit",
+            "placed_by": placed_by, "split": gib * (1 - _SAME_CONFIGURATION if above else 1 + _SAME_CONFIGURATION)}
+
+
+def placed_cuts(analysis: dict | None, scen: pd.DataFrame) -> dict[str, dict]:
+    """Every kind's paper cut placed in the study (:func:`place_cut`)."""
+    cfg = _analysis(analysis)
+    models = cfg["paper_names"].get("models", {})
+    return {kind: place_cut(cut, scen, models) for kind, cut in cfg["paper_cuts"].items()}
 
 
 def _advantage_column(points: list[dict]) -> np.ndarray:
@@ -244,10 +273,12 @@ def _majority_verdict(g: np.ndarray, weight: np.ndarray, total: np.ndarray, chec
     return status, problems
 
 
-def check_statuses(check: dict, scen: pd.DataFrame, analysis: dict, acc: np.ndarray) -> np.ndarray:
+def check_statuses(check: dict, scen: pd.DataFrame, analysis: dict, acc: np.ndarray,
+                   cuts: dict | None = None) -> np.ndarray:
     """The status of one named statement on one dataset's scenarios for each column of
     scenario accuracies ``acc`` [n, B] (rows as ``scen``'s): [B] statuses. Which scenarios a
-    check reads depends on memory and configuration only; accuracies decide."""
+    check reads depends on memory and configuration only; accuracies decide. ``cuts``: the
+    placed paper cuts (:func:`placed_cuts`; placed in ``scen`` when None)."""
     cfg = _analysis(analysis)
     names = cfg["paper_names"].get("models", {})
     tol, min_n = cfg["memory_tolerance"], int(cfg["min_comparisons"])
@@ -289,7 +320,7 @@ def check_statuses(check: dict, scen: pd.DataFrame, analysis: dict, acc: np.ndar
         share = (on & bits[:, None]).sum(axis=0) / np.maximum(n_front, 1)
         return np.where(n_front < min_n, NOT_ENOUGH, np.where(share > check["min_share"], HOLDS, FAILS)).astype(object)
     # majority_on_frontier
-    cut = cfg["paper_cuts"][check["weight_cut"]]
+    cut = (cuts or placed_cuts(cfg, scen))[check["weight_cut"]]["split"]
     if _testable(_population(scen, "samples_vs_tokens"), cut) or not (scen["G"] > 1).any():
         return every
     g, weight, total = (scen[c].to_numpy(float) for c in ("G", "weight_gib", "total_gib"))
@@ -297,16 +328,17 @@ def check_statuses(check: dict, scen: pd.DataFrame, analysis: dict, acc: np.ndar
     return np.array([_majority_verdict(g[m], weight[m], total[m], check, cut, min_n)[0] for m in maj.T], dtype=object)
 
 
-def evaluate_check(check: dict, scen: pd.DataFrame, analysis: dict) -> dict:
+def evaluate_check(check: dict, scen: pd.DataFrame, analysis: dict, cuts: dict | None = None) -> dict:
     """One named statement on one dataset's scenarios: statement, kind, status
     (:func:`check_statuses` at the point accuracies), sides (each with its label, memory in
-    GiB (one value or a range) and accuracy), detail."""
+    GiB (one value or a range) and accuracy), detail. ``cuts``: as :func:`check_statuses`."""
     cfg = _analysis(analysis)
     names = cfg["paper_names"].get("models", {})
     tol, min_n = cfg["memory_tolerance"], int(cfg["min_comparisons"])
     kind = check["kind"]
     scen = scen.reset_index(drop=True)
-    status = str(check_statuses(check, scen, cfg, scen["accuracy"].to_numpy(float)[:, None])[0])
+    cuts = cuts or placed_cuts(cfg, scen)
+    status = str(check_statuses(check, scen, cfg, scen["accuracy"].to_numpy(float)[:, None], cuts)[0])
     out = {"statement": check["statement"], "kind": kind, "finding": check["finding"], "status": status,
            "sides": [], "detail": ""}
     front = _frontier.pareto_frontier(scen, by=None) if not scen.empty else scen
@@ -348,7 +380,7 @@ def evaluate_check(check: dict, scen: pd.DataFrame, analysis: dict) -> dict:
                          + (f" of at least {min_n} points)" if len(front) < min_n else ")"))
         return out
     if kind == "majority_on_frontier":
-        cut = cfg["paper_cuts"][check["weight_cut"]]
+        cut = cuts[check["weight_cut"]]["split"]
         if status == NOT_TESTABLE:
             out["detail"] = f"{format_memory(cut)} is outside this study's weight range, or no G > 1"
             return out
@@ -434,10 +466,10 @@ class _Replicates:
 
 
 def _dataset_verdict(fid: int, kind: str, ds: str, scen: pd.DataFrame, points: list[dict], thr: dict,
-                     checks_spec: list[dict], cfg: dict, reps: _Replicates, n_datasets: int) -> dict:
+                     checks_spec: list[dict], cfg: dict, reps: _Replicates, n_datasets: int, cuts: dict) -> dict:
     """One finding on one dataset: its rule at the paper's cut, its named checks, the verdict
     and its probability over the bootstrap replicates."""
-    min_n, window, cut = int(cfg["min_comparisons"]), float(cfg["switch_window"]), float(cfg["paper_cuts"][kind])
+    min_n, window, cut = int(cfg["min_comparisons"]), float(cfg["switch_window"]), cuts[kind]["split"]
     mask = (scen["dataset"].astype(str) == ds).to_numpy()
     sd = scen[mask]
     pts = [p for p in points if str(p.get("dataset")) == ds]
@@ -447,7 +479,8 @@ def _dataset_verdict(fid: int, kind: str, ds: str, scen: pd.DataFrame, points: l
         rule_status, numbers = _rule(fid, pts, cut, min_n, window)
         rule_reps = reps.rule(fid, kind, ds, cut, min_n, window)
     else:
-        rule_status, numbers, rule_reps = reason, {"cut_gib": cut}, np.full(n_boot, reason, dtype=object)
+        rule_status, numbers, rule_reps = reason, {}, np.full(n_boot, reason, dtype=object)
+    numbers["cut_gib"] = cuts[kind]["gib"]
     fit = _dataset_fit(thr, ds, n_datasets)
     exploratory = None
     if reason == NOT_TESTABLE and fit and fit.get("status") == "ok":
@@ -457,15 +490,15 @@ def _dataset_verdict(fid: int, kind: str, ds: str, scen: pd.DataFrame, points: l
     for c in checks_spec:
         if "dataset" in c and cfg["paper_names"].get("datasets", {}).get(c["dataset"]) != ds:
             continue
-        check = evaluate_check(c, sd, cfg) | {"dataset": ds}
-        check_reps.append(check_statuses(c, sd, cfg, reps.acc[mask]))
+        check = evaluate_check(c, sd, cfg, cuts) | {"dataset": ds}
+        check_reps.append(check_statuses(c, sd, cfg, reps.acc[mask], cuts))
         checks.append(check | _decide(check["status"], check_reps[-1], cfg["verdict_level"]))
     point = str(_combine(np.array([rule_status], dtype=object), [np.array([c["point_status"]]) for c in checks])[0])
     replicates = _combine(rule_reps, check_reps)
     rule_probability = float(np.mean(rule_reps == rule_status)) if n_boot else None
     return {"dataset": ds, **_decide(point, replicates, cfg["verdict_level"]), "rule_status": rule_status,
             "rule_probability": rule_probability,
-            "numbers": numbers, "comparisons": _counted(pts), "fit": _fit_beside(fit, cut),
+            "numbers": numbers, "comparisons": _counted(pts), "fit": _fit_beside(fit, cuts[kind]["gib"]),
             "exploratory": exploratory, "checks": checks, "replicates": replicates}
 
 
@@ -488,9 +521,10 @@ def evaluate_findings(scenarios_df: pd.DataFrame, thresholds: dict | None = None
     cfg = _analysis(analysis)
     min_n, window = int(cfg["min_comparisons"]), float(cfg["switch_window"])
     scen = scenarios_df.reset_index(drop=True)
+    cuts = placed_cuts(cfg, scen)
     if thresholds is None:
         thresholds = _threshold.fit_thresholds(scen, questions, n_boot=0, memory_tolerance=cfg["memory_tolerance"],
-                                               paper_cuts=cfg["paper_cuts"])
+                                               paper_cuts={kind: c["gib"] for kind, c in cuts.items()})
     reps = _Replicates(scen, questions, n_boot, seed, cfg["memory_tolerance"])
     at_peak = _findings_at_eviction_peak(scen, cfg, questions)
     datasets = sorted(scen["dataset"].astype(str).unique()) if len(scen) else []
@@ -498,23 +532,25 @@ def evaluate_findings(scenarios_df: pd.DataFrame, thresholds: dict | None = None
     out = []
     for fid, spec in FINDINGS.items():
         kind = spec["kind"]
-        cut = float(cfg["paper_cuts"][kind])
+        cut, gib = cuts[kind]["split"], cuts[kind]["gib"]
         thr = thresholds.get(kind) or {}
         points = thr.get("points") or []
         checks_spec = [c for c in cfg["paper_checks"] if c["finding"] == fid]
-        rows = [_dataset_verdict(fid, kind, ds, scen, points, thr, checks_spec, cfg, reps, len(datasets))
+        rows = [_dataset_verdict(fid, kind, ds, scen, points, thr, checks_spec, cfg, reps, len(datasets), cuts)
                 | {"paper_dataset": paper_ds.get(ds)} for ds in datasets]
         point = str(_overall([np.array([r["point_status"]], dtype=object) for r in rows], 1)[0])
         verdict = _decide(point, _overall([r.pop("replicates") for r in rows], reps.acc.shape[1]), cfg["verdict_level"])
         reason = _testable(_population(scen, kind), cut) if len(scen) else NOT_ENOUGH
-        pooled_status, pooled_numbers = _rule(fid, points, cut, min_n, window) if reason is None else (reason, {"cut_gib": cut})
+        pooled_status, pooled_numbers = _rule(fid, points, cut, min_n, window) if reason is None else (reason, {})
+        pooled_numbers["cut_gib"] = gib
         pooled = {"dataset": "pooled", "status": pooled_status, "numbers": pooled_numbers,
-                  "comparisons": _counted(points), "fit": _fit_beside(thr, cut)}
+                  "comparisons": _counted(points), "fit": _fit_beside(thr, gib)}
         finding = {
             "id": fid, "title": spec["title"], "paper": spec["paper"], "kind": kind,
-            "rule": spec["rule"].format(cut=format_memory(cut), window=format_memory(cut * window)) + " At equal memory: total memory within "
+            "rule": spec["rule"].format(cut=format_memory(gib), window=format_memory(gib * window)) + " At equal memory: total memory within "
                     f"{cfg['memory_tolerance']:.0%}. Named statements of the paper count in the verdict.",
-            **verdict, "verdict_level": cfg["verdict_level"], "n_boot": int(reps.acc.shape[1]), "cut_gib": cut,
+            **verdict, "verdict_level": cfg["verdict_level"], "n_boot": int(reps.acc.shape[1]), "cut_gib": gib,
+            "cut": {k: v for k, v in cuts[kind].items() if k != "split"},
             "engines": _threshold.engines(scen), "per_dataset": rows, "pooled": pooled,
             "comparisons": pooled["comparisons"],
         }

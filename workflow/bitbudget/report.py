@@ -258,6 +258,14 @@ def _check_view(c: Mapping[str, Any]) -> dict:
             "probability": _probability_txt(c), "sides": sides, "detail": c.get("detail", "")}
 
 
+def _cut_txt(cut: Mapping[str, Any] | None) -> str:
+    if not cut:
+        return ""
+    where = ("its weight memory in this study" if cut["placed_by"] == "study"
+             else "the paper's value: this study has no such configuration")
+    return f"{cut['configuration']}, {where}; {cut['configuration']} itself counts {cut['side']} the cut"
+
+
 def _at_peak_txt(at_peak: Mapping[str, Any] | None) -> str:
     if not at_peak:
         return ""
@@ -295,7 +303,8 @@ def _finding_view(f: Mapping[str, Any]) -> dict:
             "probability": _probability_txt(f), "engines": ", ".join(f.get("engines", [])),
             "at_peak": _at_peak_txt(f.get("eviction_at_peak")),
             "replicates": f.get("n_boot", 0), "level": f.get("verdict_level"),
-            "cut": format_memory(f["cut_gib"]) if f.get("cut_gib") else "", "comparisons": f.get("comparisons", 0),
+            "cut": format_memory(f["cut_gib"]) if f.get("cut_gib") else "", "cut_note": _cut_txt(f.get("cut")),
+            "comparisons": f.get("comparisons", 0),
             "rows": rows, "detail": f.get("detail", ""),
             "pooled": ({"status": pooled["status"], "comparisons": pooled.get("comparisons", 0),
                         "numbers": _numbers_txt(pooled.get("numbers", {})), "fit": _fit_txt(pooled.get("fit"))}

@@ -333,6 +333,11 @@ def half_accuracies(scen: pd.DataFrame, questions: pd.DataFrame | None) -> tuple
     return h0, h1
 
 
+def _cut_gib(cut) -> float | None:
+    """A paper cut's GiB: a number, or an ``analysis.paper_cuts`` entry (its paper value)."""
+    return cut["gib"] if isinstance(cut, dict) else cut
+
+
 def fit_threshold(
     scenarios_df: pd.DataFrame,
     questions_df: pd.DataFrame | None = None,
@@ -345,8 +350,9 @@ def fit_threshold(
     paper_cuts: dict | None = None,
 ) -> dict:
     """Estimate one threshold (weight GiB) with a bootstrap interval, from the comparisons of
-    :func:`build_comparisons` at ``memory_tolerance``; ``paper_cuts`` (default: the config
-    schema's ``analysis.paper_cuts``) gives the paper's value shown beside it.
+    :func:`build_comparisons` at ``memory_tolerance``; ``paper_cuts`` (GiB per kind, or the
+    config schema's ``analysis.paper_cuts`` entries, their default) gives the paper's value
+    shown beside it.
 
     Returns a dict: kind, title, estimate, bracket (the two observed sizes around the
     switch), ci_low, ci_high (GB, observed sizes; None when not estimable), status ("ok" |
@@ -366,7 +372,7 @@ def fit_threshold(
     comp = build_comparisons(scen, kind, tol)
     result = {
         "kind": kind, "title": meta["title"], "win": meta["win"], "lose": meta["lose"],
-        "paper": meta["paper"], "paper_gib": cuts.get(kind), "memory_tolerance": tol,
+        "paper": meta["paper"], "paper_gib": _cut_gib(cuts.get(kind)), "memory_tolerance": tol,
         "dataset": dataset or "all", "engines": engines(scen),
         "estimate": None, "bracket": None, "ci_low": None, "ci_high": None, "direction": None,
         "status": "not enough data", "n_points": 0, "n_left_out": 0, "n_win": 0, "share_win": None,

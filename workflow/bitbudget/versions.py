@@ -12,7 +12,7 @@ LLMCOMPRESSOR_QUANTIZER_VERSION = "llmc-1"  # bitbudget.llmcompressor_quantize (
 GENERATOR_VERSION = "gen-1"
 GRADER_VERSION = "grade-2"  # grade-2: choice letters and timeouts through math-verify
 DATASET_LOADER_VERSION = "data-1"
-ANALYSIS_VERSION = "analysis-7"  # fit and report (bitbudget.threshold, findings, frontier, report)
+ANALYSIS_VERSION = "analysis-7"  # aggregate's memory columns, fit and report (threshold, findings, frontier, report)
 
 # KV-cache methods whose algorithm changed since GENERATOR_VERSION: the version enters the
 # trace key of that method only, so the traces of every other method keep their ids.

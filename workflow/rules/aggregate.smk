@@ -21,5 +21,6 @@ rule aggregate:
         "../../envs/analysis.yaml"
     params:
         spec=aggregate_spec(),
+        analysis_version=ANALYSIS_VERSION,
     script:
         "../scripts/aggregate.py"

@@ -148,7 +148,8 @@ class SimulatedCheckpoint:
 
 def write_metadata_checkpoint(source: str | Path, out_dir: str | Path, fmt: dict) -> dict:
     """A checkpoint without weights: the architecture (config.json) and quantization.json with
-    the parameter counts, bits and group size that the memory model and the surface read."""
+    the parameter counts the memory model reads, and the bits and group size the surface reads
+    (the surface places the checkpoint from simulation.parameters, not these counts)."""
     from bitbudget.artifacts import atomic_directory
 
     architecture = read_architecture(source)
