@@ -267,13 +267,31 @@ def overall(statuses: list[str]) -> str:
     return NOT_ENOUGH
 
 
+SAME_CONFIGURATION = 1e-6  # a weight memory this close (relative) to a cut's configuration is it
+
+
+def cut_split(spec: dict, rows: list[dict], analysis: dict) -> float:
+    """Where a paper cut splits weight memories: at its configuration's weight memory in the
+    study (its smallest when the configuration belongs above the cut, its largest when below;
+    the paper's GiB when the study lacks it), nudged so that the configuration falls on its side."""
+    model = analysis["paper_names"]["models"].get(str(spec["model"]))
+    weights = [r["weight_gib"] for r in rows if model is not None and str(r["model"]) == model
+               and r["weight_bits"] == spec["bits"]]
+    above = spec["side"] == "above"
+    gib = (min(weights) if above else max(weights)) if weights else spec["gib"]
+    return gib * (1 - SAME_CONFIGURATION) if above else gib * (1 + SAME_CONFIGURATION)
+
+
 def findings(rows: list[dict], analysis: dict) -> dict[int, dict]:
-    """{finding id: {"status": overall, "per_dataset": {dataset: status}}}."""
+    """{finding id: {"status": overall, "per_dataset": {dataset: status}}} at the point
+    accuracies (the verdicts before their bootstrap probability)."""
     tol, min_n = analysis["memory_tolerance"], analysis["min_comparisons"]
     window = analysis["switch_window"]
+    splits = {kind: cut_split(spec, rows, analysis) for kind, spec in analysis["paper_cuts"].items()}
+    analysis = analysis | {"splits": splits}
     out = {}
     for fid, kind in FINDING_KIND.items():
-        cut = analysis["paper_cuts"][kind]
+        cut = splits[kind]
         per = {}
         for ds in datasets_of(rows):
             mine = [r for r in rows if str(r["dataset"]) == ds]
@@ -370,7 +388,7 @@ def check_frontier_share(spec, rows, analysis) -> str:
 
 
 def check_majority_on_frontier(spec, rows, analysis) -> str:
-    cut = analysis["paper_cuts"][spec["weight_cut"]]
+    cut = analysis["splits"][spec["weight_cut"]]
     if testable(population(rows, "samples_vs_tokens"), cut) or not any(r["G"] > 1 for r in rows):
         return NOT_TESTABLE
     votes = [r for r in frontier(rows) if r["G"] > 1]
