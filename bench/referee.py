@@ -8,7 +8,7 @@ placement from ``simulation.parameters``): weights win below it and tokens above
 pay only above it (wrong answers concentrate on one distractor below), and KV eviction beats KV
 quantization below it (quantization at least as good above). Positions cover every gap between
 adjacent weight sizes of the grid and some grid sizes themselves; seeds draw other samples and
-questions; overlay kinds are coefficient families:
+questions (every surface has its own seeds); overlay kinds are coefficient families:
 
 * ``paper``: config/simulated.yaml's coefficients;
 * ``contrary``: config/simulated-contrary.yaml's (eviction never pays: finding 4 fails anywhere);
@@ -52,8 +52,8 @@ sys.path[:0] = [str(REPO / "workflow"), str(REPO)]
 
 from bitbudget import memory  # noqa: E402
 from bitbudget.aggregate import memory_columns  # noqa: E402
-from bitbudget.backends.simulated import (SimulatedCheckpoint, SimulatedEngine, Surface,  # noqa: E402
-                                          plant_question, thinking_text, write_metadata_checkpoint)
+from bitbudget.backends.simulated import (SimulatedCheckpoint, SimulatedEngine, plant_question,  # noqa: E402
+                                          write_metadata_checkpoint)
 from bitbudget.config import validate_config  # noqa: E402
 from bitbudget.datasets import load_questions  # noqa: E402
 from bitbudget.fit import fit_study  # noqa: E402
@@ -67,10 +67,10 @@ KINDS = {"paper": "config/simulated.yaml", "contrary": "config/simulated-contrar
          "qwen3": "config/simulated.yaml"}
 #: the qwen3 kind's surfaces (levels tuned so 16-bit models at 30k tokens land near the report's figures)
 QWEN3_SURFACES = {
-    "aime2025": {"level": 0.5, "weight_slope_below": 1.3, "weight_slope_above": 0.15, "difficulty_sd": 1.6,
-                 "interaction_sd": 0.8},
-    "gpqa_diamond": {"level": 0.1, "weight_slope_below": 0.7, "weight_slope_above": 0.15, "difficulty_sd": 1.2,
-                     "interaction_sd": 0.8},
+    "aime2025": {"level": -0.45, "weight_slope_below": 1.7, "weight_slope_above": 0.15, "token_slope_below": 0.05,
+                 "token_slope_above": 0.5, "difficulty_sd": 1.6, "interaction_sd": 0.8},
+    "gpqa_diamond": {"level": -0.47, "weight_slope_below": 0.7, "weight_slope_above": 0.25, "token_slope_below": 0.05,
+                     "token_slope_above": 0.25, "difficulty_sd": 1.2, "interaction_sd": 0.8},
 }
 GRID = {
     "main": {"token_budgets": [2000, 6000, 14000, 30000], "parallel_samples": [1, 4, 8]},
@@ -79,6 +79,10 @@ GRID = {
 }
 SAMPLES = 8
 BOOTSTRAP = 200
+# a step at the planted position: configurations a few percent apart (8B-16bit and 14B-8bit)
+# fall on either side of it, so the truth of each comparison is not a blend of both regimes
+SHARPNESS = 300
+GRADING_WORKERS = 2
 ON_GRID = ("qwen3-1.7b", "bf16"), ("qwen3-4b", "gptq8"), ("qwen3-8b", "gptq8")
 FINDING_IDS = (1, 2, 3, 4)
 
@@ -99,7 +103,7 @@ def surface_config(kind: str, position: float, seed: int) -> dict:
                             "analysis": {"bootstrap_samples": BOOTSTRAP, "seed": seed}})
     config["grids"]["kv_cache"]["samples_per_question"] = SAMPLES
     simulation = config["simulation"]
-    simulation.update(switch_gib=position, seed=seed)
+    simulation.update(switch_gib=position, seed=seed, sharpness=SHARPNESS)
     simulation["kv"]["switch_gib"] = position
     if kind == "qwen3":
         for name, surface in QWEN3_SURFACES.items():
@@ -171,24 +175,37 @@ class Surfaced:
             drawn.append(records)
         return engine, drawn
 
-    def grade(self, gen, engine, drawn) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """{budget: (correct [Q, n], extracted answers [Q, n])} through the dataset's grader,
-        each distinct (answer, reference) graded once per run."""
-        kind = self.config["datasets"][gen.dataset]["kind"]
+    def answers(self, gen, engine, drawn) -> dict[int, list[list[str]]]:
+        """{budget: [question][sample] text}: the forced-answer suffix and the answer (what the
+        graders read after the end of thinking)."""
         suffix = engine.key["forcing"]["forced_answer_suffix"]
-        golds = [str(q["answer"]) for q in self.questions[gen.dataset]]
-        texts = {b: [[thinking_text(b) + suffix + r["forks"][str(b)] for r in records] for records in drawn]
-                 for b in gen.budgets}
-        todo = {(t, g) for b in gen.budgets for row, g in zip(texts[b], golds) for t in row} - set(self.graded)
-        if todo:
-            pairs = sorted(todo)
+        return {b: [[suffix + r["forks"][str(b)] for r in records] for records in drawn] for b in gen.budgets}
+
+    def grade(self, texts: dict[str, dict[int, list[list[str]]]]) -> None:
+        """Grade every distinct (answer, reference) of the generations' ``texts`` not graded yet,
+        with each dataset kind's grader, one call per kind."""
+        todo: dict[str, set] = {}
+        for gen_id, by_budget in texts.items():
+            gen = self.study.generations[gen_id]
+            kind = self.config["datasets"][gen.dataset]["kind"]
+            golds = [str(q["answer"]) for q in self.questions[gen.dataset]]
+            for rows in by_budget.values():
+                todo.setdefault(kind, set()).update((t, g) for row, g in zip(rows, golds) for t in row)
+        for kind, pairs in todo.items():
+            pairs = sorted(pairs - set(self.graded))
+            if not pairs:
+                continue
             frame = pd.DataFrame({"text": [t for t, _ in pairs], "reference_answer": [g for _, g in pairs]})
             out = grade_samples(frame, kind, self.config["forcing"]["end_of_thinking"],
-                                self.config["grading"]["timeout_s"], workers=1)
+                                self.config["grading"]["timeout_s"], workers=GRADING_WORKERS)
             self.graded.update({p: (c, e) for p, c, e in zip(pairs, out["correct"], out["extracted_answer"])})
+
+    def graded_arrays(self, gen, by_budget) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """{budget: (correct [Q, n], extracted answers [Q, n])}."""
+        golds = [str(q["answer"]) for q in self.questions[gen.dataset]]
         result = {}
-        for b in gen.budgets:
-            graded = [[self.graded[t, g] for t in row] for row, g in zip(texts[b], golds)]
+        for b, rows in by_budget.items():
+            graded = [[self.graded[t, g] for t in row] for row, g in zip(rows, golds)]
             result[b] = (np.array([[c for c, _ in row] for row in graded], dtype=bool),
                          np.array([[e for _, e in row] for row in graded], dtype=object))
         return result
@@ -206,9 +223,13 @@ class Surfaced:
                 "weight_formats": self.config["weight_formats"], "kv_strategies": self.config["kv_strategies"]}
         base = pd.concat([base, memory_columns(base, records, spec)], axis=1)
         drawn_acc, expected_acc, questions = {}, {}, []
+        engines, texts = {}, {}
         for gen in self.study.generations.values():
             engine, drawn = self.draw(gen)
-            graded = self.grade(gen, engine, drawn)
+            engines[gen.gen_id], texts[gen.gen_id] = engine, self.answers(gen, engine, drawn)
+        self.grade(texts)
+        for gen in self.study.generations.values():
+            engine, graded = engines[gen.gen_id], self.graded_arrays(gen, texts[gen.gen_id])
             rows = base[base["gen_id"] == gen.gen_id]
             qids = [q["question_id"] for q in self.questions[gen.dataset]]
             for b in gen.budgets:
@@ -234,39 +255,44 @@ def expected_accuracy(engine: SimulatedEngine, questions: list[dict], budget: in
     the other wrong values), averaged over questions."""
     kind, slip = engine.kind, engine.simulation["slip_probability"]
     share = engine.surface.distractor_share
-    by_g = {g: [] for g in gs}
+    right, wrong = [], []
     for question in questions:
         planted = plant_question(question, kind, engine.simulation)
-        right = engine.surface.probability(budget, planted.difficulty) * (1 - slip)
+        r = engine.surface.probability(budget, planted.difficulty) * (1 - slip)
         others = [v for v in planted.alternatives if v != planted.distractor]
-        wrong = [(1 - right) * (share if others else 1.0)] + [(1 - right) * (1 - share) / len(others)] * len(others)
-        for g in gs:
-            by_g[g].append(right if g == 1 else majority_credit(right, wrong, g))
-    return {g: float(np.mean(v)) for g, v in by_g.items()}
+        right.append(r)
+        wrong.append([(1 - r) * (share if others else 1.0)] + [(1 - r) * (1 - share) / len(others)] * len(others))
+    width = max(len(w) for w in wrong)
+    right = np.array(right)
+    wrong = np.array([w + [0.0] * (width - len(w)) for w in wrong])
+    return {g: float(np.mean(right if g == 1 else majority_credit(right, wrong, g))) for g in gs}
 
 
-def majority_credit(right: float, wrong: list[float], g: int) -> float:
+def majority_credit(right, wrong, g: int):
     """Expected credit of the right answer in a vote of ``g`` independent answers (a tie among
-    t + 1 leading answers gives 1 / (t + 1)): sum over its vote count k of
-    P(k right) x P(every wrong value at most k, t of them exactly k) / (t + 1)."""
-    total = 0.0
+    t + 1 leading answers gives 1 / (t + 1)): the sum over its vote count k of
+    P(k right) x P(every wrong value at most k votes, t of them exactly k) / (t + 1).
+    ``right`` [Q] and ``wrong`` [Q, K] probabilities (scalars and lists work too)."""
+    right, wrong = np.asarray(right, dtype=float), np.asarray(wrong, dtype=float)
+    total = np.zeros(right.shape)
     for k in range(1, g + 1):
         rest = g - k
-        # ways[s][t]: probability mass (with multinomial factors 1/x!) of s votes spread over the
-        # wrong values seen so far, each at most k, t of them exactly k
-        ways = np.zeros((rest + 1, g + 1))
-        ways[0, 0] = 1.0
-        for p in wrong:
+        # ways[..., s, t]: mass (multinomial weights p^x / x!) of s votes over the wrong values
+        # seen so far, each at most k, t of them exactly k
+        ways = np.zeros(right.shape + (rest + 1, g + 1))
+        ways[..., 0, 0] = 1.0
+        for i in range(wrong.shape[-1]):
+            p = wrong[..., i][..., None, None]
             new = np.zeros_like(ways)
             for x in range(min(k, rest) + 1):
                 term = p**x / math.factorial(x)
                 if x == k:
-                    new[x:, 1:] += term * ways[: rest + 1 - x, :-1]
+                    new[..., x:, 1:] += term * ways[..., : rest + 1 - x, :-1]
                 else:
-                    new[x:, :] += term * ways[: rest + 1 - x, :]
+                    new[..., x:, :] += term * ways[..., : rest + 1 - x, :]
             ways = new
-        scale = math.factorial(g) * right**k / math.factorial(k)
-        total += scale * sum(ways[rest, t] / (t + 1) for t in range(g + 1))
+        share = ways[..., rest, :] / np.arange(1, g + 2)
+        total += math.factorial(g) * right**k / math.factorial(k) * share.sum(axis=-1)
     return total
 
 
@@ -317,9 +343,9 @@ def main() -> None:
     graded: dict = {}
     outcomes = []
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in args.kinds:
-            for position in positions(args.positions):
-                for seed in range(args.seeds):
+        for k, kind in enumerate(args.kinds):
+            for p, position in enumerate(positions(args.positions)):
+                for seed in range(p * args.seeds + 1000 * k, (p + 1) * args.seeds + 1000 * k):
                     t0 = time.perf_counter()
                     out = score(kind, position, seed, Path(tmp), graded)
                     outcomes.append(out)
