@@ -122,10 +122,50 @@ def weights_vs_tokens(rows: list[dict], tol: float) -> list[dict]:
     return out
 
 
-def samples_vs_tokens(rows: list[dict], tol: float) -> list[dict]:
+def half_accuracies(rows: list[dict], questions: dict[str, dict[str, float]]) -> dict[str, tuple[float, float]]:
+    """Each scenario's accuracy over the two halves of its dataset's questions (alternate
+    question ids in sorted order); its own accuracy for a half it has no estimate on."""
+    out = {}
+    for ds in datasets_of(rows):
+        mine = [r for r in rows if str(r["dataset"]) == ds]
+        ids = sorted({q for r in mine for q in questions.get(r["scenario_id"], {})})
+        halves = (ids[0::2], ids[1::2])
+        for r in mine:
+            per = questions.get(r["scenario_id"], {})
+            means = []
+            for half in halves:
+                values = [per[q] for q in half if q in per and finite(per[q])]
+                means.append(sum(values) / len(values) if values else r["accuracy"])
+            out[r["scenario_id"]] = tuple(means)
+    return out
+
+
+def best_on(candidates: list[dict], half: int, halves: dict) -> dict | None:
+    """The candidate most accurate on one half (first scenario_id among equals)."""
+    best = None
+    for c in candidates:
+        value = halves[c["scenario_id"]][half]
+        if finite(value) and (best is None or value > halves[best["scenario_id"]][half]):
+            best = c
+    return best
+
+
+def cross_fitted(a: dict, cheaper: list[dict], halves: dict) -> float:
+    """a's advantage over the best cheaper single sample, chosen on one half of the questions
+    and scored on the other, averaged over both ways."""
+    gaps = []
+    for chosen_on, scored in ((0, 1), (1, 0)):
+        pick = best_on(cheaper, chosen_on, halves) or cheaper[0]
+        gaps.append(halves[a["scenario_id"]][scored] - halves[pick["scenario_id"]][scored])
+    return (gaps[0] + gaps[1]) / 2
+
+
+def samples_vs_tokens(rows: list[dict], tol: float, questions: dict | None = None) -> list[dict]:
     """Each G > 1 full-KV scenario against the best estimated G = 1 scenario at no more memory
-    (within the tolerance), when some G = 1 scenario is at equal memory."""
+    (within the tolerance), when some G = 1 scenario is at equal memory. With per-question
+    accuracies and several candidates, the best is cross-fitted (:func:`cross_fitted`)."""
     out = []
+    halves = half_accuracies(rows, questions) if questions else None
     cells = one_per_cell([r for r in rows if is_full(r)])
     for a in [r for r in cells if r["G"] > 1]:
         singles = [s for s in cells if s["G"] == 1 and s["dataset"] == a["dataset"]]
@@ -139,7 +179,10 @@ def samples_vs_tokens(rows: list[dict], tol: float) -> list[dict]:
         for s in estimated:
             if s["accuracy"] > best["accuracy"]:
                 best = s
-        out.append(comparison(a, best, a["weight_gib"]))
+        made = comparison(a, best, a["weight_gib"])
+        if halves is not None and len(cheaper) > 1:
+            made["advantage"] = cross_fitted(a, cheaper, halves)
+        out.append(made)
     return out
 
 
@@ -167,9 +210,10 @@ COMPARISONS = {"weights_vs_tokens": weights_vs_tokens, "samples_vs_tokens": samp
                "eviction_vs_quantization": eviction_vs_quantization}
 
 
-def comparisons(rows: list[dict], kind: str, tol: float) -> tuple[list[dict], int]:
-    """(the comparisons with a finite advantage, how many were left out as non-finite)."""
-    made = COMPARISONS[kind](rows, tol)
+def comparisons(rows: list[dict], kind: str, tol: float, questions: dict | None = None) -> tuple[list[dict], int]:
+    """(the comparisons with a finite advantage, how many were left out as non-finite);
+    ``questions``: scenario_id -> {question_id: accuracy}, for the cross-fitted baseline."""
+    made = samples_vs_tokens(rows, tol, questions) if kind == "samples_vs_tokens" else COMPARISONS[kind](rows, tol)
     kept = [c for c in made if finite(c["advantage"])]
     return kept, len(made) - len(kept)
 
@@ -282,7 +326,7 @@ def cut_split(spec: dict, rows: list[dict], analysis: dict) -> float:
     return gib * (1 - SAME_CONFIGURATION) if above else gib * (1 + SAME_CONFIGURATION)
 
 
-def findings(rows: list[dict], analysis: dict) -> dict[int, dict]:
+def findings(rows: list[dict], analysis: dict, questions: dict | None = None) -> dict[int, dict]:
     """{finding id: {"status": overall, "per_dataset": {dataset: status}}} at the point
     accuracies (the verdicts before their bootstrap probability)."""
     tol, min_n = analysis["memory_tolerance"], analysis["min_comparisons"]
@@ -296,7 +340,7 @@ def findings(rows: list[dict], analysis: dict) -> dict[int, dict]:
         for ds in datasets_of(rows):
             mine = [r for r in rows if str(r["dataset"]) == ds]
             reason = testable(population(mine, kind), cut)
-            status = reason or rule(fid, comparisons(mine, kind, tol)[0], cut, min_n, window)
+            status = reason or rule(fid, comparisons(mine, kind, tol, questions)[0], cut, min_n, window)
             checks = [check(c, mine, analysis) for c in analysis["paper_checks"]
                       if c["finding"] == fid and applies(c, ds, analysis)]
             per[ds] = combine(status, checks)

@@ -24,8 +24,10 @@ GIB = 2.0**30
 
 @st.composite
 def studies(draw, nan_share=st.sampled_from([0.0, 0.0, 0.2, 0.5]), two_engines=st.booleans(),
-            non_evicting=st.booleans()):
-    """(scenarios DataFrame, paper_names) of one random small study."""
+            non_evicting=st.booleans(), per_question=st.just(False)):
+    """(scenarios DataFrame, paper_names, per-question DataFrame or None) of one random small
+    study; with ``per_question``, each scenario's accuracy is the mean of 2-8 questions'
+    accuracies (k/8: eight samples each)."""
     labels = list(MODELS)
     configs = draw(weight_configs())
     scale = draw(st.sampled_from([0.25, 0.5, 1.0, 1.0, 1.0, 1.5, 2.0, 4.0]))
@@ -40,6 +42,7 @@ def studies(draw, nan_share=st.sampled_from([0.0, 0.0, 0.2, 0.5]), two_engines=s
     engines = ("vllm", "hf") if draw(two_engines) else ("hf", "hf")
     if not draw(non_evicting):
         kv_budgets = [b for b in kv_budgets if b < budgets[0]] or [budgets[0] // 2]
+    n_questions = draw(st.integers(2, 8)) if draw(per_question) else 0
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     rows = []
@@ -52,7 +55,7 @@ def studies(draw, nan_share=st.sampled_from([0.0, 0.0, 0.2, 0.5]), two_engines=s
                       "weight_gib": weight_gib}
             for T in budgets:
                 for G in gs:
-                    rows.append(common | _kv("full") | {"engine": engines[0], "token_budget": T, "G": G,
+                    rows.append(common | _kv("full") | {"engine": engines[0], "grid": "main", "token_budget": T, "G": G,
                                                        "n_samples": 8, "kv_gib_per_seq": T * per_token})
             if (label, bits) not in kv_configs:
                 continue
@@ -62,17 +65,33 @@ def studies(draw, nan_share=st.sampled_from([0.0, 0.0, 0.2, 0.5]), two_engines=s
                 for kv in kvs:
                     held = T if kv["kv_budget"] is None else min(T, kv["kv_budget"])
                     factor = (kv["kv_bits"] + 1) / 16 if kv["kv_bits"] else 1.0
-                    rows.append(common | kv | {"engine": engines[1], "token_budget": T, "G": 1,
+                    rows.append(common | kv | {"engine": engines[1], "grid": "kv", "token_budget": T, "G": 1,
                                                "n_samples": int(rng.choice([4, 8])),
                                                "kv_gib_per_seq": held * per_token * factor})
     df = pd.DataFrame(rows)
     df["kv_gib"] = df["G"] * df["kv_gib_per_seq"]
     df["total_gib"] = df["weight_gib"] + df["kv_gib"]
     df["accuracy"] = _accuracies(df, rng, grid, nan)
-    df["scenario_id"] = [f"{r.dataset}-{r.model}-{r.weights}-{r.kv}-T{r.token_budget:05d}-G{r.G}-{r.engine}"
+    # a cell run by both grids is two scenarios (two generations), as in a study
+    df["scenario_id"] = [f"{r.dataset}-{r.model}-{r.weights}-{r.kv}-T{r.token_budget:05d}-G{r.G}-{r.engine}-{r.grid}"
                          for r in df.itertuples()]
     df = df.sort_values("scenario_id", kind="mergesort").reset_index(drop=True)
-    return df, {"models": {label: label for label in labels}, "datasets": {"AIME": "aime", "GPQA": "gpqa"}}
+    questions = _per_question(df, rng, n_questions) if n_questions else None
+    return df, {"models": {label: label for label in labels}, "datasets": {"AIME": "aime", "GPQA": "gpqa"}}, questions
+
+
+def _per_question(df: pd.DataFrame, rng: np.random.Generator, n_questions: int) -> pd.DataFrame:
+    """Per-question accuracies (k/8) around each scenario's accuracy, which becomes their mean
+    (NaN stays NaN: no estimate)."""
+    difficulty = rng.normal(0, 1, n_questions)
+    p = np.clip(df["accuracy"].to_numpy(float), 0.01, 0.99)
+    logit = np.log(p / (1 - p))[:, None] - difficulty[None, :]
+    acc = rng.binomial(8, 1 / (1 + np.exp(-np.nan_to_num(logit)))) / 8
+    acc[df["accuracy"].isna().to_numpy()] = np.nan
+    df["accuracy"] = acc.mean(axis=1)
+    return pd.DataFrame({"scenario_id": np.repeat(df["scenario_id"].to_numpy(), n_questions),
+                         "question_id": np.tile([f"q{i}" for i in range(n_questions)], len(df)),
+                         "accuracy": acc.ravel()})
 
 
 @st.composite

@@ -38,10 +38,10 @@ def records(df) -> list[dict]:
              for k, v in r.items()} for r in df.to_dict("records")]
 
 
-def library_fits(df, tol: float) -> dict:
+def library_fits(df, tol: float, questions=None) -> dict:
     """{kind: {dataset: the library's fit on that dataset alone}}, from one fit_thresholds call
     (its pooled points carry each comparison's dataset)."""
-    fits = lib_threshold.fit_thresholds(df, None, n_boot=0, memory_tolerance=tol)
+    fits = lib_threshold.fit_thresholds(df, questions, n_boot=0, memory_tolerance=tol)
     datasets = sorted(df["dataset"].astype(str).unique())
     out = {}
     for kind, fit in fits.items():
@@ -67,26 +67,38 @@ def library_switch(fit: dict) -> dict:
     return {"status": fit["status"], "bracket": bracket, "direction": fit["direction"]}
 
 
-def referee_points(rows: list[dict], kind: str, tol: float) -> tuple[list, int]:
-    comps, left_out = referee.comparisons(rows, kind, tol)
+def per_question(questions) -> dict | None:
+    """scenario_id -> {question_id: accuracy} (None without a per-question table)."""
+    if questions is None:
+        return None
+    out: dict = {}
+    for r in questions.to_dict("records"):
+        out.setdefault(r["scenario_id"], {})[r["question_id"]] = r["accuracy"]
+    return out
+
+
+def referee_points(rows: list[dict], kind: str, tol: float, questions: dict | None = None) -> tuple[list, int]:
+    comps, left_out = referee.comparisons(rows, kind, tol, questions)
     return sorted((c["win_id"], c["lose_id"], c["x"], c["advantage"]) for c in comps), left_out
 
 
-def assert_comparisons_agree(df, rows: list[dict], kinds, tol: float) -> dict:
+def assert_comparisons_agree(df, rows: list[dict], kinds, tol: float, questions=None) -> dict:
     """Every kind's comparisons and switch, per dataset; returns the library's fits."""
-    per_dataset, fits = library_fits(df, tol)
+    per_dataset, fits = library_fits(df, tol, questions)
+    by_question = per_question(questions)
     for kind in kinds:
         for ds in referee.datasets_of(rows):
             mine = [r for r in rows if r["dataset"] == ds]
             lib = per_dataset[kind][ds]
-            assert library_points(lib) == referee_points(mine, kind, tol), (kind, ds)
-            assert library_switch(lib) == referee.switch(referee.comparisons(mine, kind, tol)[0]), (kind, ds)
+            assert library_points(lib) == referee_points(mine, kind, tol, by_question), (kind, ds)
+            made = referee.comparisons(mine, kind, tol, by_question)[0]
+            assert library_switch(lib) == referee.switch(made), (kind, ds)
     return fits
 
 
-def assert_verdicts_agree(df, rows: list[dict], fits: dict, analysis: dict, ids=(1, 2, 3, 4)) -> None:
-    found = {f["id"]: f for f in lib_findings.evaluate_findings(df, fits, analysis)}
-    mine = referee.findings(rows, analysis)
+def assert_verdicts_agree(df, rows: list[dict], fits: dict, analysis: dict, ids=(1, 2, 3, 4), questions=None) -> None:
+    found = {f["id"]: f for f in lib_findings.evaluate_findings(df, fits, analysis, questions)}
+    mine = referee.findings(rows, analysis, per_question(questions))
     for fid in ids:
         assert {r["dataset"]: r["status"] for r in found[fid]["per_dataset"]} == mine[fid]["per_dataset"], fid
         assert found[fid]["status"] == mine[fid]["status"], fid
@@ -95,7 +107,7 @@ def assert_verdicts_agree(df, rows: list[dict], fits: dict, analysis: dict, ids=
 @QUICK
 @given(studies())
 def test_frontier_agrees(study):
-    df, _ = study
+    df, _, _ = study
     rows = records(df)
     assert set(lib_frontier.pareto_frontier(df)["scenario_id"]) == referee.frontier_ids(rows)
 
@@ -103,23 +115,23 @@ def test_frontier_agrees(study):
 @QUICK
 @given(studies(nan_share=st.just(0.0)), st.sampled_from([0.02, 0.05, 0.1]))
 def test_weights_and_samples_comparisons_and_switch_agree_without_missing_estimates(study, tol):
-    df, _ = study
+    df, _, _ = study
     assert_comparisons_agree(df, records(df), ("weights_vs_tokens", "samples_vs_tokens"), tol)
 
 
 @QUICK
 @given(studies(nan_share=st.just(0.0), non_evicting=st.just(False)))
 def test_findings_1_to_3_agree_without_named_checks_or_missing_estimates(study):
-    df, names = study
+    df, names, _ = study
     fits = lib_threshold.fit_thresholds(df, None, n_boot=0)
     assert_verdicts_agree(df, records(df), fits, analysis_for(names, checks=False), ids=(1, 2, 3))
 
 
 @THOROUGH
-@given(studies(), st.sampled_from([0.02, 0.05, 0.1]), st.booleans())
+@given(studies(per_question=st.booleans()), st.sampled_from([0.02, 0.05, 0.1]), st.booleans())
 def test_library_and_referee_agree_exactly(study, tol, checks):
-    df, names = study
+    df, names, questions = study
     rows = records(df)
     assert set(lib_frontier.pareto_frontier(df)["scenario_id"]) == referee.frontier_ids(rows)
-    fits = assert_comparisons_agree(df, rows, KINDS, tol)
-    assert_verdicts_agree(df, rows, fits, analysis_for(names, checks) | {"memory_tolerance": tol})
+    fits = assert_comparisons_agree(df, rows, KINDS, tol, questions)
+    assert_verdicts_agree(df, rows, fits, analysis_for(names, checks) | {"memory_tolerance": tol}, questions=questions)
