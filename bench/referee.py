@@ -36,7 +36,6 @@ Last line: ``coverage C, verdicts right R, wrong W, undecided U over N surfaces`
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import sys
 import tempfile

@@ -1,4 +1,5 @@
-"""A second implementation of the analysis, written from docs/paper.md ("Definitions").
+"""A second implementation of the analysis, written from docs/paper.md ("How the findings are
+judged") and issue 27's corrected definitions.
 
 Plain loops over scenario dicts; nothing here comes from ``bitbudget``. The property tests
 compare it with the library on random small studies: a disagreement is a bug in one of them.

@@ -32,6 +32,10 @@ def paper_config(overlay: str = "simulated.yaml") -> dict:
     return config
 
 
+def paper_config_validated() -> dict:
+    return validate_config(paper_config())
+
+
 def small_simulated_config(samples: int = 6, budgets=(2000, 10000, 30000)) -> dict:
     config = paper_config()
     config["grids"] = {"main": {**config["grids"]["main"], "models": ["qwen3-0.6b"], "weight_formats": ["bf16"],
@@ -140,10 +144,6 @@ def test_default_parameter_counts_place_every_paper_format_near_table_1():
                ("qwen3-32b", 4): 18.01, ("qwen3-32b", 8): 32.66, ("qwen3-32b", 16): 61.02}
     for (model, bits), gib in table_1.items():
         assert effective_gib(parameters[model], bits, 128) == pytest.approx(gib, rel=0.03), (model, bits)
-
-
-def paper_config_validated() -> dict:
-    return validate_config(paper_config())
 
 
 def test_question_by_model_interactions_shift_difficulty_per_model():
