@@ -172,9 +172,8 @@ def samples_vs_tokens(rows: list[dict], tol: float, questions: dict | None = Non
         singles = [s for s in cells if s["G"] == 1 and s["dataset"] == a["dataset"]]
         if not any(equal_memory(a["total_gib"], s["total_gib"], tol) for s in singles):
             continue
-        cheaper = [s for s in singles if s["total_gib"] <= a["total_gib"] * (1 + tol)]
-        if not cheaper:
-            continue
+        cheaper = [s for s in singles if s["total_gib"] <= a["total_gib"] * (1 + tol)
+                   or equal_memory(a["total_gib"], s["total_gib"], tol)]
         estimated = [s for s in cheaper if finite(s["accuracy"])]
         best = estimated[0] if estimated else {**cheaper[0], "accuracy": math.nan}
         for s in estimated:

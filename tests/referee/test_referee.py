@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pandas as pd
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -135,3 +136,18 @@ def test_library_and_referee_agree_exactly(study, tol, checks):
     assert set(lib_frontier.pareto_frontier(df)["scenario_id"]) == referee.frontier_ids(rows)
     fits = assert_comparisons_agree(df, rows, KINDS, tol, questions)
     assert_verdicts_agree(df, rows, fits, analysis_for(names, checks) | {"memory_tolerance": tol}, questions=questions)
+
+
+def test_a_single_sample_partner_just_above_the_tolerance_of_no_more_memory_is_still_compared():
+    """Equal memory is symmetric (within the tolerance of the larger), "no more memory" is not:
+    a G = 1 scenario at 1.0526 x a maj@G scenario's memory is equal to it at 5% but above
+    1.05 x. It is the comparison's partner, never an empty candidate list."""
+    base = {"dataset": "d", "weights": "w", "weight_bits": 16, "kv": "full", "kv_method": "full", "kv_bits": None,
+            "kv_budget": None, "engine": "e", "n_samples": 8, "weight_gib": 0.5}
+    df = pd.DataFrame([base | {"scenario_id": "a", "model": "m", "token_budget": 1000, "G": 4, "total_gib": 1.0,
+                               "accuracy": 0.5},
+                       base | {"scenario_id": "b", "model": "n", "token_budget": 1000, "G": 1, "total_gib": 1.0526,
+                               "accuracy": 0.375}])
+    fit = lib_threshold.fit_threshold(df, None, n_boot=0, kind="samples_vs_tokens", memory_tolerance=0.05)
+    assert library_points(fit) == referee_points(records(df), "samples_vs_tokens", 0.05) == (
+        [("a", "b", 0.5, 0.125)], 0)
