@@ -476,7 +476,9 @@ def check_kv_order(spec, rows, analysis) -> str:
             if key(r) in common and key(r) not in first:
                 first[key(r)] = r
         values = [r["accuracy"] for r in first.values() if finite(r["accuracy"])]
-        means.append(sum(values) / len(values) if values else math.nan)
+        if not values:
+            return NOT_ENOUGH  # a KV setting without an estimate on the matched cells
+        means.append(sum(values) / len(values))
     return HOLDS if all(x > y for x, y in zip(means, means[1:])) else FAILS
 
 
