@@ -240,8 +240,8 @@ class Surfaced:
                     drawn_acc[sid], expected_acc[sid] = summary[g]["accuracy"], truth[g]
                     questions.append(pd.DataFrame({"scenario_id": sid, "question_id": qids,
                                                    "accuracy": summary[g]["per_question"]}))
-        scen = base.assign(accuracy=base["scenario_id"].map(drawn_acc), n_samples=SAMPLES)
-        truth = base.assign(accuracy=base["scenario_id"].map(expected_acc), n_samples=SAMPLES)
+        scen = base.assign(accuracy=base["scenario_id"].map(drawn_acc))
+        truth = base.assign(accuracy=base["scenario_id"].map(expected_acc))
         return scen, pd.concat(questions, ignore_index=True), truth
 
 
