@@ -2,6 +2,7 @@
 (each leaf the schema declares under it) changes no job's params, so Snakemake reruns nothing."""
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
@@ -47,7 +48,11 @@ def other_value(schema: dict, current):
         base = current if current is not None else schema.get("default", schema.get("minimum", 1))
         return base + 1
     if schema.get("type") == "string":
-        return "/elsewhere/bin/python" if current is None or "python" in str(current) else f"{current}-changed"
+        if current is not None and "python" in str(current):
+            # the same interpreter by another path: the engine's version (which is key, by design:
+            # another vLLM draws other tokens) stays what it is wherever the venv is found
+            return str(Path(current).parent / ".." / Path(current).parent.name / Path(current).name)
+        return "/elsewhere/bin/python" if current is None else f"{current}-changed"
     raise AssertionError(f"no other value known for a field of schema {schema}")
 
 
@@ -60,6 +65,13 @@ def entries(config: dict, path: list[str]) -> list[list[str]]:
     for name in path[:star]:
         node = node[name]
     return [full for name in node for full in entries(config, [*path[:star], name, *path[star + 1:]])]
+
+
+def effective(config: dict, path: list[str], node: dict):
+    """The value a field has in effect: a grid's engine field left unset takes the engine's."""
+    if node.get(path[-1]) is None and path[0] == "grids" and path[2:3] == ["engine"]:
+        return config["engine"].get(path[-1])
+    return node.get(path[-1])
 
 
 def runtime_edits(config: dict) -> list[tuple[tuple[str, ...], object]]:
@@ -75,7 +87,7 @@ def runtime_edits(config: dict) -> list[tuple[tuple[str, ...], object]]:
                         break  # e.g. the threads of a model with no training recipe
                     node = node.get(name, {})
                 else:
-                    edits.append((tuple(concrete), other_value(schema, node.get(concrete[-1]))))
+                    edits.append((tuple(concrete), other_value(schema, effective(filled, concrete, node))))
     return edits
 
 

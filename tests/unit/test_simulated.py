@@ -13,8 +13,9 @@ import yaml
 from snakemake.utils import update_config
 
 from bitbudget import memory
-from bitbudget.backends.simulated import SimulatedCheckpoint, Surface, write_metadata_checkpoint
-from bitbudget.config import ConfigError
+from bitbudget.backends.simulated import (SimulatedCheckpoint, Surface, effective_gib, plant_question,
+                                          write_metadata_checkpoint)
+from bitbudget.config import ConfigError, validate_config
 from bitbudget.generate import run_generation
 from bitbudget.grading import grade_samples
 from bitbudget.study import build_study
@@ -29,6 +30,10 @@ def paper_config(overlay: str = "simulated.yaml") -> dict:
     for model in config["models"].values():
         model["path"] = str(REPO / model["path"])
     return config
+
+
+def paper_config_validated() -> dict:
+    return validate_config(paper_config())
 
 
 def small_simulated_config(samples: int = 6, budgets=(2000, 10000, 30000)) -> dict:
@@ -119,16 +124,44 @@ def test_resume_and_new_budget_reuse_shards(tmp_path):
         assert {k: new_sample["forks"][k] for k in old_sample["forks"]} == old_sample["forks"]
 
 
-def test_metadata_checkpoint_has_the_memory_models_weight_size(tmp_path):
+QWEN3_4B = {"total": 4.0e9, "non_embedding": 3.6e9}
+
+
+def test_checkpoints_are_placed_by_the_simulators_own_parameter_counts(tmp_path, monkeypatch):
     source = REPO / "resources" / "architectures" / "qwen3-4b.json"
     write_metadata_checkpoint(source, tmp_path / "ckpt", {"bits": 8, "group_size": 128, "method": "gptq"})
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "quantization.json"]
-    loaded = SimulatedCheckpoint.load(tmp_path / "ckpt")
-    # the surface is placed as it was planted, with 16-bit zero points (its draws are those of its ids)
-    expected = memory.to_gib(memory.weight_bytes(memory.load_architecture(source), 8, 128, zero_bits=16,
-                                                 count_stored_lm_head=False))
-    assert loaded.bits == 8 and loaded.weight_gib == pytest.approx(expected)
+    monkeypatch.setattr(memory, "weight_bytes", lambda *a, **k: pytest.fail("placed by the memory model"))
+    loaded = SimulatedCheckpoint.load(tmp_path / "ckpt", QWEN3_4B)
+    assert loaded.bits == 8
+    assert loaded.weight_gib == pytest.approx((3.6e9 * (8 + 32 / 128) / 8 + 0.4e9 * 2) / 2**30)
     assert loaded.weight_gib == pytest.approx(4.19, rel=0.02)  # the paper's 8-bit 4B
+    assert SimulatedCheckpoint.load(source, QWEN3_4B).weight_gib == pytest.approx(8.0e9 / 2**30)
+    doubled = SimulatedCheckpoint.load(tmp_path / "ckpt", {k: 2 * v for k, v in QWEN3_4B.items()})
+    assert doubled.weight_gib == pytest.approx(2 * loaded.weight_gib)
+
+
+def test_default_parameter_counts_place_every_paper_format_near_table_1():
+    parameters = paper_config_validated()["simulation"]["parameters"]
+    table_1 = {("qwen3-4b", 4): 2.49, ("qwen3-4b", 8): 4.19, ("qwen3-8b", 4): 5.68, ("qwen3-8b", 8): 8.94,
+               ("qwen3-32b", 4): 18.01, ("qwen3-32b", 8): 32.66, ("qwen3-32b", 16): 61.02}
+    for (model, bits), gib in table_1.items():
+        assert effective_gib(parameters[model], bits, 128) == pytest.approx(gib, rel=0.03), (model, bits)
+
+
+def test_question_by_model_interactions_shift_difficulty_per_model():
+    question = {"question_id": "q1", "answer": "7"}
+    base = {"seed": 0, "dataset": "aime2025",
+            "surface": {"difficulty_sd": 1.0, "interaction_sd": 0.0, "answer_range": [0, 999], "wrong_alternatives": 3}}
+
+    def difficulty(model, interaction_sd):
+        simulation = base | {"model": model, "surface": base["surface"] | {"interaction_sd": interaction_sd}}
+        return plant_question(question, "integer", simulation).difficulty
+
+    assert difficulty("a", 0.0) == difficulty("b", 0.0)
+    shifted = [difficulty(m, 2.0) - difficulty(m, 0.0) for m in ("a", "b", "c", "d")]
+    assert len(set(shifted)) == 4 and max(shifted) - min(shifted) > 0.5
+    assert difficulty("a", 2.0) == difficulty("a", 2.0)
 
 
 def test_surface_switches_from_weights_to_tokens_at_the_planted_size():
@@ -163,4 +196,11 @@ def test_an_architecture_file_serves_only_the_simulated_engine():
     config = paper_config()
     config["grids"]["kv_cache"]["engine"] = {"name": "hf"}
     with pytest.raises(ConfigError, match="models.qwen3-0.6b.path.*simulated"):
+        build_study(config)
+
+
+def test_a_model_without_parameter_counts_is_named():
+    config = paper_config()
+    config["simulation"]["parameters"] = {"qwen3-0.6b": {"total": 6e8, "non_embedding": 4.4e8}}
+    with pytest.raises(ConfigError, match="simulation.parameters.qwen3-1.7b"):
         build_study(config)

@@ -300,16 +300,22 @@ def simulated_architecture_key(path: str) -> dict:
     return {"architecture": read_architecture(path), "version": versions.METADATA_CHECKPOINT_VERSION}
 
 
-def simulation_key(config: dict, dataset: str) -> dict:
-    """The planted truth one simulated generation draws from: globals, KV costs, its dataset's surface."""
+def simulation_key(config: dict, dataset: str, model: str) -> dict:
+    """The planted truth one simulated generation draws from: globals, KV costs, its dataset's
+    surface, and its model with the simulator's own parameter counts."""
     simulation = config.get("simulation")
     if simulation is None or dataset not in simulation["datasets"]:
         raise ConfigError(
             f"config field 'simulation.datasets.{dataset}': the simulated engine generates for dataset "
             f"'{dataset}' but no surface is planted for it; fix: add it (see config/simulated.yaml)"
         )
-    return {**{k: v for k, v in simulation.items() if k != "datasets"}, "dataset": dataset,
-            "surface": simulation["datasets"][dataset]}
+    if model not in simulation["parameters"]:
+        raise ConfigError(
+            f"config field 'simulation.parameters.{model}': the simulated engine places model '{model}' by "
+            f"its parameter counts, and none are given; fix: add `{model}: {{total: ..., non_embedding: ...}}`"
+        )
+    return {**{k: v for k, v in simulation.items() if k not in ("datasets", "parameters")}, "dataset": dataset,
+            "surface": simulation["datasets"][dataset], "model": model, "parameters": simulation["parameters"][model]}
 
 
 def grid_engine(config: dict, grid: dict) -> dict:
@@ -337,7 +343,7 @@ def _trace_key(config: dict, ckpt: Checkpoint, kv: str, dataset: str, samples: i
         "generator": versions.GENERATOR_VERSION,
     }
     if engine_config["name"] == "simulated":
-        key["simulation"] = simulation_key(config, dataset)
+        key["simulation"] = simulation_key(config, dataset, ckpt.model)
     return key
 
 

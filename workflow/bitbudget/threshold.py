@@ -198,7 +198,7 @@ def build_comparisons(scenarios: pd.DataFrame, kind: str, memory_tolerance: floa
             for a in many[dataset[many].to_numpy() == ds]:
                 if not equal_memory(tot[a], tot[pool], tol).any():
                     continue  # no single-sample scenario near its memory: no comparison
-                cand = pool[tot[pool] <= tot[a] * (1 + tol)]
+                cand = pool[(tot[pool] <= tot[a] * (1 + tol)) | equal_memory(tot[a], tot[pool], tol)]
                 a_list.append(a); b_list.append(cand); side.append(True); xs.append(wgb[a])
     else:
         evict, quant = evicting(df), df["kv_method"].astype(str).eq("quantized")

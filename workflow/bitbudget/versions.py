@@ -32,7 +32,9 @@ def kv_key(strategy: dict) -> dict:
     return dict(strategy) if method_version is None else {**strategy, "method_version": method_version}
 
 
-SIMULATED_ENGINE_VERSION = "sim-1"  # bitbudget.backends.simulated: the planted surface and its draws
+# sim-2: checkpoints placed by the simulator's own parameter counts (not the memory model), and
+# question-by-model interactions: the same key would draw other samples
+SIMULATED_ENGINE_VERSION = "sim-2"  # bitbudget.backends.simulated: the planted surface and its draws
 METADATA_CHECKPOINT_VERSION = "meta-ckpt-1"  # bitbudget.backends.simulated.write_metadata_checkpoint
 
 ENGINE_PACKAGES = {"hf": "transformers", "vllm": "vllm"}

@@ -6,11 +6,13 @@ the same per-question shards and ``samples.parquet`` columns as the real engines
 
 The model (config section ``simulation``; every coefficient is a config value)
 -----------------------------------------------------------------------------
-For a checkpoint with weight memory ``W`` (GiB, the memory model's ``M_w`` from the
-architecture's parameter counts, bits and group size), a dataset ``d``, a KV strategy and a
-token budget ``T``, the probability that a sample answers question ``q`` correctly is
+For a checkpoint with effective size ``W`` (GiB, placed by the simulator's own arithmetic from
+the model's parameter counts in ``simulation.parameters``, never by the analysis's memory model:
+non-embedding parameters at the format's bits plus a 16-bit scale and zero point per group, the
+rest at 16 bits), a dataset ``d``, a KV strategy and a token budget ``T``, the probability that a
+sample of model ``m`` answers question ``q`` correctly is
 
-    p = expit(level_d + weight_term + token_term - kv_loss - difficulty_q)
+    p = expit(level_d + weight_term + token_term - kv_loss - difficulty_q - interaction_qm)
 
 * ``x = ln(W / switch_gib)``, ``s = expit(sharpness * x)`` (0 well below the switch, 1 above);
 * the effective size is ``W`` (parameters x bits): ``weight_term = weight_slope_below *
@@ -22,7 +24,9 @@ token budget ``T``, the probability that a sample answers question ``q`` correct
   ``(1 - s_kv) * quantization_loss_below[bits] + s_kv * quantization_loss_above[bits]``; an
   evicting cache loses ``eviction_loss * method_factor * ln(max(T, B) / B)`` for KV budget
   ``B`` (nothing until it evicts), ``eviction_loss`` moving from ``_below`` to ``_above``;
-* ``difficulty_q ~ Normal(0, difficulty_sd_d)``, fixed per question by ``simulation.seed``.
+* ``difficulty_q ~ Normal(0, difficulty_sd_d)``, fixed per question by ``simulation.seed``;
+  ``interaction_qm ~ Normal(0, interaction_sd_d)``, fixed per question and model: a question hard
+  for one model can be easy for another (every format of a model shares it).
 
 Samples are nested like real trajectories: sample ``i`` of question ``q`` has one uniform
 ``u`` (its latent "solve time": the smallest budget whose ``p`` exceeds ``u``), so a sample
@@ -101,34 +105,51 @@ def read_architecture(path: str | Path) -> dict:
     return memory.load_architecture(file)
 
 
+GIB = 2**30
+SCALE_AND_ZERO_BITS = 32  # one 16-bit scale and one 16-bit zero point per quantization group
+
+
+def effective_gib(parameters: dict, bits: int, group_size: int | None) -> float:
+    """The simulator's placement of a checkpoint (GiB): non-embedding parameters at ``bits``
+    plus a scale and zero point per group, the remaining parameters at 16 bits."""
+    if bits >= 16:
+        return parameters["total"] * 2 / GIB
+    quantized_bits = bits + SCALE_AND_ZERO_BITS / group_size
+    kept = parameters["total"] - parameters["non_embedding"]
+    return (parameters["non_embedding"] * quantized_bits / 8 + kept * 2) / GIB
+
+
+def checkpoint_format(path: str | Path) -> tuple[int, int | None]:
+    """(bits, group size) of a metadata-only checkpoint; (16, None) for an unquantized model path."""
+    quant = Path(path) / QUANTIZATION_FILE
+    if not quant.is_file():
+        return 16, None
+    meta = json.loads(quant.read_text())
+    return int(meta["bits"]), meta["group_size"]
+
+
 @dataclass(frozen=True)
 class SimulatedCheckpoint:
-    """What the surface reads of a checkpoint: its weight memory and bits."""
+    """What the surface reads of a checkpoint: its effective size and bits."""
 
     weight_gib: float
     bits: int
 
     @classmethod
-    def load(cls, path: str | Path) -> "SimulatedCheckpoint":
-        """A metadata-only checkpoint directory (quantization.json) or an unquantized model path.
-        The weight memory is :func:`bitbudget.memory.weight_bytes` with 16-bit zero points, the
-        placement the surface was planted with (the analysis charges zero points as checkpoints
-        store them)."""
-        quant = Path(path) / QUANTIZATION_FILE
-        bits, group = 16, None
-        if quant.is_file():
-            meta = json.loads(quant.read_text())
-            bits, group = meta["bits"], meta["group_size"]
-        architecture = read_architecture(path)
-        # the surface was planted with 16-bit zero points: kept, so that its draws stay those of its ids
-        weight_bytes = memory.weight_bytes(architecture, bits, zero_bits=16) if group is None else \
-            memory.weight_bytes(architecture, bits, group, zero_bits=16)
-        return cls(memory.to_gib(weight_bytes), int(bits))
+    def load(cls, path: str | Path, parameters: dict) -> "SimulatedCheckpoint":
+        """A metadata-only checkpoint directory (quantization.json) or an unquantized model path,
+        placed by :func:`effective_gib` from the model's ``parameters``."""
+        return cls.from_format(parameters, *checkpoint_format(path))
+
+    @classmethod
+    def from_format(cls, parameters: dict, bits: int, group_size: int | None) -> "SimulatedCheckpoint":
+        return cls(effective_gib(parameters, bits, group_size), int(bits))
 
 
 def write_metadata_checkpoint(source: str | Path, out_dir: str | Path, fmt: dict) -> dict:
     """A checkpoint without weights: the architecture (config.json) and quantization.json with
-    the parameter counts, bits and group size that the memory model and the surface read."""
+    the parameter counts the memory model reads, and the bits and group size the surface reads
+    (the surface places the checkpoint from simulation.parameters, not these counts)."""
     architecture = read_architecture(source)
     counts = memory.param_counts(architecture)
     meta = {
@@ -214,10 +235,12 @@ class PlantedQuestion:
 
 
 def plant_question(question: dict, kind: str, simulation: dict) -> PlantedQuestion:
-    """The question's difficulty and its plausible wrong answers, fixed by simulation.seed."""
+    """The question's difficulty for the generation's model and its plausible wrong answers, fixed
+    by simulation.seed."""
     seed, dataset, qid = simulation["seed"], simulation["dataset"], question["question_id"]
     surface = simulation["surface"]
-    difficulty = surface["difficulty_sd"] * normal(seed, dataset, qid, "difficulty")
+    difficulty = (surface["difficulty_sd"] * normal(seed, dataset, qid, "difficulty")
+                  + surface["interaction_sd"] * normal(seed, dataset, qid, simulation["model"], "interaction"))
     gold = str(question["answer"])
     if kind == "choice":
         wrong = [letter for letter in LETTERS[: len(question.get("choices") or LETTERS)] if letter != gold]
@@ -286,7 +309,8 @@ class SimulatedEngine:
         self.kind = self.key["dataset"]["kind"]
         self.trace_dir = Path(trace_dir)
         self.stop_requested = stop_requested
-        self.surface = Surface(self.simulation, SimulatedCheckpoint.load(checkpoint_path), self.key["kv"])
+        checkpoint = SimulatedCheckpoint.load(checkpoint_path, self.simulation["parameters"])
+        self.surface = Surface(self.simulation, checkpoint, self.key["kv"])
         self.stream = content_id({"checkpoint": self.key["checkpoint"], "kv": self.key["kv"],
                                   "dataset": self.simulation["dataset"], "seed": self.key["sampling"]["seed"]})
         self.counters = {"decode_tokens": 0, "prefill_tokens": 0, "fork_tokens": 0}
