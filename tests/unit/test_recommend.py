@@ -166,7 +166,7 @@ def test_engine_settings_for_vllm_and_for_a_kv_cache(results_dir):
     assert vllm["command"].startswith("vllm serve m4 --max-model-len 2082")
     assert vllm["budget_forcing"]["wait_extension"] is True
     hf = found["alternatives"][4]["configuration"]["engine_settings"]
-    assert hf["engine"] == "hf" and hf["kv_cache"] == {"method": "quantized", "bits": 4.0}
+    assert hf["engine"] == "hf" and hf["kv_cache"] == {"method": "quantized", "bits": 4}
     assert hf["generate"]["num_return_sequences"] == 1 and hf["generate"]["max_new_tokens"] == 6000 + ANSWER_TOKENS
 
 

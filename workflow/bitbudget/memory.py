@@ -353,6 +353,12 @@ def memory_unit(values) -> tuple[str, float]:
     return _unit_for(min((abs(v) for v in values if v and math.isfinite(v)), default=1.0))
 
 
+def axis_unit(values) -> tuple[str, float]:
+    """(unit, GiB per unit) of a chart axis: the one that shows the largest of ``values`` (GiB) as
+    >= 1, so an axis from 0.7 to 90 GB reads in GB, not 700 to 92,000 MB."""
+    return _unit_for(max((abs(v) for v in values if v and math.isfinite(v)), default=1.0))
+
+
 def weight_table(group_size: int = 128) -> list[dict]:
     """Rows for the Qwen3 table: ours vs the paper's weight GiB and 16-bit KV KiB/token."""
     rows = []

@@ -189,7 +189,7 @@ def engine_settings(row: dict, trace_key: dict | None = None, checkpoint: str | 
         return {"engine": engine, "model": model, "command": _command(model, args), "server_args": args,
                 "sampling_params": {"n": g, **sampling, "max_tokens": budget + answer},
                 "budget_forcing": budget_forcing}
-    kv = key.get("kv") or {k: row.get(f"kv_{k}") for k in ("method", "bits", "budget") if _present(row.get(f"kv_{k}"))}
+    kv = key.get("kv") or {k: _whole(row[f"kv_{k}"]) for k in ("method", "bits", "budget") if _present(row.get(f"kv_{k}"))}
     return {"engine": engine, "model": model,
             "generate": {"do_sample": True, **sampling, "num_return_sequences": g, "max_new_tokens": budget + answer},
             "kv_cache": kv, "budget_forcing": budget_forcing}
@@ -204,6 +204,11 @@ def _context(row: dict, budget: int, answer: int) -> int:
 
 def _command(model: str, args: dict) -> str:
     return " ".join(["vllm serve", model, *(f"{name} {value}" for name, value in args.items())])
+
+
+def _whole(value):
+    """8.0 -> 8 (a column with missing values holds its whole numbers as floats)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _present(value) -> bool:
@@ -260,11 +265,14 @@ class PairedBootstrap:
         rng = np.random.default_rng([int(seed), zlib.crc32(str(dataset).encode())])
         self.draws = rng.integers(0, table.shape[1], size=(n_boot, table.shape[1])) if table.shape[1] else None
 
-    def difference(self, alternative: str, reference: str) -> tuple[float, float, float]:
-        """(mean difference, interval low, interval high) of ``alternative`` minus ``reference``."""
+    def difference(self, alternative: str, reference: str) -> tuple[float | None, float | None, float | None]:
+        """(mean difference, interval low, interval high) of ``alternative`` minus ``reference``
+        over the questions both were graded on (None: no such question)."""
         if self.draws is None or alternative not in self.table.index or reference not in self.table.index:
-            return (math.nan, math.nan, math.nan)
+            return (None, None, None)
         diff = self.table.loc[alternative].to_numpy() - self.table.loc[reference].to_numpy()
+        if np.isnan(diff).all():
+            return (None, None, None)
         replicates = np.nanmean(diff[self.draws], axis=1)
         alpha = (1 - INTERVAL_LEVEL) / 2
         low, high = np.nanquantile(replicates, [alpha, 1 - alpha])
