@@ -75,6 +75,7 @@ def test_page_matches_the_command(study, chromium, console_problems, where):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert console_problems(proc.stderr) == []
     assert 'data-status="ok"' in proc.stdout
+    assert 'data-overflowing="0"' in proc.stdout  # no column cut off at the right edge
     rows = _page_rows(proc.stdout)
     assert set(rows) == set(expected)
     alternatives_found = 0
