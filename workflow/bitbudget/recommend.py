@@ -120,6 +120,10 @@ def read_results(results_dir: str | Path = DEFAULT_RESULTS) -> Results:
     except artifacts.ArtifactError as error:
         raise RecommendError(f"--results {results_dir}: {error}") from None
     analysis = artifacts.read_meta(paths[0])["key"].get("analysis", {})
+    if not {"bootstrap_samples", "seed"} <= set(analysis):
+        raise RecommendError(
+            f"--results {results_dir}: {artifacts.meta_path(paths[0])} records no analysis.bootstrap_samples and "
+            f"analysis.seed (an older aggregate); fix: rerun it with snakemake --forcerun {paths[0]}")
     gen_ids = scenarios["gen_id"].astype(str).unique() if "gen_id" in scenarios else []
     ckpt_ids = scenarios["ckpt_id"].astype(str).unique() if "ckpt_id" in scenarios else []
     return Results(scenarios, questions, int(analysis["bootstrap_samples"]), int(analysis["seed"]),
