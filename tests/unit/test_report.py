@@ -205,3 +205,18 @@ def test_memory_input_is_embedded_when_recommendations_are_given(tmp_path):
     assert len(re.findall(r"<script>", page)) == 1  # still one executable script: ours
     without = report.render_report(scen, ques, samples, thr, found, prov, tmp_path / "plain.html").read_text()
     assert 'id="gpu-memory"' not in without
+
+
+def test_embedded_json_has_no_nan(tmp_path):
+    """A sample without an extracted answer (NaN in the grades table) must not stop the page's script."""
+    scen, ques, samples, thr, found, prov = make_inputs(n_boot=10)
+    first = next(iter(samples))
+    samples[first] = samples[first].assign(extracted_answer=np.nan)
+    page = report.render_report(scen, ques, samples, thr, found, prov, tmp_path / "index.html").read_text()
+    data = re.search(r'<script type="application/json" id="trace-data">(.*?)</script>', page, re.S).group(1)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    parsed = json.loads(data, parse_constant=refuse)
+    assert any(t["extracted_answer"] is None for texts in parsed.values() for t in texts)

@@ -328,9 +328,21 @@ def _clip_text(text: Any, limit: int) -> str:
     return f"{text[:head]}\n\n[... {len(text) - head - tail} characters omitted ...]\n\n{text[-tail:]}"
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity (e.g. a missing extracted answer) as None: JSON has no NaN,
+    and a page's JSON.parse stops at one."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _json_for_html(value: Any) -> str:
-    """JSON safe inside a <script type="application/json"> element (no '<', '>', '&')."""
-    text = json.dumps(value, default=str, separators=(",", ":"))
+    """JSON safe inside a <script type="application/json"> element (no '<', '>', '&'; no NaN)."""
+    text = json.dumps(_finite(value), default=str, separators=(",", ":"), allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
