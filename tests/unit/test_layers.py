@@ -22,7 +22,8 @@ LAYERS = {
                "kv.quantized", "kv.rkv", "kv.streaming", "backends", "backends.hf", "backends.simulated",
                "backends.vllm", "generate", "aggregate", "frontier", "threshold", "findings", "fit", "adaptive",
                "report"],
-    "study": ["preflight", "study", "rounds", "plan"],
+    "study": ["preflight", "study", "rounds", "plan", "recommend"],
+    "commands": ["cli", "__main__"],
 }
 #: (importer, imported): why the import waits until a function runs
 LAZY = {

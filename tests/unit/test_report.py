@@ -195,3 +195,46 @@ def test_traces_come_from_the_grade_its_metadata_names_not_its_path(tmp_path):
     traces = report.traces_by_scenario(scenarios, [str(path)], per_scenario=3)
     assert list(traces["s16"]["token_budget"]) == [16] * 3 and list(traces["s32"]["token_budget"]) == [32] * 3
     assert traces["other"] is None
+
+
+def test_token_budgets_and_memory_read_as_people_read_them(rendered):
+    tables = re.findall(r"<table.*?</table>", rendered, re.S)
+    assert tables and not any(re.search(r"\d\.?\d*e\+\d", t) for t in tables)  # no 2e+03, 1.4e+04, 6.1e+04
+    assert re.search(r'<td class="num" data-v="14000">14,000</td>', rendered)
+    assert re.search(r"tokens \d{1,2},000 -&gt; \d{1,2},000", rendered)  # the change from the previous point
+    # the frontier axis spans 0.5 to 90 GB: counted in GB, not in MB up to 92,000
+    axes = re.findall(r"memory: weights \+ KV \((\w+), log\)", rendered)
+    assert axes and set(axes) == {"GB"}
+    assert 'class="muted change"' in rendered and 'class="scroll fit"' in rendered
+
+
+def test_memory_input_is_embedded_when_recommendations_are_given(tmp_path):
+    from bitbudget import recommend
+
+    scen, ques, samples, thr, found, prov = make_inputs(n_boot=10)
+    scen = scen.assign(model=scen["model"].where(scen["model"] != "m4B", "m4B</script><b>"))
+    results = recommend.Results(scen, ques, n_boot=20, seed=0, generations={}, checkpoints={})
+    page = report.render_report(scen, ques, samples, thr, found, prov, tmp_path / "index.html",
+                                recommendations=recommend.page_data(results)).read_text()
+    assert '<label for="gpu-memory">My GPU has</label>' in page and '<button type="submit">' in page
+    data = re.search(r'<script type="application/json" id="recommend-data">(.*?)</script>', page, re.S).group(1)
+    assert "<" not in data and "m4B\\u003c/script\\u003e" in data
+    assert json.loads(data)["ways"][0]["name"] == "more parameters"
+    assert len(re.findall(r"<script>", page)) == 1  # still one executable script: ours
+    without = report.render_report(scen, ques, samples, thr, found, prov, tmp_path / "plain.html").read_text()
+    assert 'id="gpu-memory"' not in without
+
+
+def test_embedded_json_has_no_nan(tmp_path):
+    """A sample without an extracted answer (NaN in the grades table) must not stop the page's script."""
+    scen, ques, samples, thr, found, prov = make_inputs(n_boot=10)
+    first = next(iter(samples))
+    samples[first] = samples[first].assign(extracted_answer=np.nan)
+    page = report.render_report(scen, ques, samples, thr, found, prov, tmp_path / "index.html").read_text()
+    data = re.search(r'<script type="application/json" id="trace-data">(.*?)</script>', page, re.S).group(1)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    parsed = json.loads(data, parse_constant=refuse)
+    assert any(t["extracted_answer"] is None for texts in parsed.values() for t in texts)

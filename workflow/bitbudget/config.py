@@ -24,13 +24,14 @@ def _field(path) -> str:
     return ".".join(str(part) for part in path) or "<top level>"
 
 
-def check_schema(config: dict, schema_path: str | Path = SCHEMA_PATH) -> None:
-    """Raise ConfigError for the most relevant schema violation, naming the field."""
-    schema = load_schema(schema_path)
-    validator = jsonschema.Draft202012Validator(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
-    if error is None:
-        return
+def schema_errors(config: dict, schema_path: str | Path = SCHEMA_PATH) -> list[str]:
+    """Every schema violation of ``config``, each naming its field and the fix, in field order."""
+    validator = jsonschema.Draft202012Validator(load_schema(schema_path))
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    return [_schema_message(jsonschema.exceptions.best_match([error]), schema_path) for error in errors]
+
+
+def _schema_message(error: jsonschema.ValidationError, schema_path: str | Path) -> str:
     if error.validator == "additionalProperties":
         hint = "remove it or fix its spelling; the schema lists the allowed fields"
     elif error.validator == "enum":
@@ -41,7 +42,16 @@ def check_schema(config: dict, schema_path: str | Path = SCHEMA_PATH) -> None:
         hint = "add the missing field"
     else:
         hint = f"see {Path(schema_path).name}"
-    raise ConfigError(f"config field '{_field(error.absolute_path)}': {error.message}; fix: {hint}")
+    return f"config field '{_field(error.absolute_path)}': {error.message}; fix: {hint}"
+
+
+def check_schema(config: dict, schema_path: str | Path = SCHEMA_PATH) -> None:
+    """Raise ConfigError for the most relevant schema violation, naming the field."""
+    schema = load_schema(schema_path)
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        raise ConfigError(_schema_message(error, schema_path))
 
 
 def check_semantics(config: dict) -> None:

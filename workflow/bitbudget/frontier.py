@@ -110,7 +110,7 @@ def classify_step(prev, cur) -> tuple[str, str]:
     if int(cur["G"]) != int(prev["G"]):
         changes.append(f"G {int(prev['G'])} -> {int(cur['G'])}")
     if int(cur["token_budget"]) != int(prev["token_budget"]):
-        changes.append(f"tokens {int(prev['token_budget'])} -> {int(cur['token_budget'])}")
+        changes.append(f"tokens {int(prev['token_budget']):,} -> {int(cur['token_budget']):,}")
     if _kv_key(cur) != _kv_key(prev):
         changes.append(f"KV {prev.get('kv')} -> {cur.get('kv')}")
     if dw > _REL_TOL * max(float(prev["weight_gib"]), 1e-9):

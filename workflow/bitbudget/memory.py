@@ -45,6 +45,7 @@ Checkpoint records
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import struct
@@ -352,6 +353,12 @@ def memory_unit(values) -> tuple[str, float]:
     return _unit_for(min((abs(v) for v in values if v and math.isfinite(v)), default=1.0))
 
 
+def axis_unit(values) -> tuple[str, float]:
+    """(unit, GiB per unit) of a chart axis: the one that shows the largest of ``values`` (GiB) as
+    >= 1, so an axis from 0.7 to 90 GB reads in GB, not 700 to 92,000 MB."""
+    return _unit_for(max((abs(v) for v in values if v and math.isfinite(v)), default=1.0))
+
+
 def weight_table(group_size: int = 128) -> list[dict]:
     """Rows for the Qwen3 table: ours vs the paper's weight GiB and 16-bit KV KiB/token."""
     rows = []
@@ -390,14 +397,23 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
+DESCRIPTION = "Qwen3 weight / KV memory vs the paper's Table 1"
 
-    parser = argparse.ArgumentParser(description="Qwen3 weight / KV memory vs the paper's Table 1")
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The table's options, shared by ``python -m bitbudget.memory`` and ``bitbudget memory``."""
     parser.add_argument("--group-size", type=int, default=128)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
     print(format_table(weight_table(args.group_size)))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bitbudget.memory", description=DESCRIPTION)
+    return run(add_arguments(parser).parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -370,8 +370,8 @@ def _throughput_option(text: str) -> tuple[str, float]:
     return size.lower(), float(value)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bitbudget.plan", description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The plan's options, shared by ``python -m bitbudget.plan`` and ``bitbudget plan``."""
     parser.add_argument("--configfile", default="config/config.yaml")
     parser.add_argument("--directory", default=".", help="working directory whose results/ is checked for cache")
     parser.add_argument("--think-fraction", type=float, default=1.0,
@@ -383,7 +383,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     parser.add_argument("--resources", action="store_true",
                         help="also print per-model resources derived from the memory model (YAML)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
     config = load_study_config(args.configfile)
     plan = make_plan(config, args.think_fraction, dict(args.throughput), args.hf_factor, args.directory)
     print(json.dumps(plan.to_dict(), indent=2) if args.json else format_plan(plan))
@@ -393,6 +396,14 @@ def main(argv: list[str] | None = None) -> int:
         for name, res in derived.items():
             print(f"{name}: {{resources: {json.dumps(res)}}}")
     return 0
+
+
+DESCRIPTION = __doc__.split("\n\n")[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bitbudget.plan", description=DESCRIPTION)
+    return run(add_arguments(parser).parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -21,10 +21,14 @@ def validate_study_config(config: dict) -> dict:
     validate_config(config)
     check_adaptive(config["sampling"].get("adaptive"))
     capabilities.check_config(config)
+    check_dataset_files(config)
+    return config
+
+
+def check_dataset_files(config: dict) -> None:
     for name, dataset in config["datasets"].items():
         if dataset["source"] == "file":
             check_dataset_file(name, dataset)
-    return config
 
 
 def check_dataset_file(name: str, dataset: dict) -> None:

@@ -28,7 +28,7 @@ from . import frontier as _frontier
 from . import threshold as _threshold
 from .adaptive import thinking_per_question
 from .artifacts import read_meta, read_parquet_verified, write_text
-from .memory import format_memory, memory_unit
+from .memory import axis_unit, format_memory
 
 __all__ = ["render_report", "frontier_chart", "threshold_chart", "DEFAULT_TEMPLATE_DIR"]
 
@@ -50,6 +50,8 @@ MAX_TRACE_CHARS = 6000  # one trace text at most (head and tail kept)
 MAX_TRACE_TOTAL_CHARS = 3_000_000  # all trace texts of the page together (the report stays under 10 MB)
 FILTER_COLUMNS = (("dataset", "dataset"), ("model", "model"), ("weights", "weights"), ("KV", "kv"), ("G", "G"))
 SIMULATED_ENGINE = "simulated"  # the engine name of data drawn from a planted accuracy surface
+COUNT_COLUMNS = ("token_budget", "G", "n_questions", "n_samples")  # whole numbers, printed 2,000
+MEMORY_COLUMNS = ("weight_gib", "total_gib")  # each cell in its own unit (KB, MB, GB)
 SPEND_COLORS = {"start": "#6e7781", "weights": "#0969da", "tokens": "#1a7f37",
                 "samples": "#bf3989", "kv compression": "#bc4c00", "other": "#8c959f"}
 
@@ -75,6 +77,11 @@ def _num(v, fmt="{:.3g}"):
     return fmt.format(v) if isinstance(v, (float, np.floating)) else str(v)
 
 
+def _count(v) -> str:
+    """A whole number as people read it: 2,000 and 14,000, not 2e+03."""
+    return "n/a" if _num(v) == "n/a" else f"{int(v):,}"
+
+
 def frontier_chart(df: pd.DataFrame, dataset: str) -> alt.LayerChart:
     """Accuracy vs total memory for one dataset: all scenarios, frontier and its spend labels."""
     full = df[df["dataset"].astype(str) == str(dataset)]
@@ -88,7 +95,7 @@ def frontier_chart(df: pd.DataFrame, dataset: str) -> alt.LayerChart:
     fr = fr[[c for c in cols + ["spend"] if c in fr]]
     fr["label"] = fr["model"].astype(str) + " " + fr["weights"].astype(str) + " T=" + \
         fr["token_budget"].astype(str) + " G=" + fr["G"].astype(str)
-    unit, per_unit = memory_unit(full["total_gib"])
+    unit, per_unit = axis_unit(full["total_gib"])
     d = d.assign(memory=d["total_gib"] / per_unit)
     fr = fr.assign(memory=fr["total_gib"] / per_unit)
     x = alt.X("memory:Q", scale=alt.Scale(type="log", nice=False), title=f"memory: weights + KV ({unit}, log)")
@@ -112,7 +119,7 @@ def threshold_chart(result: Mapping[str, Any]) -> alt.LayerChart | None:
     if pts.empty:
         return None
     agg = pts.groupby("weight_gib").agg(advantage=("advantage", "mean"), n=("advantage", "size")).reset_index()
-    unit, per_unit = memory_unit(agg["weight_gib"])
+    unit, per_unit = axis_unit(agg["weight_gib"])
     agg["weight"] = agg["weight_gib"] / per_unit
     x = alt.X("weight:Q", scale=alt.Scale(type="log", nice=False), title=f"weight memory of the configuration ({unit}, log)")
     layers = []
@@ -165,8 +172,6 @@ def _scenario_table(df: pd.DataFrame, front_ids: set[str]):
         ("CI low", "ci_low", True), ("CI high", "ci_high", True), ("weight memory", "weight_gib", True),
         ("total memory", "total_gib", True), ("frontier", None, False),
     ]
-    unit, per_unit = memory_unit(df["weight_gib"]) if "weight_gib" in df else ("GB", 1.0)
-    memory_columns = {"weight_gib", "total_gib"}
     spec = [s for s in spec if s[1] is None or s[1] in df]
     rows = []
     for rec in df.sort_values([c for c in ("dataset", "total_gib") if c in df]).to_dict("records"):
@@ -177,8 +182,10 @@ def _scenario_table(df: pd.DataFrame, front_ids: set[str]):
                 row.append({"text": "\u2605" if on else "", "v": 1 if on else 0, "num": False})
                 continue
             v = rec.get(col)
-            if col in memory_columns:
-                row.append({"text": f"{_num(v / per_unit, '{:.3g}')} {unit}", "v": v, "num": True})
+            if col in MEMORY_COLUMNS:
+                row.append({"text": format_memory(v), "v": v, "num": True})
+            elif col in COUNT_COLUMNS:
+                row.append({"text": _count(v), "v": None if _num(v) == "n/a" else v, "num": True})
             elif numeric:
                 fmt = "{:.3f}" if col in ("accuracy", "ci_low", "ci_high") else "{:.3g}"
                 row.append({"text": _num(v, fmt), "v": None if _num(v) == "n/a" else v, "num": True})
@@ -333,9 +340,21 @@ def _clip_text(text: Any, limit: int) -> str:
     return f"{text[:head]}\n\n[... {len(text) - head - tail} characters omitted ...]\n\n{text[-tail:]}"
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity (e.g. a missing extracted answer) as None: JSON has no NaN,
+    and a page's JSON.parse stops at one."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _json_for_html(value: Any) -> str:
-    """JSON safe inside a <script type="application/json"> element (no '<', '>', '&')."""
-    text = json.dumps(value, default=str, separators=(",", ":"))
+    """JSON safe inside a <script type="application/json"> element (no '<', '>', '&'; no NaN)."""
+    text = json.dumps(_finite(value), default=str, separators=(",", ":"), allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
@@ -421,6 +440,17 @@ def _normalise_thresholds(threshold: Mapping[str, Any] | None) -> dict[str, dict
     return {k: dict(threshold[k]) for k in kinds}
 
 
+def _recommend_view(data: Mapping[str, Any] | None) -> dict | None:
+    """The memory input's datasets, a starting budget (the middle of the first dataset's range)
+    and the embedded steps."""
+    if not data or not data.get("datasets"):
+        return None
+    datasets = sorted(data["datasets"])
+    low, high = data["datasets"][datasets[0]]["range_gib"]
+    return {"datasets": datasets, "start": float(f"{math.sqrt(low * high):.2g}"),
+            "level_pct": int(round(100 * data["interval_level"])), "json": _json_for_html(data)}
+
+
 def render_report(
     scenarios_df: pd.DataFrame,
     questions_df: pd.DataFrame | None,
@@ -437,6 +467,7 @@ def render_report(
     trace_total_chars: int = MAX_TRACE_TOTAL_CHARS,
     template_dir: str | os.PathLike | None = None,
     adaptive: Mapping[str, Any] | None = None,
+    recommendations: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write the single-file HTML report to ``out_path`` and return its path.
 
@@ -447,6 +478,8 @@ def render_report(
     ``questions_df`` is accepted for symmetry with the pipeline; per-question numbers are
     already folded into the threshold results. ``adaptive``: ``results/adaptive/samples.json``
     under adaptive sampling (a section lists where each generation stopped and why).
+    ``recommendations``: :func:`bitbudget.recommend.page_data` of the study's results; the page
+    then answers "my GPU has ... GB" with what ``bitbudget recommend`` prints.
     """
     scen = scenarios_df.copy()
     tdir = Path(template_dir) if template_dir else DEFAULT_TEMPLATE_DIR
@@ -474,7 +507,8 @@ def render_report(
             if budgets_gib[-1] < hi:
                 budgets_gib[-1] = float(f"{hi * 1.05:.2g}")
         for r in _frontier.best_at_budget(scen, budgets_gib).to_dict("records"):
-            best_rows.append({k: (_num(v, "{:.3f}") if k == "accuracy" else _num(v)) for k, v in r.items()}
+            best_rows.append({k: (_num(v, "{:.3f}") if k == "accuracy" else _count(v) if k in COUNT_COLUMNS
+                                  else _num(v)) for k, v in r.items()}
                              | {k: format_memory(r[k]) for k in ("budget_gib", "total_gib")})
 
     thr_view = []
@@ -523,6 +557,7 @@ def render_report(
         trace_json=_json_for_html(traces["samples"]),
         provenance=_provenance_blocks(provenance),
         adaptive=_adaptive_view(adaptive),
+        recommend=_recommend_view(recommendations),
         css=css,
         script=script,
         script_hash=script_hash,

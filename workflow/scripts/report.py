@@ -1,8 +1,10 @@
 import json
+from pathlib import Path
 
 from bitbudget.artifacts import read_json_verified, read_parquet_verified
 from bitbudget.logs import configure_logging
 from bitbudget.provenance import collect
+from bitbudget.recommend import page_data, read_results
 from bitbudget.report import TRACES_PER_SCENARIO, render_report, traces_by_scenario
 
 log = configure_logging(snakemake)
@@ -17,5 +19,6 @@ render_report(
     out_path=snakemake.output[0],
     traces_per_scenario=TRACES_PER_SCENARIO,
     adaptive=read_json_verified(snakemake.input.adaptive) if "adaptive" in snakemake.input.keys() else None,
+    recommendations=page_data(read_results(Path(snakemake.input.scenarios).parents[1])),
 )
 log.info("report written to %s", snakemake.output[0])

@@ -1,0 +1,3 @@
+from bitbudget.cli import main
+
+raise SystemExit(main())
