@@ -22,10 +22,9 @@ from pathlib import Path
 
 import torch
 
-from . import versions
+from . import llmcompressor_quantize, versions
 from .artifacts import atomic_directory
 from .interpreter import other_interpreter, run_in_interpreter
-from .llmcompressor_quantize import quantize_with_llmcompressor
 from .memory import architecture_record, count_parameters_of_model, stored_tensor_names
 from .revisions import local_snapshot
 
@@ -138,4 +137,4 @@ def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict, python: str | None 
         spec = {"source": str(src_dir), "format": fmt, "revision": revision}
         run_in_interpreter(interpreter, "bitbudget.llmcompressor_quantize", spec, str(out_dir))
         return json.loads((Path(out_dir) / "quantization.json").read_text())
-    return quantize_with_llmcompressor(src_dir, out_dir, fmt, revision)
+    return llmcompressor_quantize.quantize_with_llmcompressor(src_dir, out_dir, fmt, revision)
