@@ -166,8 +166,8 @@ def test_vllm_same_forcing_as_hf(vllm_server, scripted_model, script, tmp_path):
     }
     jobs = []
     for name, (job, budgets) in cases.items():
-        job["engine"] = {"name": "vllm", "dtype": "float32", "batch_size": 4, "enforce_eager": True,
-                         "cpu_kv_cache_gb": 1}
+        job["engine"] = {"name": "vllm", "dtype": "float32", "kv_cache_dtype": "auto", "batch_size": 4,
+                         "enforce_eager": True, "cpu_kv_cache_gb": 1, "device": "cpu"}
         jobs.append({"spec": job, "model": str(scripted_model), "trace_dir": str(tmp_path / name),
                      "questions": QUESTIONS, "budgets": budgets})
     vllm_server.calls(jobs, tmp_path)
