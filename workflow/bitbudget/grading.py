@@ -21,6 +21,7 @@ from __future__ import annotations
 import concurrent.futures as futures
 import logging
 import re
+import time
 
 import pandas as pd
 
@@ -55,11 +56,15 @@ def _parse(text: str, extraction_config, seconds: int) -> list | None:
     from math_verify import parse
     from math_verify.errors import TimeoutException
 
+    started = time.monotonic()
     try:
         return parse(text, extraction_config=extraction_config, parsing_timeout=seconds, raise_on_error=True)
     except TimeoutException:
         return None
     except Exception as error:  # unparsable model output is no answer, not a crash
+        if time.monotonic() - started >= seconds:
+            # the timeout's signal landed inside the parser, which re-raised it as its own error
+            return None
         log.debug("math-verify could not parse %r: %s", text, error)
         return []
 
