@@ -154,8 +154,6 @@ def test_a_single_sample_partner_just_above_the_tolerance_of_no_more_memory_is_s
         [("a", "b", 0.5, 0.125)], 0)
 
 
-@pytest.mark.xfail(strict=True, reason="bitbudget.findings: a named check counts an unestimated side (NaN) as lost; "
-                                       "the rules leave such comparisons out")
 @pytest.mark.parametrize("kind", ["beats", "kv_order"])
 def test_a_named_check_with_an_unestimated_side_is_not_lost(kind):
     base = {"dataset": "d", "weights": "w", "weight_bits": 16, "kv": "full", "kv_method": "full", "kv_bits": None,

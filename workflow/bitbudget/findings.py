@@ -294,18 +294,25 @@ def check_statuses(check: dict, scen: pd.DataFrame, analysis: dict, acc: np.ndar
             ia, ib = a.index[0], b.index[0]
             if not _threshold.equal_memory(scen["total_gib"][ia], scen["total_gib"][ib], tol):
                 return every
-            return np.where(acc[ia] > acc[ib], HOLDS, FAILS).astype(object)
+            # a side without an estimate (NaN) leaves nothing to compare, as in the rules
+            unestimated = ~(np.isfinite(acc[ia]) & np.isfinite(acc[ib]))
+            return np.where(unestimated, NOT_ENOUGH, np.where(acc[ia] > acc[ib], HOLDS, FAILS)).astype(object)
         pairs = _matched_pairs(a, b, tol)
         if not pairs:
             return np.full(acc.shape[1], NOT_ENOUGH, dtype=object)
-        wins = np.sum([acc[i] > acc[j] for i, j in pairs], axis=0)
-        return np.where(wins > len(pairs) / 2, HOLDS, FAILS).astype(object)
+        first, second = acc[[i for i, _ in pairs]], acc[[j for _, j in pairs]]
+        counted = np.isfinite(first) & np.isfinite(second)
+        n_pairs, wins = counted.sum(axis=0), ((first > second) & counted).sum(axis=0)
+        return np.where(n_pairs == 0, NOT_ENOUGH, np.where(wins > n_pairs / 2, HOLDS, FAILS)).astype(object)
     if kind == "kv_order":
         levels = _kv_levels(check, scen)
         if isinstance(levels, str):
             return every if levels.startswith("a KV") else np.full(acc.shape[1], NOT_ENOUGH, dtype=object)
-        means = np.stack([acc[rows.index.to_numpy()].mean(axis=0) for _, rows in levels])
-        return np.where((means[:-1] > means[1:]).all(axis=0), HOLDS, FAILS).astype(object)
+        level_acc = [acc[rows.index.to_numpy()] for _, rows in levels]
+        estimated = np.stack([np.isfinite(a).sum(axis=0) for a in level_acc])
+        means = np.stack([np.nansum(a, axis=0) for a in level_acc]) / np.maximum(estimated, 1)
+        ordered = (means[:-1] > means[1:]).all(axis=0)
+        return np.where((estimated == 0).any(axis=0), NOT_ENOUGH, np.where(ordered, HOLDS, FAILS)).astype(object)
     on = _frontier.frontier_columns(_frontier.frontier_order(scen.assign(dataset="one")), acc) if len(scen) else acc > 0
     if kind == "never_on_frontier":
         _, a = _resolve(check["a"], scen, names, any_g=True)
@@ -354,10 +361,11 @@ def evaluate_check(check: dict, scen: pd.DataFrame, analysis: dict, cuts: dict |
             out["detail"] = (f"{la}: {acc_a:.3f} at {format_memory(ta)}; {lb}: {acc_b:.3f} at {format_memory(tb)}"
                              f" ({'equal memory' if same else f'memory differs by more than {tol:.0%}: not a comparison at equal memory'})")
         else:
-            pairs = _matched_pairs(a, b, tol)
-            wins = sum(int(scen["accuracy"][i] > scen["accuracy"][j]) for i, j in pairs)
+            accuracy = scen["accuracy"].to_numpy(float)
+            pairs = [(i, j) for i, j in _matched_pairs(a, b, tol) if np.isfinite(accuracy[[i, j]]).all()]
+            wins = sum(int(accuracy[i] > accuracy[j]) for i, j in pairs)
             out["detail"] = (f"{la} more accurate in {wins} of {len(pairs)} pairs at equal memory" if pairs
-                             else "no pair of the two within the memory tolerance")
+                             else "no estimated pair of the two within the memory tolerance")
         return out
     if kind == "never_on_frontier":
         la, a = _resolve(check["a"], scen, names, any_g=True)
