@@ -212,11 +212,6 @@ class Surfaced:
     def tables(self) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """(scenarios with drawn accuracies, per-question accuracies, scenarios with noise-free accuracies)."""
         base = pd.DataFrame(self.study.scenarios)
-        # two grids that make the same generation (same engine, samples and budgets) list its
-        # scenarios twice: one row per scenario, its grids joined
-        grids = base.groupby("scenario_id", sort=False)["grids"].agg(lambda g: ",".join(sorted({x for gs in g for x in gs})))
-        base = base.drop_duplicates("scenario_id").reset_index(drop=True)
-        base["grids"] = base["scenario_id"].map(grids)
         records = {g.gen_id: memory.checkpoint_record(g.checkpoint.source_path) for g in self.study.generations.values()}
         spec = {"analysis": self.config["analysis"], "max_answer_tokens": self.config["sampling"]["max_answer_tokens"],
                 "weight_formats": self.config["weight_formats"], "kv_strategies": self.config["kv_strategies"]}

@@ -140,3 +140,16 @@ def test_one_grids_runtime_engine_setting_moves_no_key(monkeypatch):
     config = CONFIGS["config"]
     grid = next(iter(config["grids"]))
     assert job_keys(edited(config, ("grids", grid, "engine", "batch_size"), 8)) == job_keys(config)
+
+
+def test_grids_whose_engines_differ_at_runtime_list_each_scenario_once(monkeypatch):
+    """Two grids over the same cells, one with another batch size: one generation per cell, and
+    every scenario once (the scenario table and the fit read one row per scenario id)."""
+    monkeypatch.chdir(REPO)
+    config = copy.deepcopy(CONFIGS["config"])
+    name, grid = next(iter(config["grids"].items()))
+    config["grids"]["again"] = {**copy.deepcopy(grid), "engine": {"batch_size": 3}}
+    study = plan_as_the_snakefile(config)
+    ids = [row["scenario_id"] for row in study.scenarios]
+    assert len(ids) == len(set(ids)) == len(plan_as_the_snakefile(CONFIGS["config"]).scenarios)
+    assert all((name in row["grids"]) == ("again" in row["grids"]) for row in study.scenarios)
