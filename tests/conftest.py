@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
+from xdist.scheduler import LoadScopeScheduling
 
 from bitbudget.tinymodels import train_tiny_model
 from tests.harness import Study, small_config
@@ -12,19 +13,30 @@ from tests.vllmserver import VLLM_PYTHON, VLLMServer
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_STUDY_DONE = ".small-study-finished"
-#: tests that use one machine-wide service run on one xdist worker, one after another
-SERVICE_GROUPS = {"slurm": "slurm-and-browser", "browser": "slurm-and-browser"}
-VLLM_GROUP = "vllm"
+#: tests that share one machine-wide service run on one xdist worker, one after another: the SLURM
+#: test cluster and Chromium (and the local-gpu device slots), and the run's one vLLM process
+SERVICE_GROUPS = {"tests/executors/": "executors-and-browser", "tests/browser/": "executors-and-browser",
+                  "tests/vllm/": "vllm", "tests/qwen3/": "vllm"}
 
 
-def pytest_collection_modifyitems(items):
-    """xdist groups (`--dist loadgroup`): SLURM and browser tests together, every test of the one
-    vLLM process together, and otherwise a module's tests together (they share its fixtures)."""
-    for item in items:
-        group = next((g for marker, g in SERVICE_GROUPS.items() if item.get_closest_marker(marker)), None)
-        if group is None:
-            group = VLLM_GROUP if "vllm_server" in item.fixturenames else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+def xdist_group(nodeid: str) -> str:
+    """The work unit of a test under `--dist loadgroup`: its service's group, else its module
+    (a module's tests share its fixtures)."""
+    module = nodeid.split("::")[0]
+    return next((group for prefix, group in SERVICE_GROUPS.items() if module.startswith(prefix)), module)
+
+
+class GroupedScheduling(LoadScopeScheduling):
+    """xdist's load-by-scope scheduling with the scope of :func:`xdist_group`. (xdist's own
+    loadgroup reads `xdist_group` markers through a node id suffix that this pytest no longer
+    keeps, so the groups are computed here from the node ids.)"""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return xdist_group(nodeid)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    return GroupedScheduling(config, log) if config.getvalue("dist") == "loadgroup" else None
 
 
 def shared_tmp(tmp_path_factory) -> Path:

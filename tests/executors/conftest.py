@@ -24,6 +24,8 @@ from tests.harness import RunningSnakemake
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = REPO / "profiles"
+USABLE_NODE_STATES = ("idle", "mixed", "allocated")
+NODE_SETTLE_S = 60
 
 
 @pytest.fixture
@@ -84,6 +86,11 @@ def _answers(cmd: list[str]) -> tuple[bool, str]:
     return True, res.stdout
 
 
+def has_usable_node(sinfo: str) -> bool:
+    """Whether `sinfo -h -o "%P %T"` lists a node in a state that takes jobs."""
+    return any(len(fields) > 1 and fields[1] in USABLE_NODE_STATES for fields in map(str.split, sinfo.splitlines()))
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster() -> SlurmCluster:
     """The test cluster of tests/slurm/start.sh; skips the test when it is not running."""
@@ -92,8 +99,12 @@ def slurm_cluster() -> SlurmCluster:
     if not ok:
         pytest.skip(f"SLURM test cluster not available: {out}; {hint}")
     partitions = [line.split()[0].rstrip("*") for line in out.splitlines() if line.strip()]
-    if not any(line.split()[1] in ("idle", "mixed", "allocated") for line in out.splitlines() if line.strip()):
-        pytest.skip(f"SLURM test cluster has no usable node ({out.strip()}); {hint}")
+    deadline = time.monotonic() + NODE_SETTLE_S  # a node still "completing" the last job settles
+    while not has_usable_node(out):
+        if time.monotonic() > deadline:
+            pytest.skip(f"SLURM test cluster has no usable node ({out.strip()}); {hint}")
+        time.sleep(1)
+        _, out = _answers(["sinfo", "-h", "-o", "%P %T"])
     ok, err = _answers(["sacct", "-n", "-X", "-S", "now"])
     if not ok:
         pytest.skip(f"SLURM accounting (sacct) not available, the executor plugin needs it: {err}; {hint}")
