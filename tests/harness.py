@@ -9,6 +9,7 @@ answering cannot hang the suite. A run's executed jobs are read from Snakemake's
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
@@ -227,18 +228,23 @@ def plan_as_the_snakefile(config: dict, config_files=()) -> "BuiltStudy":
     return build_study(config)
 
 
+def aggregate_spec(study: BuiltStudy) -> dict:
+    """The aggregate job's spec, as `aggregate_spec` in workflow/rules/common.smk builds it."""
+    return rounds.aggregate_spec(study.config, [
+        {"gen_id": g.generation.gen_id, "grade_id": g.grade_id, "generation": g.generation.output, "grades": g.output}
+        for g in study.grades.values()])
+
+
 def job_keys(config: dict) -> dict:
     """Every job's `params:` (its key) as the Snakefile passes them, by rule and artifact id:
     Snakemake reruns a job whose params change, so two configs with equal keys rerun nothing."""
     study = plan_as_the_snakefile(config)
-    grades = [{"gen_id": g.generation.gen_id, "grade_id": g.grade_id, "generation": g.generation.output,
-               "grades": g.output} for g in study.grades.values()]
     return {
         "quantize": {i: c.key for i, c in study.checkpoints.items()},
         "generate": {i: g.key for i, g in study.all_generations.items()},
         "grade": {i: g.key for i, g in study.all_grades.items()},
         "expand_scenarios": content_id(study.scenarios),
-        "aggregate": rounds.aggregate_spec(study.config, grades),
+        "aggregate": aggregate_spec(study),
         "fit": study.config["analysis"],
         "report": config_summary(without_runtime(study.config)),
     }
@@ -249,9 +255,7 @@ def run_in_process(config: dict, workdir: Path) -> dict:
     simulated engine: metadata-only checkpoints, generations, grades, scenarios, aggregate, fit),
     with `workdir` as the working directory. Returns the aggregate tables and the fit's outputs."""
     study = plan_as_the_snakefile(config)
-    cwd = os.getcwd()
-    os.chdir(workdir)
-    try:
+    with contextlib.chdir(workdir):
         for checkpoint in study.checkpoints.values():
             if checkpoint.quantized and not Path(checkpoint.path).exists():
                 summary = write_metadata_checkpoint(checkpoint.key["model"]["path"], checkpoint.path,
@@ -265,12 +269,7 @@ def run_in_process(config: dict, workdir: Path) -> dict:
                                    timeout_s=grade.key["timeout_s"], workers=1)
             write_parquet(grade.output, graded)
             write_meta(grade.output, grade.key)
-        grades = [{"gen_id": g.generation.gen_id, "grade_id": g.grade_id, "generation": g.generation.output,
-                   "grades": g.output} for g in study.grades.values()]
-        scenarios, questions = aggregate(pd.DataFrame.from_records(study.scenarios),
-                                         rounds.aggregate_spec(study.config, grades))
+        scenarios, questions = aggregate(pd.DataFrame.from_records(study.scenarios), aggregate_spec(study))
         frontier, thresholds, findings = fit_study(scenarios, questions, study.config["analysis"])
-    finally:
-        os.chdir(cwd)
     return {"scenarios": scenarios, "questions": questions, "frontier": frontier, "thresholds": thresholds,
             "findings": findings}

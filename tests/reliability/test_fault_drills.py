@@ -8,6 +8,7 @@ of the finished small study, so the drills pass alone and in any order.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -63,12 +64,8 @@ def quantized_generation(workdir: Path) -> str:
 
 def generation_of(study: Study, gen: str):
     """The job spec of generation `gen`, planned from the study's config in its directory."""
-    cwd = os.getcwd()
-    os.chdir(study.workdir)
-    try:
+    with contextlib.chdir(study.workdir):
         return build_study(study.config).generations[gen]
-    finally:
-        os.chdir(cwd)
 
 
 def trace_of(workdir: Path, gen: str) -> Path:
