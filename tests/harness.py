@@ -253,9 +253,10 @@ def job_keys(config: dict) -> dict:
 def run_in_process(config: dict, workdir: Path) -> dict:
     """A study's stages through the library, in this process, as its rules run them (for the
     simulated engine: metadata-only checkpoints, generations, grades, scenarios, aggregate, fit),
-    with `workdir` as the working directory. Returns the aggregate tables and the fit's outputs."""
-    study = plan_as_the_snakefile(config)
+    with `workdir` as the working directory (relative paths in `config` are read from there).
+    Returns the aggregate tables and the fit's outputs."""
     with contextlib.chdir(workdir):
+        study = plan_as_the_snakefile(config)
         for checkpoint in study.checkpoints.values():
             if checkpoint.quantized and not Path(checkpoint.path).exists():
                 summary = write_metadata_checkpoint(checkpoint.key["model"]["path"], checkpoint.path,

@@ -18,13 +18,19 @@ CONTRARY_SWITCH_GIB = 15.0  # ~8-bit 14B, what config/simulated-contrary.yaml pl
 
 
 def simulated_config(overlay: str) -> dict:
-    """config/paper.yaml + the overlay + the reduced grid, with absolute model paths."""
+    """config/paper.yaml + the overlay + the reduced grid, its model paths relative to the
+    repository as a user's run has them (artifact ids, and so the simulated draws, hold the path)."""
     config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     for path in (REPO / "config" / overlay, SMALL):
         update_config(config, yaml.safe_load(path.read_text()))
-    for model in config["models"].values():
-        model["path"] = str(REPO / model["path"])
     return config
+
+
+def study_dir(tmp_path):
+    """A working directory that reads the repository's resources/ as a clone's own: the draws do
+    not depend on where the repository was cloned."""
+    (tmp_path / "resources").symlink_to(REPO / "resources")
+    return tmp_path
 
 
 @pytest.mark.parametrize("overlay, planted, other", [
@@ -32,7 +38,7 @@ def simulated_config(overlay: str) -> dict:
     ("simulated-contrary.yaml", CONTRARY_SWITCH_GIB, PAPER_SWITCH_GIB),
 ])
 def test_the_fit_recovers_the_planted_switch(tmp_path, overlay, planted, other):
-    outputs = run_in_process(simulated_config(overlay), tmp_path)
+    outputs = run_in_process(simulated_config(overlay), study_dir(tmp_path))
     fit = outputs["thresholds"]["weights_vs_tokens"]
     assert fit["status"] == "ok" and fit["direction"] == "win above", fit
     assert fit["ci_low"] <= planted <= fit["ci_high"], fit
