@@ -35,6 +35,7 @@ class GroupedScheduling(LoadScopeScheduling):
         return xdist_group(nodeid)
 
 
+@pytest.hookimpl(optionalhook=True)  # a run with -p no:xdist has no such hook
 def pytest_xdist_make_scheduler(config, log):
     return GroupedScheduling(config, log) if config.getvalue("dist") == "loadgroup" else None
 

@@ -228,13 +228,6 @@ def plan_as_the_snakefile(config: dict, config_files=()) -> "BuiltStudy":
     return build_study(config)
 
 
-def aggregate_spec(study: BuiltStudy) -> dict:
-    """The aggregate job's spec, as `aggregate_spec` in workflow/rules/common.smk builds it."""
-    return rounds.aggregate_spec(study.config, [
-        {"gen_id": g.generation.gen_id, "grade_id": g.grade_id, "generation": g.generation.output, "grades": g.output}
-        for g in study.grades.values()])
-
-
 def job_keys(config: dict) -> dict:
     """Every job's `params:` (its key) as the Snakefile passes them, by rule and artifact id:
     Snakemake reruns a job whose params change, so two configs with equal keys rerun nothing."""
@@ -244,7 +237,7 @@ def job_keys(config: dict) -> dict:
         "generate": {i: g.key for i, g in study.all_generations.items()},
         "grade": {i: g.key for i, g in study.all_grades.items()},
         "expand_scenarios": content_id(study.scenarios),
-        "aggregate": aggregate_spec(study),
+        "aggregate": rounds.study_aggregate_spec(study),
         "fit": study.config["analysis"],
         "report": config_summary(without_runtime(study.config)),
     }
@@ -270,7 +263,7 @@ def run_in_process(config: dict, workdir: Path) -> dict:
                                    timeout_s=grade.key["timeout_s"], workers=1)
             write_parquet(grade.output, graded)
             write_meta(grade.output, grade.key)
-        scenarios, questions = aggregate(pd.DataFrame.from_records(study.scenarios), aggregate_spec(study))
+        scenarios, questions = aggregate(pd.DataFrame.from_records(study.scenarios), rounds.study_aggregate_spec(study))
         frontier, thresholds, findings = fit_study(scenarios, questions, study.config["analysis"])
     return {"scenarios": scenarios, "questions": questions, "frontier": frontier, "thresholds": thresholds,
             "findings": findings}

@@ -10,6 +10,8 @@ from bitbudget import adaptive
 from bitbudget.schema import schema_defaults
 from bitbudget.frontier import pareto_frontier
 
+ANALYSIS = schema_defaults("analysis")  # a validated analysis section
+
 CONFIDENCE = 0.95
 Q = 200
 
@@ -141,7 +143,7 @@ def test_never_stops_a_close_frontier_generation():
     delta = adaptive.per_test_delta(CONFIDENCE, len(now), len(adaptive.rounds(n, n, full_n)))
     epsilon = schema_defaults("sampling", "adaptive")["epsilon"]
     assert p["close_b"] - p["close_a"] > epsilon  # close, yet not a tie
-    decisions = adaptive.decided_scenarios(now, delta, {}, epsilon)
+    decisions = adaptive.decided_scenarios(now, delta, ANALYSIS, epsilon)
     status = adaptive.stopping_generations(now, decisions, {g: n for g in p}, {g: full_n for g in p})
     for gen in on_full_frontier:
         assert status[gen] == adaptive.OPEN
@@ -150,7 +152,7 @@ def test_never_stops_a_close_frontier_generation():
     # as a round runs it: whole generations, every budget of an open one going on
     rule = _rule(n, full_n, adaptive.CONFIDENCE_RULE, confidence=CONFIDENCE, epsilon=epsilon)
     samples = {g: {1000: (draws[g][:, :n], None), 2000: (draws[g][:, :n], None)} for g in p}
-    outcomes = adaptive.decide_round(now, samples, {g: n for g in p}, {g: full_n for g in p}, rule, {}, 0, 1)
+    outcomes = adaptive.decide_round(now, samples, {g: n for g in p}, {g: full_n for g in p}, rule, ANALYSIS, 0, 1)
     assert {g: o.reason for g, o in outcomes.items()} == status
     assert outcomes["far"].open_budgets == () and all(outcomes[g].open_budgets == (1000, 2000) for g in on_full_frontier)
 
@@ -171,7 +173,7 @@ def test_open_comparisons_keep_generations_sampling():
     scen = pd.DataFrame(rows).assign(
         scenario_id=[f"s{i}" for i in range(len(rows))], gen_id=[f"g{i}" for i in range(len(rows))],
         dataset="d", weights="bf16", kv="full", kv_method="full", G=1, n_questions=Q)
-    analysis = {"min_comparisons": 1}
+    analysis = {**ANALYSIS, "min_comparisons": 1}
     wide = adaptive.comparisons_settled(scen, scen["accuracy"] - 0.4, scen["accuracy"] + 0.4, analysis)
     narrow = adaptive.comparisons_settled(scen, scen["accuracy"] - 0.01, scen["accuracy"] + 0.01, analysis)
     assert not wide.any()
@@ -314,7 +316,7 @@ def _round(draws: dict, memory: dict, n: int, gamma: float, predictive=None):
                for g in gens}
     maximum = {g: draws[g].shape[1] for g in gens}
     rule = _rule(n, maximum[gens[0]], adaptive.CURTAIL_RULE, gamma=gamma)
-    outcomes = adaptive.decide_round(now, samples, {g: n for g in gens}, maximum, rule, {}, seed=0, round_index=1,
+    outcomes = adaptive.decide_round(now, samples, {g: n for g in gens}, maximum, rule, ANALYSIS, seed=0, round_index=1,
                                      predictive=predictive)
     return {g: o.reason for g, o in outcomes.items()}
 
@@ -449,7 +451,7 @@ def test_a_generation_closes_its_settled_top_budgets_and_samples_on_below_them()
     labels = lambda right: np.where(right, "right", "wrong").astype(object)  # noqa: E731
     samples = {"a": {1000: (first, labels(first))}, "g": {1000: (more, labels(more)), 2000: (far, labels(far))}}
     rule = _rule(8, 32, adaptive.CURTAIL_RULE, gamma=0.05)
-    outcomes = adaptive.decide_round(now, samples, {"a": 8, "g": 8}, {"a": 32, "g": 32}, rule, {}, seed=0,
+    outcomes = adaptive.decide_round(now, samples, {"a": 8, "g": 8}, {"a": 32, "g": 32}, rule, ANALYSIS, seed=0,
                                      round_index=1)
     assert outcomes["g"] == adaptive.Outcome(adaptive.OPEN, (1000,))
     assert outcomes["a"] == adaptive.Outcome(adaptive.OPEN, (1000,))

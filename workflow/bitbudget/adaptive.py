@@ -308,7 +308,7 @@ def comparisons_settled(scenarios: pd.DataFrame, lo, hi, analysis: dict) -> np.n
     point = scen["accuracy"].to_numpy(dtype=float)
     point = np.where(np.isfinite(point), point, (lo + hi) / 2)
     settled = np.ones(len(scen), dtype=bool)
-    tol = analysis.get("memory_tolerance", _threshold.analysis_default("memory_tolerance"))
+    tol = analysis["memory_tolerance"]
     datasets = sorted(scen["dataset"].astype(str).unique())
     cuts = _findings.placed_cuts(analysis, scen)
     groups = [(None, np.arange(len(scen)))] + [

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import grid_engine, model_resources
 from .errors import ConfigError
 from .llmcompressor_quantize import scheme_of
 
@@ -139,12 +140,10 @@ def refusals(config: dict, flags=None) -> list[str]:
     flags = cpu_flags() if flags is None else flags
     found: dict[str, str] = {}
     for grid_name, grid in config["grids"].items():
-        engine = {**config["engine"], **grid.get("engine", {})}
+        engine = grid_engine(config, grid)
         if engine["name"] != "vllm":
             continue
-        on_cpu = [m for m in grid["models"] if runs_on_cpu(
-            engine, {**config.get("resources", {}).get("generate", {}),
-                     **config["models"][m].get("resources", {})})]
+        on_cpu = [m for m in grid["models"] if runs_on_cpu(engine, model_resources(config, m))]
         if not on_cpu:
             continue
         kv_field = _engine_field(grid_name, grid, "kv_cache_dtype")

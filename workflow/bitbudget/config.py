@@ -64,7 +64,7 @@ def check_semantics(config: dict) -> None:
                         f"config field 'grids.{grid_name}.{axis}': '{name}' is not defined; "
                         f"fix: define it under '{section}' (defined: {sorted(config[section])})"
                     )
-        samples = grid.get("samples_per_question", config["sampling"]["samples_per_question"])
+        samples = grid_samples(config, grid)
         too_many = [g for g in grid["parallel_samples"] if g > samples]
         if too_many:
             raise ConfigError(
@@ -101,13 +101,29 @@ def _check_engines_apart(config: dict) -> None:
             )
 
 
+def grid_engine(config: dict, grid: dict) -> dict:
+    """The global engine with the grid's overrides (e.g. the HF engine for KV-cache strategies);
+    a grid without an `engine` section overrides nothing."""
+    return {**config["engine"], **grid.get("engine", {})}
+
+
+def grid_samples(config: dict, grid: dict) -> int:
+    """Samples per question a grid draws: its own `samples_per_question`, else sampling's."""
+    return grid.get("samples_per_question", config["sampling"]["samples_per_question"])
+
+
+def model_resources(config: dict, model: str) -> dict:
+    """A model's generate-job resources: resources.generate with the model's overrides."""
+    return {**config["resources"]["generate"], **config["models"][model].get("resources", {})}
+
+
 def _engine_name(config: dict, grid: dict) -> str:
-    return {**config["engine"], **grid.get("engine", {})}["name"]
+    return grid_engine(config, grid)["name"]
 
 
 def _check_source(field: str, section: dict, sourced_from=("hub", "file")) -> None:
     """A `source:` among ``sourced_from`` has its own section, and a local file exists."""
-    source = section.get("source", "synthetic")
+    source = section["source"]
     if source in sourced_from and source not in section:
         raise ConfigError(f"config field '{field}.{source}': source '{source}' needs this section; fix: add it")
     if source == "file" and not Path(section["file"]).is_file():

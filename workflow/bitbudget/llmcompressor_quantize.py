@@ -31,13 +31,10 @@ from bitbudget.datasets import load_hub_table
 from bitbudget.interpreter import cli_arguments
 from bitbudget.memory import architecture_record, count_parameters_of_model, stored_tensor_names
 from bitbudget.revisions import local_snapshot
+from bitbudget.schema import schema_defaults
 from bitbudget.tasks import make_synthetic_questions, reference_completion
 
 SCHEMES = ("W4A16", "W8A16", "W8A8")
-DEFAULT_CALIBRATION = {
-    "source": "synthetic", "kind": "integer", "n_samples": 64, "seed": 0,
-    "min_difficulty": 4, "max_difficulty": 24, "max_seq_length": 512,
-}
 
 
 def scheme_of(fmt: dict) -> str:
@@ -52,7 +49,8 @@ def scheme_of(fmt: dict) -> str:
 
 
 def calibration_of(fmt: dict) -> dict:
-    return {**DEFAULT_CALIBRATION, **(fmt.get("calibration") or {})}
+    """The format's calibration set; a format without one calibrates on the schema's default."""
+    return {**schema_defaults("weight_formats", "*", "calibration"), **fmt.get("calibration", {})}
 
 
 def calibration_texts(calibration: dict, tokenizer) -> list[str]:

@@ -304,7 +304,7 @@ def suggest_resources(config: dict, plan: Plan, gpu: Gpu = Gpu(), concurrency: i
             continue
         fmt = config["weight_formats"][g.weights]
         need = derive_resources(architecture, 16 if fmt["bits"] >= 16 else fmt["bits"], max(g.budgets),
-                               concurrency, gpu, fmt.get("group_size", 128))
+                               concurrency, gpu, fmt["group_size"])
         hours_per_job = g.gpu_hours / max(g.gpus, 1)
         need["runtime"] = int(math.ceil(hours_per_job * margin * 60 / 60) * 60)
         best = out.setdefault(g.model, need)

@@ -142,7 +142,7 @@ def paths(entries) -> dict:
 
 
 def aggregate_spec(config: dict, entries) -> dict:
-    """The aggregate stage's spec (as ``aggregate_spec`` in workflow/rules/common.smk) for ``entries``."""
+    """The aggregate stage's spec for ``entries`` (a round's, or :func:`study_aggregate_spec`'s)."""
     return {
         **paths(entries),
         "weight_formats": config["weight_formats"],
@@ -150,6 +150,16 @@ def aggregate_spec(config: dict, entries) -> dict:
         "max_answer_tokens": config["sampling"]["max_answer_tokens"],
         "analysis": config["analysis"],
     }
+
+
+def study_aggregate_spec(study) -> dict:
+    """The aggregate job's spec: every grade of the full design; under adaptive sampling none
+    (the aggregate job reads the final round's from the samples file)."""
+    if enabled(study.config):
+        return {**aggregate_spec(study.config, []), "grades": {}, "generations": {}}
+    return aggregate_spec(study.config, [
+        {"gen_id": g.generation.gen_id, "grade_id": g.grade_id, "generation": g.generation.output, "grades": g.output}
+        for g in study.grades.values()])
 
 
 def round_table(study, used_by: dict, open_budgets: dict[str, list[int]]) -> tuple[pd.DataFrame, dict]:

@@ -26,6 +26,7 @@ from bitbudget import versions
 from bitbudget.adaptive import AdaptiveRule
 from bitbudget.artifacts import content_id, sha256_file
 from bitbudget.backends.simulated import read_architecture
+from bitbudget.config import grid_engine, grid_samples, model_resources
 from bitbudget.errors import ConfigError
 from bitbudget.forcing import sampling_key
 from bitbudget.preflight import validate_study_config
@@ -318,11 +319,6 @@ def simulation_key(config: dict, dataset: str, model: str) -> dict:
             "surface": simulation["datasets"][dataset], "model": model, "parameters": simulation["parameters"][model]}
 
 
-def grid_engine(config: dict, grid: dict) -> dict:
-    """The global engine with the grid's overrides (e.g. the HF engine for KV-cache strategies)."""
-    return {**config["engine"], **grid.get("engine", {})}
-
-
 def _trace_key(config: dict, ckpt: Checkpoint, kv: str, dataset: str, samples: int, horizon: int,
                engine_config: dict, dataset_keys: dict | None = None) -> dict:
     kind = config["datasets"][dataset]["kind"]
@@ -349,10 +345,9 @@ def _trace_key(config: dict, ckpt: Checkpoint, kv: str, dataset: str, samples: i
 
 def _generation_runtime(config: dict, unit: dict) -> dict:
     """What only changes where and how fast a generation runs: never part of its key."""
-    model = config["models"][unit["model"]]
     return {
         "engine": {k: unit["engine"][k] for k in ENGINE_RUNTIME_FIELDS if k in unit["engine"]},
-        "resources": {**config["resources"]["generate"], **model.get("resources", {})},
+        "resources": model_resources(config, unit["model"]),
     }
 
 
@@ -395,7 +390,7 @@ def build_study(config: dict) -> Study:
     study = Study(config)
     units: dict[tuple, dict] = {}
     for grid_name, grid in config["grids"].items():
-        samples = grid.get("samples_per_question", config["sampling"]["samples_per_question"])
+        samples = grid_samples(config, grid)
         engine = grid_engine(config, grid)
         # grids whose engines differ only at runtime share their generations (the first grid's
         # runtime settings run them)

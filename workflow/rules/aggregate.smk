@@ -20,7 +20,7 @@ rule aggregate:
     conda:
         "../../envs/analysis.yaml"
     params:
-        spec=aggregate_spec(),
+        spec=rounds.study_aggregate_spec(STUDY),
         analysis_version=ANALYSIS_VERSION,
     script:
         "../scripts/aggregate.py"

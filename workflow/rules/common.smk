@@ -246,22 +246,3 @@ def grade_end_of_thinking(wildcards):
     return ALL_GRADES[wildcards.grade_id].generation.key["trace_key"]["forcing"][
         "end_of_thinking"
     ]
-
-
-def aggregate_spec(wildcards=None):
-    """Plain data the aggregate step needs to place each scenario at its memory cost."""
-    if ADAPTIVE:
-        # the grades are those of the final round: the aggregate script reads samples.json
-        return {**rounds.aggregate_spec(config, []), "grades": {}, "generations": {}}
-    return rounds.aggregate_spec(
-        config,
-        [
-            {
-                "gen_id": g.generation.gen_id,
-                "grade_id": g.grade_id,
-                "generation": g.generation.output,
-                "grades": g.output,
-            }
-            for g in STUDY.grades.values()
-        ],
-    )
