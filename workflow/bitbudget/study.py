@@ -29,7 +29,9 @@ from bitbudget.backends.simulated import read_architecture
 from bitbudget.config import grid_engine, grid_samples, model_resources
 from bitbudget.errors import ConfigError
 from bitbudget.forcing import sampling_key
+from bitbudget.llmcompressor_quantize import needs_calibration
 from bitbudget.preflight import validate_study_config
+from bitbudget.schema import schema_defaults
 from bitbudget.tasks import SYNTHETIC_TASK_VERSION
 
 RESULTS = "results"
@@ -287,13 +289,24 @@ def _checkpoint(config: dict, model: str, weights: str, metadata_only: bool = Fa
         key["metadata_only"] = simulated_architecture_key(config["models"][model]["path"])
     if quantized:
         key["format"] = {"bits": fmt["bits"], "method": fmt["method"], "group_size": fmt["group_size"]}
-        key["format"].update({k: fmt[k] for k in ("scheme", "calibration", "dampening_frac") if k in fmt})
+        key["format"].update({k: fmt[k] for k in ("scheme", "dampening_frac") if k in fmt})
+        key["format"].update(_calibration_key(fmt))
         llmc = key["format"]["method"] == "gptq" or "scheme" in fmt
         key["quantizer"] = versions.LLMCOMPRESSOR_QUANTIZER_VERSION if llmc else versions.QUANTIZER_VERSION
         if metadata_only:
             key["quantizer"] = versions.METADATA_CHECKPOINT_VERSION
     runtime = {"python": config["envs"]["llmcompressor"].get("python")} if quantized else {}
     return Checkpoint(content_id(key), model, weights, key, config["models"][model]["path"], quantized, runtime)
+
+
+def _calibration_key(fmt: dict) -> dict:
+    """The calibration set of a format that reads one (GPTQ); the schema's default, written out or
+    left out, is the format without one (the id it always had)."""
+    if "calibration" not in fmt or not needs_calibration(fmt.get("scheme"), fmt["method"]):
+        return {}
+    if fmt["calibration"] == schema_defaults("weight_formats", "*", "calibration"):
+        return {}
+    return {"calibration": fmt["calibration"]}
 
 
 def simulated_architecture_key(path: str) -> dict:
