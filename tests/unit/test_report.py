@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from bitbudget import findings, report, threshold
+from bitbudget.memory import axis_unit, format_memory
 
 EVIL = "before <script>alert('pwned')</script> </pre><img src=x onerror=alert(1)> after"
 
@@ -81,15 +82,13 @@ def test_renders_with_empty_inputs(tmp_path):
 
 
 def test_memory_is_shown_in_a_readable_unit():
-    from bitbudget.memory import format_memory, memory_unit
-
     assert format_memory(4.19) == "4.19 GB"
     assert format_memory(0.5) == "512 MB"
     assert format_memory(4.83e-05) == "50.6 KB"
     assert format_memory(float("nan")) == "n/a"
-    assert memory_unit([4.19, 0.5]) == ("MB", 2.0**-10)
-    assert memory_unit([4.83e-05, 3.0]) == ("KB", 2.0**-20)
-    assert memory_unit([]) == ("GB", 1.0)
+    assert axis_unit([0.7, 90.0]) == ("GB", 1.0)
+    assert axis_unit([4.83e-05, 3e-04]) == ("KB", 2.0**-20)
+    assert axis_unit([]) == ("GB", 1.0)
 
 
 def test_scenario_table_can_be_filtered(rendered):

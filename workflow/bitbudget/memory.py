@@ -348,11 +348,6 @@ def format_memory(gib: float) -> str:
     return f"{gib / scale:.3g} {unit}"
 
 
-def memory_unit(values) -> tuple[str, float]:
-    """(unit, GiB per unit) that shows the smallest of ``values`` (GiB) as >= 1."""
-    return _unit_for(min((abs(v) for v in values if v and math.isfinite(v)), default=1.0))
-
-
 def axis_unit(values) -> tuple[str, float]:
     """(unit, GiB per unit) of a chart axis: the one that shows the largest of ``values`` (GiB) as
     >= 1, so an axis from 0.7 to 90 GB reads in GB, not 700 to 92,000 MB."""
