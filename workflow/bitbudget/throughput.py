@@ -93,7 +93,8 @@ def check(data, path: str | Path = "throughput file") -> dict:
     if data.get("format") != FORMAT:
         raise _fail(path, "format", f"must be {FORMAT!r}, got {data.get('format')!r}")
     if data.get("version") != VERSION:
-        raise _fail(path, "version", f"must be {VERSION} (the version this bitbudget reads), got {data.get('version')!r}")
+        raise _fail(path, "version",
+                    f"must be {VERSION} (the version this bitbudget reads), got {data.get('version')!r}")
     table = data.get("throughput")
     if not isinstance(table, Mapping) or not table:
         raise _fail(path, "throughput", "must map model sizes (0.6b, 8b, ...) to their engines' tokens/s")
