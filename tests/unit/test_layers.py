@@ -21,7 +21,7 @@ LAYERS = {
                "llmcompressor_quantize", "capabilities", "quantize", "tinymodels", "kv", "kv.base", "kv.factory",
                "kv.quantized", "kv.rkv", "kv.streaming", "backends", "backends.hf", "backends.simulated",
                "backends.vllm", "generate", "aggregate", "frontier", "threshold", "findings", "fit", "adaptive",
-               "report"],
+               "report", "throughput"],
     "study": ["preflight", "study", "rounds", "plan", "recommend"],
     "commands": ["cli", "__main__"],
 }

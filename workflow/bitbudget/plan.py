@@ -24,6 +24,10 @@ largest budget and decodes one answer per budget; the forced-answer suffix is pr
 GPU-hours = decode tokens / throughput x GPUs per job. Throughput (decode tokens per second
 of one generate job, all its sequences together) is a per-model-size table below,
 overridable with ``--throughput 8b=3000``; the HF engine is ``--hf-factor`` times slower.
+``--throughput-file throughput.json`` (written by ``bench/gpu_check.py``, read by
+:mod:`bitbudget.throughput`) replaces the table's figures by measured ones: its vLLM figure per
+size, and for the HF engine its figure per size and KV strategy (the factor is then unused for
+that size). A ``--throughput`` flag still wins for its size, for both engines.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from pathlib import Path
 
 
 from bitbudget import memory, rounds
+from bitbudget import throughput as throughput_file
 from bitbudget.datasets import load_questions
 from bitbudget.preflight import load_study_config
 from bitbudget.study import build_study
@@ -177,15 +182,31 @@ class Plan:
         } | ({"adaptive": self.adaptive, "rounds": [asdict(r) for r in self.rounds]} if self.adaptive else {})
 
 
-def throughput_for(model: dict, engine: str, table: dict, hf_factor: float) -> float:
+def throughput_for(model: dict, engine: str, table: dict, hf_factor: float, hf_table: dict | None = None,
+                   kv_strategy: dict | None = None) -> float:
+    """Decode tokens/s of one generate job: a measured HF figure for the model's size and KV
+    strategy where `hf_table` (size -> KV label -> tokens/s) has one, else the vLLM `table`'s
+    figure, times `hf_factor` for the HF engine."""
     size = model_size(model)
+    if engine == "hf" and size in (hf_table or {}):
+        return throughput_file.hf_rate(hf_table[size], kv_strategy or {"method": throughput_file.FULL_KV})
     base = table.get(size, UNKNOWN_SIZE_THROUGHPUT) if size else UNKNOWN_SIZE_THROUGHPUT
     return base * (hf_factor if engine == "hf" else 1.0)
 
 
+def throughput_tables(flags: dict, measured: dict | None) -> tuple[dict, dict]:
+    """(vLLM table, HF table) from the assumed figures, a throughput file's measured ones and the
+    ``--throughput`` flags, in that order of precedence (a flag's size takes no measured HF figure)."""
+    measured = measured or {}
+    vllm = {size: entry["vllm"] for size, entry in measured.items() if "vllm" in entry}
+    hf = {size: entry["hf"] for size, entry in measured.items() if "hf" in entry and size not in flags}
+    return {**DEFAULT_THROUGHPUT, **vllm, **flags}, hf
+
+
 def make_plan(config: dict, think_fraction: float = 1.0, throughput: dict | None = None,
-              hf_factor: float = DEFAULT_HF_FACTOR, workdir: str | Path = ".") -> Plan:
-    table = {**DEFAULT_THROUGHPUT, **(throughput or {})}
+              hf_factor: float = DEFAULT_HF_FACTOR, workdir: str | Path = ".", measured: dict | None = None) -> Plan:
+    """``measured``: the table of a throughput file (:func:`bitbudget.throughput.read`)."""
+    table, hf_table = throughput_tables(dict(throughput or {}), measured)
     study = build_study(config)
     answer = config["sampling"]["max_answer_tokens"]
     workdir = Path(workdir)
@@ -201,7 +222,8 @@ def make_plan(config: dict, think_fraction: float = 1.0, throughput: dict | None
             "aggregate/fit/report": 3,
         },
         assumptions={"think_fraction": think_fraction, "answer_tokens": answer,
-                     "throughput_tokens_per_s": table, "hf_factor": hf_factor},
+                     "throughput_tokens_per_s": table, "hf_factor": hf_factor,
+                     "hf_measured_tokens_per_s": hf_table},
     )
     for gen in study.generations.values():
         questions = dataset_questions(config["datasets"][gen.dataset])
@@ -211,7 +233,8 @@ def make_plan(config: dict, think_fraction: float = 1.0, throughput: dict | None
         per_scenario = sum(rows * (think_fraction * budget + answer) for budget, _ in cells_per_generation[gen.gen_id])
         resources = gen.runtime["resources"]
         gpus = max(1, int(resources.get("gpu", 0) or 0))
-        rate = throughput_for(config["models"][gen.checkpoint.model], gen.engine_name, table, hf_factor)
+        rate = throughput_for(config["models"][gen.checkpoint.model], gen.engine_name, table, hf_factor,
+                              hf_table, config["kv_strategies"][gen.kv])
         shards = workdir / gen.trace_dir / "shards"
         plan.generations.append(GenerationPlan(
             gen.gen_id, gen.checkpoint.model, gen.checkpoint.weights, gen.kv, gen.dataset,
@@ -328,7 +351,9 @@ def format_plan(plan: Plan) -> str:
         "jobs after nesting and pooling: " + ", ".join(f"{k} {v}" for k, v in plan.jobs.items()),
         f"assumptions: every sample thinks {a['think_fraction']:.2f} x its budget, then "
         f"{a['answer_tokens']} answer tokens per budget; throughput (decode tokens/s per generate job, "
-        f"vLLM) {a['throughput_tokens_per_s']}; HF engine x{a['hf_factor']}",
+        f"vLLM) {a['throughput_tokens_per_s']}; HF engine x{a['hf_factor']}"
+        + (f" except sizes measured under HF (per KV strategy, from the throughput file): "
+           f"{sorted(a['hf_measured_tokens_per_s'])}" if a["hf_measured_tokens_per_s"] else ""),
         "",
         f"{'model':<12} {'gens':>5} {'cached':>7} {'decode tokens':>14} {'GPU-hours':>10} "
         f"{'per-scenario tokens':>20}",
@@ -370,6 +395,13 @@ def _throughput_option(text: str) -> tuple[str, float]:
     return size.lower(), float(value)
 
 
+def _throughput_file_option(path: str) -> dict:
+    try:
+        return throughput_file.read(path)
+    except throughput_file.ThroughputFileError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The plan's options, shared by ``python -m bitbudget.plan`` and ``bitbudget plan``."""
     parser.add_argument("--configfile", default="config/config.yaml")
@@ -378,6 +410,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="mean thinking length as a fraction of the budget (1.0: upper bound)")
     parser.add_argument("--throughput", type=_throughput_option, action="append", default=[],
                         help="decode tokens/s of one generate job for a model size, e.g. 8b=2500 (repeatable)")
+    parser.add_argument("--throughput-file", type=_throughput_file_option, default=None, metavar="PATH",
+                        help="measured decode tokens/s (throughput.json of bench/gpu_check.py) in place of "
+                             "the assumed figures; --throughput flags still win")
     parser.add_argument("--hf-factor", type=float, default=DEFAULT_HF_FACTOR,
                         help="HF engine throughput relative to vLLM")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
@@ -388,7 +423,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     config = load_study_config(args.configfile)
-    plan = make_plan(config, args.think_fraction, dict(args.throughput), args.hf_factor, args.directory)
+    plan = make_plan(config, args.think_fraction, dict(args.throughput), args.hf_factor, args.directory,
+                     args.throughput_file)
     print(json.dumps(plan.to_dict(), indent=2) if args.json else format_plan(plan))
     if args.resources:
         derived = suggest_resources(config, plan)

@@ -92,8 +92,12 @@ class BatchDecoder:
         self.counters = Counters()
 
     def _forward(self, ids: torch.Tensor, cache) -> torch.Tensor:
+        """Logits of the last position. Token ids are built on the CPU and moved to the model's
+        device; only the last position's logits are computed (a long prompt's prefill would
+        otherwise hold prompt x vocabulary logits)."""
         with torch.inference_mode():
-            out = self.model(input_ids=ids, past_key_values=cache, use_cache=True)
+            out = self.model(input_ids=ids.to(self.model.device), past_key_values=cache, use_cache=True,
+                             logits_to_keep=1)
         return out.logits[:, -1, :].float()
 
     def _sample(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
@@ -237,15 +241,18 @@ def load_model(path: str, dtype: str, device: str, revision: str | None = None):
     return model, tokenizer
 
 
-def batch_generator(base_seed: int, trace_id: str, question_ids: list[str], first_index: int = 0) -> torch.Generator:
+def batch_generator(base_seed: int, trace_id: str, question_ids: list[str], first_index: int = 0,
+                    device: str = "cpu") -> torch.Generator:
     """A seed fixed by the content of the batch, so reruns and resumes draw the same samples.
     ``first_index``: the smallest sample index the batch draws; it enters the seed only when
-    above 0 (a batch drawing from index 0 keeps the seed of every trace made before)."""
+    above 0 (a batch drawing from index 0 keeps the seed of every trace made before).
+    ``device``: the model's device, where the sampling runs (a CUDA generator draws other
+    numbers than a CPU one from the same seed)."""
     content = {"seed": base_seed, "trace": trace_id, "questions": sorted(question_ids)}
     if first_index > 0:
         content["first_index"] = first_index
     seed = int(content_id(content), 16)
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 class HFEngine:
@@ -287,7 +294,9 @@ class HFEngine:
         whose seed is the one it always had)."""
         decoder = BatchDecoder(
             self.model, self.key["kv"], self.key["sampling"], self.tokens, fork_budgets, horizon,
-            batch_generator(self.key["sampling"]["seed"], self.trace_dir.name, batch, first_index), self.stop_requested,
+            batch_generator(self.key["sampling"]["seed"], self.trace_dir.name, batch, first_index,
+                            self.engine["device"]),
+            self.stop_requested,
         )
         decoder.run([prompts[row.key[0]] for row in rows], rows)
         self.counters.add(decoder.counters)
