@@ -53,7 +53,7 @@ from transformers import AutoModelForCausalLM, Qwen3Config
 
 from bitbudget import memory
 from bitbudget import throughput as throughput_file
-from bitbudget.backends.hf import BatchDecoder, Row, batch_generator
+from bitbudget.backends.hf import BatchDecoder, Row, StreamKeys
 from bitbudget.forcing import ForcingTokens
 from bitbudget.kv import measure_cache_bytes
 from bitbudget.kvspec import with_defaults
@@ -181,13 +181,13 @@ class TimedDecoder(BatchDecoder):
     """The engine's batch decoder, timed from its first decode step; on cuda the peak memory
     allocated during the decode; the KV bytes its cache holds at the end."""
 
-    def _decode(self, cache, logits, history, rows) -> None:
+    def _decode(self, cache, logits, position, rows) -> None:
         device = str(self.model.device)
         synchronize(device)
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         self.decode_started = time.perf_counter()
-        super()._decode(cache, logits, history, rows)
+        super()._decode(cache, logits, position, rows)
         synchronize(device)
         self.decode_seconds = time.perf_counter() - self.decode_started
         self.peak_bytes = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
@@ -196,9 +196,8 @@ class TimedDecoder(BatchDecoder):
 
 def decode(model, strategy: dict, batch: int, settings: Settings, sampling: dict) -> TimedDecoder:
     vocab = model.config.vocab_size
-    generator = batch_generator(SEED, "gpu-check", [throughput_file.kv_label(strategy)], device=settings.device)
-    decoder = TimedDecoder(model, strategy, sampling, forcing_tokens(vocab, sampling), [], settings.new_tokens,
-                           generator)
+    keys = StreamKeys(SEED, f"gpu-check-{throughput_file.kv_label(strategy)}")
+    decoder = TimedDecoder(model, strategy, sampling, forcing_tokens(vocab, sampling), [], settings.new_tokens, keys)
     started = time.perf_counter()
     decoder.run([prompt_ids(vocab, settings.context_tokens)] * batch, [Row(("gpu-check", i)) for i in range(batch)])
     decoder.prefill_seconds = decoder.decode_started - started

@@ -1,5 +1,6 @@
 """Samples keyed by index: a generation extended from n to m samples keeps the first n byte for
-byte and draws only the new indices; a stopped round resumes at the questions it had not written."""
+byte and draws only the new indices; a stopped round resumes at the questions it had not written.
+History-free draws: a sample drawn in two steps equals the sample drawn at once, token for token."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 import yaml
 from snakemake.utils import update_config
 
-from bitbudget import artifacts, shards
-from bitbudget.backends.hf import HFEngine, batch_generator
+from bitbudget import artifacts, shards, versions
+from bitbudget.backends.hf import HFEngine
 from bitbudget.backends.simulated import Interrupted as SimulatedInterrupted
 from bitbudget.generate import run_generation, write_generation
 from bitbudget.study import build_study
@@ -44,10 +45,10 @@ def test_batches_count_each_questions_new_rows():
     assert list(shards.batches_by_prompt_length("abcd", prompts, rows, 4)) == [["a", "b"], ["c"], ["d"]]
 
 
-def test_hf_batch_seed_is_unchanged_from_index_zero():
-    same = batch_generator(0, "trace", ["q1", "q0"]).initial_seed()
-    assert batch_generator(0, "trace", ["q0", "q1"], 0).initial_seed() == same
-    assert batch_generator(0, "trace", ["q0", "q1"], 2).initial_seed() != same
+def test_only_sampled_traces_of_the_engines_whose_draws_changed_carry_the_draw_version():
+    assert versions.draws_key("hf", 0.6) == versions.draws_key("vllm", 0.6) == {"draws": "draws-2"}
+    assert versions.draws_key("hf", 0.0) == versions.draws_key("simulated", 0.6) == {}
+    assert "draws" not in simulated_generation().key["trace_key"]
 
 
 # --------------------------------------------------------------------------- simulated engine
@@ -114,6 +115,18 @@ def test_simulated_extension_reuses_the_first_samples_and_equals_a_one_shot_run(
     pd.testing.assert_frame_equal(again, first)
     assert meta["generated"] == 0 and meta["counters"]["decode_tokens"] == 0
     assert read_shards(trace) == after_second
+
+
+def test_simulated_sample_drawn_in_two_steps_equals_the_one_drawn_at_once(tmp_path):
+    """Fewer samples at smaller budgets first, then the full design: the one-shot trace, byte for byte."""
+    full = simulated_generation(samples=4)
+    trace = tmp_path / "traces" / full.trace_id
+    run_round(full.with_samples(2, budgets=(2000, 10000)), trace, tmp_path / "low.parquet")
+    table, _ = run_round(full, trace, tmp_path / "full.parquet")
+    oneshot_trace = tmp_path / "oneshot" / full.trace_id
+    oneshot, _ = run_round(full, oneshot_trace, tmp_path / "oneshot.parquet")
+    pd.testing.assert_frame_equal(table, oneshot)
+    assert read_shards(trace) == read_shards(oneshot_trace)
 
 
 def test_extension_with_a_new_budget_forks_stored_samples_then_draws_new_ones(tmp_path):
@@ -215,6 +228,25 @@ def test_hf_extension_keeps_samples_token_for_token_and_decodes_only_the_new_one
     kept = second[second["sample_idx"] < 2].reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, first)
     assert second.groupby("question_id")["sample_idx"].nunique().eq(3).all()
+
+
+def test_hf_sample_drawn_in_two_steps_equals_the_one_drawn_at_once(random_tiny_model, tmp_path):
+    """Two samples thought to 8 tokens, then three to 24: the trace of one run of three to 24,
+    token for token. The stored two think on in a batch of their own, the third is drawn in
+    another (one run draws all three in one batch): a sample's draws ignore its batch."""
+    full = hf_spec(random_tiny_model, 3, budgets=(4, 8, 24))
+    stepped, oneshot = tmp_path / "stepped" / "trace", tmp_path / "oneshot" / "trace"  # the draws name the trace
+    hf_round(random_tiny_model, stepped, {**full, "samples": 2, "budgets": [4, 8]}, tmp_path / "low.parquet")
+    stored = read_shards(stepped)
+    table, meta, _ = hf_round(random_tiny_model, stepped, full, tmp_path / "full.parquet")
+    assert meta["reforked"] == meta["generated"] == len(stored)
+    reference, _, _ = hf_round(random_tiny_model, oneshot, full, tmp_path / "oneshot.parquet")
+    assert read_shards(stepped) == read_shards(oneshot)
+    pd.testing.assert_frame_equal(table, reference)
+    thought_on = [s for shard in stored.values() for s in shard["samples"] if not s["closed_thinking"]]
+    assert thought_on and all(len(s["think_ids"]) == 8 for s in thought_on)
+    for shard in read_shards(oneshot).values():
+        assert len({tuple(s["think_ids"]) for s in shard["samples"]}) == 3  # drawn, not greedy
 
 
 # --------------------------------------------------------------------------- thinking on

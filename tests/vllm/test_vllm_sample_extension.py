@@ -1,4 +1,5 @@
-"""VLLMEngine: a generation extended from n to m samples draws what a one-shot run of m draws."""
+"""VLLMEngine: a sample drawn in two steps (a later round, or thinking on from a smaller
+horizon) equals the sample drawn at once, token for token (history-free draws)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ pytestmark = [pytest.mark.vllm, needs_vllm]
 def test_extension_reuses_stored_samples_and_equals_a_one_shot_run(vllm_server, tiny_model, tmp_path):
     (full,) = build_study(study_config(tiny_model, [8, 16, 32], samples=3)).generations.values()
     first = full.with_samples(2)
-    oneshot_dir = f"oneshot/{full.trace_dir}"  # same trace id (request seeds hold it), another store
+    oneshot_dir = f"oneshot/{full.trace_dir}"  # same trace id (the draws hold it), another store
     jobs = [
         {"name": "two", "spec": first.engine_spec(), "output": first.output},
         {"name": "three", "spec": full.engine_spec(), "output": full.output},
@@ -34,23 +35,30 @@ def test_extension_reuses_stored_samples_and_equals_a_one_shot_run(vllm_server, 
         extended = read_shard(tmp_path / full.trace_dir, question_id)
         assert extended == read_shard(tmp_path / oneshot_dir, question_id)
         assert [s["sample_idx"] for s in extended["samples"]] == [0, 1, 2]
+        assert len({tuple(s["think_ids"]) for s in extended["samples"]}) > 1  # drawn, not greedy
     table_two = pd.read_parquet(tmp_path / first.output)
     table_oneshot = pd.read_parquet(tmp_path / "oneshot" / full.output)
     pd.testing.assert_frame_equal(table_two, table_oneshot[table_oneshot["sample_idx"] < 2].reset_index(drop=True))
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / full.output), table_oneshot)
 
 
-def test_a_sample_thought_to_a_smaller_budget_thinks_on_from_its_stored_tokens(vllm_server, tiny_model, tmp_path):
-    (full,) = build_study(study_config(tiny_model, [8, 16, 32], samples=2)).generations.values()
-    low = full.with_samples(2, budgets=(8, 16))
+@pytest.mark.parametrize("wait_extension", [False, True], ids=["plain", "wait"])
+def test_a_sample_thought_to_a_smaller_budget_thinks_on_as_the_sample_drawn_at_once(
+        vllm_server, tiny_model, tmp_path, wait_extension):
+    (full,) = build_study(study_config(tiny_model, [4, 8, 32], samples=2,
+                                       wait_extension=wait_extension)).generations.values()
+    low = full.with_samples(2, budgets=(4, 8))
+    oneshot_dir = f"oneshot/{full.trace_dir}"
     jobs = [{"name": "low", "spec": low.engine_spec(), "output": low.output},
-            {"name": "full", "spec": full.engine_spec(), "output": full.output}]
+            {"name": "full", "spec": full.engine_spec(), "output": full.output},
+            {"name": "oneshot", "spec": {**full.engine_spec(), "trace_dir": oneshot_dir},
+             "output": f"oneshot/{full.output}"}]
 
     results = vllm_server.generations(jobs[:1], tmp_path)
     question_ids = sorted(p.stem for p in (tmp_path / full.trace_dir / "shards").glob("*.json"))
     stored = {q: read_shard(tmp_path / full.trace_dir, q) for q in question_ids}
     short = [s for shard in stored.values() for s in shard["samples"] if not s["closed_thinking"]]
-    assert short and all(len(s["think_ids"]) == 16 and set(s["forks"]) == {"8", "16"} for s in short)
+    assert short and all(len(s["think_ids"]) == 8 and set(s["forks"]) == {"4", "8"} for s in short)
     assert results["low"]["meta"]["id"] == low.gen_id
 
     results = vllm_server.generations(jobs[1:], tmp_path)
@@ -59,13 +67,18 @@ def test_a_sample_thought_to_a_smaller_budget_thinks_on_from_its_stored_tokens(v
     assert meta["counters"]["decode_tokens"] > 0  # thinking went on; nothing stored was drawn again
     grown = 0
     for question_id in question_ids:
-        for old, new in zip(stored[question_id]["samples"], read_shard(tmp_path / full.trace_dir, question_id)["samples"]):
+        extended = read_shard(tmp_path / full.trace_dir, question_id)
+        for old, new in zip(stored[question_id]["samples"], extended["samples"]):
             assert new["think_ids"][: len(old["think_ids"])] == old["think_ids"]
             assert {b: new["forks"][b] for b in old["forks"]} == old["forks"]
             if not old["closed_thinking"]:
-                assert 16 < len(new["think_ids"]) <= 32 and (new["closed_thinking"] or "32" in new["forks"])
+                assert 8 < len(new["think_ids"]) <= 32 and (new["closed_thinking"] or "32" in new["forks"])
                 grown += 1
+        # resumed at 8 (in another request, segment and batch): the sample drawn at once
+        assert extended == read_shard(tmp_path / oneshot_dir, question_id)
+        assert extended["samples"][0]["think_ids"] != extended["samples"][1]["think_ids"]  # drawn, not greedy
     assert grown == len(short)
     table = pd.read_parquet(tmp_path / full.output)
-    kept = table[table["token_budget"] <= 16].reset_index(drop=True)
+    kept = table[table["token_budget"] <= 8].reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, pd.read_parquet(tmp_path / low.output))
+    pd.testing.assert_frame_equal(table, pd.read_parquet(tmp_path / "oneshot" / full.output))

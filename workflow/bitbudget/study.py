@@ -350,6 +350,7 @@ def _trace_key(config: dict, ckpt: Checkpoint, kv: str, dataset: str, samples: i
         "horizon": horizon,
         "engine": {**engine, **_engine_identity(engine_config["name"], engine_config.get("python"))},
         "generator": versions.GENERATOR_VERSION,
+        **versions.draws_key(engine_config["name"], sampling["temperature"]),
     }
     if engine_config["name"] == "simulated":
         key["simulation"] = simulation_key(config, dataset, ckpt.model)

@@ -32,6 +32,23 @@ def kv_key(strategy: dict) -> dict:
     return dict(strategy) if method_version is None else {**strategy, "method_version": method_version}
 
 
+# How the engines that sample tokens draw them, where that changed since GENERATOR_VERSION: the
+# version enters the trace key of a sampled trace (temperature > 0) of that engine only. Greedy
+# traces draw nothing and keep their ids, and so do the simulated engine's (its hash-based draws
+# were history-free already). draws-2: a token's noise is fixed by (seed, trace, question, sample,
+# stream, position) alone (bitbudget.backends.draws). Before, the HF engine drew a batch from one
+# generator seeded by the batch's content and vLLM seeded each request, thinking resumed at a
+# larger horizon by where it resumed: the same trace id held other tokens than a one-shot run.
+ENGINE_DRAW_VERSIONS = {"hf": "draws-2", "vllm": "draws-2"}
+
+
+def draws_key(engine_name: str, temperature: float) -> dict:
+    """The draw version as it enters a trace key: only for a sampled trace of an engine whose
+    draws changed."""
+    version = ENGINE_DRAW_VERSIONS.get(engine_name)
+    return {"draws": version} if version and temperature > 0 else {}
+
+
 # sim-2: checkpoints placed by the simulator's own parameter counts (not the memory model), and
 # question-by-model interactions: the same key would draw other samples
 SIMULATED_ENGINE_VERSION = "sim-2"  # bitbudget.backends.simulated: the planted surface and its draws

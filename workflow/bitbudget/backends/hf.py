@@ -7,19 +7,17 @@ next input is either forced (a queued suffix, a "Wait", a replayed token) or sam
 Samples are keyed by index: a generation that needs ``n`` samples per question first forks
 the stored samples below ``n`` that lack a budget, then decodes only the indices its shards
 lack, and writes each shard as its stored samples plus the new ones (bitbudget.shards).
-Each batch draws from one ``torch.Generator`` seeded by the batch's content
-(:func:`batch_generator`): the seed, the trace and the batch's questions, and, when the batch
-draws no sample of index 0 (an extension from n to m samples), its smallest drawn index. A
-batch that draws from index 0 keeps the seed it always had, so traces made before are
-unchanged. HF draws therefore depend on the batch's composition, as before: which questions
-share a batch (batch_size and prompt lengths) and which indices it draws. Extending from n
-to m samples does not reproduce a one-shot run of m samples (the simulated and vLLM engines
-seed each sample by its index and do); it keeps the stored n samples as they were, token
-for token, and reruns of the same extension draw the same new samples.
+Each token is drawn with the noise of its sample, stream (thinking, natural answer, answer
+forced at a budget) and position (bitbudget.backends.draws, bitbudget.backends.sampler), never
+from a generator shared by a batch: which questions and samples share a batch, the round and
+where a sample resumed do not enter its draws. What a batch can still change is the logits
+themselves: a batched matmul may round a row differently with another batch size (measured on
+the tiny models in tests/unit/test_sample_extension.py).
 
 Samples think to the generation's largest budget. A stored sample that stopped there is asked
-for a larger budget by replaying its thinking and thinking on from its end (the refork
-batch's generator), never by drawing its stored tokens again.
+for a larger budget by replaying its thinking and thinking on from its end with the draws of
+those positions, so it continues as the sample drawn at once would, and never draws its stored
+tokens again.
 """
 
 from __future__ import annotations
@@ -31,11 +29,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from bitbudget import kv as kv_strategies
-from bitbudget.artifacts import content_id
-from bitbudget.backends import Counters, EngineResult, Interrupted, sample_record
+from bitbudget.backends import Counters, EngineResult, Interrupted, draws, sample_record
+from bitbudget.backends.sampler import draw
 from bitbudget.forcing import ForcingTokens, open_thinking, thinks_on, trace_forcing_tokens
 from bitbudget.revisions import loader_kwargs
 from bitbudget.shards import (add_to_stored, batches_by_prompt_length, build_prompts, first_samples, missing_forks,
@@ -63,31 +60,36 @@ class Row:
     def record(self) -> dict:
         return sample_record(self.key[1], self.think_ids, self.closed_thinking, self.answer_ids, self.forks)
 
+    def stream(self) -> str:
+        """The stream the row draws its next token from (bitbudget.backends.draws)."""
+        if self.phase == THINK:
+            return draws.THINK
+        return draws.NATURAL if self.forced_at is None else draws.fork_stream(self.forced_at)
 
-def make_sampler(sampling: dict) -> LogitsProcessorList:
-    warpers = []
-    if sampling["temperature"] > 0:
-        warpers.append(TemperatureLogitsWarper(sampling["temperature"]))
-        if sampling["top_k"] > 0:
-            warpers.append(TopKLogitsWarper(sampling["top_k"]))
-        if sampling["top_p"] < 1:
-            warpers.append(TopPLogitsWarper(sampling["top_p"]))
-    return LogitsProcessorList(warpers)
+
+@dataclass(frozen=True)
+class StreamKeys:
+    """The draw keys of one trace's samples (bitbudget.backends.draws.draw_key)."""
+
+    seed: int
+    trace_id: str
+
+    def __call__(self, row_key: tuple, stream: str) -> int:
+        return draws.draw_key(self.seed, self.trace_id, *row_key, stream)
 
 
 class BatchDecoder:
     """Decodes one batch of same-length prompts up to `horizon` thinking tokens."""
 
     def __init__(self, model, kv_strategy: dict, sampling: dict, tokens: ForcingTokens,
-                 fork_budgets: list[int], horizon: int, generator: torch.Generator, stop_requested=lambda: False):
+                 fork_budgets: list[int], horizon: int, keys: StreamKeys, stop_requested=lambda: False):
         self.model = model
         self.kv_strategy = kv_strategy
-        self.temperature = sampling["temperature"]
-        self.warpers = make_sampler(sampling)
+        self.sampling = sampling
         self.tokens = tokens
         self.fork_budgets = sorted(b for b in fork_budgets if b < horizon)
         self.horizon = horizon
-        self.generator = generator
+        self.keys = keys
         self.stop_requested = stop_requested
         self.counters = Counters()
 
@@ -100,12 +102,15 @@ class BatchDecoder:
                              logits_to_keep=1)
         return out.logits[:, -1, :].float()
 
-    def _sample(self, logits: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        if self.temperature == 0:
-            return logits.argmax(dim=-1)
-        scores = self.warpers(history, logits)
-        probs = torch.softmax(scores, dim=-1)
-        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+    def _sample(self, logits: torch.Tensor, position: int, rows: list[Row], streams: list[str]) -> torch.Tensor:
+        """One token per row, drawn with the noise of (the row's sample, ``streams``, ``position``:
+        the number of tokens before the drawn one, the same for every row of a batch)."""
+        s = self.sampling
+        keys = positions = None
+        if s["temperature"] > 0:
+            keys = torch.tensor([self.keys(row.key, stream) for row, stream in zip(rows, streams)], dtype=torch.long)
+            positions = torch.full((len(rows),), position, dtype=torch.long)
+        return draw(logits, keys, positions, s["temperature"], s["top_k"], s["top_p"])
 
     def run(self, prompt_ids: list[list[int]], rows: list[Row]) -> list[Row]:
         cache = kv_strategies.make_cache(self.kv_strategy, self.model.config)
@@ -113,29 +118,28 @@ class BatchDecoder:
             prompt = torch.tensor(prompt_ids, dtype=torch.long)
             logits = self._forward(prompt, cache)
             self.counters.prefill_tokens += prompt.numel()
-            self._decode(cache, logits, prompt, rows)
+            self._decode(cache, logits, prompt.shape[1], rows)
         return rows
 
-    def _decode(self, cache, logits, history, rows: list[Row]) -> None:
+    def _decode(self, cache, logits, position: int, rows: list[Row]) -> None:
+        """``position``: the tokens in the cache (prompt and fed tokens), the same for every row."""
         active = list(range(len(rows)))  # row indices still in the cache, in cache order
         while active:
             if self.stop_requested():
                 raise Interrupted("stop requested")
             step_rows = [rows[i] for i in active]
-            self._fork_if_due(cache, history, step_rows)
-            sampled = self._sample(logits, history)
+            self._fork_if_due(cache, position, step_rows)
+            sampled = self._sample(logits, position, step_rows, [row.stream() for row in step_rows])
             next_ids = [self._advance(row, int(tok)) for row, tok in zip(step_rows, sampled.tolist())]
             keep = [pos for pos, row in enumerate(step_rows) if row.phase != DONE]
             if len(keep) < len(step_rows):
                 if not keep:
                     return
-                index = torch.tensor(keep, dtype=torch.long)
-                cache.batch_select_indices(index)
-                history = history[index]
+                cache.batch_select_indices(torch.tensor(keep, dtype=torch.long))
                 next_ids = [next_ids[pos] for pos in keep]
                 active = [active[pos] for pos in keep]
             step = torch.tensor(next_ids, dtype=torch.long).unsqueeze(1)
-            history = torch.cat([history, step], dim=1)
+            position += 1
             logits = self._forward(step, cache)
             self.counters.decode_tokens += len(active)
 
@@ -184,7 +188,7 @@ class BatchDecoder:
         row.queue = list(self.tokens.suffix)
         row.forced_at = self.horizon
 
-    def _fork_if_due(self, cache, history, step_rows: list[Row]) -> None:
+    def _fork_if_due(self, cache, position: int, step_rows: list[Row]) -> None:
         thinking = [pos for pos, row in enumerate(step_rows) if row.phase == THINK]
         if not thinking:
             return
@@ -195,22 +199,23 @@ class BatchDecoder:
         thinking = [pos for pos in thinking if step_rows[pos].wanted is None or length in step_rows[pos].wanted]
         if not thinking:
             return
-        index = torch.tensor(thinking, dtype=torch.long)
         fork_cache = copy.deepcopy(cache)
-        fork_cache.batch_select_indices(index)
-        answers = self._decode_answer(fork_cache, history[index], len(thinking))
+        fork_cache.batch_select_indices(torch.tensor(thinking, dtype=torch.long))
+        answers = self._decode_answer(fork_cache, position, [step_rows[pos] for pos in thinking], length)
         for pos, answer in zip(thinking, answers):
             step_rows[pos].forks[str(length)] = answer
 
-    def _decode_answer(self, cache, history, n_rows: int) -> list[list[int]]:
-        suffix = torch.tensor([list(self.tokens.suffix)] * n_rows, dtype=torch.long)
+    def _decode_answer(self, cache, position: int, rows: list[Row], budget: int) -> list[list[int]]:
+        """The answers forced at ``budget`` of ``rows`` (the cache holds ``position`` tokens each)."""
+        suffix = torch.tensor([list(self.tokens.suffix)] * len(rows), dtype=torch.long)
         logits = self._forward(suffix, cache)
         self.counters.fork_tokens += suffix.numel()
-        history = torch.cat([history, suffix], dim=1)
-        answers: list[list[int]] = [[] for _ in range(n_rows)]
-        open_rows = list(range(n_rows))
+        position += suffix.shape[1]
+        stream = draws.fork_stream(budget)
+        answers: list[list[int]] = [[] for _ in rows]
+        open_rows = list(range(len(rows)))
         for _ in range(self.tokens.max_answer_tokens):
-            sampled = self._sample(logits, history).tolist()
+            sampled = self._sample(logits, position, [rows[pos] for pos in open_rows], [stream] * len(open_rows)).tolist()
             for pos, token in zip(open_rows, sampled):
                 answers[pos].append(token)
             keep = [i for i, pos in enumerate(open_rows) if answers[pos][-1] != self.tokens.eos]
@@ -218,11 +223,9 @@ class BatchDecoder:
                 break
             step = torch.tensor([[sampled[i]] for i in keep], dtype=torch.long)
             if len(keep) < len(open_rows):
-                index = torch.tensor(keep, dtype=torch.long)
-                cache.batch_select_indices(index)
-                history = history[index]
+                cache.batch_select_indices(torch.tensor(keep, dtype=torch.long))
                 open_rows = [open_rows[i] for i in keep]
-            history = torch.cat([history, step], dim=1)
+            position += 1
             logits = self._forward(step, cache)
             self.counters.fork_tokens += len(open_rows)
         return answers
@@ -239,20 +242,6 @@ def load_model(path: str, dtype: str, device: str, revision: str | None = None):
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **pinned).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(path, **pinned)
     return model, tokenizer
-
-
-def batch_generator(base_seed: int, trace_id: str, question_ids: list[str], first_index: int = 0,
-                    device: str = "cpu") -> torch.Generator:
-    """A seed fixed by the content of the batch, so reruns and resumes draw the same samples.
-    ``first_index``: the smallest sample index the batch draws; it enters the seed only when
-    above 0 (a batch drawing from index 0 keeps the seed of every trace made before).
-    ``device``: the model's device, where the sampling runs (a CUDA generator draws other
-    numbers than a CPU one from the same seed)."""
-    content = {"seed": base_seed, "trace": trace_id, "questions": sorted(question_ids)}
-    if first_index > 0:
-        content["first_index"] = first_index
-    seed = int(content_id(content), 16)
-    return torch.Generator(device=device).manual_seed(seed)
 
 
 class HFEngine:
@@ -283,20 +272,16 @@ class HFEngine:
         rows_per_question = {q: len(indices) for q, indices in todo.items()}
         for batch in batches_by_prompt_length(fresh, prompts, rows_per_question, self.engine["batch_size"]):
             rows = [Row((q, i)) for q in batch for i in todo[q]]
-            self._decode(prompts, rows, budgets, max(budgets), batch, min(todo[q][0] for q in batch))
+            self._decode(prompts, rows, budgets, max(budgets))
             for question_id in batch:
                 write_new_samples(self.trace_dir, question_id, [r.record() for r in rows if r.key[0] == question_id])
             progress.update(len(batch), self.counters)
         return EngineResult(asdict(self.counters), self.tokenizer, self.tokens, prompts)
 
-    def _decode(self, prompts, rows, fork_budgets, horizon, batch, first_index: int = 0):
-        """``first_index``: the smallest index of the samples the batch draws (0 for a refork,
-        whose seed is the one it always had)."""
+    def _decode(self, prompts, rows, fork_budgets, horizon):
         decoder = BatchDecoder(
             self.model, self.key["kv"], self.key["sampling"], self.tokens, fork_budgets, horizon,
-            batch_generator(self.key["sampling"]["seed"], self.trace_dir.name, batch, first_index,
-                            self.engine["device"]),
-            self.stop_requested,
+            StreamKeys(self.key["sampling"]["seed"], self.trace_dir.name), self.stop_requested,
         )
         decoder.run([prompts[row.key[0]] for row in rows], rows)
         self.counters.add(decoder.counters)
@@ -313,7 +298,7 @@ class HFEngine:
                         (question_id, sample["sample_idx"]), replay=sample["think_ids"],
                         think_on=thinks_on(sample, max(todo)), wanted=frozenset(todo))
                     missing.update(todo)
-        self._decode(prompts, list(rows.values()), sorted(missing), max(missing), list(shards))
+        self._decode(prompts, list(rows.values()), sorted(missing), max(missing))
         for question_id, shard in shards.items():
             for sample in shard["samples"]:
                 row = rows.get((question_id, sample["sample_idx"]))

@@ -14,13 +14,19 @@ sees exactly the thinking tokens of the sample it forks from. Per question chunk
 
 Stored shards that lack forks for a newly added budget only get the fork requests; they are
 answered first. A stored sample drawn for a generation of smaller budgets stopped thinking at
-its largest one: asked for a larger budget, it thinks on from its stored tokens (seeds that name
-where it resumed), so no stored token is drawn again or changed. Samples are keyed by index: a generation that needs ``n`` samples per
-question draws only the indices its shards lack and writes each shard as its stored samples
-plus the new ones (bitbudget.shards). Sampling follows the trace key; every request has its own seed, derived from its content
-(trace, question, sample, segment or budget), so reruns and resumes draw the same tokens
-for the same requests, and extending a generation from n to m samples draws exactly what a
-one-shot run of m samples draws.
+its largest one: asked for a larger budget, it thinks on from its stored tokens, so no stored
+token is drawn again or changed. Samples are keyed by index: a generation that needs ``n``
+samples per question draws only the indices its shards lack and writes each shard as its
+stored samples plus the new ones (bitbudget.shards).
+
+Draws are history-free: vLLM's own seeded generators advance with each request, so a request
+resumed at position p cannot continue the stream of a request started at 0. Every sampled
+request is therefore greedy for vLLM, and the logits processor of
+bitbudget.backends.vllm_sampler draws its token with the noise of (sample, stream, position)
+(bitbudget.backends.draws), the HF engine's rule. A sample's tokens then do not depend on the
+requests, segments, rounds or resume points that produced them: a sample thought on from a
+smaller horizon, or drawn in a later round, equals the sample drawn at once, given the same
+logits (vLLM's batches may round logits differently: docs/vllm.md).
 """
 
 from __future__ import annotations
@@ -32,8 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bitbudget import capabilities
-from bitbudget.artifacts import content_id
-from bitbudget.backends import Counters, EngineResult, Interrupted, sample_record
+from bitbudget.backends import Counters, EngineResult, Interrupted, draws, sample_record
 from bitbudget.forcing import needs_fork, open_thinking, thinks_on, trace_forcing_tokens
 from bitbudget.revisions import loader_kwargs
 from bitbudget.shards import (add_to_stored, build_prompts, chunks_by_rows, first_samples, missing_forks, new_samples,
@@ -41,7 +46,10 @@ from bitbudget.shards import (add_to_stored, build_prompts, chunks_by_rows, firs
 
 log = logging.getLogger(__name__)
 
-NATURAL = "natural"  # the answer request after the model's own end of thinking (part of its seed)
+#: the logits processor that draws sampled requests (loaded by vLLM by name, in its engine process)
+DRAW_PROCESSOR = "bitbudget.backends.vllm_sampler:HistoryFreeSampler"
+#: the SamplingParams.extra_args entry that carries a request's draw (key and sampling settings)
+DRAW_ARG = "bitbudget_draw"
 
 
 class UnsupportedOnThisDevice(RuntimeError):
@@ -56,8 +64,6 @@ class Sample:
     closed_thinking: bool = False
     answer_ids: list = field(default_factory=list)
     forks: dict = field(default_factory=dict)
-    segments: int = 0
-    resumed_at: int | None = None  # a stored sample thinking on: its stored thinking length (part of its seeds)
 
     def record(self) -> dict:
         return sample_record(self.sample_idx, self.think_ids, self.closed_thinking, self.answer_ids, self.forks)
@@ -65,11 +71,6 @@ class Sample:
 
 def cpu_flags() -> frozenset[str]:
     return capabilities.cpu_flags()
-
-
-def request_seed(*parts) -> int:
-    """A 63-bit seed fixed by the request's content."""
-    return int(content_id({"parts": [str(p) for p in parts]}), 16) % (2**63 - 1)
 
 
 def check_device_support(engine: dict, checkpoint_path: str, platform=None) -> None:
@@ -124,6 +125,7 @@ def engine_args(engine: dict, checkpoint_path: str, max_model_len: int, seed: in
         "max_num_seqs": engine["batch_size"],
         "seed": seed,
         "kv_cache_dtype": engine.get("kv_cache_dtype", "auto"),
+        "logits_processors": [DRAW_PROCESSOR],
     }
     if "gpu_memory_utilization" in engine:
         args["gpu_memory_utilization"] = engine["gpu_memory_utilization"]
@@ -170,13 +172,6 @@ class VLLMEngine:
         slack = len(self.tokens.suffix) + len(self.tokens.wait) + self.tokens.longest_answer + 1
         max_model_len = self.engine.get("max_model_len") or longest_prompt + self.horizon + slack
         args = engine_args(self.engine, self.checkpoint_path, max_model_len, self.sampling["seed"], self.revision)
-        from vllm.platforms import current_platform
-
-        if current_platform.is_cpu():
-            # vLLM 0.32 rewinds a seeded request's generator when its prefill is chunked,
-            # which CPU generators cannot do ("CPU Generator does not use offset"): every
-            # request here has a seed, so prefills are never split on CPU.
-            args["enable_chunked_prefill"] = False
         started = time.time()
         try:
             self.llm = LLM(**args)
@@ -191,17 +186,22 @@ class VLLMEngine:
         self.start_seconds = round(time.time() - started, 2)
         log.info("vLLM engine started in %.1f s (%s)", self.start_seconds, args)
 
-    def _params(self, seed: int, max_tokens: int, stop_token: int, ignore_eos: bool):
+    def _draw_key(self, question_id: str, sample_idx: int, stream: str) -> int:
+        return draws.draw_key(self.sampling["seed"], self.trace_dir.name, question_id, sample_idx, stream)
+
+    def _params(self, draw_key: int, max_tokens: int, stop_token: int, ignore_eos: bool):
+        """Greedy for vLLM: a sampled request's token is drawn by the DRAW_PROCESSOR (the
+        argmax of the scores it leaves), from ``draw_key`` and the token's position."""
         from vllm import SamplingParams
 
         s = self.sampling
-        greedy = s["temperature"] == 0
+        draw = None
+        if s["temperature"] > 0:
+            draw = {"key": draw_key, "temperature": s["temperature"], "top_k": s["top_k"], "top_p": s["top_p"]}
         return SamplingParams(
             n=1,
-            temperature=s["temperature"],
-            top_p=1.0 if greedy else s["top_p"],
-            top_k=0 if greedy or s["top_k"] <= 0 else s["top_k"],
-            seed=seed,
+            temperature=0.0,
+            extra_args={DRAW_ARG: draw} if draw else None,
             max_tokens=max_tokens,
             stop_token_ids=[stop_token],
             ignore_eos=ignore_eos,
@@ -260,15 +260,12 @@ class VLLMEngine:
         while open_rows:
             requests = []
             for row in open_rows:
-                resumed = () if row.resumed_at is None else ("resumed", row.resumed_at)
-                seed = request_seed(self.sampling["seed"], self.trace_dir.name, row.question_id,
-                                    row.sample_idx, "think", row.segments, *resumed)
-                params = self._params(seed, horizon - len(row.think_ids), eot, ignore_eos=True)
+                key = self._draw_key(row.question_id, row.sample_idx, draws.THINK)
+                params = self._params(key, horizon - len(row.think_ids), eot, ignore_eos=True)
                 requests.append((prompts[row.question_id] + row.think_ids, params))
             outputs = self._generate(requests)
             still_open = []
             for row, generated in zip(open_rows, outputs):
-                row.segments += 1
                 self.counters.decode_tokens += len(generated)
                 stopped = bool(generated) and generated[-1] == eot and len(row.think_ids) + len(generated) <= horizon
                 if stopped:
@@ -285,14 +282,13 @@ class VLLMEngine:
                     row.closed_thinking = True
             open_rows = still_open
 
-    def _answer_params(self, row_key: tuple, kind: str):
-        seed = request_seed(self.sampling["seed"], self.trace_dir.name, *row_key, kind)
-        cap = self.tokens.max_natural_answer_tokens if kind == NATURAL else self.tokens.max_answer_tokens
-        return self._params(seed, cap, self.tokens.eos, ignore_eos=True)
+    def _answer_params(self, row_key: tuple, stream: str):
+        cap = self.tokens.max_natural_answer_tokens if stream == draws.NATURAL else self.tokens.max_answer_tokens
+        return self._params(self._draw_key(*row_key, stream), cap, self.tokens.eos, ignore_eos=True)
 
     def _fork_request(self, prompt, think_ids, budget, row_key):
         ids = prompt + think_ids[:budget] + list(self.tokens.suffix)
-        return ids, self._answer_params(row_key, f"fork-{budget}")
+        return ids, self._answer_params(row_key, draws.fork_stream(budget))
 
     def _answer(self, prompts, rows: list[Sample], budgets, horizon: int) -> None:
         """Natural answers, the forced answer at ``horizon``, and forks at smaller budgets (those
@@ -303,7 +299,7 @@ class VLLMEngine:
             key = (row.question_id, row.sample_idx)
             if row.closed_thinking:
                 ids = prompt + row.think_ids + [self.tokens.end_of_thinking]
-                requests.append((ids, self._answer_params(key, NATURAL)))
+                requests.append((ids, self._answer_params(key, draws.NATURAL)))
                 targets.append((row, None))
             else:
                 requests.append(self._fork_request(prompt, row.think_ids, horizon, key))
@@ -325,15 +321,15 @@ class VLLMEngine:
 
     def _refork(self, prompts, shards: dict[str, dict], budgets) -> None:
         """Answer the forks a stored shard lacks (a budget added after it was generated); a
-        sample that stopped thinking short of them thinks on first (from its own seeds)."""
+        sample that stopped thinking short of them thinks on first (with the draws of the
+        positions it thinks at)."""
         requests, targets, thinking_on = [], [], []
         for question_id, shard in shards.items():
             for sample in first_samples(shard, self.samples):
                 todo = missing_forks(sample, budgets)
                 if todo and thinks_on(sample, max(todo)):
                     thinking_on.append((sample, Sample(question_id, sample["sample_idx"], list(sample["think_ids"]),
-                                                       forks=dict(sample["forks"]),
-                                                       resumed_at=len(sample["think_ids"]))))
+                                                       forks=dict(sample["forks"]))))
                     continue
                 for budget in todo:
                     key = (question_id, sample["sample_idx"])
