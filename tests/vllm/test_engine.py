@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from transformers import AutoTokenizer
 
+from bitbudget.capabilities import UnsupportedOnThisMachine
 from bitbudget.forcing import forcing_tokens, needs_fork, sample_at_budget
 from bitbudget.shards import read_shard
 
@@ -133,17 +134,15 @@ def test_run_generation_reexecutes_in_the_engine_interpreter(tiny_model, tmp_pat
 
 
 def test_fp8_kv_cache(vllm_server, tiny_model, tmp_path):
-    """fp8 KV where the CPU has AVX-512/AMX; else a refusal naming engine.kv_cache_dtype."""
+    """fp8 KV where the CPU has AVX-512/AMX; else planning refuses it, naming engine.kv_cache_dtype."""
     ok, _ = cpu_runs_fp8_kv()
-    spec = generation_specs(study_config(tiny_model, [8, 16], samples=2, n_questions=2,
-                                         engine={"kv_cache_dtype": "fp8"}))[0]
-    job = {"name": "fp8", "spec": spec, "output": spec["output"]}
+    config = study_config(tiny_model, [8, 16], samples=2, n_questions=2, engine={"kv_cache_dtype": "fp8"})
     if not ok:
-        job["expect_error"] = "engine.kv_cache_dtype"
-    results = vllm_server.generations([job], tmp_path)
-    if not ok:
-        assert "UnsupportedOnThisDevice" in results["fp8"]["error"] or "engine.kv_cache_dtype" in results["fp8"]["error"]
+        with pytest.raises(UnsupportedOnThisMachine, match="engine.kv_cache_dtype"):
+            generation_specs(config)
         return
+    spec = generation_specs(config)[0]
+    results = vllm_server.generations([{"name": "fp8", "spec": spec, "output": spec["output"]}], tmp_path)
     assert results["fp8"]["meta"]["counters"]["decode_tokens"] > 0
     assert spec["trace_key"]["engine"]["kv_cache_dtype"] == "fp8"
 
