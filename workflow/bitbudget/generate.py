@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from bitbudget import artifacts, memory, shards
+from bitbudget.backends import generation_samples
 from bitbudget.backends.simulated import SimulatedEngine
 from bitbudget.backends.vllm import VLLMEngine
 from bitbudget.datasets import dataset_summary, load_questions
@@ -41,12 +42,6 @@ class StopFlag:
 
     def __call__(self) -> bool:
         return self.requested
-
-
-def generation_samples(spec: dict) -> int:
-    """Samples per question this generation reads: the spec's (a round of adaptive sampling),
-    else the trace key's full design."""
-    return spec.get("samples", spec["trace_key"]["sampling"]["samples_per_question"])
 
 
 def samples_table(questions, trace_dir, budgets, result, samples: int) -> pd.DataFrame:

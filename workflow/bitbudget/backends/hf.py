@@ -26,12 +26,11 @@ import copy
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 
 from bitbudget import kv as kv_strategies
-from bitbudget.backends import Counters, EngineResult, Interrupted, draws, sample_record
+from bitbudget.backends import Counters, EngineResult, Interrupted, TraceEngine, draws, sample_record
 from bitbudget.backends.sampler import draw
 from bitbudget.forcing import ForcingTokens, open_thinking, thinks_on, trace_forcing_tokens
 from bitbudget.revisions import loader_kwargs
@@ -244,20 +243,17 @@ def load_model(path: str, dtype: str, device: str, revision: str | None = None):
     return model, tokenizer
 
 
-class HFEngine:
+class HFEngine(TraceEngine):
     """Fills the shards of one trace directory: missing forks of stored samples, then missing samples."""
 
     name = "hf"
 
     def __init__(self, spec: dict, checkpoint_path: str, trace_dir: str, stop_requested=lambda: False,
                  revision: str | None = None):
-        self.key = spec["trace_key"]
-        self.samples = spec.get("samples", self.key["sampling"]["samples_per_question"])
-        self.trace_dir = Path(trace_dir)
+        super().__init__(spec, trace_dir, stop_requested)
         self.engine = spec["engine"]
         self.model, self.tokenizer = load_model(checkpoint_path, self.engine["dtype"], self.engine["device"], revision)
         self.tokens = trace_forcing_tokens(self.tokenizer, self.key)
-        self.stop_requested = stop_requested
         self.counters = Counters()
 
     def __call__(self, questions, fresh, incomplete, budgets):

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bitbudget import memory
+from bitbudget.backends import TraceEngine
 from bitbudget.artifacts import atomic_directory, content_id
 from bitbudget.shards import first_samples, missing_forks, new_samples, prompt_text, write_new_samples, write_shard
 
@@ -292,14 +293,13 @@ class SimulatedResult:
         }
 
 
-class SimulatedEngine:
+class SimulatedEngine(TraceEngine):
     """Fills the shards of one trace directory from the planted surface."""
 
     name = "simulated"
 
     def __init__(self, spec: dict, checkpoint_path: str, trace_dir: str, stop_requested=lambda: False):
-        self.key = spec["trace_key"]
-        self.samples = spec.get("samples", self.key["sampling"]["samples_per_question"])
+        super().__init__(spec, trace_dir, stop_requested)
         if "simulation" not in self.key:
             raise SimulationError(
                 "the generation's key has no `simulation` section; fix: add a `simulation` section with a "
@@ -307,8 +307,6 @@ class SimulatedEngine:
             )
         self.simulation = self.key["simulation"]
         self.kind = self.key["dataset"]["kind"]
-        self.trace_dir = Path(trace_dir)
-        self.stop_requested = stop_requested
         checkpoint = SimulatedCheckpoint.load(checkpoint_path, self.simulation["parameters"])
         self.surface = Surface(self.simulation, checkpoint, self.key["kv"])
         self.stream = content_id({"checkpoint": self.key["checkpoint"], "kv": self.key["kv"],

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bitbudget import capabilities
-from bitbudget.backends import Counters, EngineResult, Interrupted, draws, sample_record
+from bitbudget.backends import Counters, EngineResult, Interrupted, TraceEngine, draws, sample_record
 from bitbudget.forcing import needs_fork, open_thinking, thinks_on, trace_forcing_tokens
 from bitbudget.revisions import loader_kwargs
 from bitbudget.shards import (add_to_stored, build_prompts, chunks_by_rows, first_samples, missing_forks, new_samples,
@@ -136,7 +136,7 @@ def engine_args(engine: dict, checkpoint_path: str, max_model_len: int, seed: in
     return args
 
 
-class VLLMEngine:
+class VLLMEngine(TraceEngine):
     """Fills the shards of one trace directory: missing forks of stored samples, then missing samples."""
 
     name = "vllm"
@@ -146,13 +146,10 @@ class VLLMEngine:
         from transformers import AutoTokenizer
 
 
-        self.key = spec["trace_key"]
-        self.samples = spec.get("samples", self.key["sampling"]["samples_per_question"])
+        super().__init__(spec, trace_dir, stop_requested)
         self.engine = spec["engine"]
         self.checkpoint_path = checkpoint_path
         self.revision = revision
-        self.trace_dir = Path(trace_dir)
-        self.stop_requested = stop_requested
         self.horizon = self.key["horizon"]  # the trace's largest budget: sizes the model length
         self.sampling = self.key["sampling"]
         check_device_support(self.engine, checkpoint_path)
