@@ -175,6 +175,16 @@ def small_config() -> dict:
     return config
 
 
+def with_resources(workdir: Path) -> Path:
+    """``workdir`` reading the repository's resources/ as its own, for configs whose model paths
+    are relative as the shipped ones are (artifact ids hold the path, so the simulated draws then
+    do not depend on where the repository was cloned). Not for a study that trains its models
+    under resources/: it would write into the repository."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "resources").symlink_to(REPO / "resources")
+    return workdir
+
+
 class Study:
     """A study in its own working directory, run by the plain `snakemake -c2` of its config."""
 

@@ -13,7 +13,7 @@ import pytest
 from bitbudget import rounds
 from bitbudget.plan import format_plan, make_plan
 from bitbudget.study import build_study
-from tests.harness import Study
+from tests.harness import Study, with_resources
 from tests.pipeline.test_simulated_overlays import simulated_config
 
 pytestmark = pytest.mark.pipeline
@@ -50,7 +50,7 @@ def finished_rules(output: str) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def adaptive_study(tmp_path_factory):
-    study = Study(tmp_path_factory.mktemp("adaptive"), adaptive_config())
+    study = Study(with_resources(tmp_path_factory.mktemp("adaptive")), adaptive_config())
     run = study.snakemake()
     return study, finished_rules(run.output)
 
@@ -130,7 +130,7 @@ def test_a_finished_adaptive_study_plans_nothing(adaptive_study):
 
 
 def test_a_preempted_round_resumes_there(adaptive_study, tmp_path):
-    study = adaptive_study[0].copy_to(tmp_path / "study")
+    study = adaptive_study[0].copy_to(with_resources(tmp_path / "study"))
     workdir = study.workdir
     last = round_files(workdir)[-1]
     before = {p: p.stat().st_mtime_ns for p in (workdir / "results" / "generations").glob("*/samples.parquet")}
@@ -157,6 +157,6 @@ def test_a_preempted_round_resumes_there(adaptive_study, tmp_path):
 
 
 def test_adaptive_off_plans_exactly_the_full_design(tmp_path):
-    study = Study(tmp_path, adaptive_config(adaptive=False))
+    study = Study(with_resources(tmp_path), adaptive_config(adaptive=False))
     # 2 quantized checkpoints (gptq4 of each model), 4 generations and their grades, the analysis
     assert study.planned_jobs() == {"quantize": 2, "generate": 4, "grade": 4, **{r: 1 for r in ANALYSIS}}

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from snakemake.utils import update_config
 
-from tests.harness import REPO, run_in_process
+from tests.harness import REPO, run_in_process, with_resources
 
 pytestmark = pytest.mark.pipeline
 
@@ -26,19 +26,12 @@ def simulated_config(overlay: str) -> dict:
     return config
 
 
-def study_dir(tmp_path):
-    """A working directory that reads the repository's resources/ as a clone's own: the draws do
-    not depend on where the repository was cloned."""
-    (tmp_path / "resources").symlink_to(REPO / "resources")
-    return tmp_path
-
-
 @pytest.mark.parametrize("overlay, planted, other", [
     ("simulated.yaml", PAPER_SWITCH_GIB, CONTRARY_SWITCH_GIB),
     ("simulated-contrary.yaml", CONTRARY_SWITCH_GIB, PAPER_SWITCH_GIB),
 ])
 def test_the_fit_recovers_the_planted_switch(tmp_path, overlay, planted, other):
-    outputs = run_in_process(simulated_config(overlay), study_dir(tmp_path))
+    outputs = run_in_process(simulated_config(overlay), with_resources(tmp_path))
     fit = outputs["thresholds"]["weights_vs_tokens"]
     assert fit["status"] == "ok" and fit["direction"] == "win above", fit
     assert fit["ci_low"] <= planted <= fit["ci_high"], fit
