@@ -225,13 +225,10 @@ def frontier_decided(group, memory, lo, hi, epsilon: float = 0.0) -> tuple[np.nd
     return dominated, clear
 
 
-def _evidence_box(comp, lo, hi, sizes_index, n_sizes):
-    """Per-size interval [low, high] of the summed advantage of the "win" option."""
-    adv_lo = np.empty(len(comp.a))
-    adv_hi = np.empty(len(comp.a))
-    for i, (a, cand) in enumerate(zip(comp.a, comp.b)):
-        g_lo, g_hi = lo[a] - hi[cand].max(), hi[a] - lo[cand].max()
-        adv_lo[i], adv_hi[i] = (g_lo, g_hi) if comp.a_is_win[i] else (-g_hi, -g_lo)
+def _evidence_box(comp: _threshold.Comparisons, lo, hi, sizes_index, n_sizes):
+    """Per comparison and per size, the interval [low, high] of the advantage of the "win"
+    option (summed per size) when every accuracy lies in its interval."""
+    adv_lo, adv_hi = _threshold.advantage_bounds(comp, lo, hi)
     e_lo, e_hi = np.zeros(n_sizes), np.zeros(n_sizes)
     np.add.at(e_lo, sizes_index, adv_lo)
     np.add.at(e_hi, sizes_index, adv_hi)
@@ -239,12 +236,11 @@ def _evidence_box(comp, lo, hi, sizes_index, n_sizes):
 
 
 def _linear_forms(n_sizes: int) -> dict:
-    """Every quantity the fit compares, as a coefficient vector on the per-size evidence:
-    the cut scores with each orientation, and the total (``no crossing`` test)."""
+    """Every quantity the fit compares, as a coefficient vector on the per-size evidence
+    (:func:`bitbudget.threshold.switch_score_weights`): the cut scores with each orientation,
+    and the total (``no crossing`` test)."""
     forms = {}
-    for c in range(n_sizes - 1):
-        w = np.ones(n_sizes)
-        w[: c + 1] = -1.0  # score_c = sum above - sum at or below
+    for c, w in enumerate(_threshold.switch_score_weights(n_sizes)):
         forms["+", c] = w
         forms["-", c] = -w
     forms["total", "+"] = np.ones(n_sizes)
@@ -269,7 +265,7 @@ def _bracket_contested(e_point, e_lo, e_hi) -> np.ndarray:
             continue
         d = w_best - w
         low = np.minimum(d * e_lo, d * e_hi).sum()
-        if not low > _threshold._SCORE_TIE:
+        if not low > _threshold.SCORE_TIE:
             contested |= d != 0
     return contested
 
@@ -278,7 +274,7 @@ def _verdict_contested(kind: str, points_x, adv_lo, adv_hi, analysis: dict, cut:
     """Comparisons whose outcome (win, loss or tie) is open and could change a finding's
     rule verdict at the paper's cut (its split, :func:`bitbudget.findings.place_cut`): the
     verdict is evaluated with every open comparison of a side turned to a win, a loss and a tie."""
-    cfg = _findings._analysis(analysis)
+    cfg = _findings.analysis_settings(analysis)
     min_n, window = int(cfg["min_comparisons"]), float(cfg["switch_window"])
     x = np.asarray(points_x, dtype=float)
     decided_win, decided_loss = adv_lo > 0, adv_hi < 0
@@ -295,7 +291,7 @@ def _verdict_contested(kind: str, points_x, adv_lo, adv_hi, analysis: dict, cut:
     for fid, spec in _findings.FINDINGS.items():
         if spec["kind"] != kind:
             continue
-        if len(set(_findings.rule_statuses(fid, _findings.rule_counts(fid, x, adv, cut, window), min_n))) > 1:
+        if len(set(_findings.rule_outcomes(fid, x, adv, cut, min_n, window))) > 1:
             contested |= open_
     return contested
 
@@ -374,7 +370,7 @@ def stopping_generations(scenarios: pd.DataFrame, decisions: pd.DataFrame, drawn
 def answer_pool(correct: np.ndarray, answers: np.ndarray) -> np.ndarray:
     """Answer counts ``[Q, K]`` per question (reference, no answer, each other value) of the
     samples ``correct``/``answers`` ``[Q, n]``, as :func:`bitbudget.stats.summarize_cell` votes."""
-    onehot, _ = _stats._signature_counts(_stats.answer_codes(correct, answers))
+    onehot, _ = _stats.signature_counts(_stats.answer_codes(correct, answers))
     return onehot.sum(axis=1).astype(np.int64)
 
 
@@ -468,7 +464,7 @@ def predicted_accuracy(pools: np.ndarray, g: int) -> np.ndarray:
     """Accuracy (mean over questions of pass@1, or of maj@g for g > 1) of each pool ``[draws, Q, K]``."""
     if g == 1:
         return pools[..., 0].mean(axis=1) / pools[0, 0].sum()
-    return _stats._maj_of_counts(pools, [g])[g].mean(axis=1)
+    return _stats.maj_of_counts(pools, [g])[g].mean(axis=1)
 
 
 def predicted_rows(pools: dict, budgets, gs) -> np.ndarray:
@@ -492,28 +488,26 @@ class Decisions:
 
     def __init__(self, scenarios: pd.DataFrame, analysis: dict):
         scen = scenarios.reset_index(drop=True)
-        cfg = _findings._analysis(analysis)
+        cfg = _findings.analysis_settings(analysis)
         self.min_n, self.window = int(cfg["min_comparisons"]), float(cfg["switch_window"])
-        self.cuts = {kind: placed["split"] for kind, placed in _findings.placed_cuts(cfg, scen).items()}
+        cuts = _findings.placed_cuts(cfg, scen)
         dataset = scen["dataset"].astype(str).to_numpy()
         datasets = sorted(set(dataset))
         self.fronts = _frontier.frontier_order(scen)
-        self.switches, self.rules, self.touched = [], [], []
+        self.switches, self.touched, pooled = [], [], {}
         for kind in _threshold.KINDS:
             for ds in [None] + (datasets if len(datasets) > 1 else []):
                 rows = np.arange(len(scen)) if ds is None else np.flatnonzero(dataset == ds)
                 comp = _threshold.build_comparisons(scen.iloc[rows].reset_index(drop=True), kind,
                                                     cfg["memory_tolerance"])
+                pooled.setdefault(kind, len(self.switches))
                 self.switches.append((rows, comp, *np.unique(comp.x, return_inverse=True)))
                 self.touched.append(_touched(rows, comp, len(scen)))
-                if ds is None:
-                    for fid, spec in _findings.FINDINGS.items():
-                        cut = float(self.cuts[kind])
-                        for d in datasets:
-                            pop = _findings._population(scen[dataset == d], kind)
-                            mine = dataset[comp.a] == d if len(comp.a) else np.zeros(0, dtype=bool)
-                            if spec["kind"] == kind and _findings._testable(pop, cut) is None:
-                                self.rules.append((fid, cut, len(self.switches) - 1, mine))
+        self.rules = []  # (finding, its cut, the pooled switch of its kind, that switch's comparisons of the dataset)
+        for fid, ds in _findings.testable_rules(scen, cuts):
+            kind = _findings.FINDINGS[fid]["kind"]
+            switch = pooled[kind]
+            self.rules.append((fid, cuts[kind]["split"], switch, self.switches[switch][1].in_group(dataset, ds)))
 
     def frontier(self, acc: np.ndarray) -> np.ndarray:
         """[n, B] bool: on its dataset's frontier, per column (ties as pareto_frontier breaks them)."""
@@ -530,44 +524,28 @@ class Decisions:
             hit = touched[changed].any(axis=0) if len(changed) else np.zeros(len(comp.a), dtype=bool)
             if hit.any():
                 adv = adv.copy()
-                adv[hit] = _threshold.advantages(_threshold._Comparisons(
-                    comp.a[hit], [comp.b[i] for i in np.flatnonzero(hit)], comp.a_is_win[hit], comp.x[hit]), acc[rows])
+                adv[hit] = _threshold.advantages(comp.subset(hit), acc[rows])
             out.append(adv)
         return out
 
-    def brackets(self, acc: np.ndarray, advantages: list[np.ndarray]) -> list[list]:
+    def brackets(self, advantages: list[np.ndarray]) -> list[list]:
         """Per switch, per column: (status, bracket) as fit_threshold gives them."""
-        out = []
-        for (rows, comp, sizes, size_index), adv in zip(self.switches, advantages):
-            status = [("not enough data", None)] * acc.shape[1]
-            if len(sizes) > 1:
-                evidence, distinct = _threshold.size_evidence(adv, size_index, len(sizes))
-                enough = (distinct.sum(axis=0) >= _threshold.MIN_POINTS) & ((distinct > 0).sum(axis=0) >= 2)
-                scores = _threshold._switch_scores(evidence)
-                oriented = np.where(scores.max(axis=0) >= (-scores).max(axis=0), 1, -1) * scores
-                found = _threshold._finds_switch(oriented, evidence)
-                first, last = _threshold._best_switch(oriented)
-                status = [("not enough data", None) if not e else ("no crossing", None) if not f else
-                          ("ok", (float(sizes[i]), float(sizes[j + 1]))) for e, f, i, j in zip(enough, found, first, last)]
-            out.append(status)
-        return out
+        return [_threshold.switch_decisions(*_threshold.size_evidence(adv, size_index, len(sizes))).statuses(sizes)
+                for (_, _, sizes, size_index), adv in zip(self.switches, advantages)]
 
     def verdicts(self, advantages: list[np.ndarray]) -> list[list]:
         """Per (finding, dataset) where the paper's cut is testable, per column: the rule's
         status from the signs of the dataset's comparisons."""
-        out = []
-        for fid, cut, switch, mine in self.rules:
-            comp = self.switches[switch][1]
-            counts = _findings.rule_counts(fid, comp.x[mine], advantages[switch][mine], cut, self.window)
-            out.append(list(_findings.rule_statuses(fid, counts, self.min_n)))
-        return out
+        return [list(_findings.rule_outcomes(fid, self.switches[switch][1].x[mine], advantages[switch][mine], cut,
+                                            self.min_n, self.window))
+                for fid, cut, switch, mine in self.rules]
 
     def outcomes(self, acc: np.ndarray, reference: tuple | None = None, changed=None) -> tuple:
         """Every decision per column of ``acc`` [n, B]: (frontier [n, B], per switch and per
         finding rule the list of per-column outcomes, the switches' advantages). ``reference``
         and ``changed``: as :meth:`advantages` (the outcomes of accuracies differing only there)."""
         advantages = self.advantages(acc, None if reference is None else reference[2], changed)
-        return self.frontier(acc), self.brackets(acc, advantages) + self.verdicts(advantages), advantages
+        return self.frontier(acc), self.brackets(advantages) + self.verdicts(advantages), advantages
 
     def differs(self, now: np.ndarray, reference: tuple, changed=None) -> np.ndarray:
         """[B] bool: column b of ``now`` decides differently from column b of ``reference``
@@ -584,7 +562,7 @@ class Decisions:
         return self.differs(now, self.outcomes(full))
 
 
-def _touched(rows: np.ndarray, comp, n_scenarios: int) -> np.ndarray:
+def _touched(rows: np.ndarray, comp: _threshold.Comparisons, n_scenarios: int) -> np.ndarray:
     """[scenarios, comparisons] bool: the scenario rows (of the whole table) each comparison reads."""
     touched = np.zeros((n_scenarios, len(comp.a)), dtype=bool)
     for i, (a, cand) in enumerate(zip(comp.a, comp.b)):
