@@ -16,8 +16,10 @@ class Decisions:
     accuracy vectors at once (columns): frontier membership (:func:`bitbudget.frontier.pareto_frontier`),
     every switch's status and bracket (:func:`bitbudget.threshold.fit_thresholds`, each kind,
     pooled and per dataset) and each finding's rule verdict per dataset
-    (:func:`bitbudget.findings.evaluate_findings` without the named checks). Comparisons,
-    populations and memory orders depend on memory only, so they are built once."""
+    (:func:`bitbudget.findings.evaluate_findings` without the named checks), each through the
+    public function the fit stage itself calls (:func:`bitbudget.frontier.frontier_columns`,
+    :func:`bitbudget.threshold.switch_decisions`, :func:`bitbudget.findings.rule_outcomes`).
+    Comparisons, testable rules and memory orders depend on memory only, so they are built once."""
 
     def __init__(self, scenarios: pd.DataFrame, analysis: dict):
         scen = scenarios.reset_index(drop=True)
