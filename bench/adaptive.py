@@ -140,7 +140,7 @@ class PlantedTruth:
 
     def pools(self, n: int, maximum: int, draws: int, rng: np.random.Generator) -> dict:
         """{budget: [draws, Q, K + 1]} full-design pools (columns as
-        :func:`bitbudget.adaptive.answer_pool`): the first ``n`` samples as drawn, the rest
+        :func:`bitbudget.adaptive.predictive.answer_pool`): the first ``n`` samples as drawn, the rest
         drawn as the engine draws (one solve draw and one wrong answer per sample for all
         budgets, a slip per budget)."""
         shape = (draws, self.solve.shape[0], maximum - n)
@@ -165,7 +165,7 @@ class PlantedTruth:
 
 class PlantedPredictive:
     """A perfectly calibrated predictive (the engine's own model, fresh randomness), in the
-    shape of :func:`bitbudget.adaptive.jeffreys_predictive`: what the curtailment rule stops
+    shape of :func:`bitbudget.adaptive.predictive.jeffreys_predictive`: what the curtailment rule stops
     when nothing is lost to its predictive."""
 
     def __init__(self, draws: Draws):
@@ -245,7 +245,7 @@ class Analysis:
 
     def generation_tokens(self, gen_id: str, drawn: dict[int, int]) -> int:
         """Decode tokens of one generation: a sample thinks to the largest budget that reads it."""
-        from bitbudget.adaptive import thinking_per_question
+        from bitbudget.adaptive.closing import thinking_per_question
 
         return self.questions[gen_id] * thinking_per_question(drawn)
 
@@ -271,13 +271,13 @@ class Analysis:
 
 def adaptive_run(analysis: Analysis, predictive=None) -> tuple[dict, list[dict]]:
     """Rounds of the configured rule; returns samples drawn per (generation, budget) and a log per round."""
-    from bitbudget import adaptive
+    from bitbudget.adaptive import schedule
 
     config = analysis.config
-    per_gen = {g: adaptive.AdaptiveRule.from_config(config["sampling"], m) for g, m in analysis.maximum.items()}
+    per_gen = {g: schedule.AdaptiveRule.from_config(config["sampling"], m) for g, m in analysis.maximum.items()}
     rule = next(iter(per_gen.values()))
     drawn = {g: {b: rule.rounds[0] for b in budgets} for g, budgets in analysis.full_design().items()}
-    step = curtail_round if rule.rule == adaptive.CURTAIL_RULE else confidence_round
+    step = curtail_round if rule.rule == schedule.CURTAIL_RULE else confidence_round
     context = {"rule": rule, "rounds": sorted({n for r in per_gen.values() for n in r.rounds}),
                "predictive": predictive}
     open_budgets, log = {g: sorted(d) for g, d in drawn.items()}, []
@@ -297,24 +297,26 @@ def open_samples(drawn: dict, open_budgets: dict) -> dict[str, int]:
 
 
 def confidence_round(analysis: Analysis, scen, drawn, open_budgets, context) -> tuple[dict, dict]:
-    from bitbudget import adaptive
+    from bitbudget.adaptive import bounds, confidence, schedule
 
     rule = context["rule"]
-    delta = adaptive.per_test_delta(rule.confidence, len(analysis.base), len(context["rounds"]))
-    decisions = adaptive.decided_scenarios(scen, delta, analysis.config["analysis"], rule.epsilon)
-    status = adaptive.stopping_generations(scen, decisions, open_samples(drawn, open_budgets), analysis.maximum)
-    return {g: open_budgets[g] for g, s in status.items() if s == adaptive.OPEN and g in open_budgets}, {
+    delta = bounds.per_test_delta(rule.confidence, len(analysis.base), len(context["rounds"]))
+    decisions = confidence.decided_scenarios(scen, delta, analysis.config["analysis"], rule.epsilon)
+    status = confidence.stopping_generations(scen, decisions, open_samples(drawn, open_budgets), analysis.maximum)
+    return {g: open_budgets[g] for g, s in status.items() if s == schedule.OPEN and g in open_budgets}, {
         "frontier_open": int((~(decisions["dominated"] | decisions["frontier_clear"])).sum()),
         "comparisons_open": int((~decisions["comparisons_settled"]).sum())}
 
 
 def curtail_round(analysis: Analysis, scen, drawn, open_budgets, context) -> tuple[dict, dict]:
-    """One round of :func:`bitbudget.adaptive.decide_round` on the open budgets (the
+    """One round of :func:`bitbudget.adaptive.closing.decide_round` on the open budgets (the
     decisions' structure depends on memory only, so it is built once)."""
-    from bitbudget import adaptive
+    from bitbudget.adaptive.closing import decide_round
+    from bitbudget.adaptive.decisions import Decisions
+    from bitbudget.adaptive.schedule import OPEN
 
     if "decisions" not in context:
-        context["decisions"] = adaptive.Decisions(scen, analysis.config["analysis"])
+        context["decisions"] = Decisions(scen, analysis.config["analysis"])
         context["round"] = 0
     context["round"] += 1
     n_of = open_samples(drawn, open_budgets)
@@ -323,10 +325,10 @@ def curtail_round(analysis: Analysis, scen, drawn, open_budgets, context) -> tup
         correct, answers, all_budgets, _ = analysis.draws.generations[g]
         samples[g] = {b: (correct[:, :n_of[g], all_budgets.index(b)], answers[:, :n_of[g], all_budgets.index(b)])
                       for b in budgets}
-    status = adaptive.decide_round(scen, samples, n_of, analysis.maximum, context["rule"], analysis.config["analysis"],
-                                   analysis.config["sampling"]["seed"], context["round"], open_=set(open_budgets),
-                                   decisions=context["decisions"], predictive=context["predictive"])
-    return {g: list(o.open_budgets) for g, o in status.items() if o.reason == adaptive.OPEN}, {}
+    status = decide_round(scen, samples, n_of, analysis.maximum, context["rule"], analysis.config["analysis"],
+                          analysis.config["sampling"]["seed"], context["round"], open_=set(open_budgets),
+                          decisions=context["decisions"], predictive=context["predictive"])
+    return {g: list(o.open_budgets) for g, o in status.items() if o.reason == OPEN}, {}
 
 
 def run(overlay: str, seed: int, adaptive_settings: dict | None, workdir: Path, predictive: str | None = None) -> dict:

@@ -6,9 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bitbudget import adaptive
-from bitbudget.schema import schema_defaults
+from bitbudget.adaptive import schedule
+from bitbudget.adaptive.bounds import _kl_bernoulli, intervals, kl_bounds, per_test_delta, radius
+from bitbudget.adaptive.closing import (CURTAIL_DRAWS, BudgetClosing, Outcome, closing_savings, decide_round,
+                                        monte_carlo_upper)
+from bitbudget.adaptive.confidence import comparisons_settled, decided_scenarios, frontier_decided, stopping_generations
+from bitbudget.adaptive.decisions import Decisions
+from bitbudget.adaptive.predictive import answer_pool, coupled_pools, predicted_accuracy, predictive_pools
 from bitbudget.frontier import pareto_frontier
+from bitbudget.schema import schema_defaults
 
 ANALYSIS = schema_defaults("analysis")  # a validated analysis section
 
@@ -17,42 +23,42 @@ Q = 200
 
 
 def test_rounds_end_at_the_maximum():
-    assert adaptive.rounds(8, 8, 32) == [8, 16, 24, 32]
-    assert adaptive.rounds(8, 10, 32) == [8, 18, 28, 32]
-    assert adaptive.rounds(40, 8, 32) == [32]
+    assert schedule.rounds(8, 8, 32) == [8, 16, 24, 32]
+    assert schedule.rounds(8, 10, 32) == [8, 18, 28, 32]
+    assert schedule.rounds(40, 8, 32) == [32]
     with pytest.raises(ValueError):
-        adaptive.rounds(0, 8, 32)
+        schedule.rounds(0, 8, 32)
 
 
 def test_radius_is_hoeffding_for_u_statistics():
-    delta = adaptive.per_test_delta(CONFIDENCE, 100, 4)
+    delta = per_test_delta(CONFIDENCE, 100, 4)
     assert delta == pytest.approx((1 - CONFIDENCE) / 400)
     expected = math.sqrt(math.log(2 / delta) / (2 * Q * 16))
-    assert adaptive.radius(Q, 16, 1, delta) == pytest.approx(expected)
+    assert radius(Q, 16, 1, delta) == pytest.approx(expected)
     # order-4 kernel: floor(16 / 4) = 4 independent blocks per question
-    assert adaptive.radius(Q, 16, 4, delta) == pytest.approx(math.sqrt(math.log(2 / delta) / (2 * Q * 4)))
-    assert np.isinf(adaptive.radius(Q, 8, 16, delta))  # maj@16 from 8 samples: no estimate
+    assert radius(Q, 16, 4, delta) == pytest.approx(math.sqrt(math.log(2 / delta) / (2 * Q * 4)))
+    assert np.isinf(radius(Q, 8, 16, delta))  # maj@16 from 8 samples: no estimate
 
 
 def test_kl_bounds_are_hoeffding_s_theorem_1_and_tighter_near_the_edges():
     """Every q inside the bounds has terms * kl(mean, q) <= ln(2 / delta), the ends sit on that
     level, and the bounds lie inside the additive (Hoeffding) radius, far inside near 0 and 1."""
-    delta = adaptive.per_test_delta(CONFIDENCE, 100, 4)
+    delta = per_test_delta(CONFIDENCE, 100, 4)
     terms = Q * 8
     means = np.array([0.0, 0.02, 0.5, 0.98, 1.0])
-    lo, hi = adaptive.kl_bounds(means, terms, delta)
+    lo, hi = kl_bounds(means, terms, delta)
     level = math.log(2 / delta) / terms
     for m, low, high in zip(means, lo, hi):
-        kl = adaptive._kl_bernoulli(m, np.array([low, high]))
+        kl = _kl_bernoulli(m, np.array([low, high]))
         assert (kl <= level + 1e-9).all()
         if 0 < low:
-            assert adaptive._kl_bernoulli(m, low - 1e-6) > level
+            assert _kl_bernoulli(m, low - 1e-6) > level
         if high < 1:
-            assert adaptive._kl_bernoulli(m, high + 1e-6) > level
-    r = adaptive.radius(Q, 8, 1, delta)
+            assert _kl_bernoulli(m, high + 1e-6) > level
+    r = radius(Q, 8, 1, delta)
     assert (lo >= means - r - 1e-12).all() and (hi <= means + r + 1e-12).all()
     assert hi[1] - lo[1] < (2 * r) / 2  # at 2% accuracy: under half the additive width
-    lo_g, hi_g = adaptive.intervals([0.5, 0.5, np.nan], Q, 8, [1, 16, 1], delta)
+    lo_g, hi_g = intervals([0.5, 0.5, np.nan], Q, 8, [1, 16, 1], delta)
     assert lo_g[1:].tolist() == [0.0, 0.0] and hi_g[1:].tolist() == [1.0, 1.0]  # maj@16 from 8 samples, no estimate
 
 
@@ -60,8 +66,8 @@ def test_intervals_cover_the_truth_at_the_stated_rate():
     """Every interval of every round holds at once in at least `confidence` of studies."""
     rng = np.random.default_rng(0)
     truth = rng.uniform(0.1, 0.9, size=(20, Q))  # scenario x question probabilities
-    rounds = adaptive.rounds(4, 4, 16)
-    delta = adaptive.per_test_delta(CONFIDENCE, truth.shape[0], len(rounds))
+    rounds = schedule.rounds(4, 4, 16)
+    delta = per_test_delta(CONFIDENCE, truth.shape[0], len(rounds))
     failures = 0
     studies = 200
     for _ in range(studies):
@@ -69,19 +75,19 @@ def test_intervals_cover_the_truth_at_the_stated_rate():
         held = True
         for n in rounds:
             acc = draws[:, :, :n].mean(axis=(1, 2))
-            lo, hi = adaptive.intervals(acc, Q, n, 1, delta)
+            lo, hi = intervals(acc, Q, n, 1, delta)
             held &= bool(((lo <= truth.mean(axis=1)) & (truth.mean(axis=1) <= hi)).all())
         failures += not held
     assert failures / studies <= 1 - CONFIDENCE
 
 
-def _rule(n: int, maximum: int, rule: str, **settings) -> adaptive.AdaptiveRule:
+def _rule(n: int, maximum: int, rule: str, **settings) -> schedule.AdaptiveRule:
     """The rule at the schema's defaults, sampling in rounds of ``n`` up to ``maximum``, with
     ``rule`` and any other `sampling.adaptive` setting (gamma: `curtail_gamma`) replaced."""
     adaptive_settings = schema_defaults("sampling", "adaptive") | {"initial": n, "step": n, "rule": rule}
     if "gamma" in settings:
         settings["curtail_gamma"] = settings.pop("gamma")
-    return adaptive.AdaptiveRule.from_config({"adaptive": adaptive_settings | settings}, maximum)
+    return schedule.AdaptiveRule.from_config({"adaptive": adaptive_settings | settings}, maximum)
 
 
 def _scenarios(acc, memory, n, gen=None, dataset="d"):
@@ -96,9 +102,9 @@ def _scenarios(acc, memory, n, gen=None, dataset="d"):
 def _frontier_decisions(accuracies, memory, n):
     """(dominated, clear) of scenarios at `memory` GiB with `accuracies` from n samples each."""
     scen = _scenarios(accuracies, memory, n)
-    delta = adaptive.per_test_delta(CONFIDENCE, len(scen), 4)
-    lo, hi = adaptive.intervals(scen["accuracy"], Q, n, 1, delta)
-    return adaptive.frontier_decided(scen["dataset"], scen["total_gib"], lo, hi)
+    delta = per_test_delta(CONFIDENCE, len(scen), 4)
+    lo, hi = intervals(scen["accuracy"], Q, n, 1, delta)
+    return frontier_decided(scen["dataset"], scen["total_gib"], lo, hi)
 
 
 def test_far_below_the_frontier_is_decided_dominated():
@@ -117,12 +123,12 @@ def test_a_lone_frontier_point_is_clear():
 def test_epsilon_is_the_indifference_margin():
     """A scenario at most epsilon above what is surely reached at no more memory counts as tied
     and is decided; one that could be better by more than epsilon is not."""
-    delta = adaptive.per_test_delta(CONFIDENCE, 3, 4)
+    delta = per_test_delta(CONFIDENCE, 3, 4)
     lo, hi = np.array([0.70, 0.695, 0.70]), np.array([0.72, 0.715, 0.76])
     memory = [1.0, 2.0, 3.0]
-    dominated, _ = adaptive.frontier_decided(["d"] * 3, memory, lo, hi, epsilon=0.0)
+    dominated, _ = frontier_decided(["d"] * 3, memory, lo, hi, epsilon=0.0)
     assert dominated.tolist() == [False, False, False]
-    dominated, _ = adaptive.frontier_decided(["d"] * 3, memory, lo, hi, epsilon=0.02)
+    dominated, _ = frontier_decided(["d"] * 3, memory, lo, hi, epsilon=0.02)
     assert dominated.tolist() == [False, True, False]  # 0.715 - 0.70 <= 0.02; 0.76 - 0.70 > 0.02
     assert delta > 0
 
@@ -140,19 +146,19 @@ def test_never_stops_a_close_frontier_generation():
     on_full_frontier = set(full.loc[full["scenario_id"].isin(pareto_frontier(full)["scenario_id"]), "gen_id"])
     assert on_full_frontier & {"close_a", "close_b"}
     now = _scenarios([draws[g][:, :n].mean() for g in p], [memory[g] for g in p], n, gen=list(p))
-    delta = adaptive.per_test_delta(CONFIDENCE, len(now), len(adaptive.rounds(n, n, full_n)))
+    delta = per_test_delta(CONFIDENCE, len(now), len(schedule.rounds(n, n, full_n)))
     epsilon = schema_defaults("sampling", "adaptive")["epsilon"]
     assert p["close_b"] - p["close_a"] > epsilon  # close, yet not a tie
-    decisions = adaptive.decided_scenarios(now, delta, ANALYSIS, epsilon)
-    status = adaptive.stopping_generations(now, decisions, {g: n for g in p}, {g: full_n for g in p})
+    decisions = decided_scenarios(now, delta, ANALYSIS, epsilon)
+    status = stopping_generations(now, decisions, {g: n for g in p}, {g: full_n for g in p})
     for gen in on_full_frontier:
-        assert status[gen] == adaptive.OPEN
-    assert status["far"] == adaptive.DOMINATED
+        assert status[gen] == schedule.OPEN
+    assert status["far"] == schedule.DOMINATED
 
     # as a round runs it: whole generations, every budget of an open one going on
-    rule = _rule(n, full_n, adaptive.CONFIDENCE_RULE, confidence=CONFIDENCE, epsilon=epsilon)
+    rule = _rule(n, full_n, schedule.CONFIDENCE_RULE, confidence=CONFIDENCE, epsilon=epsilon)
     samples = {g: {1000: (draws[g][:, :n], None), 2000: (draws[g][:, :n], None)} for g in p}
-    outcomes = adaptive.decide_round(now, samples, {g: n for g in p}, {g: full_n for g in p}, rule, ANALYSIS, 0, 1)
+    outcomes = decide_round(now, samples, {g: n for g in p}, {g: full_n for g in p}, rule, ANALYSIS, 0, 1)
     assert {g: o.reason for g, o in outcomes.items()} == status
     assert outcomes["far"].open_budgets == () and all(outcomes[g].open_budgets == (1000, 2000) for g in on_full_frontier)
 
@@ -174,8 +180,8 @@ def test_open_comparisons_keep_generations_sampling():
         scenario_id=[f"s{i}" for i in range(len(rows))], gen_id=[f"g{i}" for i in range(len(rows))],
         dataset="d", weights="bf16", kv="full", kv_method="full", G=1, n_questions=Q)
     analysis = {**ANALYSIS, "min_comparisons": 1}
-    wide = adaptive.comparisons_settled(scen, scen["accuracy"] - 0.4, scen["accuracy"] + 0.4, analysis)
-    narrow = adaptive.comparisons_settled(scen, scen["accuracy"] - 0.01, scen["accuracy"] + 0.01, analysis)
+    wide = comparisons_settled(scen, scen["accuracy"] - 0.4, scen["accuracy"] + 0.4, analysis)
+    narrow = comparisons_settled(scen, scen["accuracy"] - 0.01, scen["accuracy"] + 0.01, analysis)
     assert not wide.any()
     assert narrow.all()
 
@@ -191,9 +197,9 @@ def test_schema_defaults_fill_and_absent_is_off():
     raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "config.yaml").read_text())
     config = validate_study_config(raw)
     assert "adaptive" not in config["sampling"]
-    assert adaptive.AdaptiveRule.from_config(config["sampling"]) is None
+    assert schedule.AdaptiveRule.from_config(config["sampling"]) is None
     raw["sampling"]["adaptive"] = {"initial": 2}
-    rule = adaptive.AdaptiveRule.from_config(validate_study_config(raw)["sampling"])
+    rule = schedule.AdaptiveRule.from_config(validate_study_config(raw)["sampling"])
     defaults = schema_defaults("sampling", "adaptive")
     assert (rule.initial, rule.step, rule.confidence, rule.epsilon) == (
         2, defaults["step"], defaults["confidence"], defaults["epsilon"])
@@ -210,7 +216,8 @@ def test_schema_defaults_fill_and_absent_is_off():
                          ids=["cuts at the paper's GiB", "cuts placed by configuration"])
 def test_decisions_match_the_fit_stage(analysis):
     """The vectorised decisions equal pareto_frontier, fit_thresholds and the findings' rule
-    verdicts column by column."""
+    verdicts column by column (one implementation: all of them call the public API of frontier,
+    threshold and findings)."""
     from bitbudget.findings import evaluate_findings
     from bitbudget.threshold import fit_thresholds, synthetic_study
 
@@ -219,7 +226,7 @@ def test_decisions_match_the_fit_stage(analysis):
     acc = scen["accuracy"].to_numpy()
     columns = np.column_stack([acc, acc + rng.normal(0, 0.03, len(acc)),
                                np.where(scen["G"].to_numpy() > 4, np.nan, acc)])
-    decisions = adaptive.Decisions(scen, analysis)
+    decisions = Decisions(scen, analysis)
     front, per_decision, _ = decisions.outcomes(columns)
     brackets, verdicts = per_decision[:len(decisions.switches)], per_decision[len(decisions.switches):]
     for b in range(columns.shape[1]):
@@ -237,6 +244,32 @@ def test_decisions_match_the_fit_stage(analysis):
     assert not decisions.changed(acc[:, None], acc[:, None]).any()
 
 
+def test_decisions_per_bootstrap_replicate_reach_the_verdict_probabilities():
+    """Decisions over the fit stage's question-bootstrap replicates reach each finding's rule
+    status in the same share of replicates as the verdict probabilities of the findings (the
+    rules on one-candidate comparisons: cross-fitted halves change only the majority-vote ones)."""
+    from bitbudget.findings import FINDINGS, evaluate_findings, placed_cuts, testable_rules
+    from bitbudget.threshold import accuracy_replicates, synthetic_study
+
+    scen, questions = synthetic_study(n_questions=40, seed=3, datasets=("a", "b"))
+    n_boot, seed = 40, 7
+    decisions = Decisions(scen, {})
+    _, per_decision, _ = decisions.outcomes(accuracy_replicates(scen, questions, n_boot, seed))
+    verdicts = per_decision[len(decisions.switches):]
+    found = {(f["id"], r["dataset"]): r for f in evaluate_findings(scen, None, {}, questions, n_boot=n_boot, seed=seed)
+             for r in f["per_dataset"]}
+    rules = testable_rules(scen, placed_cuts({}, scen))
+    assert len(rules) == len(verdicts) and rules
+    checked = 0
+    for (fid, ds), replicates in zip(rules, verdicts):
+        if FINDINGS[fid]["kind"] == "samples_vs_tokens":
+            continue
+        row = found[fid, ds]
+        assert np.mean(np.array(replicates) == row["rule_status"]) == row["rule_probability"]
+        checked += 1
+    assert checked
+
+
 def test_decisions_computed_again_for_changed_rows_only_equal_a_full_computation():
     """Outcomes against a reference, recomputing only the comparisons that read the changed
     scenario rows, decide exactly as computing everything again."""
@@ -244,7 +277,7 @@ def test_decisions_computed_again_for_changed_rows_only_equal_a_full_computation
 
     scen, _ = synthetic_study(n_questions=40, seed=3, datasets=("a", "b"))
     rng = np.random.default_rng(1)
-    decisions = adaptive.Decisions(scen, {})
+    decisions = Decisions(scen, {})
     full = scen["accuracy"].to_numpy()[:, None] + rng.normal(0, 0.03, (len(scen), 50))
     reference = decisions.outcomes(full)
     compared, moved = 0, 0
@@ -263,7 +296,7 @@ def test_predictive_pools_complete_the_design():
     """Every draw holds maximum samples per question and keeps those already drawn; a question
     always right so far stays mostly right."""
     pool = np.array([[8, 0, 0, 0], [0, 2, 6, 0], [4, 0, 2, 2]])
-    pools = adaptive.predictive_pools(pool, 32, 500, np.random.default_rng(0))
+    pools = predictive_pools(pool, 32, 500, np.random.default_rng(0))
     assert pools.shape == (500, 3, 5)
     assert (pools.sum(axis=-1) == 32).all() and (pools[..., :4] >= pool).all()
     assert pools[:, 0, 0].mean() > 30 and pools[:, 1, 0].mean() < 2
@@ -279,10 +312,10 @@ def _curtail_probabilities(draws: dict, memory: dict, n: int):
     predicted = {}
     for i, g in enumerate(gens):
         right = draws[g][:, :n].sum(axis=1)
-        pools = adaptive.predictive_pools(np.column_stack([right, np.zeros(Q, int), n - right]), full_n,
-                                          adaptive.CURTAIL_DRAWS, np.random.default_rng(i))
-        predicted[g] = [(1000, np.array([i]), adaptive.predicted_accuracy(pools, 1)[None, :])]
-    closing = adaptive.BudgetClosing(now["accuracy"].to_numpy(), predicted, adaptive.Decisions(now, {}), gamma=0.0)
+        pools = predictive_pools(np.column_stack([right, np.zeros(Q, int), n - right]), full_n,
+                                          CURTAIL_DRAWS, np.random.default_rng(i))
+        predicted[g] = [(1000, np.array([i]), predicted_accuracy(pools, 1)[None, :])]
+    closing = BudgetClosing(now["accuracy"].to_numpy(), predicted, Decisions(now, {}), gamma=0.0)
     return full, {g: closing.change({g: 1}) for g in gens}
 
 
@@ -315,8 +348,8 @@ def _round(draws: dict, memory: dict, n: int, gamma: float, predictive=None):
     samples = {g: {1000: (draws[g][:, :n], np.where(draws[g][:, :n], "right", "wrong").astype(object))}
                for g in gens}
     maximum = {g: draws[g].shape[1] for g in gens}
-    rule = _rule(n, maximum[gens[0]], adaptive.CURTAIL_RULE, gamma=gamma)
-    outcomes = adaptive.decide_round(now, samples, {g: n for g in gens}, maximum, rule, ANALYSIS, seed=0, round_index=1,
+    rule = _rule(n, maximum[gens[0]], schedule.CURTAIL_RULE, gamma=gamma)
+    outcomes = decide_round(now, samples, {g: n for g in gens}, maximum, rule, ANALYSIS, seed=0, round_index=1,
                                      predictive=predictive)
     return {g: o.reason for g, o in outcomes.items()}
 
@@ -332,7 +365,7 @@ def test_decide_round_keeps_the_close_pair_and_stops_the_far_one():
              "close_b": np.hstack([more, rng.random((Q, 24)) < 0.6]),
              "far": rng.random((Q, 32)) < 0.2}
     status = _round(draws, {"close_a": 1.0, "close_b": 1.05, "far": 1.5}, 8, gamma=0.05)
-    assert status == {"close_a": adaptive.OPEN, "close_b": adaptive.OPEN, "far": adaptive.CURTAILED}
+    assert status == {"close_a": schedule.OPEN, "close_b": schedule.OPEN, "far": schedule.CURTAILED}
 
 
 def test_decide_round_draws_the_samples_to_come_from_the_predictive_it_is_given():
@@ -350,7 +383,7 @@ def test_decide_round_draws_the_samples_to_come_from_the_predictive_it_is_given(
     def known_future(samples, datasets):
         def draw(gen_id, maximum, n_draws, rng):
             full = draws[gen_id]
-            pool = adaptive.answer_pool(full, np.where(full, "right", "wrong").astype(object))
+            pool = answer_pool(full, np.where(full, "right", "wrong").astype(object))
             return {budget: np.repeat(pool[None], n_draws, axis=0) for budget in samples[gen_id]}
         return draw
 
@@ -360,12 +393,12 @@ def test_decide_round_draws_the_samples_to_come_from_the_predictive_it_is_given(
         return set(pareto_frontier(table)["scenario_id"])
 
     status = _round(draws, memory, 8, gamma=0.05, predictive=known_future)
-    stopped = {g for g, s in status.items() if s == adaptive.CURTAILED}
+    stopped = {g for g, s in status.items() if s == schedule.CURTAILED}
     assert frontier({g: 8 if g in stopped else 32 for g in draws}) == frontier({g: 32 for g in draws})
     for g in set(draws) - stopped:  # each one kept would have moved the frontier alone
         assert frontier({**{h: 32 for h in draws}, g: 8}) != frontier({g: 32 for g in draws})
     assert "far" in stopped and stopped & {"close_a", "close_b"}
-    assert _round(draws, memory, 8, gamma=0.05)["close_a"] == adaptive.OPEN  # the rule's own predictive
+    assert _round(draws, memory, 8, gamma=0.05)["close_a"] == schedule.OPEN  # the rule's own predictive
 
 
 def test_closings_share_one_error_budget():
@@ -374,7 +407,7 @@ def test_closings_share_one_error_budget():
     bounds of 1 and 2 changes in 200 only one of them closes; at a larger gamma both."""
     current = np.array([0.5, 0.6, 0.7])
     scen = _scenarios(current.tolist(), [1.0, 2.0, 3.0], 8)
-    decisions = adaptive.Decisions(scen, {})
+    decisions = Decisions(scen, {})
     draws = np.repeat(current[:, None], 200, axis=1)
     flips_a, flips_b = draws[[0]].copy(), draws[[1]].copy()
     flips_a[0, 0] = 0.65  # above s1 in one draw: s1 leaves the frontier
@@ -382,11 +415,11 @@ def test_closings_share_one_error_budget():
     predicted = {"a": [(1000, np.array([0]), flips_a)], "b": [(1000, np.array([1]), flips_b)]}
 
     def closing(gamma):
-        return adaptive.BudgetClosing(current, predicted, decisions, gamma)
+        return BudgetClosing(current, predicted, decisions, gamma)
 
     assert closing(0.05).change({"a": 1}) == closing(0.05).change({"b": 1}) == 0.005
     assert closing(0.05).change({"a": 1, "b": 1}) == pytest.approx(0.01)
-    one, two = adaptive.monte_carlo_upper(0.005, 200, 0.95), adaptive.monte_carlo_upper(0.01, 200, 0.95)
+    one, two = monte_carlo_upper(0.005, 200, 0.95), monte_carlo_upper(0.01, 200, 0.95)
     assert 0.005 < one < two < 0.05
     assert len(closing((one + two) / 2).closing()) == 1
     assert closing(0.05).closing() == {"a": 1, "b": 1}
@@ -400,15 +433,15 @@ def test_closings_that_change_a_decision_together_give_up_the_fewest_tokens():
     it is, and the third closes."""
     current = np.array([0.505, 0.505, 0.9])
     scen = _scenarios(current.tolist(), [1.0, 2.0, 3.0], 8)
-    decisions = adaptive.Decisions(scen, {})
+    decisions = Decisions(scen, {})
     draws = np.repeat(current[:, None], 200, axis=1)
     draws[0, 7], draws[1, 7] = 0.50, 0.51
     predicted = {g: [(1000, np.array([i]), draws[[i]])] for i, g in enumerate("abc")}
 
     def closing(savings):
-        return adaptive.BudgetClosing(current, predicted, decisions, gamma=0.02, savings=savings).closing()
+        return BudgetClosing(current, predicted, decisions, gamma=0.02, savings=savings).closing()
 
-    assert adaptive.BudgetClosing(current, predicted, decisions, gamma=0.02).change({"a": 1, "b": 1}) == 0.005
+    assert BudgetClosing(current, predicted, decisions, gamma=0.02).change({"a": 1, "b": 1}) == 0.005
     assert closing({"a": [0, 10], "b": [0, 1000], "c": [0, 10]}) == {"b": 1, "c": 1}
     assert closing({"a": [0, 1000], "b": [0, 10], "c": [0, 10]}) == {"a": 1, "c": 1}
 
@@ -426,7 +459,7 @@ def test_a_closing_given_up_that_a_later_step_back_made_unnecessary_comes_back()
     draws[[2, 3], 9] = 0.50, 0.51
     rows = {"g1": [0], "g2": [1, 2], "g3": [3]}
     predicted = {g: [(1000, np.array(r), draws[r])] for g, r in rows.items()}
-    closing = adaptive.BudgetClosing(current, predicted, adaptive.Decisions(scen, {}), gamma=0.02,
+    closing = BudgetClosing(current, predicted, Decisions(scen, {}), gamma=0.02,
                                      savings={"g1": [0, 10], "g2": [0, 30], "g3": [0, 40]})
     assert closing.change({"g1": 1, "g2": 1}) == closing.change({"g2": 1, "g3": 1}) == 0.005
     assert closing.change({"g1": 1, "g3": 1}) == 0
@@ -434,7 +467,7 @@ def test_a_closing_given_up_that_a_later_step_back_made_unnecessary_comes_back()
 
 
 def test_closing_savings_count_the_thinking_the_remaining_samples_skip():
-    assert adaptive.closing_savings([1000, 2000, 4000], 30, 24) == [0, 30 * 24 * 2000, 30 * 24 * 3000, 30 * 24 * 4000]
+    assert closing_savings([1000, 2000, 4000], 30, 24) == [0, 30 * 24 * 2000, 30 * 24 * 3000, 30 * 24 * 4000]
 
 
 def test_a_generation_closes_its_settled_top_budgets_and_samples_on_below_them():
@@ -450,11 +483,11 @@ def test_a_generation_closes_its_settled_top_budgets_and_samples_on_below_them()
     now["token_budget"] = [1000, 1000, 2000]
     labels = lambda right: np.where(right, "right", "wrong").astype(object)  # noqa: E731
     samples = {"a": {1000: (first, labels(first))}, "g": {1000: (more, labels(more)), 2000: (far, labels(far))}}
-    rule = _rule(8, 32, adaptive.CURTAIL_RULE, gamma=0.05)
-    outcomes = adaptive.decide_round(now, samples, {"a": 8, "g": 8}, {"a": 32, "g": 32}, rule, ANALYSIS, seed=0,
+    rule = _rule(8, 32, schedule.CURTAIL_RULE, gamma=0.05)
+    outcomes = decide_round(now, samples, {"a": 8, "g": 8}, {"a": 32, "g": 32}, rule, ANALYSIS, seed=0,
                                      round_index=1)
-    assert outcomes["g"] == adaptive.Outcome(adaptive.OPEN, (1000,))
-    assert outcomes["a"] == adaptive.Outcome(adaptive.OPEN, (1000,))
+    assert outcomes["g"] == Outcome(schedule.OPEN, (1000,))
+    assert outcomes["a"] == Outcome(schedule.OPEN, (1000,))
 
 
 def test_budgets_of_a_generation_complete_together():
@@ -464,10 +497,10 @@ def test_budgets_of_a_generation_complete_together():
     rng = np.random.default_rng(0)
     correct = rng.random((Q, 8)) < 0.5
     answers = np.where(correct, "r", "w").astype(object)
-    pools = adaptive.coupled_pools({1: (correct, answers), 2: (correct, answers)}, 32, 200, rng)
+    pools = coupled_pools({1: (correct, answers), 2: (correct, answers)}, 32, 200, rng)
     right_1, right_2 = pools[1][..., 0].astype(float), pools[2][..., 0].astype(float)
     coupled = np.corrcoef(right_1.ravel(), right_2.ravel())[0, 1]
-    independent = adaptive.predictive_pools(adaptive.answer_pool(correct, answers), 32, 200, rng)[..., 0]
+    independent = predictive_pools(answer_pool(correct, answers), 32, 200, rng)[..., 0]
     baseline = np.corrcoef(right_1.ravel(), independent.astype(float).ravel())[0, 1]
     assert (pools[1].sum(axis=-1) == 32).all()
     assert coupled > baseline + 0.05

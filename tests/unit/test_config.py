@@ -24,7 +24,7 @@ def test_default_config_is_valid():
 
 
 def test_a_curtail_gamma_no_round_could_get_under_is_rejected():
-    from bitbudget.adaptive import curtail_floor
+    from bitbudget.adaptive.closing import curtail_floor
 
     floor = curtail_floor(0.95)
     assert 0.01 < floor < 0.02  # 200 draws, none changed, at 95%: about 0.015

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from bitbudget import adaptive, item_response
+from bitbudget import item_response
+from bitbudget.adaptive.predictive import PREDICTIVES
 
 CELLS, QUESTIONS = 40, 30
 
@@ -70,7 +71,7 @@ def test_rasch_predictive_completes_the_design_closer_to_the_truth_than_jeffreys
     datasets = {g: "d" for g in samples}
     expected_truth = right + 28 * p
     errors = {}
-    for name, predictive in adaptive.PREDICTIVES.items():
+    for name, predictive in PREDICTIVES.items():
         draw = predictive(samples, datasets)
         mean_right = np.stack([draw(f"g{c}", 32, 200, np.random.default_rng(c))[1000][..., 0].mean(axis=0)
                                for c in range(CELLS)])
@@ -87,7 +88,7 @@ def test_a_question_every_generation_fails_stays_failed():
     samples = _generations(right, 4)
     datasets = {g: "d" for g in samples}
     share = {name: predictive(samples, datasets)("g0", 32, 400, np.random.default_rng(0))[1000][:, 0, 0].mean() / 28
-             for name, predictive in adaptive.PREDICTIVES.items()}
+             for name, predictive in PREDICTIVES.items()}
     assert share["jeffreys"] > 0.05
     assert share["rasch"] < 0.01
 

@@ -1,5 +1,7 @@
 """Imports run one way: each module of the package imports only its own layer or lower ones,
-and no import, at module level or inside a function, closes a cycle.
+and no import, at module level or inside a function, closes a cycle. A module uses only the
+public names of the others (one implementation per decision: what another module needs is
+part of its public API, never a copy or a reach into its private helpers).
 
 A new module gets a row in LAYERS. An import inside a function is allowed only where LAZY
 says why (a heavy engine loaded only by the job that runs it).
@@ -21,7 +23,8 @@ LAYERS = {
                "llmcompressor_quantize", "capabilities", "quantize", "tinymodels", "kv", "kv.base", "kv.factory",
                "kv.quantized", "kv.rkv", "kv.streaming", "backends", "backends.draws", "backends.sampler",
                "backends.hf", "backends.simulated", "backends.vllm", "backends.vllm_sampler", "generate", "aggregate",
-               "frontier", "threshold", "findings", "fit", "adaptive",
+               "frontier", "threshold", "findings", "fit", "adaptive.schedule", "adaptive.bounds",
+               "adaptive.confidence", "adaptive.predictive", "adaptive.decisions", "adaptive.closing", "adaptive",
                "report", "throughput"],
     "study": ["preflight", "study", "rounds", "plan", "recommend"],
     "commands": ["cli", "__main__"],
@@ -41,26 +44,67 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
+def import_base(importer: str, node: ast.ImportFrom) -> str:
+    """The absolute module a ``from ... import`` statement imports from."""
+    if not node.level:
+        return node.module or ""
+    is_package = MODULES[importer].name == "__init__.py" and importer != "__init__"
+    package = importer.split(".") if is_package else importer.split(".")[:-1]
+    base = ".".join(["bitbudget", *package[: len(package) - node.level + 1]])
+    return f"{base}.{node.module}" if node.module else base
+
+
+def package_module(name: str) -> str | None:
+    """"threshold" for "bitbudget.threshold"; None for a name outside the package's modules."""
+    if name != "bitbudget" and not name.startswith("bitbudget."):
+        return None
+    short = name.removeprefix("bitbudget").lstrip(".")
+    return short if short in MODULES else None
+
+
 def imported_modules(importer: str, node) -> set[str]:
     """The package's modules an import statement names (a name of the package's __init__, such as
     __version__, counts as none: that module imports nothing)."""
     if isinstance(node, ast.Import):
         names = [alias.name for alias in node.names]
     else:
-        if node.level:
-            is_package = MODULES[importer].name == "__init__.py" and importer != "__init__"
-            package = importer.split(".") if is_package else importer.split(".")[:-1]
-            base = ".".join(["bitbudget", *package[: len(package) - node.level + 1]])
-            base = f"{base}.{node.module}" if node.module else base
-        else:
-            base = node.module or ""
+        base = import_base(importer, node)
         names = [base] + [f"{base}.{alias.name}" for alias in node.names]
     found = set()
     for name in names:
-        if name == "bitbudget" or name.startswith("bitbudget."):
-            short = name.removeprefix("bitbudget").lstrip(".")
-            if short in MODULES and short != importer and not importer.startswith(short + "."):
-                found.add(short)
+        short = package_module(name)
+        if short is not None and short != importer and not importer.startswith(short + "."):
+            found.add(short)
+    return found
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def private_uses(importer: str, source: str) -> list[str]:
+    """Private names of the package's other modules that ``source`` (the module ``importer``)
+    imports (``from .threshold import _x``) or reads through a module it imports
+    (``threshold._x``)."""
+    tree = ast.parse(source)
+    modules, found = {}, []  # local name -> the package module it is bound to
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if package_module(alias.name) and alias.asname:
+                    modules[alias.asname] = package_module(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            base = import_base(importer, node)
+            for alias in node.names:
+                module = package_module(f"{base}.{alias.name}")
+                if module is not None:
+                    modules[alias.asname or alias.name] = module
+                elif package_module(base) not in (None, importer) and _private(alias.name):
+                    found.append(f"{package_module(base)}.{alias.name} (line {node.lineno})")
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+                and modules[node.value.id] != importer and _private(node.attr)):
+            found.append(f"{modules[node.value.id]}.{node.attr} (line {node.lineno})")
     return found
 
 
@@ -132,6 +176,21 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def test_no_module_uses_a_private_name_of_another():
+    """Adaptive sampling, the fit and the verdicts' bootstrap share the public API of frontier,
+    threshold and findings; none of them reaches into another's helpers."""
+    used = {importer: private_uses(importer, path.read_text()) for importer, path in MODULES.items()}
+    assert {importer: names for importer, names in used.items() if names} == {}
+
+
+def test_private_uses_are_seen():
+    source = ("from bitbudget import threshold as thr\nfrom bitbudget.findings import _analysis\n"
+              "from bitbudget.adaptive import bounds\nthr._SCORE_TIE\nthr.SCORE_TIE\nbounds._kl_bernoulli\n")
+    assert private_uses("adaptive.closing", source) == [
+        "findings._analysis (line 2)", "threshold._SCORE_TIE (line 4)", "adaptive.bounds._kl_bernoulli (line 6)"]
+    assert private_uses("adaptive.bounds", "from bitbudget.adaptive import bounds\nbounds._kl_bernoulli\n") == []
+
+
 def test_no_import_cycle():
     edges: dict[str, set[str]] = {}
     for importer, imported, _, _ in imports():
@@ -153,4 +212,6 @@ def test_imports_inside_functions_are_seen():
     assert imported_modules("config", node) == {"study"}
     relative = ast.parse("from .adaptive import CURTAIL_DRAWS").body[0]
     assert imported_modules("config", relative) == {"adaptive"}
+    sibling = ast.parse("from .bounds import intervals").body[0]
+    assert imported_modules("adaptive.closing", sibling) == {"adaptive.bounds"}
     assert imported_modules("kv.factory", ast.parse("from .rkv import RKVCache").body[0]) == {"kv.rkv"}

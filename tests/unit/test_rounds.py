@@ -7,7 +7,8 @@ import copy
 import pandas as pd
 import pytest
 
-from bitbudget import adaptive, rounds
+from bitbudget import rounds
+from bitbudget.adaptive import schedule
 from bitbudget.study import build_study
 from tests.harness import small_config
 
@@ -85,13 +86,13 @@ def test_the_plan_id_moves_with_what_decisions_depend_on(config):
 
 
 def test_samples_json_needs_a_round_without_open_generations():
-    entry = {"samples": 2, "maximum": 8, "reason": adaptive.OPEN, "open": True, "history": [[2, 30]],
+    entry = {"samples": 2, "maximum": 8, "reason": schedule.OPEN, "open": True, "history": [[2, 30]],
              "budgets": {"10": {"grade_id": "x"}, "30": {"grade_id": "x"}}}
     first = {"plan_id": "p", "rule": "curtail", "round": 0, "open": 1, "generations": {"g": entry}}
     with pytest.raises(ValueError):
         rounds.final_samples([first])
     last = {**first, "round": 1, "open": 0, "generations": {"g": {
-        **entry, "samples": 5, "reason": adaptive.CURTAILED, "open": False, "history": [[2, 30], [5, 10]],
+        **entry, "samples": 5, "reason": schedule.CURTAILED, "open": False, "history": [[2, 30], [5, 10]],
         "budgets": {"10": {"grade_id": "y"}, "30": {"grade_id": "x"}}}}}
     final = rounds.final_samples([first, last])
     assert final["rounds"] == 2 and final["open_per_round"] == [1, 0]

@@ -245,3 +245,30 @@ def test_the_single_sample_baseline_is_not_the_maximum_of_noisy_estimates():
             out += [p["advantage"] for p in res["points"]]
     assert np.mean(plug_in) < -0.05  # the maximum of 20 estimates with sd ~0.04
     assert abs(np.mean(cross_fitted)) < 0.01
+
+
+def test_switch_score_weights_are_the_switch_scores():
+    """The coefficient form adaptive sampling bounds the scores with is the score of each cut."""
+    rng = np.random.default_rng(0)
+    for n_sizes in range(1, 7):
+        evidence = rng.normal(size=(n_sizes, 5))
+        weights = threshold.switch_score_weights(n_sizes)
+        assert weights.shape == (n_sizes - 1, n_sizes)
+        assert np.allclose(weights @ evidence, threshold.switch_scores(evidence))
+
+
+def test_switch_decisions_of_too_few_sizes_are_not_enough_data():
+    switches = threshold.switch_decisions(np.zeros((1, 3)), np.ones((1, 3)))
+    assert switches.statuses(np.array([2.0])) == [("not enough data", None)] * 3
+
+
+def test_on_frontier_is_the_pareto_frontier_column_by_column():
+    """Memory and accuracy ties included: one implementation decides both."""
+    rng = np.random.default_rng(1)
+    scen = pd.DataFrame({"scenario_id": [f"s{i:02d}" for i in rng.permutation(30)],
+                         "dataset": rng.choice(["x", "y"], 30), "total_gib": rng.choice([1.0, 2.0, 3.0], 30)})
+    acc = rng.choice([0.1, 0.2, 0.3, np.nan], (30, 8))
+    on = frontier.on_frontier(scen, acc)
+    for b in range(acc.shape[1]):
+        expected = set(frontier.pareto_frontier(scen.assign(accuracy=acc[:, b]))["scenario_id"])
+        assert set(scen["scenario_id"][on[:, b]]) == expected

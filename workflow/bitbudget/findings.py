@@ -24,7 +24,8 @@ from . import frontier as _frontier
 from . import threshold as _threshold
 from .memory import format_memory
 
-__all__ = ["evaluate_findings", "evaluate_check", "check_statuses", "rule_counts", "rule_statuses", "STATUSES"]
+__all__ = ["evaluate_findings", "evaluate_check", "check_statuses", "rule_counts", "rule_statuses", "rule_outcomes",
+           "rule_testable", "testable_rules", "analysis_settings", "placed_cuts", "place_cut", "FINDINGS", "STATUSES"]
 
 HOLDS, FAILS, NOT_TESTABLE, NOT_ENOUGH = "holds", "fails", "not testable at this scale", "not enough data"
 UNDECIDED = "undecided"
@@ -55,7 +56,9 @@ FINDINGS = {
 }
 
 
-def _analysis(analysis: dict | None) -> dict:
+def analysis_settings(analysis: dict | None) -> dict:
+    """The analysis settings the findings read: ``analysis``'s own, the schema's defaults for
+    what it lacks."""
     given = dict(analysis or {})
     return {k: given[k] if k in given else _threshold.analysis_default(k) for k in _ANALYSIS_KEYS}
 
@@ -83,7 +86,7 @@ def place_cut(cut: dict, scen: pd.DataFrame, models: dict) -> dict:
 
 def placed_cuts(analysis: dict | None, scen: pd.DataFrame) -> dict[str, dict]:
     """Every kind's paper cut placed in the study (:func:`place_cut`)."""
-    cfg = _analysis(analysis)
+    cfg = analysis_settings(analysis)
     models = cfg["paper_names"].get("models", {})
     return {kind: place_cut(cut, scen, models) for kind, cut in cfg["paper_cuts"].items()}
 
@@ -162,12 +165,33 @@ def _population(scen: pd.DataFrame, kind: str) -> pd.DataFrame:
     return scen[method.eq("full")]
 
 
-def _testable(pop: pd.DataFrame, cut: float) -> str | None:
-    """None when ``cut`` lies inside the population's weight range, else the reason."""
+def rule_testable(scen: pd.DataFrame, kind: str, cut: float) -> str | None:
+    """None when ``cut`` lies inside the weight range of the scenarios ``kind`` of comparison
+    draws on, else the reason the rule is not tested (a status). It depends on memory and
+    configuration only, never on accuracies."""
+    pop = _population(scen, kind)
     if pop.empty:
         return NOT_ENOUGH
     lo, hi = float(pop["weight_gib"].min()), float(pop["weight_gib"].max())
     return None if lo < cut <= hi else NOT_TESTABLE
+
+
+def testable_rules(scen: pd.DataFrame, cuts: dict) -> list[tuple[int, str]]:
+    """(finding id, dataset) of every rule tested per dataset at the placed paper cuts
+    (:func:`placed_cuts`), in finding then dataset order."""
+    dataset = scen["dataset"].astype(str)
+    datasets = sorted(dataset.unique()) if len(scen) else []
+    return [(fid, ds) for fid, spec in FINDINGS.items() for ds in datasets
+            if rule_testable(scen[dataset == ds], spec["kind"], cuts[spec["kind"]]["split"]) is None]
+
+
+def rule_outcomes(fid: int, weight_gib: np.ndarray, advantage: np.ndarray, cut: float, min_n: int,
+                  window: float) -> np.ndarray:
+    """[B] statuses of finding ``fid``'s rule at ``cut`` for each column of ``advantage``
+    [m, B] of the comparisons at ``weight_gib`` [m] (:func:`rule_counts`,
+    :func:`rule_statuses`): what the verdict's point estimate, its bootstrap replicates and
+    adaptive sampling's decisions all evaluate."""
+    return rule_statuses(fid, rule_counts(fid, weight_gib, advantage, cut, window), min_n)
 
 
 def _fit_beside(fit: dict | None, cut: float) -> dict | None:
@@ -279,7 +303,7 @@ def check_statuses(check: dict, scen: pd.DataFrame, analysis: dict, acc: np.ndar
     scenario accuracies ``acc`` [n, B] (rows as ``scen``'s): [B] statuses. Which scenarios a
     check reads depends on memory and configuration only; accuracies decide. ``cuts``: the
     placed paper cuts (:func:`placed_cuts`; placed in ``scen`` when None)."""
-    cfg = _analysis(analysis)
+    cfg = analysis_settings(analysis)
     names = cfg["paper_names"].get("models", {})
     tol, min_n = cfg["memory_tolerance"], int(cfg["min_comparisons"])
     scen = scen.reset_index(drop=True)
@@ -313,7 +337,7 @@ def check_statuses(check: dict, scen: pd.DataFrame, analysis: dict, acc: np.ndar
         means = np.stack([np.nansum(a, axis=0) for a in level_acc]) / np.maximum(estimated, 1)
         ordered = (means[:-1] > means[1:]).all(axis=0)
         return np.where((estimated == 0).any(axis=0), NOT_ENOUGH, np.where(ordered, HOLDS, FAILS)).astype(object)
-    on = _frontier.frontier_columns(_frontier.frontier_order(scen.assign(dataset="one")), acc) if len(scen) else acc > 0
+    on = _frontier.on_frontier(scen.assign(dataset="one"), acc) if len(scen) else acc > 0
     if kind == "never_on_frontier":
         _, a = _resolve(check["a"], scen, names, any_g=True)
         if a is None:
@@ -328,7 +352,7 @@ def check_statuses(check: dict, scen: pd.DataFrame, analysis: dict, acc: np.ndar
         return np.where(n_front < min_n, NOT_ENOUGH, np.where(share > check["min_share"], HOLDS, FAILS)).astype(object)
     # majority_on_frontier
     cut = (cuts or placed_cuts(cfg, scen))[check["weight_cut"]]["split"]
-    if _testable(_population(scen, "samples_vs_tokens"), cut) or not (scen["G"] > 1).any():
+    if rule_testable(scen, "samples_vs_tokens", cut) or not (scen["G"] > 1).any():
         return every
     g, weight, total = (scen[c].to_numpy(float) for c in ("G", "weight_gib", "total_gib"))
     maj = on & (g > 1)[:, None]
@@ -339,7 +363,7 @@ def evaluate_check(check: dict, scen: pd.DataFrame, analysis: dict, cuts: dict |
     """One named statement on one dataset's scenarios: statement, kind, status
     (:func:`check_statuses` at the point accuracies), sides (each with its label, memory in
     GiB (one value or a range) and accuracy), detail. ``cuts``: as :func:`check_statuses`."""
-    cfg = _analysis(analysis)
+    cfg = analysis_settings(analysis)
     names = cfg["paper_names"].get("models", {})
     tol, min_n = cfg["memory_tolerance"], int(cfg["min_comparisons"])
     kind = check["kind"]
@@ -468,9 +492,10 @@ class _Replicates:
         return self._kinds[kind]
 
     def rule(self, fid: int, kind: str, dataset: str, cut: float, min_n: int, window: float) -> np.ndarray:
+        """[B] statuses of finding ``fid``'s rule on ``dataset``'s comparisons per replicate."""
         comp, adv = self.comparisons(kind)
-        mine = self.scen["dataset"].astype(str).to_numpy()[comp.a] == dataset if len(comp.a) else np.zeros(0, bool)
-        return rule_statuses(fid, rule_counts(fid, comp.x[mine], adv[mine], cut, window), min_n)
+        mine = comp.in_group(self.scen["dataset"].astype(str).to_numpy(), dataset)
+        return rule_outcomes(fid, comp.x[mine], adv[mine], cut, min_n, window)
 
 
 def _dataset_verdict(fid: int, kind: str, ds: str, scen: pd.DataFrame, points: list[dict], thr: dict,
@@ -481,7 +506,7 @@ def _dataset_verdict(fid: int, kind: str, ds: str, scen: pd.DataFrame, points: l
     mask = (scen["dataset"].astype(str) == ds).to_numpy()
     sd = scen[mask]
     pts = [p for p in points if str(p.get("dataset")) == ds]
-    reason = _testable(_population(sd, kind), cut)
+    reason = rule_testable(sd, kind, cut)
     n_boot = reps.acc.shape[1]
     if reason is None:
         rule_status, numbers = _rule(fid, pts, cut, min_n, window)
@@ -526,7 +551,7 @@ def evaluate_findings(scenarios_df: pd.DataFrame, thresholds: dict | None = None
     question bootstrap of the threshold fit, on whose replicates each verdict's probability
     is the share that reaches it; "holds" or "fails" with a probability below
     ``analysis.verdict_level`` becomes "undecided". Without replicates, probability is None."""
-    cfg = _analysis(analysis)
+    cfg = analysis_settings(analysis)
     min_n, window = int(cfg["min_comparisons"]), float(cfg["switch_window"])
     scen = scenarios_df.reset_index(drop=True)
     cuts = placed_cuts(cfg, scen)
@@ -548,7 +573,7 @@ def evaluate_findings(scenarios_df: pd.DataFrame, thresholds: dict | None = None
                 | {"paper_dataset": paper_ds.get(ds)} for ds in datasets]
         point = str(_overall([np.array([r["point_status"]], dtype=object) for r in rows], 1)[0])
         verdict = _decide(point, _overall([r.pop("replicates") for r in rows], reps.acc.shape[1]), cfg["verdict_level"])
-        reason = _testable(_population(scen, kind), cut) if len(scen) else NOT_ENOUGH
+        reason = rule_testable(scen, kind, cut) if len(scen) else NOT_ENOUGH
         pooled_status, pooled_numbers = _rule(fid, points, cut, min_n, window) if reason is None else (reason, {})
         pooled_numbers["cut_gib"] = gib
         pooled = {"dataset": "pooled", "status": pooled_status, "numbers": pooled_numbers,

@@ -3,6 +3,10 @@
 A scenario is on the frontier of its dataset when no other scenario of that dataset uses
 no more memory and reaches strictly higher accuracy (ties in memory keep the most
 accurate point; ties in both keep the first in scenario_id order).
+
+One implementation decides membership for one column of accuracies or many
+(:func:`frontier_columns`): the fit stage's frontier, the named checks' bootstrap replicates
+and adaptive sampling's predictive draws.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import pandas as pd
 
 from .memory import format_memory
 
-__all__ = ["pareto_frontier", "frontier_order", "frontier_columns", "best_at_budget", "classify_step", "SPEND_ORDER"]
+__all__ = ["pareto_frontier", "frontier_order", "frontier_columns", "on_frontier", "best_at_budget", "classify_step",
+           "SPEND_ORDER"]
 
 #: Classification labels, in the order of precedence used by :func:`classify_step`.
 SPEND_ORDER = ("weights", "samples", "tokens", "kv compression")
@@ -23,17 +28,17 @@ _REL_TOL = 0.01
 
 
 def _frontier_one(df: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """One group's frontier rows, by ``x``: its rows ordered by (x, most ``y`` first,
+    scenario_id) form one :func:`frontier_columns` order."""
     sort_cols = [x, y] + (["scenario_id"] if "scenario_id" in df else [])
     ordered = df.dropna(subset=[x, y]).sort_values(
         sort_cols, ascending=[True, False] + [True] * (len(sort_cols) - 2), kind="mergesort"
     )
-    keep = []
-    best = -np.inf
-    for idx, val in zip(ordered.index, ordered[y].to_numpy(dtype=float)):
-        if val > best:
-            keep.append(idx)
-            best = val
-    return ordered.loc[keep]
+    if ordered.empty:
+        return ordered
+    memory = ordered[x].to_numpy(dtype=float)
+    order = [(np.arange(len(ordered)), np.flatnonzero(np.r_[True, np.diff(memory) != 0]))]
+    return ordered[frontier_columns(order, ordered[y].to_numpy(dtype=float)[:, None])[:, 0]]
 
 
 def pareto_frontier(
@@ -79,6 +84,13 @@ def frontier_columns(order: list[tuple[np.ndarray, np.ndarray]], acc: np.ndarray
         first = is_top & (seen - np.vstack([np.zeros((1, a.shape[1])), seen])[starts][run] == 1)
         on[rows] = first & (top[run] > before[run])
     return on
+
+
+def on_frontier(scenarios: pd.DataFrame, acc: np.ndarray) -> np.ndarray:
+    """[n, B] bool: each scenario on its dataset's frontier for each column of accuracies
+    ``acc`` [n, B] (rows as ``scenarios``'); callers deciding many times over the same
+    scenarios keep :func:`frontier_order` and call :func:`frontier_columns`."""
+    return frontier_columns(frontier_order(scenarios), acc)
 
 
 def _kv_key(row) -> tuple:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bitbudget import capabilities
-from bitbudget.adaptive import CURTAIL_DRAWS, curtail_floor
+from bitbudget.adaptive.closing import CURTAIL_DRAWS, curtail_floor
 from bitbudget.config import read_config_file, validate_config
 from bitbudget.datasets import DatasetError, load_questions
 from bitbudget.errors import ConfigError

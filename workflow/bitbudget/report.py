@@ -26,7 +26,7 @@ import pandas as pd
 from . import __version__
 from . import frontier as _frontier
 from . import threshold as _threshold
-from .adaptive import thinking_per_question
+from .adaptive.closing import thinking_per_question
 from .artifacts import read_meta, read_parquet_verified, write_text
 from .memory import axis_unit, format_memory
 

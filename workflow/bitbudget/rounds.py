@@ -9,7 +9,7 @@ later rounds, for a generation the previous decision left open, the next round's
 open budgets (the smallest ones, up to its horizon: its new samples think no further), and for
 a closed budget the grade it was closed at. It summarises the scenarios with the aggregate
 stage's own function (:func:`bitbudget.aggregate.aggregate`: the same estimators and memory
-columns) and decides with :func:`bitbudget.adaptive.decide_round`. Its decision is a small
+columns) and decides with :func:`bitbudget.adaptive.closing.decide_round`. Its decision is a small
 JSON file, ``results/adaptive/{plan_id}/round-{r}.json``: per full-design generation the grade
 each budget is read at, the budgets still open, the reason it stops (or ``open``), and the
 round history. Once no generation is open, ``results/adaptive/samples.json`` holds the final
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bitbudget import adaptive
+from bitbudget.adaptive import closing, schedule
 from bitbudget.aggregate import aggregate, cell_arrays
 from bitbudget.artifacts import content_id, read_parquet_verified
 from bitbudget.study import RESULTS
@@ -64,10 +64,10 @@ def round_path(plan: str, r: int) -> str:
     return f"{ROOT}/{plan}/round-{r}.json"
 
 
-def rule_of(study) -> adaptive.AdaptiveRule:
+def rule_of(study) -> schedule.AdaptiveRule:
     """The rule, with the largest maximum of the study (its round count is the confidence rule's)."""
     maximum = max(g.maximum for g in study.generations.values())
-    return adaptive.AdaptiveRule.from_config(study.config["sampling"], maximum)
+    return schedule.AdaptiveRule.from_config(study.config["sampling"], maximum)
 
 
 def round_reads(study, previous: dict | None) -> dict[str, dict[int, tuple[int, int]]]:
@@ -198,7 +198,7 @@ def decide(study, r: int, previous: dict | None) -> dict:
     drawn = {g: reads[g][budgets[0]][0] for g, budgets in sampling.items()}
     maximum = {g: gen.maximum for g, gen in study.generations.items()}
     rule = rule_of(study)
-    outcomes = adaptive.decide_round(table, arrays, drawn, maximum, rule, study.config["analysis"],
+    outcomes = closing.decide_round(table, arrays, drawn, maximum, rule, study.config["analysis"],
                                      int(study.config["sampling"]["seed"]), r + 1, open_=set(sampling))
     recorded = {gen_id: {b: {k: e[k] for k in READ_KEYS} for b, e in by_budget.items()}
                 for gen_id, by_budget in used_by.items()}
@@ -216,7 +216,7 @@ def decide(study, r: int, previous: dict | None) -> dict:
             entry = {k: before[k] for k in (*READ_KEYS, "reason", "open_budgets", "round", "history")}
         out[gen_id] = {
             "model": gen.checkpoint.model, "weights": gen.checkpoint.weights, "kv": gen.kv,
-            "dataset": gen.dataset, "maximum": gen.maximum, **entry, "open": entry["reason"] == adaptive.OPEN,
+            "dataset": gen.dataset, "maximum": gen.maximum, **entry, "open": entry["reason"] == schedule.OPEN,
             "budgets": {str(b): recorded[gen_id][b] for b in gen.budgets},
         }
     return {"plan_id": plan_id(study), "round": r, "rule": rule.rule,

@@ -43,6 +43,8 @@ __all__ = [
     "maj_statistic",
     "bootstrap_ci",
     "summarize_scenario",
+    "signature_counts",
+    "maj_of_counts",
 ]
 
 
@@ -324,7 +326,7 @@ def answer_codes(correct: np.ndarray, answers: np.ndarray) -> np.ndarray:
     return codes
 
 
-def _signature_counts(codes: np.ndarray) -> tuple[np.ndarray, int]:
+def signature_counts(codes: np.ndarray) -> tuple[np.ndarray, int]:
     """One-hot ``[Q, n, K]`` of codes with columns (reference, None, others...)."""
     k_other = int(codes.max(initial=0))
     columns = np.where(codes < 0, 1, np.where(codes == 0, 0, codes + 1))
@@ -334,7 +336,7 @@ def _signature_counts(codes: np.ndarray) -> tuple[np.ndarray, int]:
 _MAJ_BY_SIGNATURE: dict[tuple[int, int, int, int], float] = {}  # (g, bits, K, packed) -> maj@g
 
 
-def _maj_of_counts(counts: np.ndarray, gs: Sequence[int]) -> dict[int, np.ndarray]:
+def maj_of_counts(counts: np.ndarray, gs: Sequence[int]) -> dict[int, np.ndarray]:
     """maj@g of every pool given as counts ``[..., K]`` (reference, None, others...).
 
     A pool's signature (reference, None, other counts in decreasing order) is packed into one
@@ -377,15 +379,15 @@ def summarize_cell(correct: np.ndarray, answers: np.ndarray, gs: Sequence[int],
     """
     alpha = (1 - level) / 2
     codes = answer_codes(correct, answers)
-    onehot, _ = _signature_counts(codes)
+    onehot, _ = signature_counts(codes)
     pool = onehot.sum(axis=1)
     majs = [g for g in gs if g > 1]
-    per_question = {1: correct.mean(axis=1)} | _maj_of_counts(pool, majs)
+    per_question = {1: correct.mean(axis=1)} | maj_of_counts(pool, majs)
     replicates: dict[int, np.ndarray] = {}
     if resampling is not None:
         counts = resampling.counts(onehot)
         replicates[1] = counts[..., 0].mean(axis=1) / correct.shape[1]
-        replicates.update({g: v.mean(axis=1) for g, v in _maj_of_counts(counts, majs).items()})
+        replicates.update({g: v.mean(axis=1) for g, v in maj_of_counts(counts, majs).items()})
     out = {}
     for g in gs:
         acc = per_question[g]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bitbudget import versions
-from bitbudget.adaptive import AdaptiveRule
+from bitbudget.adaptive.schedule import AdaptiveRule
 from bitbudget.artifacts import content_id, sha256_file
 from bitbudget.backends.simulated import read_architecture
 from bitbudget.config import grid_engine, grid_samples, model_resources

@@ -20,9 +20,10 @@ from scipy.special import expit
 from .memory import format_memory
 from .schema import load_schema
 
-__all__ = ["KINDS", "METHOD_TEXT", "accuracy_replicates", "advantages", "analysis_default", "build_comparisons",
-           "engines", "equal_memory", "evicting", "fit_threshold", "fit_thresholds", "half_accuracies",
-           "question_halves", "size_evidence"]
+__all__ = ["KINDS", "METHOD_TEXT", "MIN_POINTS", "SCORE_TIE", "Comparisons", "Switches", "accuracy_replicates",
+           "advantage_bounds", "advantages", "analysis_default", "build_comparisons", "engines", "equal_memory",
+           "evicting", "fit_threshold", "fit_thresholds", "half_accuracies", "question_halves", "size_evidence",
+           "switch_decisions", "switch_score_weights", "switch_scores"]
 
 #: kind -> the option whose advantage is measured ("win") and the other option
 KINDS = {
@@ -86,7 +87,8 @@ METHOD_TEXT = {
     ),
 }
 
-_SCORE_TIE = 1e-12
+#: switch scores closer than this are equal (the data cannot tell those cuts apart)
+SCORE_TIE = 1e-12
 _SAME_SIZE = 1e-6  # relative difference below which two weight memories are one size
 _SYNTHETIC_LOGIT_SPAN = 2.5
 _SYNTHETIC_SAMPLES_GAIN = 2.0  # above the threshold, maj@G beats the single-sample frontier at equal memory
@@ -104,11 +106,23 @@ def analysis_default(name: str):
 
 
 @dataclass
-class _Comparisons:
+class Comparisons:
+    """The equal-memory comparisons of one kind (:func:`build_comparisons`); they depend on
+    memory and configuration only, so one set serves every column of accuracies."""
+
     a: np.ndarray  # scenario row index of option a
     b: list[np.ndarray]  # candidate row indices of the other option (the best one counts)
     a_is_win: np.ndarray  # True when option a is the "win" side
     x: np.ndarray  # weight GiB of the configuration
+
+    def subset(self, keep: np.ndarray) -> "Comparisons":
+        """The comparisons ``keep`` (a bool mask) selects, in order."""
+        return Comparisons(self.a[keep], [self.b[i] for i in np.flatnonzero(keep)], self.a_is_win[keep],
+                           self.x[keep])
+
+    def in_group(self, group_of_rows: np.ndarray, value) -> np.ndarray:
+        """[comparisons] bool: option a's scenario row is in ``value``'s group (e.g. a dataset)."""
+        return group_of_rows[self.a] == value if len(self.a) else np.zeros(0, dtype=bool)
 
 
 def _is_full(df: pd.DataFrame) -> pd.Series:
@@ -161,7 +175,7 @@ def _closest_pairs(e_idx: np.ndarray, q_idx: np.ndarray, tot: np.ndarray, tol: f
     return sorted(pairs)
 
 
-def build_comparisons(scenarios: pd.DataFrame, kind: str, memory_tolerance: float | None = None) -> _Comparisons:
+def build_comparisons(scenarios: pd.DataFrame, kind: str, memory_tolerance: float | None = None) -> Comparisons:
     """The equal-memory comparisons that label one kind of threshold (see METHOD_TEXT):
     the two options' total memories differ by at most ``memory_tolerance`` (a fraction;
     default ``analysis.memory_tolerance`` of the config schema)."""
@@ -171,7 +185,7 @@ def build_comparisons(scenarios: pd.DataFrame, kind: str, memory_tolerance: floa
     df = scenarios.reset_index(drop=True)
     a_list, b_list, side, xs = [], [], [], []
     if df.empty:
-        return _Comparisons(np.array([], int), [], np.array([], bool), np.array([]))
+        return Comparisons(np.array([], int), [], np.array([], bool), np.array([]))
     tot = df["total_gib"].to_numpy(dtype=float)
     wgb = df["weight_gib"].to_numpy(dtype=float)
     T = df["token_budget"].to_numpy(dtype=float)
@@ -210,10 +224,10 @@ def build_comparisons(scenarios: pd.DataFrame, kind: str, memory_tolerance: floa
             q_idx = grp.index[quant[grp.index]].to_numpy()
             for e, q in _closest_pairs(e_idx, q_idx, tot, tol):
                 a_list.append(e); b_list.append(np.array([q])); side.append(True); xs.append(wgb[e])
-    return _Comparisons(np.array(a_list, dtype=int), b_list, np.array(side, dtype=bool), np.array(xs, dtype=float))
+    return Comparisons(np.array(a_list, dtype=int), b_list, np.array(side, dtype=bool), np.array(xs, dtype=float))
 
 
-def advantages(comp: _Comparisons, acc: np.ndarray, halves: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+def advantages(comp: Comparisons, acc: np.ndarray, halves: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """acc: (n_scenarios, B).  Returns (n_comparisons, B): accuracy of the "win" option
     minus that of the other option (0 for an exact tie; NaN where a side has no estimate:
     such a comparison is left out, never counted as a loss).
@@ -251,7 +265,19 @@ def size_evidence(adv: np.ndarray, size_index: np.ndarray, n_sizes: int) -> tupl
     return by_size, counts
 
 
-def _switch_scores(evidence_by_size: np.ndarray) -> np.ndarray:
+def advantage_bounds(comp: Comparisons, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[comparisons] (low, high): the range of each comparison's advantage (as
+    :func:`advantages`, without halves) when every scenario's accuracy lies anywhere in its
+    interval [``lo``, ``hi``] (exact: the advantage is monotone in each accuracy)."""
+    adv_lo = np.empty(len(comp.a))
+    adv_hi = np.empty(len(comp.a))
+    for i, (a, cand) in enumerate(zip(comp.a, comp.b)):
+        g_lo, g_hi = lo[a] - hi[cand].max(), hi[a] - lo[cand].max()
+        adv_lo[i], adv_hi[i] = (g_lo, g_hi) if comp.a_is_win[i] else (-g_hi, -g_lo)
+    return adv_lo, adv_hi
+
+
+def switch_scores(evidence_by_size: np.ndarray) -> np.ndarray:
     """Score of a switch between size k and k+1 with the "win" option better above it:
     its advantage summed above the cut minus summed below.  evidence_by_size is
     (n_sizes, B); returns (n_sizes - 1, B)."""
@@ -259,19 +285,68 @@ def _switch_scores(evidence_by_size: np.ndarray) -> np.ndarray:
     return evidence_by_size.sum(axis=0) - 2 * below
 
 
+def switch_score_weights(n_sizes: int) -> np.ndarray:
+    """(n_sizes - 1, n_sizes): :func:`switch_scores` as coefficients on the per-size evidence
+    (score of cut k = evidence above it - evidence at or below it), for interval arithmetic on
+    the scores; equal to them up to rounding."""
+    weights = np.ones((max(n_sizes - 1, 0), n_sizes))
+    for cut in range(n_sizes - 1):
+        weights[cut, : cut + 1] = -1.0
+    return weights
+
+
 def _finds_switch(oriented_scores: np.ndarray, evidence_by_size: np.ndarray) -> np.ndarray:
     """Per column: the best cut beats "one option is better at every size" (the evidence
     summed over all sizes)."""
-    return oriented_scores.max(axis=0) > np.abs(evidence_by_size.sum(axis=0)) + _SCORE_TIE
+    return oriented_scores.max(axis=0) > np.abs(evidence_by_size.sum(axis=0)) + SCORE_TIE
 
 
 def _best_switch(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """First and last cut of the best-scoring span per column: equal scores mean the
     data cannot tell those cuts apart, so the switch lies anywhere across them."""
-    tied = scores >= scores.max(axis=0) - _SCORE_TIE
+    tied = scores >= scores.max(axis=0) - SCORE_TIE
     first = tied.argmax(axis=0)
     last = scores.shape[0] - 1 - tied[::-1].argmax(axis=0)
     return first, last
+
+
+@dataclass(frozen=True)
+class Switches:
+    """The switch of one kind of comparison for each of B columns of accuracies
+    (:func:`switch_decisions`)."""
+
+    enough: np.ndarray  # [B] bool: >= MIN_POINTS informative comparisons over >= 2 sizes
+    sign: np.ndarray  # [B] +1: the "win" option is better above the switch; -1: below
+    found: np.ndarray  # [B] bool: the best cut beats "one option is better at every size"
+    first: np.ndarray  # [B] first cut (between sizes k and k + 1) of the best-scoring span
+    last: np.ndarray  # [B] its last cut
+
+    def statuses(self, sizes: np.ndarray) -> list[tuple[str, tuple[float, float] | None]]:
+        """Per column (status, bracket) as :func:`fit_threshold` reports them: "not enough
+        data", "no crossing" or "ok" with the two observed sizes around the switch."""
+        return [("not enough data", None) if not e else ("no crossing", None) if not f else
+                ("ok", (float(sizes[i]), float(sizes[j + 1])))
+                for e, f, i, j in zip(self.enough, self.found, self.first, self.last)]
+
+
+def switch_decisions(evidence_by_size: np.ndarray, informative: np.ndarray, sign=None) -> Switches:
+    """The switch for every column of per-size evidence (:func:`size_evidence`: evidence and
+    informative comparisons, each (n_sizes, B)): whether there are enough comparisons, the
+    direction, whether a cut beats "one option everywhere", and the best-scoring span of cuts.
+    The direction is each column's own (the better-scoring orientation) unless ``sign`` (+1
+    or -1, one or per column) fixes it, as the bootstrap fixes it to the point estimate's."""
+    n_sizes, n_cols = evidence_by_size.shape
+    if n_sizes < 2:
+        none = np.zeros(n_cols, dtype=bool)
+        return Switches(none, np.ones(n_cols, dtype=int), none, np.zeros(n_cols, dtype=int),
+                        np.zeros(n_cols, dtype=int))
+    enough = (informative.sum(axis=0) >= MIN_POINTS) & ((informative > 0).sum(axis=0) >= 2)
+    scores = switch_scores(evidence_by_size)
+    if sign is None:
+        sign = np.where(scores.max(axis=0) >= (-scores).max(axis=0), 1, -1)
+    oriented = sign * scores
+    first, last = _best_switch(oriented)
+    return Switches(enough, np.broadcast_to(sign, (n_cols,)), _finds_switch(oriented, evidence_by_size), first, last)
 
 
 def _weighted_accuracies(scen: pd.DataFrame, questions: pd.DataFrame | None, n_cols: int, n_out: int,
@@ -387,22 +462,17 @@ def fit_threshold(
     informative = np.isfinite(advantage) & (advantage != 0)
     result.update(_describe_points(scen, comp, advantage))
     sizes, size_index = np.unique(comp.x, return_inverse=True)
-    distinct = len(np.unique(comp.x[informative]))
-    if informative.sum() < MIN_POINTS or distinct < 2:
+    point_evidence, point_informative = size_evidence(advantage[:, None], size_index, len(sizes))
+    point = switch_decisions(point_evidence, point_informative)
+    if not point.enough[0]:
+        distinct = len(np.unique(comp.x[informative]))
         result["message"] = (
             f"{int(informative.sum())} informative comparisons over {distinct} weight size(s); "
             f"need >= {MIN_POINTS} over >= 2 sizes"
         )
         return result
-
-    def evidence(adv: np.ndarray) -> np.ndarray:
-        """(n_comparisons, B) advantages summed per weight size: (n_sizes, B)."""
-        return size_evidence(adv, size_index, len(sizes))[0]
-
-    point_evidence = evidence(advantage[:, None])
-    scores = _switch_scores(point_evidence)[:, 0]
-    sign = 1 if scores.max() >= (-scores).max() else -1
-    if not _finds_switch(sign * scores[:, None], point_evidence)[0]:
+    sign = int(point.sign[0])
+    if not point.found[0]:
         who = meta["win"] if point_evidence.sum() > 0 else meta["lose"]
         result["status"] = "no crossing"
         result["message"] = (
@@ -410,8 +480,7 @@ def fit_threshold(
             f"{format_memory(result['x_range'][0])} and {format_memory(result['x_range'][1])} of weights"
         )
         return result
-    first, last = _best_switch(sign * scores[:, None])
-    lower, upper = sizes[first[0]], sizes[last[0] + 1]
+    lower, upper = sizes[point.first[0]], sizes[point.last[0] + 1]
     result["bracket"] = (float(lower), float(upper))
     result["estimate"] = float(np.sqrt(lower * upper))
     result["direction"] = "win above" if sign > 0 else "win below"
@@ -423,12 +492,13 @@ def fit_threshold(
     )
     if n_boot > 0:
         boot_acc, boot_halves = accuracy_replicates(scen, questions_df, n_boot, seed, halves=True)
-        boot_evidence = evidence(advantages(comp, boot_acc, boot_halves if questions_df is not None else None))
-        result.update(_bootstrap_interval(sizes, sign * _switch_scores(boot_evidence), boot_evidence, level))
+        boot_adv = advantages(comp, boot_acc, boot_halves if questions_df is not None else None)
+        replicates = switch_decisions(*size_evidence(boot_adv, size_index, len(sizes)), sign=sign)
+        result.update(_bootstrap_interval(sizes, replicates, level))
     return result
 
 
-def _describe_points(scen: pd.DataFrame, comp: _Comparisons, advantage: np.ndarray) -> dict:
+def _describe_points(scen: pd.DataFrame, comp: Comparisons, advantage: np.ndarray) -> dict:
     """The comparisons as report points, and their counts."""
     estimated = np.isfinite(advantage)
     informative = estimated & (advantage != 0)
@@ -455,15 +525,14 @@ def _describe_points(scen: pd.DataFrame, comp: _Comparisons, advantage: np.ndarr
     }
 
 
-def _bootstrap_interval(sizes: np.ndarray, scores: np.ndarray, evidence_by_size: np.ndarray, level: float) -> dict:
-    """Percentile interval of the switch's lower and upper sizes over replicates
-    (scores: (n_cuts, B) oriented to the point estimate's direction)."""
-    first, last = _best_switch(scores)
+def _bootstrap_interval(sizes: np.ndarray, replicates: Switches, level: float) -> dict:
+    """Percentile interval of the switch's lower and upper sizes over the bootstrap
+    ``replicates`` (oriented to the point estimate's direction)."""
     alpha = (1 - level) / 2
     return {
-        "ci_low": float(np.quantile(sizes[first], alpha, method="lower")),
-        "ci_high": float(np.quantile(sizes[last + 1], 1 - alpha, method="higher")),
-        "n_boot_ok": int(_finds_switch(scores, evidence_by_size).sum()),
+        "ci_low": float(np.quantile(sizes[replicates.first], alpha, method="lower")),
+        "ci_high": float(np.quantile(sizes[replicates.last + 1], 1 - alpha, method="higher")),
+        "n_boot_ok": int(replicates.found.sum()),
     }
 
 

@@ -1,0 +1,233 @@
+"""The curtailment rule (`rule: curtail`): which token budgets close after a round, and one
+round's decision under either rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _scipy_stats
+
+from bitbudget.adaptive.bounds import per_test_delta
+from bitbudget.adaptive.confidence import decided_scenarios, stopping_generations
+from bitbudget.adaptive.decisions import Decisions
+from bitbudget.adaptive.predictive import PREDICTIVES, predicted_rows
+from bitbudget.adaptive.schedule import CONFIDENCE_RULE, CURTAILED, MAXIMUM, OPEN, AdaptiveRule
+
+__all__ = ["CURTAIL_DRAWS", "thinking_per_question", "closing_savings", "BudgetClosing", "Outcome", "decide_round",
+           "curtail_floor", "monte_carlo_upper"]
+
+#: predictive completions simulated per generation and round
+CURTAIL_DRAWS = 200
+
+
+def thinking_per_question(samples: dict[int, int]) -> int:
+    """Thinking tokens one question's samples decode when each budget is read at
+    ``samples[budget]`` samples: each sample thinks to the largest budget that reads it."""
+    budgets = sorted(samples, reverse=True)
+    return sum(b * (samples[b] - (samples[budgets[i - 1]] if i else 0)) for i, b in enumerate(budgets))
+
+
+def closing_savings(budgets: list[int], questions: int, remaining: int) -> list[int]:
+    """Thinking tokens that closing the top k of a generation's open ``budgets`` (ascending)
+    saves at most, for k = 0 .. len(budgets): its ``remaining`` samples per question think to
+    the largest budget left open instead of the largest open now."""
+    top = budgets[-1]
+    left_open = [*reversed(budgets), 0]
+    return [questions * remaining * (top - left_open[k]) for k in range(len(budgets) + 1)]
+
+
+class BudgetClosing:
+    """One round's closing of token budgets under the curtailment rule.
+
+    A generation's open budgets are the smallest ones (its samples think to the largest open
+    budget); closing is top-down, since closing a small budget while a larger one stays open
+    saves nothing (thinking passes through it). A closed budget keeps its estimate from the
+    samples drawn so far. ``predicted``: gen_id -> [(budget, its scenario rows, [rows, draws]
+    full-design accuracies)] in increasing budget order, for every generation still sampling;
+    in draw b every one of them takes its b-th completion.
+
+    Each generation alone may close the most top budgets whose predictive probability of a
+    changed decision is below ``gamma`` (the count found by bisection: closing more budgets
+    moves more scenarios); then one error budget is shared: while closing everything chosen
+    together changes a decision with probability ``gamma`` or more, the generation whose step
+    back undoes the most of the changed draws per token it gives up (``savings``: gen_id ->
+    thinking tokens saved by closing its top k budgets, k = 0, 1, ...; one per budget when
+    not given) closes one budget fewer (:meth:`retreat`), and steps back that later ones made
+    unnecessary are taken again (:meth:`readmit`). Probabilities are taken at their one-sided
+    Clopper-Pearson bound at ``level`` over the draws, so nothing closes on the luck of the draws.
+    """
+
+    def __init__(self, current: np.ndarray, predicted: dict, decisions: Decisions, gamma: float, level: float = 0.95,
+                 savings: dict | None = None):
+        self.current = np.asarray(current, dtype=float)
+        self.predicted, self.decisions, self.gamma, self.level = predicted, decisions, gamma, level
+        self.savings = savings or {g: list(range(len(b) + 1)) for g, b in predicted.items()}
+        self.draws = next(iter(predicted.values()))[0][2].shape[1] if predicted else 0
+        self.full = np.repeat(self.current[:, None], self.draws, axis=1)
+        for budgets in predicted.values():
+            for _, rows, draws in budgets:
+                self.full[rows] = draws
+        self.reference = decisions.outcomes(self.full)
+
+    def change(self, closing: dict[str, int]) -> float:
+        """Predictive probability that closing the top ``closing[gen_id]`` open budgets of each
+        generation changes some decision of the full design."""
+        return float(self.changed_draws(closing).mean())
+
+    def changed_draws(self, closing: dict[str, int], draws: np.ndarray | None = None) -> np.ndarray:
+        """[draws] bool: the draws (all, or those indexed by ``draws``) in which closing the top
+        ``closing[gen_id]`` open budgets of each generation changes some decision."""
+        columns = slice(None) if draws is None else draws
+        now = self.full[:, columns].copy()
+        changed = []
+        for gen_id, k in closing.items():
+            for _, rows, _ in self.predicted[gen_id][len(self.predicted[gen_id]) - k:]:
+                now[rows] = self.current[rows, None]
+                changed.append(rows)
+        changed = np.concatenate(changed) if changed else np.zeros(0, dtype=int)
+        reference = self.reference
+        if draws is not None:
+            front, per_decision, advantages = reference
+            reference = (front[:, draws], [[d[i] for i in draws] for d in per_decision],
+                         [a[:, draws] for a in advantages])
+        return self.decisions.differs(now, reference, changed)
+
+    def below_gamma(self, p: float) -> bool:
+        return monte_carlo_upper(p, self.draws, self.level) < self.gamma
+
+    def alone(self, gen_id: str) -> tuple[int, float]:
+        """The most top budgets this generation alone may close, and its change probability."""
+        top = len(self.predicted[gen_id])
+        p = self.change({gen_id: top})
+        if self.below_gamma(p):
+            return top, p
+        best, low, high = (0, 1.0), 1, top - 1
+        while low <= high:
+            mid = (low + high) // 2
+            p = self.change({gen_id: mid})
+            if self.below_gamma(p):
+                best, low = (mid, p), mid + 1
+            else:
+                high = mid - 1
+        return best
+
+    def closing(self) -> dict[str, int]:
+        """gen_id -> how many top open budgets close this round (absent: none)."""
+        own = {g: self.alone(g) for g in sorted(self.predicted)}
+        closing = {g: k for g, (k, _) in own.items() if k}
+        given_up = []
+        while closing:
+            changed = self.changed_draws(closing)
+            if self.below_gamma(changed.mean()):
+                break
+            retreat = self.retreat(closing, np.flatnonzero(changed), own)
+            given_up.append((self.step_tokens(retreat, closing[retreat]), retreat))
+            closing[retreat] -= 1
+            if closing[retreat]:
+                own[retreat] = (closing[retreat], self.change({retreat: closing[retreat]}))
+            else:
+                del closing[retreat]
+        return self.readmit(closing, given_up)
+
+    def readmit(self, closing: dict[str, int], given_up: list[tuple[float, str]]) -> dict[str, int]:
+        """``closing`` with the steps back that later ones made unnecessary taken again, the
+        most tokens first, each only while all closings together stay below ``gamma``."""
+        for _, gen_id in sorted(given_up, reverse=True):
+            trial = {**closing, gen_id: closing.get(gen_id, 0) + 1}
+            if self.below_gamma(self.change(trial)):
+                closing = trial
+        return closing
+
+    def retreat(self, closing: dict[str, int], changed: np.ndarray, own: dict) -> str:
+        """The generation that keeps one more budget open when the round's closings together
+        change decisions in the draws ``changed``: the one whose step back undoes the most of
+        those draws per token it gives up (``savings``); where no single step undoes any, the
+        one whose whole closing undoes the most per token; failing that, the one most doubtful
+        alone. Draws that no step touches are then left to the next step back."""
+        def undone(trial: dict[str, int]) -> int:
+            return len(changed) - int(self.changed_draws(trial, changed).sum())
+
+        for back in (lambda g: closing[g] - 1, lambda g: 0):
+            gains = {g: undone({**closing, g: back(g)}) / max(
+                self.savings[g][closing[g]] - self.savings[g][back(g)], 1) for g in sorted(closing)}
+            if max(gains.values()) > 0:
+                return max(gains, key=lambda g: (gains[g], -self.step_tokens(g, closing[g]), g))
+        return max(closing, key=lambda g: (own[g][1], g))
+
+    def step_tokens(self, gen_id: str, k: int) -> float:
+        """Tokens that closing ``k`` top budgets of ``gen_id`` saves beyond closing ``k - 1``."""
+        return self.savings[gen_id][k] - self.savings[gen_id][k - 1]
+
+
+# ----------------------------------------------------------------------- one round's decision
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A generation's decision after a round: why it stops (or :data:`OPEN`), and the budgets
+    that go on sampling next round (none once it stops)."""
+
+    reason: str
+    open_budgets: tuple[int, ...] = ()
+
+
+def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], maximum: dict[str, int],
+                 rule: AdaptiveRule, analysis: dict, seed: int, round_index: int,
+                 open_: set[str] | None = None, decisions: "Decisions | None" = None,
+                 predictive=None) -> dict[str, Outcome]:
+    """gen_id -> its :class:`Outcome`: the budgets that draw ``rule.step`` more samples next round.
+
+    ``scenarios``: one row per scenario with the columns of the aggregate table (``gen_id`` is
+    the generation of the full design, ``accuracy`` the estimate from the samples drawn so far,
+    ``n_samples``, ``n_questions``); ``samples``: gen_id -> {token_budget: (correct, answers)}
+    for its open budgets only (the smallest ones), each ``[Q, drawn]`` with questions in a fixed
+    order and samples by index; ``drawn`` / ``maximum``: samples per question so far (of the
+    open budgets) and of the full design. ``decisions`` may be given to reuse the structure
+    built from memory (it depends on the scenario list only). Only the generations in ``open_``
+    (default: all) are decided; the others keep their estimates. ``predictive`` draws the
+    samples to come (:func:`jeffreys_predictive`'s shape; default: the rule's
+    ``predictive``, from :data:`PREDICTIVES`). The curtailment rule closes
+    budgets top-down (:class:`BudgetClosing`); the confidence rule stops whole generations."""
+    scen = scenarios.reset_index(drop=True)
+    open_ = set(drawn) if open_ is None else set(open_)
+    if rule.rule == CONFIDENCE_RULE:
+        delta = per_test_delta(rule.confidence, len(scen), len(rule.rounds))
+        status = stopping_generations(scen, decided_scenarios(scen, delta, analysis, rule.epsilon), drawn, maximum)
+        return {g: Outcome(s, tuple(sorted(samples[g])) if s == OPEN else ()) for g, s in status.items() if g in open_}
+    decisions = decisions or Decisions(scen, analysis)
+    rng = np.random.default_rng([seed, round_index])
+    out = {g: Outcome(MAXIMUM) for g in open_ if drawn[g] >= maximum[g]}
+    gen_of, budget_of, g_of = scen["gen_id"].to_numpy(), scen["token_budget"].to_numpy(), scen["G"].to_numpy()
+    deciding = sorted(g for g in open_ if drawn[g] < maximum[g])
+    datasets = dict(zip(gen_of, scen["dataset"].astype(str)))
+    draw = (predictive or PREDICTIVES[rule.predictive])({g: samples[g] for g in deciding}, datasets)
+    predicted = {}
+    for gen_id in deciding:
+        pools = draw(gen_id, maximum[gen_id], CURTAIL_DRAWS, rng)
+        predicted[gen_id] = []
+        for budget in sorted(samples[gen_id]):
+            rows = np.flatnonzero((gen_of == gen_id) & (budget_of == budget))
+            predicted[gen_id].append((budget, rows, predicted_rows(pools, budget_of[rows], g_of[rows])))
+    current = scen["accuracy"].to_numpy(dtype=float)
+    savings = {g: closing_savings([b for b, _, _ in predicted[g]], next(iter(samples[g].values()))[0].shape[0],
+                                  maximum[g] - drawn[g]) for g in deciding}
+    closing = BudgetClosing(current, predicted, decisions, rule.gamma, rule.confidence, savings).closing()
+    for gen_id, budgets in predicted.items():
+        still = tuple(budget for budget, _, _ in budgets[: len(budgets) - closing.get(gen_id, 0)])
+        out[gen_id] = Outcome(OPEN, still) if still else Outcome(CURTAILED)
+    return out
+
+
+def curtail_floor(level: float) -> float:
+    """The least change probability :data:`CURTAIL_DRAWS` predictive draws bound at ``level``
+    (none of them changed): a ``curtail_gamma`` at or below it stops nothing."""
+    return monte_carlo_upper(0.0, CURTAIL_DRAWS, level)
+
+
+def monte_carlo_upper(share: float, draws: int, level: float) -> float:
+    """One-sided Clopper-Pearson upper bound at ``level`` of a probability seen in ``share`` of
+    ``draws`` independent draws."""
+    changed = round(share * draws)
+    return 1.0 if changed >= draws else float(_scipy_stats.beta.ppf(level, changed + 1, draws - changed))

@@ -1,0 +1,123 @@
+"""Posterior predictive completions of a generation's answer pools: the samples still to come,
+drawn under a Jeffreys or a Rasch prior, and the full-design accuracies they give."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats as _scipy_stats
+
+from bitbudget import item_response, stats
+
+__all__ = ["answer_pool", "predictive_pools", "coupled_pools", "jeffreys_predictive", "rasch_predictive",
+           "PREDICTIVES", "predicted_accuracy", "predicted_rows"]
+
+
+def answer_pool(correct: np.ndarray, answers: np.ndarray) -> np.ndarray:
+    """Answer counts ``[Q, K]`` per question (reference, no answer, each other value) of the
+    samples ``correct``/``answers`` ``[Q, n]``, as :func:`bitbudget.stats.summarize_cell` votes."""
+    onehot, _ = stats.signature_counts(stats.answer_codes(correct, answers))
+    return onehot.sum(axis=1).astype(np.int64)
+
+
+def predictive_pools(pool: np.ndarray, maximum: int, draws: int, rng: np.random.Generator,
+                     quantiles: np.ndarray | None = None, prior: tuple | None = None) -> np.ndarray:
+    """``draws`` full-design pools ``[draws, Q, K + 1]``: ``pool`` plus the ``maximum - n``
+    samples per question not drawn yet, from the posterior predictive. A question is right with
+    probability p ~ Beta(a + right, b + wrong), the prior ``(a, b)`` (arrays ``[Q]``) Jeffreys'
+    (1/2, 1/2) unless given; a wrong sample takes one of the wrong values seen, with
+    Dirichlet(1/2 + count) probabilities, or a new value (the last column) when none was seen.
+    ``quantiles`` (``[draws, Q]`` in (0, 1)), when given, are the quantiles of the posterior p
+    is drawn at, so pools of several budgets drawn at the same quantiles share which questions
+    turn out harder than they looked."""
+    pool = np.asarray(pool, dtype=np.int64)
+    n, right = pool.sum(axis=1), pool[:, 0]
+    a, b = prior if prior is not None else (0.5, 0.5)
+    rest = np.broadcast_to(maximum - n, (draws, len(n)))
+    if quantiles is None:
+        p = rng.beta(a + right, b + n - right, size=rest.shape)
+    else:
+        p = _scipy_stats.beta.ppf(quantiles, a + right, b + n - right)
+    more_right = rng.binomial(rest, p)
+    wrong_seen = np.concatenate([pool[:, 1:], (n == right)[:, None]], axis=1)
+    weights = rng.gamma(np.broadcast_to(np.where(wrong_seen > 0, wrong_seen + 0.5, 0.0), (draws, *wrong_seen.shape)))
+    more_wrong = rng.multinomial(rest - more_right, weights / weights.sum(axis=-1, keepdims=True))
+    return np.concatenate([(right + more_right)[..., None], pool[None, :, 1:] + more_wrong[..., :-1],
+                           more_wrong[..., -1:]], axis=-1)
+
+
+def coupled_pools(samples: dict, maximum: int, draws: int, rng: np.random.Generator,
+                  priors: dict | None = None) -> dict:
+    """``{budget: [draws, Q, K + 1]}``: each budget's :func:`predictive_pools` (its prior
+    ``priors[budget]``, Jeffreys' when absent), with the posterior of every question's p drawn
+    at one quantile per (draw, question) for all budgets. One trajectory is forked at every
+    budget, so a question that is harder than its first samples showed is harder at every
+    budget; the samples still to come are drawn per budget (independent binomials: more spread
+    between budgets than forks of shared trajectories have, which errs towards sampling on)."""
+    n_questions = next(iter(samples.values()))[0].shape[0]
+    quantiles = rng.random((draws, n_questions))
+    return {budget: predictive_pools(answer_pool(correct, answers), maximum, draws, rng, quantiles,
+                                     (priors or {}).get(budget))
+            for budget, (correct, answers) in sorted(samples.items())}
+
+
+def jeffreys_predictive(samples: dict, datasets: dict[str, str]):
+    """A predictive (``sampling.adaptive.predictive: jeffreys``): each question's samples to
+    come from its own samples alone under the Jeffreys prior (:func:`coupled_pools`).
+
+    A predictive is built once per round from ``samples`` (gen_id -> {budget: (correct
+    [Q, n], answers [Q, n])}, the open budgets of every generation deciding, questions in one
+    order per dataset) and ``datasets`` (gen_id -> dataset), and returns the function
+    ``draw(gen_id, maximum, draws, rng) -> {budget: [draws, Q, K + 1]}`` of full-design
+    pools. bench/adaptive.py passes the simulated engine's planted model in this shape to
+    measure what a perfectly calibrated predictive would stop."""
+    return lambda gen_id, maximum, draws, rng: coupled_pools(samples[gen_id], maximum, draws, rng)
+
+
+def rasch_predictive(samples: dict, datasets: dict[str, str]):
+    """A predictive (``sampling.adaptive.predictive: rasch``, :func:`jeffreys_predictive`'s
+    shape): a question's prior at each (generation, budget) is centred on the Rasch fit of
+    every deciding generation's samples of its dataset (:func:`bitbudget.item_response.fit`),
+    so a question all generations fail stays failed and one most solve is likely solved; each
+    draw moves the generation's abilities at all its budgets by one normal shift of their
+    standard errors. Generations whose question count differs from the rest of their dataset
+    are fitted apart."""
+    groups: dict = {}
+    for gen_id in sorted(samples):
+        n_questions = next(iter(samples[gen_id].values()))[0].shape[0]
+        groups.setdefault((datasets[gen_id], n_questions), []).append(gen_id)
+    cell_of: dict = {}
+    for members in groups.values():
+        cells = [(g, budget) for g in members for budget in sorted(samples[g])]
+        right = np.stack([samples[g][budget][0].sum(axis=1) for g, budget in cells])
+        drawn = np.array([samples[g][budget][0].shape[1] for g, budget in cells])
+        fitted = item_response.fit(right, drawn)
+        for i, (g, budget) in enumerate(cells):
+            cell_of.setdefault(g, {})[budget] = (fitted, i)
+
+    def draw(gen_id: str, maximum: int, draws: int, rng: np.random.Generator) -> dict:
+        shift = rng.standard_normal(draws)
+        priors = {budget: fitted.priors(i, shift) for budget, (fitted, i) in cell_of[gen_id].items()}
+        return coupled_pools(samples[gen_id], maximum, draws, rng, priors)
+    return draw
+
+
+#: sampling.adaptive.predictive -> the predictive it names
+PREDICTIVES = {"rasch": rasch_predictive, "jeffreys": jeffreys_predictive}
+
+
+def predicted_accuracy(pools: np.ndarray, g: int) -> np.ndarray:
+    """Accuracy (mean over questions of pass@1, or of maj@g for g > 1) of each pool ``[draws, Q, K]``."""
+    if g == 1:
+        return pools[..., 0].mean(axis=1) / pools[0, 0].sum()
+    return stats.maj_of_counts(pools, [g])[g].mean(axis=1)
+
+
+def predicted_rows(pools: dict, budgets, gs) -> np.ndarray:
+    """[rows, draws]: the predicted accuracy of each scenario row (its token budget in
+    ``budgets``, its G in ``gs``) from its budget's pools ``{budget: [draws, Q, K]}``."""
+    budgets, gs = np.asarray(budgets), np.asarray(gs)
+    out = np.empty((len(budgets), next(iter(pools.values())).shape[0]))
+    for budget, pool in pools.items():
+        for i in np.flatnonzero(budgets == budget):
+            out[i] = predicted_accuracy(pool, int(gs[i]))
+    return out
