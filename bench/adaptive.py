@@ -8,10 +8,9 @@ stage), then runs the analysis in-process twice:
 
 * full: every generation at its ``samples_per_question``;
 * adaptive: rounds of ``sampling.adaptive`` (the schema's defaults unless given), closing each
-  generation's largest budgets by :mod:`bitbudget.adaptive`'s curtailment rule (``--rule curtail``:
-  predictive probability of a changed decision below ``--gamma``; new samples think only to the
-  largest budget still open) or stopping whole generations by its confidence rule
-  (``--rule confidence``). Decode tokens count each sample to the largest budget that reads it.
+  generation's largest budgets by :mod:`bitbudget.adaptive`'s curtailment rule (predictive
+  probability of a changed decision below ``--gamma``; new samples think only to the largest
+  budget still open). Decode tokens count each sample to the largest budget that reads it.
 
 Both runs summarise scenarios with :func:`bitbudget.stats.summarize_cell`, place them with
 :func:`bitbudget.aggregate.memory_columns` and decide with the fit stage's functions
@@ -270,21 +269,19 @@ class Analysis:
 
 
 def adaptive_run(analysis: Analysis, predictive=None) -> tuple[dict, list[dict]]:
-    """Rounds of the configured rule; returns samples drawn per (generation, budget) and a log per round."""
+    """Rounds of the curtailment rule; returns samples drawn per (generation, budget) and a log per round."""
     from bitbudget.adaptive import schedule
 
     config = analysis.config
     per_gen = {g: schedule.AdaptiveRule.from_config(config["sampling"], m) for g, m in analysis.maximum.items()}
     rule = next(iter(per_gen.values()))
     drawn = {g: {b: rule.rounds[0] for b in budgets} for g, budgets in analysis.full_design().items()}
-    step = curtail_round if rule.rule == schedule.CURTAIL_RULE else confidence_round
-    context = {"rule": rule, "rounds": sorted({n for r in per_gen.values() for n in r.rounds}),
-               "predictive": predictive}
+    context = {"rule": rule, "predictive": predictive}
     open_budgets, log = {g: sorted(d) for g, d in drawn.items()}, []
     while open_budgets:
         scen = analysis.table(drawn)
-        open_budgets, entry = step(analysis, scen, drawn, open_budgets, context)
-        log.append({"open": len(open_budgets), "tokens": analysis.tokens(drawn)} | entry)
+        open_budgets = curtail_round(analysis, scen, drawn, open_budgets, context)
+        log.append({"open": len(open_budgets), "tokens": analysis.tokens(drawn)})
         for g, budgets in open_budgets.items():
             more = next(n for n in per_gen[g].rounds if n > drawn[g][budgets[0]])
             drawn[g].update({b: more for b in budgets})
@@ -296,19 +293,7 @@ def open_samples(drawn: dict, open_budgets: dict) -> dict[str, int]:
     return {g: drawn[g][budgets[0]] for g, budgets in open_budgets.items()}
 
 
-def confidence_round(analysis: Analysis, scen, drawn, open_budgets, context) -> tuple[dict, dict]:
-    from bitbudget.adaptive import bounds, confidence, schedule
-
-    rule = context["rule"]
-    delta = bounds.per_test_delta(rule.confidence, len(analysis.base), len(context["rounds"]))
-    decisions = confidence.decided_scenarios(scen, delta, analysis.config["analysis"], rule.epsilon)
-    status = confidence.stopping_generations(scen, decisions, open_samples(drawn, open_budgets), analysis.maximum)
-    return {g: open_budgets[g] for g, s in status.items() if s == schedule.OPEN and g in open_budgets}, {
-        "frontier_open": int((~(decisions["dominated"] | decisions["frontier_clear"])).sum()),
-        "comparisons_open": int((~decisions["comparisons_settled"]).sum())}
-
-
-def curtail_round(analysis: Analysis, scen, drawn, open_budgets, context) -> tuple[dict, dict]:
+def curtail_round(analysis: Analysis, scen, drawn, open_budgets, context) -> dict:
     """One round of :func:`bitbudget.adaptive.closing.decide_round` on the open budgets (the
     decisions' structure depends on memory only, so it is built once)."""
     from bitbudget.adaptive.closing import decide_round
@@ -328,7 +313,7 @@ def curtail_round(analysis: Analysis, scen, drawn, open_budgets, context) -> tup
     status = decide_round(scen, samples, n_of, analysis.maximum, context["rule"], analysis.config["analysis"],
                           analysis.config["sampling"]["seed"], context["round"], open_=set(open_budgets),
                           decisions=context["decisions"], predictive=context["predictive"])
-    return {g: list(o.open_budgets) for g, o in status.items() if o.reason == OPEN}, {}
+    return {g: list(o.open_budgets) for g, o in status.items() if o.reason == OPEN}
 
 
 def run(overlay: str, seed: int, adaptive_settings: dict | None, workdir: Path, predictive: str | None = None) -> dict:
@@ -368,8 +353,6 @@ def main(argv=None) -> int:
     parser.add_argument("--initial", type=int, help="sampling.adaptive.initial (default: the schema's)")
     parser.add_argument("--step", type=int, help="sampling.adaptive.step (default: the schema's)")
     parser.add_argument("--confidence", type=float, help="sampling.adaptive.confidence (default: the schema's)")
-    parser.add_argument("--epsilon", type=float, help="sampling.adaptive.epsilon (default: the schema's)")
-    parser.add_argument("--rule", choices=["curtail", "confidence"], help="sampling.adaptive.rule (default: the schema's)")
     parser.add_argument("--gamma", type=float, help="sampling.adaptive.curtail_gamma (default: the schema's)")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--overlays", nargs="+", default=list(OVERLAYS))
@@ -379,8 +362,8 @@ def main(argv=None) -> int:
                              "calibrated, for comparison only)")
     args = parser.parse_args(argv)
     settings = {k: v for k, v in (("initial", args.initial), ("step", args.step), ("confidence", args.confidence),
-                                                   ("epsilon", args.epsilon), ("rule", args.rule), ("curtail_gamma", args.gamma),
-                                                   ("predictive", None if args.predictive == "planted" else args.predictive))
+                                  ("curtail_gamma", args.gamma),
+                                  ("predictive", None if args.predictive == "planted" else args.predictive))
                 if v is not None}
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-adaptive-") as tmp:
@@ -388,10 +371,9 @@ def main(argv=None) -> int:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 r = run(overlay, seed, settings, Path(tmp), args.predictive)
                 results.append(r)
-                detail = {k: [x[k] for x in r["rounds"]] for k in r["rounds"][0] if k not in ("open", "tokens")}
                 print(f"{overlay} seed {seed}: tokens {r['tokens_adaptive'] / r['tokens_full']:.2f}, "
                       f"{r['stopped_early']}/{r['generations']} generations stopped early, rounds "
-                      f"{[x['open'] for x in r['rounds']]} open {detail}, frontier identical {r['frontier_identical']}, "
+                      f"{[x['open'] for x in r['rounds']]} open, frontier identical {r['frontier_identical']}, "
                       f"bracket and verdicts identical {r['bracket_verdicts_identical']} "
                       f"({r['seconds']:.0f} s, draws {r['draw_s']:.0f} s)" + "".join(f"; {d}" for d in r["differs"]),
                       flush=True)

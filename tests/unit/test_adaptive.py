@@ -1,16 +1,13 @@
-"""The adaptive stopping rule: its intervals, its frontier and comparison checks, its stops."""
-
-import math
+"""The adaptive stopping rule (stochastic curtailment): its rounds, settings, predictive,
+decisions and closings."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from bitbudget.adaptive import schedule
-from bitbudget.adaptive.bounds import _kl_bernoulli, intervals, kl_bounds, per_test_delta, radius
 from bitbudget.adaptive.closing import (CURTAIL_DRAWS, BudgetClosing, Outcome, closing_savings, decide_round,
                                         monte_carlo_upper)
-from bitbudget.adaptive.confidence import comparisons_settled, decided_scenarios, frontier_decided, stopping_generations
 from bitbudget.adaptive.decisions import Decisions
 from bitbudget.adaptive.predictive import answer_pool, coupled_pools, predicted_accuracy, predictive_pools
 from bitbudget.frontier import pareto_frontier
@@ -18,7 +15,6 @@ from bitbudget.schema import schema_defaults
 
 ANALYSIS = schema_defaults("analysis")  # a validated analysis section
 
-CONFIDENCE = 0.95
 Q = 200
 
 
@@ -30,61 +26,10 @@ def test_rounds_end_at_the_maximum():
         schedule.rounds(0, 8, 32)
 
 
-def test_radius_is_hoeffding_for_u_statistics():
-    delta = per_test_delta(CONFIDENCE, 100, 4)
-    assert delta == pytest.approx((1 - CONFIDENCE) / 400)
-    expected = math.sqrt(math.log(2 / delta) / (2 * Q * 16))
-    assert radius(Q, 16, 1, delta) == pytest.approx(expected)
-    # order-4 kernel: floor(16 / 4) = 4 independent blocks per question
-    assert radius(Q, 16, 4, delta) == pytest.approx(math.sqrt(math.log(2 / delta) / (2 * Q * 4)))
-    assert np.isinf(radius(Q, 8, 16, delta))  # maj@16 from 8 samples: no estimate
-
-
-def test_kl_bounds_are_hoeffding_s_theorem_1_and_tighter_near_the_edges():
-    """Every q inside the bounds has terms * kl(mean, q) <= ln(2 / delta), the ends sit on that
-    level, and the bounds lie inside the additive (Hoeffding) radius, far inside near 0 and 1."""
-    delta = per_test_delta(CONFIDENCE, 100, 4)
-    terms = Q * 8
-    means = np.array([0.0, 0.02, 0.5, 0.98, 1.0])
-    lo, hi = kl_bounds(means, terms, delta)
-    level = math.log(2 / delta) / terms
-    for m, low, high in zip(means, lo, hi):
-        kl = _kl_bernoulli(m, np.array([low, high]))
-        assert (kl <= level + 1e-9).all()
-        if 0 < low:
-            assert _kl_bernoulli(m, low - 1e-6) > level
-        if high < 1:
-            assert _kl_bernoulli(m, high + 1e-6) > level
-    r = radius(Q, 8, 1, delta)
-    assert (lo >= means - r - 1e-12).all() and (hi <= means + r + 1e-12).all()
-    assert hi[1] - lo[1] < (2 * r) / 2  # at 2% accuracy: under half the additive width
-    lo_g, hi_g = intervals([0.5, 0.5, np.nan], Q, 8, [1, 16, 1], delta)
-    assert lo_g[1:].tolist() == [0.0, 0.0] and hi_g[1:].tolist() == [1.0, 1.0]  # maj@16 from 8 samples, no estimate
-
-
-def test_intervals_cover_the_truth_at_the_stated_rate():
-    """Every interval of every round holds at once in at least `confidence` of studies."""
-    rng = np.random.default_rng(0)
-    truth = rng.uniform(0.1, 0.9, size=(20, Q))  # scenario x question probabilities
-    rounds = schedule.rounds(4, 4, 16)
-    delta = per_test_delta(CONFIDENCE, truth.shape[0], len(rounds))
-    failures = 0
-    studies = 200
-    for _ in range(studies):
-        draws = rng.random((truth.shape[0], Q, rounds[-1])) < truth[:, :, None]
-        held = True
-        for n in rounds:
-            acc = draws[:, :, :n].mean(axis=(1, 2))
-            lo, hi = intervals(acc, Q, n, 1, delta)
-            held &= bool(((lo <= truth.mean(axis=1)) & (truth.mean(axis=1) <= hi)).all())
-        failures += not held
-    assert failures / studies <= 1 - CONFIDENCE
-
-
-def _rule(n: int, maximum: int, rule: str, **settings) -> schedule.AdaptiveRule:
-    """The rule at the schema's defaults, sampling in rounds of ``n`` up to ``maximum``, with
-    ``rule`` and any other `sampling.adaptive` setting (gamma: `curtail_gamma`) replaced."""
-    adaptive_settings = schema_defaults("sampling", "adaptive") | {"initial": n, "step": n, "rule": rule}
+def _rule(n: int, maximum: int, **settings) -> schedule.AdaptiveRule:
+    """The rule at the schema's defaults, sampling in rounds of ``n`` up to ``maximum``, with any
+    other `sampling.adaptive` setting (gamma: `curtail_gamma`) replaced."""
+    adaptive_settings = schema_defaults("sampling", "adaptive") | {"initial": n, "step": n}
     if "gamma" in settings:
         settings["curtail_gamma"] = settings.pop("gamma")
     return schedule.AdaptiveRule.from_config({"adaptive": adaptive_settings | settings}, maximum)
@@ -97,93 +42,6 @@ def _scenarios(acc, memory, n, gen=None, dataset="d"):
         "dataset": dataset, "model": [f"m{i}" for i in range(k)], "weights": "bf16", "kv": "full",
         "kv_method": "full", "G": 1, "token_budget": 1000, "n_samples": n, "n_questions": Q,
         "weight_gib": memory, "total_gib": memory, "accuracy": acc})
-
-
-def _frontier_decisions(accuracies, memory, n):
-    """(dominated, clear) of scenarios at `memory` GiB with `accuracies` from n samples each."""
-    scen = _scenarios(accuracies, memory, n)
-    delta = per_test_delta(CONFIDENCE, len(scen), 4)
-    lo, hi = intervals(scen["accuracy"], Q, n, 1, delta)
-    return frontier_decided(scen["dataset"], scen["total_gib"], lo, hi)
-
-
-def test_far_below_the_frontier_is_decided_dominated():
-    dominated, clear = _frontier_decisions([0.8, 0.2, 0.82], [1.0, 2.0, 3.0], 16)
-    assert dominated.tolist() == [False, True, False]
-    # s0 and s2 are within reach of each other: neither is clear
-    assert clear.tolist() == [False, False, False]
-
-
-def test_a_lone_frontier_point_is_clear():
-    dominated, clear = _frontier_decisions([0.3, 0.1, 0.9], [1.0, 2.0, 3.0], 32)
-    assert dominated.tolist() == [False, True, False]
-    assert clear.tolist() == [True, False, True]
-
-
-def test_epsilon_is_the_indifference_margin():
-    """A scenario at most epsilon above what is surely reached at no more memory counts as tied
-    and is decided; one that could be better by more than epsilon is not."""
-    delta = per_test_delta(CONFIDENCE, 3, 4)
-    lo, hi = np.array([0.70, 0.695, 0.70]), np.array([0.72, 0.715, 0.76])
-    memory = [1.0, 2.0, 3.0]
-    dominated, _ = frontier_decided(["d"] * 3, memory, lo, hi, epsilon=0.0)
-    assert dominated.tolist() == [False, False, False]
-    dominated, _ = frontier_decided(["d"] * 3, memory, lo, hi, epsilon=0.02)
-    assert dominated.tolist() == [False, True, False]  # 0.715 - 0.70 <= 0.02; 0.76 - 0.70 > 0.02
-    assert delta > 0
-
-
-def test_never_stops_a_close_frontier_generation():
-    """Two generations whose scenarios are within a few points of each other: with 8 of 32
-    samples the full run's frontier point is not decided, so its generation keeps sampling,
-    while a generation far below stops."""
-    rng = np.random.default_rng(1)
-    p = {"close_a": 0.60, "close_b": 0.62, "far": 0.2}
-    memory = {"close_a": 1.0, "close_b": 1.05, "far": 1.5}
-    full_n, n = 32, 8
-    draws = {g: rng.random((Q, full_n)) < p[g] for g in p}
-    full = _scenarios([draws[g].mean() for g in p], [memory[g] for g in p], full_n, gen=list(p))
-    on_full_frontier = set(full.loc[full["scenario_id"].isin(pareto_frontier(full)["scenario_id"]), "gen_id"])
-    assert on_full_frontier & {"close_a", "close_b"}
-    now = _scenarios([draws[g][:, :n].mean() for g in p], [memory[g] for g in p], n, gen=list(p))
-    delta = per_test_delta(CONFIDENCE, len(now), len(schedule.rounds(n, n, full_n)))
-    epsilon = schema_defaults("sampling", "adaptive")["epsilon"]
-    assert p["close_b"] - p["close_a"] > epsilon  # close, yet not a tie
-    decisions = decided_scenarios(now, delta, ANALYSIS, epsilon)
-    status = stopping_generations(now, decisions, {g: n for g in p}, {g: full_n for g in p})
-    for gen in on_full_frontier:
-        assert status[gen] == schedule.OPEN
-    assert status["far"] == schedule.DOMINATED
-
-    # as a round runs it: whole generations, every budget of an open one going on
-    rule = _rule(n, full_n, schedule.CONFIDENCE_RULE, confidence=CONFIDENCE, epsilon=epsilon)
-    samples = {g: {1000: (draws[g][:, :n], None), 2000: (draws[g][:, :n], None)} for g in p}
-    outcomes = decide_round(now, samples, {g: n for g in p}, {g: full_n for g in p}, rule, ANALYSIS, 0, 1)
-    assert {g: o.reason for g, o in outcomes.items()} == status
-    assert outcomes["far"].open_budgets == () and all(outcomes[g].open_budgets == (1000, 2000) for g in on_full_frontier)
-
-
-def test_open_comparisons_keep_generations_sampling():
-    """Equal-memory weights-vs-tokens comparisons whose sign is open at the paper's cut keep
-    their scenarios undecided; settled when the intervals are narrow and the signs clear."""
-    rows = []
-    # weight sizes 1, 2, 8, 16 GiB; at each, a longer generation of the smaller model vs the
-    # larger model at equal memory; tokens win above 4.19 GiB, weights below
-    for i, (small, big, tokens_gain) in enumerate([(1.0, 2.0, -0.3), (2.0, 3.0, -0.3), (8.0, 9.0, 0.3),
-                                                    (16.0, 17.0, 0.3), (20.0, 21.0, 0.3), (0.5, 0.6, -0.3)]):
-        base = 0.5
-        rows.append({"model": f"small{i}", "weight_gib": small, "total_gib": 10.0 * (i + 1), "token_budget": 2000,
-                     "accuracy": base + tokens_gain / 2})
-        rows.append({"model": f"big{i}", "weight_gib": big, "total_gib": 10.0 * (i + 1), "token_budget": 1000,
-                     "accuracy": base - tokens_gain / 2})
-    scen = pd.DataFrame(rows).assign(
-        scenario_id=[f"s{i}" for i in range(len(rows))], gen_id=[f"g{i}" for i in range(len(rows))],
-        dataset="d", weights="bf16", kv="full", kv_method="full", G=1, n_questions=Q)
-    analysis = {**ANALYSIS, "min_comparisons": 1}
-    wide = comparisons_settled(scen, scen["accuracy"] - 0.4, scen["accuracy"] + 0.4, analysis)
-    narrow = comparisons_settled(scen, scen["accuracy"] - 0.01, scen["accuracy"] + 0.01, analysis)
-    assert not wide.any()
-    assert narrow.all()
 
 
 def test_schema_defaults_fill_and_absent_is_off():
@@ -201,12 +59,34 @@ def test_schema_defaults_fill_and_absent_is_off():
     raw["sampling"]["adaptive"] = {"initial": 2}
     rule = schedule.AdaptiveRule.from_config(validate_study_config(raw)["sampling"])
     defaults = schema_defaults("sampling", "adaptive")
-    assert (rule.initial, rule.step, rule.confidence, rule.epsilon) == (
-        2, defaults["step"], defaults["confidence"], defaults["epsilon"])
+    assert (rule.initial, rule.step, rule.confidence, rule.rule, rule.gamma) == (
+        2, defaults["step"], defaults["confidence"], schedule.CURTAIL_RULE, defaults["curtail_gamma"])
     assert rule.maximum == config["sampling"]["samples_per_question"]
     raw["sampling"]["adaptive"] = {"confidence": 1.5}
     with pytest.raises(ConfigError, match="confidence"):
         validate_study_config(raw)
+
+
+@pytest.mark.parametrize("adaptive, field", [({"rule": "confidence"}, "sampling.adaptive.rule"),
+                                             ({"epsilon": 0.01}, "sampling.adaptive.epsilon")])
+def test_the_removed_confidence_rule_is_named_with_the_fix(adaptive, field):
+    """A config written for the confidence rule is told it was removed and what to write instead."""
+    from pathlib import Path
+
+    import yaml
+
+    from bitbudget.config import schema_errors
+    from bitbudget.errors import ConfigError
+    from bitbudget.preflight import validate_study_config
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" / "config.yaml").read_text())
+    raw["sampling"]["adaptive"] = adaptive
+    with pytest.raises(ConfigError) as error:
+        validate_study_config(raw)
+    message = str(error.value)
+    assert message.startswith(f"config field '{field}'") and "removed" in message and "fix: " in message
+    assert "docs/adaptive.md" in message
+    assert schema_errors(raw) == [message]
 
 
 # ----------------------------------------------------------------------- stochastic curtailment
@@ -348,7 +228,7 @@ def _round(draws: dict, memory: dict, n: int, gamma: float, predictive=None):
     samples = {g: {1000: (draws[g][:, :n], np.where(draws[g][:, :n], "right", "wrong").astype(object))}
                for g in gens}
     maximum = {g: draws[g].shape[1] for g in gens}
-    rule = _rule(n, maximum[gens[0]], schedule.CURTAIL_RULE, gamma=gamma)
+    rule = _rule(n, maximum[gens[0]], gamma=gamma)
     outcomes = decide_round(now, samples, {g: n for g in gens}, maximum, rule, ANALYSIS, seed=0, round_index=1,
                                      predictive=predictive)
     return {g: o.reason for g, o in outcomes.items()}
@@ -483,7 +363,7 @@ def test_a_generation_closes_its_settled_top_budgets_and_samples_on_below_them()
     now["token_budget"] = [1000, 1000, 2000]
     labels = lambda right: np.where(right, "right", "wrong").astype(object)  # noqa: E731
     samples = {"a": {1000: (first, labels(first))}, "g": {1000: (more, labels(more)), 2000: (far, labels(far))}}
-    rule = _rule(8, 32, schedule.CURTAIL_RULE, gamma=0.05)
+    rule = _rule(8, 32, gamma=0.05)
     outcomes = decide_round(now, samples, {"a": 8, "g": 8}, {"a": 32, "g": 32}, rule, ANALYSIS, seed=0,
                                      round_index=1)
     assert outcomes["g"] == Outcome(schedule.OPEN, (1000,))

@@ -23,9 +23,8 @@ LAYERS = {
                "llmcompressor_quantize", "capabilities", "quantize", "tinymodels", "kv", "kv.base", "kv.factory",
                "kv.quantized", "kv.rkv", "kv.streaming", "backends", "backends.draws", "backends.sampler",
                "backends.hf", "backends.simulated", "backends.vllm", "backends.vllm_sampler", "generate", "aggregate",
-               "frontier", "threshold", "findings", "fit", "adaptive.schedule", "adaptive.bounds",
-               "adaptive.confidence", "adaptive.predictive", "adaptive.decisions", "adaptive.closing", "adaptive",
-               "report", "throughput"],
+               "frontier", "threshold", "findings", "fit", "adaptive.schedule",
+               "adaptive.predictive", "adaptive.decisions", "adaptive.closing", "adaptive", "report", "throughput"],
     "study": ["preflight", "study", "rounds", "plan", "recommend"],
     "commands": ["cli", "__main__"],
 }
@@ -185,10 +184,10 @@ def test_no_module_uses_a_private_name_of_another():
 
 def test_private_uses_are_seen():
     source = ("from bitbudget import threshold as thr\nfrom bitbudget.findings import _analysis\n"
-              "from bitbudget.adaptive import bounds\nthr._SCORE_TIE\nthr.SCORE_TIE\nbounds._kl_bernoulli\n")
+              "from bitbudget.adaptive import decisions\nthr._SCORE_TIE\nthr.SCORE_TIE\ndecisions._touched\n")
     assert private_uses("adaptive.closing", source) == [
-        "findings._analysis (line 2)", "threshold._SCORE_TIE (line 4)", "adaptive.bounds._kl_bernoulli (line 6)"]
-    assert private_uses("adaptive.bounds", "from bitbudget.adaptive import bounds\nbounds._kl_bernoulli\n") == []
+        "findings._analysis (line 2)", "threshold._SCORE_TIE (line 4)", "adaptive.decisions._touched (line 6)"]
+    assert private_uses("adaptive.decisions", "from bitbudget.adaptive import decisions\ndecisions._touched\n") == []
 
 
 def test_no_import_cycle():
@@ -212,6 +211,6 @@ def test_imports_inside_functions_are_seen():
     assert imported_modules("config", node) == {"study"}
     relative = ast.parse("from .adaptive import CURTAIL_DRAWS").body[0]
     assert imported_modules("config", relative) == {"adaptive"}
-    sibling = ast.parse("from .bounds import intervals").body[0]
-    assert imported_modules("adaptive.closing", sibling) == {"adaptive.bounds"}
+    sibling = ast.parse("from .decisions import Decisions").body[0]
+    assert imported_modules("adaptive.closing", sibling) == {"adaptive.decisions"}
     assert imported_modules("kv.factory", ast.parse("from .rkv import RKVCache").body[0]) == {"kv.rkv"}

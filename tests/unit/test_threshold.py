@@ -247,16 +247,6 @@ def test_the_single_sample_baseline_is_not_the_maximum_of_noisy_estimates():
     assert abs(np.mean(cross_fitted)) < 0.01
 
 
-def test_switch_score_weights_are_the_switch_scores():
-    """The coefficient form adaptive sampling bounds the scores with is the score of each cut."""
-    rng = np.random.default_rng(0)
-    for n_sizes in range(1, 7):
-        evidence = rng.normal(size=(n_sizes, 5))
-        weights = threshold.switch_score_weights(n_sizes)
-        assert weights.shape == (n_sizes - 1, n_sizes)
-        assert np.allclose(weights @ evidence, threshold.switch_scores(evidence))
-
-
 def test_switch_decisions_of_too_few_sizes_are_not_enough_data():
     switches = threshold.switch_decisions(np.zeros((1, 3)), np.ones((1, 3)))
     assert switches.statuses(np.array([2.0])) == [("not enough data", None)] * 3

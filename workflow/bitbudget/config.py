@@ -20,6 +20,19 @@ GRID_REFERENCES = {
 }
 
 
+#: (field, value) a config may still give from before the value was removed (value None: the
+#: field itself was removed) -> why, and the fix
+REMOVED = {
+    ("sampling.adaptive.rule", "confidence"): (
+        "the confidence rule stopped no generation on the simulated paper grid (tokens adaptive/full 1.00, "
+        "docs/adaptive.md); fix: set it to 'curtail' or leave it out (curtail is the default), and remove "
+        "sampling.adaptive.epsilon"),
+    ("sampling.adaptive.epsilon", None): (
+        "it was the indifference margin of the confidence rule, which is gone (docs/adaptive.md); fix: remove it, "
+        "and set a sampling.adaptive.rule of 'confidence' to 'curtail'"),
+}
+
+
 def _field(path) -> str:
     return ".".join(str(part) for part in path) or "<top level>"
 
@@ -32,6 +45,10 @@ def schema_errors(config: dict, schema_path: str | Path = SCHEMA_PATH) -> list[s
 
 
 def _schema_message(error: jsonschema.ValidationError, schema_path: str | Path) -> str:
+    field = _field(error.absolute_path)
+    removed = _removed(field, error)
+    if removed:
+        return removed
     if error.validator == "additionalProperties":
         hint = "remove it or fix its spelling; the schema lists the allowed fields"
     elif error.validator == "enum":
@@ -42,7 +59,19 @@ def _schema_message(error: jsonschema.ValidationError, schema_path: str | Path) 
         hint = "add the missing field"
     else:
         hint = f"see {Path(schema_path).name}"
-    return f"config field '{_field(error.absolute_path)}': {error.message}; fix: {hint}"
+    return f"config field '{field}': {error.message}; fix: {hint}"
+
+
+def _removed(field: str, error: jsonschema.ValidationError) -> str | None:
+    """The message of :data:`REMOVED` for a value or field that was removed, if the error is one."""
+    if error.validator == "enum" and isinstance(error.instance, str) and (field, error.instance) in REMOVED:
+        return f"config field '{field}': {error.instance!r} was removed: {REMOVED[field, error.instance]}"
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        for key in sorted(map(str, error.instance)):
+            name = f"{field}.{key}" if error.absolute_path else key
+            if (name, None) in REMOVED:
+                return f"config field '{name}' was removed: {REMOVED[name, None]}"
+    return None
 
 
 def check_schema(config: dict, schema_path: str | Path = SCHEMA_PATH) -> None:

@@ -52,7 +52,7 @@ def load_study_config(path: str | Path) -> dict:
 
 def check_adaptive(adaptive: dict | None) -> None:
     """A curtail_gamma the rule's Monte Carlo bound can never get under would stop nothing."""
-    if adaptive is None or adaptive["rule"] != "curtail":
+    if adaptive is None:
         return
     floor = curtail_floor(adaptive["confidence"])
     if adaptive["curtail_gamma"] <= floor:

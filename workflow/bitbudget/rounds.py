@@ -65,7 +65,7 @@ def round_path(plan: str, r: int) -> str:
 
 
 def rule_of(study) -> schedule.AdaptiveRule:
-    """The rule, with the largest maximum of the study (its round count is the confidence rule's)."""
+    """The rule, with the largest maximum of the study."""
     maximum = max(g.maximum for g in study.generations.values())
     return schedule.AdaptiveRule.from_config(study.config["sampling"], maximum)
 

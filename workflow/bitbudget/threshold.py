@@ -21,9 +21,9 @@ from .memory import format_memory
 from .schema import load_schema
 
 __all__ = ["KINDS", "METHOD_TEXT", "MIN_POINTS", "SCORE_TIE", "Comparisons", "Switches", "accuracy_replicates",
-           "advantage_bounds", "advantages", "analysis_default", "build_comparisons", "engines", "equal_memory",
+           "advantages", "analysis_default", "build_comparisons", "engines", "equal_memory",
            "evicting", "fit_threshold", "fit_thresholds", "half_accuracies", "question_halves", "size_evidence",
-           "switch_decisions", "switch_score_weights", "switch_scores"]
+           "switch_decisions", "switch_scores"]
 
 #: kind -> the option whose advantage is measured ("win") and the other option
 KINDS = {
@@ -265,34 +265,12 @@ def size_evidence(adv: np.ndarray, size_index: np.ndarray, n_sizes: int) -> tupl
     return by_size, counts
 
 
-def advantage_bounds(comp: Comparisons, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """[comparisons] (low, high): the range of each comparison's advantage (as
-    :func:`advantages`, without halves) when every scenario's accuracy lies anywhere in its
-    interval [``lo``, ``hi``] (exact: the advantage is monotone in each accuracy)."""
-    adv_lo = np.empty(len(comp.a))
-    adv_hi = np.empty(len(comp.a))
-    for i, (a, cand) in enumerate(zip(comp.a, comp.b)):
-        g_lo, g_hi = lo[a] - hi[cand].max(), hi[a] - lo[cand].max()
-        adv_lo[i], adv_hi[i] = (g_lo, g_hi) if comp.a_is_win[i] else (-g_hi, -g_lo)
-    return adv_lo, adv_hi
-
-
 def switch_scores(evidence_by_size: np.ndarray) -> np.ndarray:
     """Score of a switch between size k and k+1 with the "win" option better above it:
     its advantage summed above the cut minus summed below.  evidence_by_size is
     (n_sizes, B); returns (n_sizes - 1, B)."""
     below = np.cumsum(evidence_by_size, axis=0)[:-1]
     return evidence_by_size.sum(axis=0) - 2 * below
-
-
-def switch_score_weights(n_sizes: int) -> np.ndarray:
-    """(n_sizes - 1, n_sizes): :func:`switch_scores` as coefficients on the per-size evidence
-    (score of cut k = evidence above it - evidence at or below it), for interval arithmetic on
-    the scores; equal to them up to rounding."""
-    weights = np.ones((max(n_sizes - 1, 0), n_sizes))
-    for cut in range(n_sizes - 1):
-        weights[cut, : cut + 1] = -1.0
-    return weights
 
 
 def _finds_switch(oriented_scores: np.ndarray, evidence_by_size: np.ndarray) -> np.ndarray:

@@ -1,5 +1,5 @@
 """The curtailment rule (`rule: curtail`): which token budgets close after a round, and one
-round's decision under either rule."""
+round's decision."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _scipy_stats
 
-from bitbudget.adaptive.bounds import per_test_delta
-from bitbudget.adaptive.confidence import decided_scenarios, stopping_generations
 from bitbudget.adaptive.decisions import Decisions
 from bitbudget.adaptive.predictive import PREDICTIVES, predicted_rows
-from bitbudget.adaptive.schedule import CONFIDENCE_RULE, CURTAILED, MAXIMUM, OPEN, AdaptiveRule
+from bitbudget.adaptive.schedule import CURTAILED, MAXIMUM, OPEN, AdaptiveRule
 
 __all__ = ["CURTAIL_DRAWS", "thinking_per_question", "closing_savings", "BudgetClosing", "Outcome", "decide_round",
            "curtail_floor", "monte_carlo_upper"]
@@ -188,14 +186,9 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
     built from memory (it depends on the scenario list only). Only the generations in ``open_``
     (default: all) are decided; the others keep their estimates. ``predictive`` draws the
     samples to come (:func:`jeffreys_predictive`'s shape; default: the rule's
-    ``predictive``, from :data:`PREDICTIVES`). The curtailment rule closes
-    budgets top-down (:class:`BudgetClosing`); the confidence rule stops whole generations."""
+    ``predictive``, from :data:`PREDICTIVES`). Budgets close top-down (:class:`BudgetClosing`)."""
     scen = scenarios.reset_index(drop=True)
     open_ = set(drawn) if open_ is None else set(open_)
-    if rule.rule == CONFIDENCE_RULE:
-        delta = per_test_delta(rule.confidence, len(scen), len(rule.rounds))
-        status = stopping_generations(scen, decided_scenarios(scen, delta, analysis, rule.epsilon), drawn, maximum)
-        return {g: Outcome(s, tuple(sorted(samples[g])) if s == OPEN else ()) for g, s in status.items() if g in open_}
     decisions = decisions or Decisions(scen, analysis)
     rng = np.random.default_rng([seed, round_index])
     out = {g: Outcome(MAXIMUM) for g in open_ if drawn[g] >= maximum[g]}

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AdaptiveRule", "rounds", "DOMINATED", "FRONTIER", "MAXIMUM", "OPEN", "CURTAILED", "CONFIDENCE_RULE",
-           "CURTAIL_RULE"]
+__all__ = ["AdaptiveRule", "rounds", "MAXIMUM", "OPEN", "CURTAILED", "CURTAIL_RULE"]
 
 #: reasons a generation stops (or goes on), as the plan and the report name them
-DOMINATED, FRONTIER, MAXIMUM, OPEN = "dominated by a margin", "on the frontier, no competitor within reach", \
-    "reached the maximum", "open"
+MAXIMUM, OPEN = "reached the maximum", "open"
 CURTAILED = "the full design would decide the same"
-#: the two stopping rules (`sampling.adaptive.rule`)
-CONFIDENCE_RULE, CURTAIL_RULE = "confidence", "curtail"
+#: the stopping rule (`sampling.adaptive.rule`; the confidence rule was removed, docs/adaptive.md)
+CURTAIL_RULE = "curtail"
 
 
 @dataclass(frozen=True)
@@ -25,7 +23,6 @@ class AdaptiveRule:
     step: int
     maximum: int
     confidence: float
-    epsilon: float
     rule: str
     gamma: float
     predictive: str
@@ -38,7 +35,7 @@ class AdaptiveRule:
             return None
         return cls(int(adaptive["initial"]), int(adaptive["step"]),
                    int(maximum if maximum is not None else sampling["samples_per_question"]),
-                   float(adaptive["confidence"]), float(adaptive["epsilon"]), str(adaptive["rule"]),
+                   float(adaptive["confidence"]), str(adaptive["rule"]),
                    float(adaptive["curtail_gamma"]), str(adaptive["predictive"]))
 
     @property
