@@ -11,7 +11,7 @@ import pytest
 import yaml
 from snakemake.utils import update_config
 
-from tests.harness import REPO
+from tests.harness import REPO, with_resources
 from tests.pipeline.test_adaptive_rounds import BUDGETS, ROUNDS, adaptive_config
 
 pytestmark = pytest.mark.slurm
@@ -66,6 +66,7 @@ def test_adaptive_rounds_run_on_slurm(slurm_cluster, run_snakemake, tmp_path):
     ends with every generation's samples and the report."""
     config = adaptive_config()
     update_config(config, yaml.safe_load((REPO / "tests" / "slurm" / "rehearsal.yaml").read_text()))
+    with_resources(tmp_path)  # the config keeps the shipped relative model paths
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     args = [*slurm_cluster.profile_args, "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
             "--configfile", str(tmp_path / "config.yaml"), "--verbose"]

@@ -41,10 +41,9 @@ def cpu_runs_fp8_kv() -> tuple[bool, str]:
     return (False, refusal.reason) if refusal else (True, "")
 
 
-def needs_cpu_support_for(scheme: str):
-    """Skip, with the reason, a test whose weight scheme vLLM cannot run on this CPU."""
-    refusal = None if on_gpu() else capabilities.vllm_cpu_weight_refusal(scheme, capabilities.cpu_flags())
-    return pytest.mark.skipif(refusal is not None, reason=f"{scheme}: {refusal.reason}" if refusal else "")
+def cpu_refuses(scheme: str) -> bool:
+    """Whether vLLM cannot run this weight scheme here (a CPU without its kernel)."""
+    return not on_gpu() and capabilities.vllm_cpu_weight_refusal(scheme, capabilities.cpu_flags()) is not None
 
 
 @pytest.fixture(scope="session")

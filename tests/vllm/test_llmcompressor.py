@@ -13,7 +13,7 @@ import pytest
 from bitbudget.forcing import forcing_tokens, sample_at_budget
 from bitbudget.quantize import quantize_checkpoint
 
-from engine_support import (LLMC_PYTHON, generation_specs, needs_cpu_support_for, needs_llmc, needs_vllm, on_gpu,
+from engine_support import (LLMC_PYTHON, cpu_refuses, generation_specs, needs_llmc, needs_vllm, on_gpu,
                             study_config)
 
 pytestmark = [pytest.mark.vllm, needs_llmc]
@@ -114,11 +114,18 @@ def test_w8a8_checkpoint_generates_in_vllm(vllm_server, checkpoints, tmp_path):
 
 
 @needs_vllm
-@needs_cpu_support_for("W4A16")
 def test_w4a16_gptq_checkpoint_generates_in_vllm(vllm_server, checkpoints, tmp_path):
+    """W4A16 where vLLM's kernel runs (a GPU, or a CPU with AVX-512); else refused before the
+    checkpoint loads, naming the weight format's field."""
     path, _ = checkpoints["w4a16_gptq"]
     spec = generation_specs(study_config(path, [8, 16], samples=2, n_questions=2, engine={"dtype": "bfloat16"}))[0]
-    results = vllm_server.generations([{"name": "w4a16", "spec": spec, "output": spec["output"]}], tmp_path)
+    job = {"name": "w4a16", "spec": spec, "output": spec["output"]}
+    if cpu_refuses("W4A16"):
+        job["expect_error"] = "W4A16"
+    results = vllm_server.generations([job], tmp_path)
+    if cpu_refuses("W4A16"):
+        assert "weight_formats" in results["w4a16"]["error"] and "AVX-512" in results["w4a16"]["error"]
+        return
     assert results["w4a16"]["meta"]["counters"]["decode_tokens"] > 0
     _check_shards(tmp_path, spec, [8, 16])
 
