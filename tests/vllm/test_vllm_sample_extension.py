@@ -31,11 +31,13 @@ def test_extension_reuses_stored_samples_and_equals_a_one_shot_run(vllm_server, 
         assert two["counters"][counter] + three["counters"][counter] == oneshot["counters"][counter], counter
     question_ids = sorted(p.stem for p in (tmp_path / oneshot_dir / "shards").glob("*.json"))
     assert len(question_ids) == 4
+    distinct = []
     for question_id in question_ids:
         extended = read_shard(tmp_path / full.trace_dir, question_id)
         assert extended == read_shard(tmp_path / oneshot_dir, question_id)
         assert [s["sample_idx"] for s in extended["samples"]] == [0, 1, 2]
-        assert len({tuple(s["think_ids"]) for s in extended["samples"]}) > 1  # drawn, not greedy
+        distinct.append(len({tuple(s["think_ids"]) for s in extended["samples"]}))
+    assert max(distinct) > 1  # sampled, not greedy: a question's samples may still agree by chance
     table_two = pd.read_parquet(tmp_path / first.output)
     table_oneshot = pd.read_parquet(tmp_path / "oneshot" / full.output)
     pd.testing.assert_frame_equal(table_two, table_oneshot[table_oneshot["sample_idx"] < 2].reset_index(drop=True))
@@ -65,7 +67,7 @@ def test_a_sample_thought_to_a_smaller_budget_thinks_on_as_the_sample_drawn_at_o
     meta = results["full"]["meta"]
     assert meta["id"] == full.gen_id and meta["generated"] == 0 and meta["reforked"] == len(question_ids)
     assert meta["counters"]["decode_tokens"] > 0  # thinking went on; nothing stored was drawn again
-    grown = 0
+    grown, drawn = 0, []
     for question_id in question_ids:
         extended = read_shard(tmp_path / full.trace_dir, question_id)
         for old, new in zip(stored[question_id]["samples"], extended["samples"]):
@@ -76,7 +78,8 @@ def test_a_sample_thought_to_a_smaller_budget_thinks_on_as_the_sample_drawn_at_o
                 grown += 1
         # resumed at 8 (in another request, segment and batch): the sample drawn at once
         assert extended == read_shard(tmp_path / oneshot_dir, question_id)
-        assert extended["samples"][0]["think_ids"] != extended["samples"][1]["think_ids"]  # drawn, not greedy
+        drawn.append(extended["samples"][0]["think_ids"] != extended["samples"][1]["think_ids"])
+    assert any(drawn)  # sampled, not greedy: two samples of a question may still agree by chance
     assert grown == len(short)
     table = pd.read_parquet(tmp_path / full.output)
     kept = table[table["token_budget"] <= 8].reset_index(drop=True)
