@@ -14,6 +14,7 @@ turns a key, a position and a token id into the noise and draws with it (torch).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from bitbudget.artifacts import canonical_json
@@ -21,6 +22,9 @@ from bitbudget.artifacts import canonical_json
 THINK = "think"  # the thinking, every segment of it ("Wait" extensions and resumed thinking included)
 NATURAL = "natural"  # the answer after the model's own end of thinking
 KEY_BITS = 63  # a key fits a signed 64-bit integer (torch int64, vLLM's msgpack transport)
+#: keys kept per process: the HF engine asks for a row's key at every token it draws, and a
+#: batch's rows x streams are far fewer than this
+KEY_CACHE_SIZE = 1 << 16
 
 
 def fork_stream(budget: int) -> str:
@@ -28,6 +32,7 @@ def fork_stream(budget: int) -> str:
     return f"fork-{budget}"
 
 
+@functools.lru_cache(maxsize=KEY_CACHE_SIZE)
 def draw_key(seed: int, trace_id: str, question_id: str, sample_idx: int, stream: str) -> int:
     """The key of one sample's stream: fixed by what names the sample, nothing else."""
     content = {"seed": seed, "trace": trace_id, "question": question_id, "sample": sample_idx, "stream": stream}
