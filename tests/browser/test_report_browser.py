@@ -1,5 +1,6 @@
 """Open the rendered report in headless Chromium: charts drawn, scripts ran, no errors."""
 
+import importlib.util
 import re
 import struct
 import zlib
@@ -7,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO
+
 pytestmark = pytest.mark.browser
+
+_spec = importlib.util.spec_from_file_location("bench_report_load", REPO / "bench" / "report_load.py")
+bench_report_load = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_report_load)
 
 
 def _png_is_not_blank(path: Path) -> bool:
@@ -73,32 +80,11 @@ def test_report_renders_in_chromium(chromium, console_problems, report_file, tmp
     assert _png_is_not_blank(shot)
 
 
-def _paper_scale_inputs():
-    """About 2,400 scenarios (7 weight formats x 6 models x 19 variants x 3 datasets, the size of
-    the paper grid) with long traces for every scenario."""
-    import pandas as pd
-
-    from bitbudget import findings, threshold
-
-    scen, ques = threshold.synthetic_study(threshold_gb=4.2, seed=0, n_questions=30, n_samples=8,
-                                           bits=(2, 3, 4, 5, 6, 8, 16), datasets=("aime", "gpqa", "third"))
-    scen["engine"] = "simulated"
-    scen["grade_id"] = scen["gen_id"]
-    thr = threshold.fit_thresholds(scen, ques, n_boot=50, seed=0)
-    text = "Let me think. " * 3000  # ~40k characters, a long reasoning trace
-    samples = {}
-    for (gid, T), rows in scen.groupby(["grade_id", "token_budget"]):
-        df = pd.DataFrame([{"question_id": f"q{i}", "sample_idx": i, "token_budget": T, "correct": i % 2 == 0,
-                            "extracted_answer": "7", "reference_answer": "7", "thinking_tokens": T,
-                            "answer_tokens": 9, "forced": True, "text": text} for i in range(3)])
-        samples.update({sid: df for sid in rows["scenario_id"]})
-    return scen, ques, samples, thr, findings.evaluate_findings(scen, thr), {"config_hash": "x"}
-
-
-def test_paper_scale_report_is_small_fast_and_says_simulated(chromium, console_problems, tmp_path):
+def test_paper_scale_report_is_small_and_says_simulated(chromium, console_problems, tmp_path):
+    """Its load time is a benchmark (bench/report_load.py), not a check here."""
     from bitbudget import report
 
-    scen, *rest = _paper_scale_inputs()
+    scen, *rest = bench_report_load.paper_scale_inputs()
     assert len(scen) >= 2000
     out = report.render_report(scen, *rest, tmp_path / "index.html")
     size = out.stat().st_size
@@ -107,7 +93,6 @@ def test_paper_scale_report_is_small_fast_and_says_simulated(chromium, console_p
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert console_problems(proc.stderr) == []
     dom = proc.stdout
-    ready_ms = int(re.search(r'data-ready-ms="(\d+)"', dom).group(1))
-    assert ready_ms <= 3000, ready_ms  # navigation start to the page script done
+    assert 'data-ready="1"' in dom  # the page script ran to its end
     assert "Simulated data." in dom and dom.count("<tr data-dataset=") == len(scen)
-    print(f"paper-scale report: {len(scen)} scenarios, {size / 2**20:.2f} MiB, ready in {ready_ms} ms")
+    print(f"paper-scale report: {len(scen)} scenarios, {size / 2**20:.2f} MiB")
