@@ -1,7 +1,6 @@
 """Adaptive sample allocation on the simulated paper grid: tokens saved, decisions kept.
 
-For each overlay (config/simulated.yaml, config/simulated-contrary.yaml on config/paper.yaml)
-and each seed (``sampling.seed``), draws every sample of every generation from the simulated
+For each case (an overlay kind on config/paper.yaml, a planted surface, a sampling seed), draws every sample of every generation from the simulated
 engine's planted surface (:class:`bitbudget.backends.simulated.SimulatedEngine`, the same draws
 a Snakemake run writes into its shards; checkpoints are the metadata-only ones of the quantize
 stage), then runs the analysis in-process twice:
@@ -18,10 +17,19 @@ Both runs summarise scenarios with :func:`bitbudget.stats.summarize_cell`, place
 :func:`bitbudget.findings.evaluate_findings`). Samples are nested, so a run stopped at n samples
 sees exactly the first n of the full run's. A run takes 2-3 minutes on one core.
 
-    python bench/adaptive.py                 # 10 seeds, both overlays
-    python bench/adaptive.py --seeds 2       # quicker
-    python bench/adaptive.py --initial 16 --step 4 --first-seed 100   # other seeds (tuning)
-    python bench/adaptive.py --predictive planted   # the rule with a perfectly calibrated predictive
+
+Tuning and evaluation run on sets of (overlay kind, ``simulation.seed``, ``sampling.seed``) that
+cannot overlap (:data:`TUNE`, :data:`EVAL`; neither a planted surface nor a sampling seed is
+shared): the rule's settings (``--gamma``, ``--initial``, ``--step``, ``--predictive``,
+``--confidence``) are chosen with ``--tune`` only; ``--eval`` judges the schema's defaults on
+surfaces none of those choices saw, including the ``qwen3`` kind (config/simulated-qwen3.yaml:
+realistic accuracy levels and question-by-model interactions, so the Rasch predictive is
+misspecified there).
+
+    python bench/adaptive.py --eval                      # the held-out set: 3 kinds x 2 surfaces x 5 seeds
+    python bench/adaptive.py --tune --gamma 0.05         # a setting tried on the tuning set
+    python bench/adaptive.py --eval --kinds qwen3 --surfaces 1 --seeds 2   # a quick look
+    python bench/adaptive.py --tune --predictive planted # the rule with a perfectly calibrated predictive
 
 ``--predictive planted`` gives the curtailment rule the simulated engine's own model (each
 question's planted solve probabilities, distractor share and slip; fresh randomness) in place of
@@ -29,7 +37,7 @@ its own predictive: what the rule would stop if nothing were lost to its predict
 a yardstick for the rule, not a rule: no real model's probabilities are known.
 
 The last line: ``tokens adaptive/full R, frontier identical F, bracket and verdicts identical V``
-(decode tokens, and shares of (overlay, seed) runs whose decisions equal the full run's).
+(decode tokens, and shares of runs whose decisions equal the full run's).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import copy
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,20 +58,62 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(REPO / "tests" / "golden"))
 
-OVERLAYS = ("config/simulated.yaml", "config/simulated-contrary.yaml")
 BASE = "config/paper.yaml"
-DEFAULT_SEEDS = 10
+#: overlay kinds: the config files layered on the paper grid
+KINDS = {"paper": ("config/simulated.yaml",), "contrary": ("config/simulated-contrary.yaml",),
+         "qwen3": ("config/simulated.yaml", "config/simulated-qwen3.yaml")}
 BRACKET_KIND = "weights_vs_tokens"
 
 
-def load_config(overlay: str, seed: int, adaptive: dict | None) -> dict:
+@dataclass(frozen=True)
+class Case:
+    """One run: an overlay kind, the planted surface (``simulation.seed``) and the samples drawn
+    from it (``sampling.seed``)."""
+
+    kind: str
+    surface: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class CaseSet:
+    kinds: tuple[str, ...]
+    surfaces: tuple[int, ...]
+    seeds: tuple[int, ...]
+
+    def cases(self, kinds=None, surfaces: int | None = None, seeds: int | None = None) -> list[Case]:
+        """The set's cases, optionally only ``kinds`` and the first ``surfaces`` / ``seeds``."""
+        return [Case(k, s, n) for k in (kinds or self.kinds) if k in self.kinds
+                for s in self.surfaces[:surfaces] for n in self.seeds[:seeds]]
+
+
+#: what the rule's settings were chosen on (docs/adaptive.md): the shipped overlays' surfaces, seeds 0-9
+TUNE = CaseSet(("paper", "contrary"), (0,), tuple(range(10)))
+#: held out: other surfaces, other sampling seeds, and the qwen3 kind
+EVAL = CaseSet(("paper", "contrary", "qwen3"), (101, 102), tuple(range(1000, 1005)))
+
+
+def check_disjoint(tune: CaseSet, held_out: CaseSet) -> None:
+    """Refuse sets that share a planted surface or a sampling seed."""
+    shared = {"simulation.seed": set(tune.surfaces) & set(held_out.surfaces),
+              "sampling.seed": set(tune.seeds) & set(held_out.seeds)}
+    shared = {field: sorted(values) for field, values in shared.items() if values}
+    if shared:
+        raise ValueError(f"tuning and evaluation sets overlap: {shared}")
+
+
+check_disjoint(TUNE, EVAL)
+
+
+def load_config(case: Case, adaptive: dict | None) -> dict:
     from bitbudget.config import validate_config
     from dump_ids import _merge
 
     config: dict = {}
-    for path in (BASE, overlay):
+    for path in (BASE, *KINDS[case.kind]):
         config = _merge(config, yaml.safe_load((REPO / path).read_text()))
-    config["sampling"]["seed"] = seed
+    config["simulation"]["seed"] = case.surface
+    config["sampling"]["seed"] = case.seed
     config["sampling"]["adaptive"] = dict(adaptive or {})
     return validate_config(config)
 
@@ -316,10 +367,10 @@ def curtail_round(analysis: Analysis, scen, drawn, open_budgets, context) -> dic
     return {g: list(o.open_budgets) for g, o in status.items() if o.reason == OPEN}
 
 
-def run(overlay: str, seed: int, adaptive_settings: dict | None, workdir: Path, predictive: str | None = None) -> dict:
+def run(case: Case, adaptive_settings: dict | None, workdir: Path, predictive: str | None = None) -> dict:
     from bitbudget.study import build_study
 
-    config = load_config(overlay, seed, adaptive_settings)
+    config = load_config(case, adaptive_settings)
     study = build_study(config)
     started = time.perf_counter()
     draws = Draws(study, workdir)
@@ -329,7 +380,7 @@ def run(overlay: str, seed: int, adaptive_settings: dict | None, workdir: Path, 
     full = analysis.decisions(analysis.table(full_drawn))
     drawn, log = adaptive_run(analysis, PlantedPredictive(draws) if predictive == "planted" else None)
     adapt = analysis.decisions(analysis.table(drawn))
-    return {"overlay": overlay, "seed": seed, "tokens_full": analysis.tokens(full_drawn),
+    return {"case": case, "tokens_full": analysis.tokens(full_drawn),
             "tokens_adaptive": analysis.tokens(drawn), "rounds": log,
             "gpu_hours_full": analysis.gpu_hours(full_drawn), "gpu_hours_adaptive": analysis.gpu_hours(drawn),
             "frontier_identical": full["frontier"] == adapt["frontier"],
@@ -347,36 +398,51 @@ def differences(full: dict, adapt: dict) -> list[str]:
     return out + [f"{a} -> {b}" for a, b in pairs if a != b]
 
 
-def main(argv=None) -> int:
+SETTINGS = {"initial": "initial", "step": "step", "confidence": "confidence", "gamma": "curtail_gamma",
+            "predictive": "predictive"}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--tune", action="store_true", help="the tuning set (TUNE): where settings are chosen")
+    which.add_argument("--eval", action="store_true", help="the held-out set (EVAL): the schema's defaults only")
+    parser.add_argument("--kinds", nargs="+", choices=list(KINDS), help="only these overlay kinds")
+    parser.add_argument("--surfaces", type=int, help="only the set's first N planted surfaces")
+    parser.add_argument("--seeds", type=int, help="only the set's first N sampling seeds")
     parser.add_argument("--initial", type=int, help="sampling.adaptive.initial (default: the schema's)")
     parser.add_argument("--step", type=int, help="sampling.adaptive.step (default: the schema's)")
     parser.add_argument("--confidence", type=float, help="sampling.adaptive.confidence (default: the schema's)")
     parser.add_argument("--gamma", type=float, help="sampling.adaptive.curtail_gamma (default: the schema's)")
-    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
-    parser.add_argument("--overlays", nargs="+", default=list(OVERLAYS))
     parser.add_argument("--predictive", choices=["rasch", "jeffreys", "planted"],
                         help="the curtailment rule's predictive: sampling.adaptive.predictive (rasch, jeffreys; "
                              "default: the schema's), or the simulated engine's planted model (planted: perfectly "
                              "calibrated, for comparison only)")
     args = parser.parse_args(argv)
-    settings = {k: v for k, v in (("initial", args.initial), ("step", args.step), ("confidence", args.confidence),
-                                  ("curtail_gamma", args.gamma),
-                                  ("predictive", None if args.predictive == "planted" else args.predictive))
-                if v is not None}
+    chosen = [f"--{name}" for name in SETTINGS if getattr(args, name) not in (None, "planted")]
+    if args.eval and chosen:
+        parser.error(f"{', '.join(chosen)}: settings are chosen on the tuning set (--tune); "
+                     "--eval judges the schema's defaults")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    settings = {field: getattr(args, name) for name, field in SETTINGS.items()
+                if getattr(args, name) not in (None, "planted")}
+    cases = (EVAL if args.eval else TUNE).cases(args.kinds, args.surfaces, args.seeds)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-adaptive-") as tmp:
-        for overlay in args.overlays:
-            for seed in range(args.first_seed, args.first_seed + args.seeds):
-                r = run(overlay, seed, settings, Path(tmp), args.predictive)
-                results.append(r)
-                print(f"{overlay} seed {seed}: tokens {r['tokens_adaptive'] / r['tokens_full']:.2f}, "
-                      f"{r['stopped_early']}/{r['generations']} generations stopped early, rounds "
-                      f"{[x['open'] for x in r['rounds']]} open, frontier identical {r['frontier_identical']}, "
-                      f"bracket and verdicts identical {r['bracket_verdicts_identical']} "
-                      f"({r['seconds']:.0f} s, draws {r['draw_s']:.0f} s)" + "".join(f"; {d}" for d in r["differs"]),
-                      flush=True)
+        for case in cases:
+            r = run(case, settings, Path(tmp), args.predictive)
+            results.append(r)
+            print(f"{case.kind} surface {case.surface} seed {case.seed}: "
+                  f"tokens {r['tokens_adaptive'] / r['tokens_full']:.2f}, "
+                  f"{r['stopped_early']}/{r['generations']} generations stopped early, rounds "
+                  f"{[x['open'] for x in r['rounds']]} open, frontier identical {r['frontier_identical']}, "
+                  f"bracket and verdicts identical {r['bracket_verdicts_identical']} "
+                  f"({r['seconds']:.0f} s, draws {r['draw_s']:.0f} s)" + "".join(f"; {d}" for d in r["differs"]),
+                  flush=True)
     ratio = sum(r["tokens_adaptive"] for r in results) / sum(r["tokens_full"] for r in results)
     hours = sum(r["gpu_hours_adaptive"] for r in results) / sum(r["gpu_hours_full"] for r in results)
     print(f"plan's GPU-hours adaptive/full {hours:.2f} (config/paper.yaml's engines; the plan's throughputs "

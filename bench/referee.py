@@ -62,15 +62,10 @@ from bitbudget.study import build_study  # noqa: E402
 from tests.referee import referee as rules  # noqa: E402  (the tests' second implementation of the rules)
 
 BASE = "config/paper.yaml"
-KINDS = {"paper": "config/simulated.yaml", "contrary": "config/simulated-contrary.yaml",
-         "qwen3": "config/simulated.yaml"}
-#: the qwen3 kind's surfaces (levels tuned so 16-bit models at 30k tokens land near the report's figures)
-QWEN3_SURFACES = {
-    "aime2025": {"level": -0.45, "weight_slope_below": 1.7, "weight_slope_above": 0.15, "token_slope_below": 0.05,
-                 "token_slope_above": 0.5, "difficulty_sd": 1.6, "interaction_sd": 0.8},
-    "gpqa_diamond": {"level": -0.47, "weight_slope_below": 0.7, "weight_slope_above": 0.25, "token_slope_below": 0.05,
-                     "token_slope_above": 0.25, "difficulty_sd": 1.2, "interaction_sd": 0.8},
-}
+#: overlay kinds: the config files layered on the paper grid (qwen3: realistic levels with
+#: question-by-model interactions, config/simulated-qwen3.yaml)
+KINDS = {"paper": ("config/simulated.yaml",), "contrary": ("config/simulated-contrary.yaml",),
+         "qwen3": ("config/simulated.yaml", "config/simulated-qwen3.yaml")}
 GRID = {
     "main": {"token_budgets": [2000, 6000, 14000, 30000], "parallel_samples": [1, 4, 8]},
     "kv_cache": {"kv_strategies": ["full", "hqq4", "hqq2", "stream2k", "rkv4k"],
@@ -96,7 +91,7 @@ def merge(base: dict, overlay: dict) -> dict:
 
 def surface_config(kind: str, position: float, seed: int) -> dict:
     config = {}
-    for path in (BASE, KINDS[kind]):
+    for path in (BASE, *KINDS[kind]):
         config = merge(config, yaml.safe_load((REPO / path).read_text()))
     config = merge(config, {"grids": GRID, "sampling": {"samples_per_question": SAMPLES, "seed": seed},
                             "analysis": {"bootstrap_samples": BOOTSTRAP, "seed": seed}})
@@ -104,9 +99,6 @@ def surface_config(kind: str, position: float, seed: int) -> dict:
     simulation = config["simulation"]
     simulation.update(switch_gib=position, seed=seed, sharpness=SHARPNESS)
     simulation["kv"]["switch_gib"] = position
-    if kind == "qwen3":
-        for name, surface in QWEN3_SURFACES.items():
-            simulation["datasets"][name].update(surface)
     for model in config["models"].values():
         model["path"] = str(REPO / model["path"])
     return validate_config(config)

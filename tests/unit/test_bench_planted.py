@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import numpy as np
+import pytest
 
 from bitbudget.study import build_study
 from tests.harness import REPO
@@ -12,6 +14,7 @@ from tests.unit.test_simulated import small_simulated_config
 
 _spec = importlib.util.spec_from_file_location("bench_adaptive", REPO / "bench" / "adaptive.py")
 bench = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = bench  # its dataclasses look their module up there
 _spec.loader.exec_module(bench)
 
 DRAWN, MAXIMUM, PREDICTIVE_DRAWS = 8, 32, 4000
@@ -54,3 +57,31 @@ def test_the_bench_counts_each_sample_to_the_largest_budget_that_reads_it():
     assert analysis.generation_tokens("g", {10: 8, 20: 8, 30: 8}) == 5 * 8 * 30
     analysis.questions["h"] = 3
     assert analysis.tokens({"g": {10: 4, 30: 4}, "h": {10: 4}}) == 5 * 4 * 30 + 3 * 4 * 10
+
+
+def test_tuning_and_evaluation_sets_share_no_surface_and_no_seed():
+    bench.check_disjoint(bench.TUNE, bench.EVAL)
+    leaky = bench.CaseSet(("qwen3",), (7, 0), (1003,))
+    with pytest.raises(ValueError, match=r"simulation.seed.*\[0\]"):
+        bench.check_disjoint(bench.TUNE, leaky)
+    held_out = bench.EVAL.cases()
+    assert not {(c.surface, c.seed) for c in held_out} & {(c.surface, c.seed) for c in bench.TUNE.cases()}
+    for kind in bench.KINDS:  # every overlay kind on at least 2 surfaces x 5 seeds
+        assert len({(c.surface, c.seed) for c in held_out if c.kind == kind}) >= 10
+
+
+def test_a_case_sets_the_surface_and_the_seeds_and_the_qwen3_kind_plants_interactions():
+    config = bench.load_config(bench.Case("qwen3", 101, 1003), {})
+    assert config["simulation"]["seed"] == 101 and config["sampling"]["seed"] == 1003
+    surfaces = config["simulation"]["datasets"]
+    assert all(surface["interaction_sd"] > 0 for surface in surfaces.values())
+    paper = bench.load_config(bench.Case("paper", 101, 1003), {})
+    assert all(surface["interaction_sd"] == 0 for surface in paper["simulation"]["datasets"].values())
+
+
+def test_the_evaluation_refuses_settings_chosen_on_the_command_line(capsys):
+    with pytest.raises(SystemExit) as stop:
+        bench.parse_args(["--eval", "--gamma", "0.05"])
+    assert stop.value.code == 2 and "--gamma" in capsys.readouterr().err
+    assert bench.parse_args(["--eval", "--predictive", "planted"]).eval  # a yardstick, not a setting
+    assert bench.parse_args(["--tune", "--gamma", "0.05"]).gamma == 0.05
