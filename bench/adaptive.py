@@ -26,7 +26,7 @@ surfaces none of those choices saw, including the ``qwen3`` kind (config/simulat
 realistic accuracy levels and question-by-model interactions, so the Rasch predictive is
 misspecified there).
 
-    python bench/adaptive.py --eval                      # the held-out set: 3 kinds x 2 surfaces x 5 seeds
+    python bench/adaptive.py --eval --jobs 2             # the held-out set: 3 kinds x 2 surfaces x 5 seeds
     python bench/adaptive.py --tune --gamma 0.05         # a setting tried on the tuning set
     python bench/adaptive.py --eval --kinds qwen3 --surfaces 1 --seeds 2   # a quick look
     python bench/adaptive.py --tune --predictive planted # the rule with a perfectly calibrated predictive
@@ -44,9 +44,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import multiprocessing
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -370,6 +372,7 @@ def curtail_round(analysis: Analysis, scen, drawn, open_budgets, context) -> dic
 def run(case: Case, adaptive_settings: dict | None, workdir: Path, predictive: str | None = None) -> dict:
     from bitbudget.study import build_study
 
+    workdir.mkdir(parents=True, exist_ok=True)
     config = load_config(case, adaptive_settings)
     study = build_study(config)
     started = time.perf_counter()
@@ -410,6 +413,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--kinds", nargs="+", choices=list(KINDS), help="only these overlay kinds")
     parser.add_argument("--surfaces", type=int, help="only the set's first N planted surfaces")
     parser.add_argument("--seeds", type=int, help="only the set's first N sampling seeds")
+    parser.add_argument("--jobs", type=int, default=1, help="runs side by side (processes; default 1)")
     parser.add_argument("--initial", type=int, help="sampling.adaptive.initial (default: the schema's)")
     parser.add_argument("--step", type=int, help="sampling.adaptive.step (default: the schema's)")
     parser.add_argument("--confidence", type=float, help="sampling.adaptive.confidence (default: the schema's)")
@@ -426,23 +430,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def summary_line(r: dict) -> str:
+    case = r["case"]
+    return (f"{case.kind} surface {case.surface} seed {case.seed}: tokens {r['tokens_adaptive'] / r['tokens_full']:.2f}, "
+            f"{r['stopped_early']}/{r['generations']} generations stopped early, rounds "
+            f"{[x['open'] for x in r['rounds']]} open, frontier identical {r['frontier_identical']}, "
+            f"bracket and verdicts identical {r['bracket_verdicts_identical']} "
+            f"({r['seconds']:.0f} s, draws {r['draw_s']:.0f} s)" + "".join(f"; {d}" for d in r["differs"]))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     settings = {field: getattr(args, name) for name, field in SETTINGS.items()
                 if getattr(args, name) not in (None, "planted")}
     cases = (EVAL if args.eval else TUNE).cases(args.kinds, args.surfaces, args.seeds)
     results = []
-    with tempfile.TemporaryDirectory(prefix="bench-adaptive-") as tmp:
-        for case in cases:
-            r = run(case, settings, Path(tmp), args.predictive)
-            results.append(r)
-            print(f"{case.kind} surface {case.surface} seed {case.seed}: "
-                  f"tokens {r['tokens_adaptive'] / r['tokens_full']:.2f}, "
-                  f"{r['stopped_early']}/{r['generations']} generations stopped early, rounds "
-                  f"{[x['open'] for x in r['rounds']]} open, frontier identical {r['frontier_identical']}, "
-                  f"bracket and verdicts identical {r['bracket_verdicts_identical']} "
-                  f"({r['seconds']:.0f} s, draws {r['draw_s']:.0f} s)" + "".join(f"; {d}" for d in r["differs"]),
-                  flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-adaptive-") as tmp, \
+            ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        runs = [pool.submit(run, case, settings, Path(tmp) / f"{case.kind}-{case.surface}-{case.seed}",
+                            args.predictive) for case in cases]
+        for done in as_completed(runs):
+            results.append(done.result())
+            print(summary_line(results[-1]), flush=True)
     ratio = sum(r["tokens_adaptive"] for r in results) / sum(r["tokens_full"] for r in results)
     hours = sum(r["gpu_hours_adaptive"] for r in results) / sum(r["gpu_hours_full"] for r in results)
     print(f"plan's GPU-hours adaptive/full {hours:.2f} (config/paper.yaml's engines; the plan's throughputs "
