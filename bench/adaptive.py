@@ -60,6 +60,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(REPO / "tests" / "golden"))
 
+from bitbudget import plan as cost_plan  # noqa: E402 (after the path above)
+
 BASE = "config/paper.yaml"
 #: overlay kinds: the config files layered on the paper grid
 KINDS = {"paper": ("config/simulated.yaml",), "contrary": ("config/simulated-contrary.yaml",),
@@ -304,25 +306,43 @@ class Analysis:
     def tokens(self, drawn: dict[str, dict[int, int]]) -> int:
         return sum(self.generation_tokens(g, d) for g, d in drawn.items())
 
-    def gpu_hours(self, drawn: dict[str, dict[int, int]]) -> float:
-        """The plan's GPU-hour estimate for the paper grid as it runs on GPUs (``python -m
-        bitbudget.plan --configfile config/paper.yaml``: its vLLM and HF engines, its assumed
-        throughputs) for the samples drawn: each generation's full-design hours times its share
-        of the decode tokens (generations matched by model, weights, KV, dataset and samples per
-        question: the main grid's and the KV grid's generations of one cell are two)."""
-        if not hasattr(self, "_gpu_hours"):
-            from bitbudget.plan import make_plan
+    def paper_jobs(self) -> dict:
+        """gen_id -> the :class:`bitbudget.plan.JobModel` of its generation in the paper grid as it
+        runs on GPUs (``python -m bitbudget.plan --configfile config/paper.yaml``: its vLLM and HF
+        engines, GPUs, assumed throughputs, load times and batch curves), matched by model,
+        weights, KV, dataset and samples per question (the main grid's and the KV grid's
+        generations of one cell are two)."""
+        if not hasattr(self, "_paper_jobs"):
+            paper = cost_plan.make_plan(yaml.safe_load((REPO / BASE).read_text()), workdir=REPO)
+            models = {(g.model, g.weights, g.kv, g.dataset, g.samples): paper.job_models[g.gen_id]
+                      for g in paper.generations}
+            self._paper_jobs = {gen_id: models[cell] for gen_id, cell in self.cells.items()}
+        return self._paper_jobs
 
-            paper = make_plan(yaml.safe_load((REPO / BASE).read_text()), workdir=REPO).generations
-            hours = {(g.model, g.weights, g.kv, g.dataset, g.samples): g.gpu_hours for g in paper}
-            self._gpu_hours = {gen_id: hours[cell] for gen_id, cell in self.cells.items()}
-        full = self.full_design()
-        return sum(self._gpu_hours[g] * self.generation_tokens(g, d) / self.generation_tokens(g, full[g])
-                   for g, d in drawn.items())
+    def gpu_hours(self, rounds: list[dict], decide_seconds: float = cost_plan.DECIDE_SECONDS) -> cost_plan.RoundCost:
+        """The plan's GPU-hours, overheads included (:func:`bitbudget.plan.round_cost`: a model load
+        per job, the batch effect, the barrier of each round on the study's pool, the decision),
+        of ``rounds``: per round gen_id -> (samples before, samples after, horizon, budgets read).
+        The full design is one round without a decision (``decide_seconds`` 0), as the plan costs it."""
+        answer = self.config["sampling"]["max_answer_tokens"]
+        total = cost_plan.RoundCost()
+        for draws in rounds:
+            jobs = []
+            for gen_id, (before, after, horizon, n_budgets) in draws.items():
+                model = self.paper_jobs()[gen_id]
+                tokens = cost_plan.job_tokens(model.questions, after - before, horizon, n_budgets, 1.0, answer)
+                jobs.append((model, tokens, after - before))
+            total += cost_plan.round_cost(jobs, decide_seconds=decide_seconds)
+        return total
+
+    def full_rounds(self) -> list[dict]:
+        """The full design as one round: every generation at its maximum and every budget."""
+        return [{g: (0, m, self.max_budget[g], len(self.draws.generations[g][2])) for g, m in self.maximum.items()}]
 
 
-def adaptive_run(analysis: Analysis, predictive=None) -> tuple[dict, list[dict]]:
-    """Rounds of the curtailment rule; returns samples drawn per (generation, budget) and a log per round."""
+def adaptive_run(analysis: Analysis, predictive=None) -> tuple[dict, list[dict], list[dict]]:
+    """Rounds of the curtailment rule; returns samples drawn per (generation, budget), a log per
+    round and each round's jobs (gen_id -> (samples before, after, horizon, budgets read))."""
     from bitbudget.adaptive import schedule
 
     config = analysis.config
@@ -331,14 +351,19 @@ def adaptive_run(analysis: Analysis, predictive=None) -> tuple[dict, list[dict]]
     drawn = {g: {b: rule.rounds[0] for b in budgets} for g, budgets in analysis.full_design().items()}
     context = {"rule": rule, "predictive": predictive}
     open_budgets, log = {g: sorted(d) for g, d in drawn.items()}, []
+    jobs = [{g: (0, d[budgets[0]], max(budgets), len(budgets)) for g, d in drawn.items()
+             for budgets in [sorted(d)]}]
     while open_budgets:
         scen = analysis.table(drawn)
         open_budgets = curtail_round(analysis, scen, drawn, open_budgets, context)
         log.append({"open": len(open_budgets), "tokens": analysis.tokens(drawn)})
+        next_jobs = {}
         for g, budgets in open_budgets.items():
             more = next(n for n in per_gen[g].rounds if n > drawn[g][budgets[0]])
+            next_jobs[g] = (drawn[g][budgets[0]], more, max(budgets), len(budgets))
             drawn[g].update({b: more for b in budgets})
-    return drawn, log
+        jobs += [next_jobs] if next_jobs else []
+    return drawn, log, jobs
 
 
 def open_samples(drawn: dict, open_budgets: dict) -> dict[str, int]:
@@ -381,11 +406,12 @@ def run(case: Case, adaptive_settings: dict | None, workdir: Path, predictive: s
     analysis = Analysis(study, draws)
     full_drawn = analysis.full_design()
     full = analysis.decisions(analysis.table(full_drawn))
-    drawn, log = adaptive_run(analysis, PlantedPredictive(draws) if predictive == "planted" else None)
+    drawn, log, jobs = adaptive_run(analysis, PlantedPredictive(draws) if predictive == "planted" else None)
     adapt = analysis.decisions(analysis.table(drawn))
     return {"case": case, "tokens_full": analysis.tokens(full_drawn),
             "tokens_adaptive": analysis.tokens(drawn), "rounds": log,
-            "gpu_hours_full": analysis.gpu_hours(full_drawn), "gpu_hours_adaptive": analysis.gpu_hours(drawn),
+            "gpu_hours_full": analysis.gpu_hours(analysis.full_rounds(), decide_seconds=0.0),
+            "gpu_hours_adaptive": analysis.gpu_hours(jobs),
             "frontier_identical": full["frontier"] == adapt["frontier"],
             "bracket_verdicts_identical": full["bracket"] == adapt["bracket"] and full["verdicts"] == adapt["verdicts"],
             "draw_s": drawn_s, "seconds": time.perf_counter() - started,
@@ -453,9 +479,16 @@ def main(argv=None) -> int:
             results.append(done.result())
             print(summary_line(results[-1]), flush=True)
     ratio = sum(r["tokens_adaptive"] for r in results) / sum(r["tokens_full"] for r in results)
-    hours = sum(r["gpu_hours_adaptive"] for r in results) / sum(r["gpu_hours_full"] for r in results)
-    print(f"plan's GPU-hours adaptive/full {hours:.2f} (config/paper.yaml's engines; the plan's throughputs "
-          f"per model size; full design {results[0]['gpu_hours_full']:.1f} GPU-hours)")
+    adaptive = sum((r["gpu_hours_adaptive"] for r in results), cost_plan.RoundCost())
+    full = sum((r["gpu_hours_full"] for r in results), cost_plan.RoundCost())
+    print(f"plan's GPU-hours adaptive/full {adaptive.gpu_hours / full.gpu_hours:.2f} with overheads, "
+          f"{adaptive.decode_gpu_hours / full.decode_gpu_hours:.2f} decode alone (config/paper.yaml's engines, "
+          f"the plan's throughputs, load times and batch curves, a pool of {cost_plan.DEFAULT_STUDY_GPUS} GPUs; "
+          f"full design {results[0]['gpu_hours_full'].gpu_hours:.1f} GPU-hours)")
+    print(f"  adaptive per run: decode {adaptive.decode_gpu_hours / len(results):.1f}, batch effect "
+          f"{adaptive.batch_gpu_hours / len(results):.1f}, model loads {adaptive.load_gpu_hours / len(results):.1f} "
+          f"({adaptive.jobs / len(results):.0f} jobs), barrier {adaptive.barrier_gpu_hours / len(results):.1f}, "
+          f"wall {adaptive.wall_hours / len(results):.1f} h")
     frontier = np.mean([r["frontier_identical"] for r in results])
     verdicts = np.mean([r["bracket_verdicts_identical"] for r in results])
     print(f"decode tokens {sum(r['tokens_adaptive'] for r in results):,} adaptive, "

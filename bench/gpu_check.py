@@ -27,9 +27,12 @@ null there, and the KV bytes are the memory comparison.
 (:data:`TOY_ARCHITECTURE`) with every token count of the setup divided by
 :data:`TOY_TOKEN_DIVISOR`: the test suite runs it (tests/unit/test_gpu_check.py).
 
-Writes ``OUT/throughput.json`` (:mod:`bitbudget.throughput`; ``bitbudget plan --throughput-file``
-reads it): per size, the HF tokens/s of each KV strategy at the largest batch shape (one generate
-job's batch), every run behind it, and the vLLM runs. The vLLM part runs only where ``import
+Writes ``OUT/throughput.json`` (:mod:`bitbudget.throughput`, version 2; ``bitbudget plan
+--throughput-file`` reads it): per size, the HF tokens/s of each KV strategy at the largest batch
+shape (one generate job's batch), each strategy's tokens/s at every batch shape (``batches``: the
+plan's batch effect in place of its assumed line), every run behind it, and the vLLM runs. It
+writes no ``load_seconds``: its models are built with random weights on the device, which reads
+no checkpoint, so their build time is not a generate job's load (add measured loads by hand). The vLLM part runs only where ``import
 vllm`` works: ``bench/vllm_throughput.py`` on a tiny model of resources/tiny_models (engine vs bare
 vLLM, bf16 and fp8 KV, W4A16 when bench/checkpoints holds it); those runs are recorded, not put
 in the per-size table (the tiny model is no Qwen3 size).
@@ -280,12 +283,15 @@ def device_name(device: str) -> str:
 
 
 def throughput_table(runs: list[dict]) -> dict:
-    """Per size, the HF tokens/s of each KV label at the largest batch shape."""
+    """Per size, the HF tokens/s of each KV label at the largest batch shape, and each label's
+    batch curve (tokens/s at every batch shape run: the plan's batch effect)."""
     largest = max(run["batch"] for run in runs)
     table: dict = {}
     for run in runs:
+        entry = table.setdefault(run["size"], {"hf": {}, "batches": {"hf": {}}})
+        entry["batches"]["hf"].setdefault(run["kv"], {})[str(run["batch"])] = run["tokens_per_s"]
         if run["batch"] == largest:
-            table.setdefault(run["size"], {"hf": {}})["hf"][run["kv"]] = run["tokens_per_s"]
+            entry["hf"][run["kv"]] = run["tokens_per_s"]
     return table
 
 

@@ -50,7 +50,13 @@ def test_the_file_has_every_strategy_and_batch(written):
         assert run["peak_allocated_bytes"] is None  # no allocator statistics on a CPU
         assert run["kv_cache_bytes"] > 0 and run["memory_model"]["kv_bytes"] > 0
     assert data["vllm_runs"] is None
+    assert data["version"] == throughput.VERSION
     assert throughput.read(written)[SIZE]["hf"] == data["throughput"][SIZE]["hf"]
+    # every strategy's batch curve (the plan's batch effect), its largest batch the table's figure
+    curves = throughput.read(written)[SIZE]["batches"]["hf"]
+    assert set(curves) == EXPECTED_LABELS and all(set(c) == EXPECTED_BATCHES for c in curves.values())
+    assert all(curves[label][max(EXPECTED_BATCHES)] == rate for label, rate in data["throughput"][SIZE]["hf"].items())
+    assert "load_seconds" not in data["throughput"][SIZE]  # random weights built on the device: no checkpoint load
 
 
 def test_the_memory_model_matches_the_caches_it_describes(written):

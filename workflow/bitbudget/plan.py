@@ -28,6 +28,20 @@ overridable with ``--throughput 8b=3000``; the HF engine is ``--hf-factor`` time
 :mod:`bitbudget.throughput`) replaces the table's figures by measured ones: its vLLM figure per
 size, and for the HF engine its figure per size and KV strategy (the factor is then unused for
 that size). A ``--throughput`` flag still wins for its size, for both engines.
+
+Overheads (:class:`JobModel`, :func:`round_cost`; the figures are assumed unless a throughput file
+gives them). A generate job loads its model first (``load_seconds`` per size and engine,
+:data:`bitbudget.throughput.ASSUMED_LOAD_SECONDS`). Its decode runs at the table's tokens/s times a
+batch factor: the job's concurrent sequences (vLLM: its questions x the samples it draws, up to the
+engine's ``batch_size``; HF: one question's samples, as prompts of different lengths never share a
+batch) read on a batch curve, by default linear up to a saturation
+(:data:`bitbudget.throughput.ASSUMED_SATURATION_SEQUENCES`) and flat beyond. The study holds a pool
+of ``--gpus`` GPUs (:data:`DEFAULT_STUDY_GPUS`); a round's jobs are packed on it longest first, the
+round lasts until its slowest job ends, and the pool then waits :data:`DECIDE_SECONDS` for grading
+and the decision. A round's GPU-hours are the pool's GPUs x that time: decode, the batch effect,
+the loads, and the barrier (the pool's idle GPUs). The full design is costed the same way as one
+round without a decision, so adaptive/full compares like with like. The per-model GPU-hours above
+stay decode-only, as before; the overheads are printed and returned beside them.
 """
 
 from __future__ import annotations
@@ -37,15 +51,26 @@ import json
 import math
 import re
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
-
 
 from bitbudget import memory, rounds
 from bitbudget import throughput as throughput_file
 from bitbudget.datasets import load_questions
 from bitbudget.preflight import load_study_config
 from bitbudget.study import build_study
+
+SECONDS_PER_HOUR = 3600
+# The GPUs a study holds through its rounds: one 8-GPU node (`snakemake --profile local-gpu
+# --resources gpu=8`). Assumed; `--gpus` sets it. A job needing more takes the pool up to its need.
+DEFAULT_STUDY_GPUS = 8
+# Between two rounds the pool waits for the round's grade jobs and its decision (about 25 s for the
+# paper grid's first round on one core, docs/adaptive.md; grading of a round's samples assumed at
+# about a minute and a half).
+DECIDE_SECONDS = 120.0
+# The share of a round's open generations assumed to stop at its decision in the plan's estimate
+# (the cheapest first: the small models sit below the frontier and stop early, docs/adaptive.md).
+DEFAULT_STOP_SHARE = 0.25
 
 # Decode tokens/s of one generate job (vLLM, A100-80GB, bf16, long reasoning contexts,
 # batch limited by KV memory). Assumed, not measured: override with --throughput.
@@ -105,6 +130,99 @@ def derive_resources(architecture: dict, bits: int, horizon: int, concurrency: i
     return {"gpu": gpus, "gpu_model": gpu.model, "mem_mb": mem_mb, "runtime": int(runtime_min)}
 
 
+# --------------------------------------------------------------------------- overheads
+@dataclass(frozen=True)
+class JobModel:
+    """What one generate job of a generation costs: GPUs, decode tokens/s at saturation, its batch
+    curve ({concurrent sequences: tokens/s}, read relative to its largest batch), the seconds it
+    loads its model, the engine's batch and how its sequences batch (``per_question``: HF, one
+    question's samples per batch; else vLLM, every question's together)."""
+
+    gpus: int
+    rate: float
+    curve: dict
+    load_seconds: float
+    batch_size: int
+    questions: int
+    per_question: bool
+
+    def sequences(self, new_samples: int) -> int:
+        """Concurrent sequences of a job drawing ``new_samples`` per question."""
+        rows = new_samples if self.per_question else new_samples * self.questions
+        return max(1, min(rows, self.batch_size))
+
+    def hours(self, tokens: float, new_samples: int) -> tuple[float, float, float]:
+        """(decode at saturation, extra decode from the batch, load): wall hours of one job."""
+        decode = tokens / self.rate / SECONDS_PER_HOUR
+        factor = throughput_file.batch_factor(self.curve, self.sequences(new_samples))
+        return decode, decode / factor - decode, self.load_seconds / SECONDS_PER_HOUR
+
+
+@dataclass(frozen=True)
+class RoundCost:
+    """GPU-hours of one round on the study's pool: decode at saturation, the batch effect, the
+    model loads and the barrier (pool GPUs idle until the slowest job ends and during the
+    decision); ``wall_hours`` is how long the round holds the pool."""
+
+    jobs: int = 0
+    decode_gpu_hours: float = 0.0
+    batch_gpu_hours: float = 0.0
+    load_gpu_hours: float = 0.0
+    barrier_gpu_hours: float = 0.0
+    wall_hours: float = 0.0
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.decode_gpu_hours + self.batch_gpu_hours + self.load_gpu_hours + self.barrier_gpu_hours
+
+    def __add__(self, other: "RoundCost") -> "RoundCost":
+        return RoundCost(*(a + b for a, b in zip(astuple(self), astuple(other))))
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"gpu_hours": self.gpu_hours}
+
+
+def job_tokens(questions: int, new_samples: int, horizon: int, n_budgets: int, think_fraction: float,
+               answer: int) -> float:
+    """Decode tokens of a job: each new sample thinks to the horizon, then answers at each budget."""
+    return questions * new_samples * (think_fraction * horizon + answer * n_budgets)
+
+
+def pack(jobs: list[tuple[int, float]], pool: int) -> float:
+    """Hours until the last of ``jobs`` ((GPUs, hours) each) ends, packed on ``pool`` GPUs longest
+    first, each job on the GPUs free soonest (list scheduling)."""
+    free = [0.0] * max([pool, *(gpus for gpus, _ in jobs)])
+    for gpus, hours in sorted(jobs, key=lambda job: -job[1]):
+        free.sort()
+        free[:gpus] = [free[gpus - 1] + hours] * gpus
+    return max(free)
+
+
+def round_cost(jobs: list[tuple[JobModel, float, int]], pool: int = DEFAULT_STUDY_GPUS,
+               decide_seconds: float = DECIDE_SECONDS) -> RoundCost:
+    """GPU-hours of one round of ``jobs`` ((model, decode tokens, new samples per question) each):
+    the pool of ``pool`` GPUs is held from the round's start until its slowest job ends, then for
+    ``decide_seconds``; what its GPUs do not spend on jobs is the barrier."""
+    if not jobs:
+        return RoundCost()
+    parts = [(model.gpus, model.hours(tokens, new)) for model, tokens, new in jobs]
+    decode, batch, load = (sum(gpus * hours[i] for gpus, hours in parts) for i in range(3))
+    wall = pack([(gpus, sum(hours)) for gpus, hours in parts], pool) + decide_seconds / SECONDS_PER_HOUR
+    held = max([pool, *(gpus for gpus, _ in parts)])
+    return RoundCost(len(jobs), decode, batch, load, held * wall - decode - batch - load, wall)
+
+
+def job_model(config: dict, gen, measured: dict | None, rate: float, gpus: int) -> JobModel:
+    """The :class:`JobModel` of a study's generation at decode tokens/s ``rate``."""
+    model = config["models"][gen.checkpoint.model]
+    size = model_size(model)
+    engine = "hf" if gen.engine_name == "hf" else "vllm"  # as throughput_for: other engines cost as vLLM
+    batch = gen.runtime["engine"].get("batch_size") or throughput_file.ASSUMED_SATURATION_SEQUENCES[engine]
+    return JobModel(gpus, rate, throughput_file.batch_curve(measured, size, engine, config["kv_strategies"][gen.kv]),
+                    throughput_file.load_seconds(measured, size, engine), int(batch),
+                    dataset_questions(config["datasets"][gen.dataset]) or 0, engine == "hf")
+
+
 # --------------------------------------------------------------------------- plan
 @dataclass
 class GenerationPlan:
@@ -136,6 +254,17 @@ class RoundPlan:
     spent_tokens: float  # decoded by this round's generate jobs that have run
     ran: int  # this round's generations with metadata
     open_after: int | None  # generations the round's written decision left open (None: not decided yet)
+    cost: RoundCost = field(default_factory=RoundCost)  # of the expected draws, overheads included
+    estimated_generations: int = 0  # generations left in the estimate (a share stopping per round)
+    estimated_cost: RoundCost = field(default_factory=RoundCost)
+    # gen_id -> (samples before, samples after, horizon, budgets read) of the expected draws
+    draws: dict = field(default_factory=dict, repr=False)
+    decided: bool = False  # the draws are as a written decision set them (not the upper bound)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("round", "samples", "generations", "expected_tokens", "spent_tokens",
+                                              "ran", "open_after", "estimated_generations")} | {
+            "cost": self.cost.to_dict(), "estimated_cost": self.estimated_cost.to_dict()}
 
 
 @dataclass
@@ -146,6 +275,8 @@ class Plan:
     assumptions: dict = field(default_factory=dict)
     rounds: list[RoundPlan] = field(default_factory=list)
     adaptive: dict | None = None
+    job_models: dict[str, JobModel] = field(default_factory=dict)  # gen_id -> what its jobs cost
+    full_design: RoundCost = field(default_factory=RoundCost)  # every generation in one round, overheads included
 
     @property
     def nested_tokens(self) -> float:
@@ -179,7 +310,20 @@ class Plan:
             "per_model": self.per_model(),
             "cached_generations": sum(g.output_exists for g in self.generations),
             "shards_present": sum(g.shards_present for g in self.generations),
-        } | ({"adaptive": self.adaptive, "rounds": [asdict(r) for r in self.rounds]} if self.adaptive else {})
+            "full_design_cost": self.full_design.to_dict(),
+        } | ({"adaptive": self.adaptive, "rounds": [r.to_dict() for r in self.rounds],
+              "adaptive_cost": self.adaptive_cost()} if self.adaptive else {})
+
+    def adaptive_cost(self) -> dict:
+        """Full-design GPU-hours and adaptive sampling's, overheads included: the upper bound (the
+        rounds as planned: every generation open to its maximum unless a decision says otherwise)
+        and the estimate (a share of the open generations stopping at each decision), with ratios."""
+        upper = sum((r.cost for r in self.rounds), RoundCost())
+        estimate = sum((r.estimated_cost for r in self.rounds), RoundCost())
+        full = self.full_design.gpu_hours
+        return {"full_design": self.full_design.to_dict(), "upper_bound": upper.to_dict(),
+                "estimate": estimate.to_dict(), "upper_bound_over_full": upper.gpu_hours / full if full else None,
+                "estimate_over_full": estimate.gpu_hours / full if full else None}
 
 
 def throughput_for(model: dict, engine: str, table: dict, hf_factor: float, hf_table: dict | None = None,
@@ -204,8 +348,11 @@ def throughput_tables(flags: dict, measured: dict | None) -> tuple[dict, dict]:
 
 
 def make_plan(config: dict, think_fraction: float = 1.0, throughput: dict | None = None,
-              hf_factor: float = DEFAULT_HF_FACTOR, workdir: str | Path = ".", measured: dict | None = None) -> Plan:
-    """``measured``: the table of a throughput file (:func:`bitbudget.throughput.read`)."""
+              hf_factor: float = DEFAULT_HF_FACTOR, workdir: str | Path = ".", measured: dict | None = None,
+              pool: int = DEFAULT_STUDY_GPUS, stop_share: float = DEFAULT_STOP_SHARE) -> Plan:
+    """``measured``: the table of a throughput file (:func:`bitbudget.throughput.read`); ``pool``:
+    the GPUs the study holds; ``stop_share``: of the open generations, assumed to stop per round in
+    the adaptive estimate."""
     table, hf_table = throughput_tables(dict(throughput or {}), measured)
     study = build_study(config)
     answer = config["sampling"]["max_answer_tokens"]
@@ -223,7 +370,7 @@ def make_plan(config: dict, think_fraction: float = 1.0, throughput: dict | None
         },
         assumptions={"think_fraction": think_fraction, "answer_tokens": answer,
                      "throughput_tokens_per_s": table, "hf_factor": hf_factor,
-                     "hf_measured_tokens_per_s": hf_table},
+                     "hf_measured_tokens_per_s": hf_table, **overhead_assumptions(measured, pool, stop_share)},
     )
     for gen in study.generations.values():
         questions = dataset_questions(config["datasets"][gen.dataset])
@@ -243,10 +390,24 @@ def make_plan(config: dict, think_fraction: float = 1.0, throughput: dict | None
             (workdir / gen.output).exists(),
             sum(1 for _ in shards.glob("*.json")) if shards.is_dir() else 0,
         ))
+        plan.job_models[gen.gen_id] = job_model(config, gen, measured, rate, gpus)
+    plan.full_design = round_cost([(plan.job_models[g.gen_id], g.nested_tokens, g.samples) for g in plan.generations],
+                                  pool, decide_seconds=0.0)
     if study.rounds:
         plan.adaptive = dict(config["sampling"]["adaptive"])
         plan.rounds = round_plans(study, config, think_fraction, workdir)
+        cost_rounds(plan, config, think_fraction, pool, stop_share)
     return plan
+
+
+def overhead_assumptions(measured: dict | None, pool: int, stop_share: float) -> dict:
+    """The overhead model's figures as the plan uses them (measured ones where the file gives them)."""
+    measured = measured or {}
+    return {"load_seconds_assumed": throughput_file.ASSUMED_LOAD_SECONDS,
+            "load_seconds_measured": {size: e["load_seconds"] for size, e in measured.items() if "load_seconds" in e},
+            "saturation_sequences_assumed": throughput_file.ASSUMED_SATURATION_SEQUENCES,
+            "batch_curves_measured": {size: sorted(e["batches"]) for size, e in measured.items() if "batches" in e},
+            "pool_gpus": pool, "decide_seconds": DECIDE_SECONDS, "stop_share": stop_share}
 
 
 def round_plans(study, config: dict, think_fraction: float, workdir: Path) -> list[RoundPlan]:
@@ -287,8 +448,36 @@ def round_plans(study, config: dict, think_fraction: float, workdir: Path) -> li
                 ran += 1
         open_after = decisions[r]["open"] if r < len(decisions) else None
         out.append(RoundPlan(r, tuple(sorted({a for _, a, _, _ in draws.values()})), len(draws), expected, spent,
-                             ran, open_after))
+                             ran, open_after, draws=draws, decided=known))
     return out
+
+
+def draw_jobs(plan: Plan, draws: dict, think_fraction: float, answer: int) -> dict:
+    """gen_id -> (job model, decode tokens, new samples per question) of a round's draws."""
+    jobs = {}
+    for gen_id, (before, after, horizon, n_budgets) in draws.items():
+        model = plan.job_models[gen_id]
+        jobs[gen_id] = (model, job_tokens(model.questions, after - before, horizon, n_budgets, think_fraction, answer),
+                        after - before)
+    return jobs
+
+
+def cost_rounds(plan: Plan, config: dict, think_fraction: float, pool: int, stop_share: float) -> None:
+    """Each round's cost as planned (:attr:`RoundPlan.cost`) and in the estimate: at each decision
+    not written yet, ``stop_share`` of the generations still open stop, the cheapest this round
+    first; a written decision's rounds are taken as they are."""
+    answer = config["sampling"]["max_answer_tokens"]
+    still_open: set | None = None
+    for r in plan.rounds:
+        jobs = draw_jobs(plan, r.draws, think_fraction, answer)
+        r.cost = round_cost(list(jobs.values()), pool)
+        kept = list(jobs) if r.decided or still_open is None else [g for g in jobs if g in still_open]
+        if not r.decided and still_open is not None:
+            kept = sorted(kept, key=lambda g: sum(jobs[g][0].hours(jobs[g][1], jobs[g][2])) * jobs[g][0].gpus)
+            kept = kept[int(stop_share * len(kept)):]
+        still_open = set(kept)
+        r.estimated_generations = len(kept)
+        r.estimated_cost = round_cost([jobs[g] for g in kept], pool)
 
 
 def format_rounds(plan: Plan) -> list[str]:
@@ -298,18 +487,38 @@ def format_rounds(plan: Plan) -> list[str]:
         f"adaptive sampling (rule {a.get('rule')}, initial {a.get('initial')}, step {a.get('step')}): "
         "tokens per round; expected counts the generations and budgets each decided round samples, "
         "and for rounds not decided yet an upper bound (every generation still open at every budget); "
-        "spent is what the round's generate jobs decoded (decode + answer forks, from their metadata)",
+        "spent is what the round's generate jobs decoded (decode + answer forks, from their metadata); "
+        "GPU-hours of the expected draws with overheads, and of the estimate "
+        f"({plan.assumptions['stop_share']:.0%} of the open generations stopping at each decision not written yet)",
         f"{'round':>5} {'samples/q':>10} {'gens':>5} {'expected tokens':>16} {'spent tokens':>13} "
-        f"{'ran':>7} {'open after':>11}",
+        f"{'ran':>7} {'open after':>11} {'GPU-h':>9} {'est. gens':>10} {'est. GPU-h':>11}",
     ]
     for r in plan.rounds:
         open_after = "-" if r.open_after is None else str(r.open_after)
         lines.append(f"{r.round:>5} {','.join(map(str, r.samples)):>10} {r.generations:>5} "
                      f"{_tokens(r.expected_tokens):>16} {_tokens(r.spent_tokens):>13} "
-                     f"{f'{r.ran}/{r.generations}':>7} {open_after:>11}")
+                     f"{f'{r.ran}/{r.generations}':>7} {open_after:>11} {r.cost.gpu_hours:>9.1f} "
+                     f"{r.estimated_generations:>10} {r.estimated_cost.gpu_hours:>11.1f}")
+    cost = plan.adaptive_cost()
     lines.append(f"{'total':>5} {'':>10} {'':>5} {_tokens(sum(r.expected_tokens for r in plan.rounds)):>16} "
-                 f"{_tokens(sum(r.spent_tokens for r in plan.rounds)):>13}")
+                 f"{_tokens(sum(r.spent_tokens for r in plan.rounds)):>13} {'':>7} {'':>11} "
+                 f"{cost['upper_bound']['gpu_hours']:>9.1f} {'':>10} {cost['estimate']['gpu_hours']:>11.1f}")
+    lines += [
+        f"GPU-hours with overheads: full design {cost['full_design']['gpu_hours']:.1f}; adaptive, upper bound "
+        f"{cost['upper_bound']['gpu_hours']:.1f} ({cost['upper_bound_over_full']:.2f} of the full design); "
+        f"adaptive, estimate {cost['estimate']['gpu_hours']:.1f} ({cost['estimate_over_full']:.2f}; assumed stop "
+        f"share, budget closings not modelled)",
+        "  full design:  " + _cost_parts(cost["full_design"]),
+        "  upper bound:  " + _cost_parts(cost["upper_bound"]),
+        "  estimate:     " + _cost_parts(cost["estimate"]),
+    ]
     return lines
+
+
+def _cost_parts(cost: dict) -> str:
+    return (f"decode {cost['decode_gpu_hours']:.1f}, batch effect {cost['batch_gpu_hours']:.1f}, model loads "
+            f"{cost['load_gpu_hours']:.1f} ({cost['jobs']} jobs), barrier {cost['barrier_gpu_hours']:.1f}; "
+            f"wall {cost['wall_hours']:.1f} h")
 
 
 def suggest_resources(config: dict, plan: Plan, gpu: Gpu = Gpu(), concurrency: int = 8,
@@ -374,6 +583,10 @@ def format_plan(plan: Plan) -> str:
         by_engine[g.engine][2] += g.gpu_hours
     lines.append("per engine: " + "; ".join(
         f"{e} {n} gens, {_tokens(t)} tokens, {h:.1f} GPU-hours" for e, (n, t, h) in sorted(by_engine.items())))
+    lines.append(f"with overheads on a pool of {a['pool_gpus']} GPUs: {plan.full_design.gpu_hours:.1f} GPU-hours ("
+                 + _cost_parts(plan.full_design.to_dict()) + "; load times and batch curve "
+                 + ("from the throughput file where it gives them, else " if a["load_seconds_measured"]
+                    or a["batch_curves_measured"] else "") + "assumed)")
     shards = sum(g.shards_present for g in plan.generations)
     wanted = sum(g.questions or 0 for g in plan.generations)
     lines += [
@@ -393,6 +606,22 @@ def _throughput_option(text: str) -> tuple[str, float]:
     if not value:
         raise argparse.ArgumentTypeError(f"--throughput takes SIZE=TOKENS_PER_S (e.g. 8b=2500), got '{text}'")
     return size.lower(), float(value)
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"takes a positive number of GPUs, got '{text}'")
+    return int(text)
+
+
+def _share(text: str) -> float:
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share < 1:
+        raise argparse.ArgumentTypeError(f"takes a share from 0 up to (not including) 1, got '{text}'")
+    return share
 
 
 def _throughput_file_option(path: str) -> dict:
@@ -415,6 +644,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              "the assumed figures; --throughput flags still win")
     parser.add_argument("--hf-factor", type=float, default=DEFAULT_HF_FACTOR,
                         help="HF engine throughput relative to vLLM")
+    parser.add_argument("--gpus", type=_positive_int, default=DEFAULT_STUDY_GPUS,
+                        help="GPUs the study holds through its rounds (the pool jobs are packed on)")
+    parser.add_argument("--stop-share", type=_share, default=DEFAULT_STOP_SHARE,
+                        help="adaptive estimate: share of the open generations assumed to stop at each decision")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     parser.add_argument("--resources", action="store_true",
                         help="also print per-model resources derived from the memory model (YAML)")
@@ -424,7 +657,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     config = load_study_config(args.configfile)
     plan = make_plan(config, args.think_fraction, dict(args.throughput), args.hf_factor, args.directory,
-                     args.throughput_file)
+                     args.throughput_file, args.gpus, args.stop_share)
     print(json.dumps(plan.to_dict(), indent=2) if args.json else format_plan(plan))
     if args.resources:
         derived = suggest_resources(config, plan)
