@@ -347,7 +347,7 @@ def adaptive_run(analysis: Analysis, predictive=None) -> tuple[dict, list[dict],
 
     config = analysis.config
     per_gen = {g: schedule.AdaptiveRule.from_config(config["sampling"], m) for g, m in analysis.maximum.items()}
-    rule = next(iter(per_gen.values()))
+    rule = schedule.AdaptiveRule.from_config(config["sampling"], max(analysis.maximum.values()))  # rounds.rule_of
     drawn = {g: {b: rule.rounds[0] for b in budgets} for g, budgets in analysis.full_design().items()}
     context = {"rule": rule, "predictive": predictive}
     open_budgets, log = {g: sorted(d) for g, d in drawn.items()}, []

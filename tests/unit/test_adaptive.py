@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from bitbudget.adaptive import schedule
-from bitbudget.adaptive.closing import (CURTAIL_DRAWS, BudgetClosing, Outcome, closing_savings, decide_round,
+from bitbudget.adaptive.closing import (CERTIFICATIONS, CURTAIL_DRAWS, BudgetClosing, Outcome, certification_draws,
+                                        certification_level, certify, closing_savings, curtail_floor, decide_round,
                                         monte_carlo_upper)
 from bitbudget.adaptive.decisions import Decisions
 from bitbudget.adaptive.predictive import answer_pool, coupled_pools, predicted_accuracy, predictive_pools
@@ -24,6 +25,32 @@ def test_rounds_end_at_the_maximum():
     assert schedule.rounds(40, 8, 32) == [32]
     with pytest.raises(ValueError):
         schedule.rounds(0, 8, 32)
+
+
+@pytest.mark.parametrize("initial, step, maximum", [(4, 4, 32), (8, 10, 32), (4, 4, 8), (40, 8, 32), (1, 1, 64)])
+def test_the_error_budget_is_spent_over_the_deciding_rounds(initial, step, maximum):
+    """Every round but the last (it reaches the maximum) gets a share of gamma; the shares sum to
+    at most gamma, so by the union bound the study's closings change a decision with predictive
+    probability at most gamma; a round past the deciding ones gets none."""
+    rule = schedule.AdaptiveRule(initial, step, maximum, 0.95, schedule.CURTAIL_RULE, 0.02, "rasch")
+    shares = [rule.round_gamma(r) for r in range(1, len(rule.rounds) + 2)]
+    assert rule.deciding_rounds == len(rule.rounds) - 1
+    assert sum(shares) <= 0.02 * (1 + 1e-12)
+    assert all(s > 0 for s in shares[:rule.deciding_rounds]) and not any(shares[rule.deciding_rounds:])
+    assert sum(schedule.spending(0.02, rule.deciding_rounds)) == pytest.approx(0.02 if rule.deciding_rounds else 0)
+
+
+@pytest.mark.parametrize("gamma, deciding", [(0.02 / 7, 7), (0.05 / 3, 3), (0.02, 1)])
+def test_a_certification_draws_enough_that_no_change_is_well_below_the_rounds_gamma(gamma, deciding):
+    """Its bound with no changed draw is at most half the round's gamma (one changed draw still
+    passes), at a level that leaves 1 - confidence for every certification of the study."""
+    from bitbudget.adaptive.closing import FLOOR_SHARE
+
+    n = certification_draws(gamma, 0.95, deciding)
+    level = certification_level(0.95, deciding)
+    assert (1 - level) * CERTIFICATIONS * deciding == pytest.approx(0.05)
+    assert curtail_floor(0.95, n, deciding) <= FLOOR_SHARE * gamma < curtail_floor(0.95, n - 1, deciding)
+    assert monte_carlo_upper(1 / n, n, level) < gamma
 
 
 def _rule(n: int, maximum: int, **settings) -> schedule.AdaptiveRule:
@@ -384,3 +411,71 @@ def test_budgets_of_a_generation_complete_together():
     baseline = np.corrcoef(right_1.ravel(), independent.astype(float).ravel())[0, 1]
     assert (pools[1].sum(axis=-1) == 32).all()
     assert coupled > baseline + 0.05
+
+
+class _Check:
+    """A certification on fresh draws that passes the closings listed in ``passing`` and settles
+    anything else to ``settled``."""
+
+    def __init__(self, passing, settled):
+        self.passing, self.settled = passing, settled
+
+    def passes(self, closing):
+        return closing in self.passing
+
+    def settle(self, closing):
+        return self.settled
+
+
+def test_a_round_takes_only_closings_a_fresh_set_of_draws_certifies():
+    """The search's closing, certified on fresh draws, is taken; where those draws refuse it they
+    settle a smaller one, which the next attempt's own draws must certify; after the last
+    attempt fails nothing closes. Each attempt draws its own set."""
+    search, smaller = {"a": 2, "b": 1}, {"a": 1}
+    attempts = []
+
+    def fresh(checks):
+        def check(attempt, draws):
+            attempts.append((attempt, draws))
+            return checks[attempt - 1]
+        return check
+
+    assert certify(search, fresh([_Check([search], {})]), 1000) == search
+    assert attempts == [(1, 1000)]
+    assert certify(search, fresh([_Check([], smaller), _Check([smaller], {})]), 1000) == smaller
+    assert [a for a, _ in attempts[1:]] == [1, 2]
+    assert certify(search, fresh([_Check([], smaller)] * CERTIFICATIONS), 1000) == {}
+    assert certify({}, fresh([]), 1000) == {}
+
+
+def test_a_closing_the_search_draws_allow_but_fresh_draws_refuse_is_not_taken():
+    """A hand-made predictive whose first completions of each generation (the search's) leave
+    the far generation's estimate as it is, and whose later ones (the certification's, drawn
+    from other random streams) lift it above every other: the far generation closes on the
+    search draws but not on the fresh ones, and so samples on. With fresh completions like the
+    search's it stops."""
+    rng = np.random.default_rng(3)
+    draws = {"near": rng.random((Q, 32)) < 0.6, "far": rng.random((Q, 32)) < 0.2}
+    memory = {"near": 1.0, "far": 1.5}
+    streams = []
+
+    def tricky(lift_later):
+        def predictive(samples, datasets):
+            calls = {}
+
+            def draw(gen_id, maximum, n_draws, rng):
+                calls[gen_id] = calls.get(gen_id, 0) + 1
+                streams.append((gen_id, rng.bit_generator.state["state"]["state"]))
+                so_far = samples[gen_id][1000][0]
+                right = np.full(Q, maximum) if lift_later and gen_id == "far" and calls[gen_id] > 1 else \
+                    np.round(so_far.mean(axis=1) * maximum).astype(int)
+                pool = np.column_stack([right, np.zeros(Q, int), maximum - right])
+                return {1000: np.repeat(pool[None], n_draws, axis=0)}
+            return draw
+        return predictive
+
+    assert _round(draws, memory, 8, gamma=0.05, predictive=tricky(False))["far"] == schedule.CURTAILED
+    search_streams = {state for _, state in streams[:2]}
+    assert len(streams) > 2  # the search closed something, and fresh draws were asked for
+    assert not search_streams & {state for _, state in streams[2:]}  # fresh draws: other random streams
+    assert _round(draws, memory, 8, gamma=0.05, predictive=tricky(True))["far"] == schedule.OPEN

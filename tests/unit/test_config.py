@@ -23,15 +23,21 @@ def test_default_config_is_valid():
     validate_study_config(copy.deepcopy(DEFAULT))
 
 
-def test_a_curtail_gamma_no_round_could_get_under_is_rejected():
-    from bitbudget.adaptive.closing import curtail_floor
+def test_a_curtail_gamma_no_certification_could_get_under_is_rejected():
+    """gamma is split over the deciding rounds (rounds 1, 2, ..., 8: seven); a share no
+    certification of the most draws a round may draw could bound is refused, naming the field,
+    the rounds and the least gamma that works."""
+    from bitbudget.adaptive.closing import MAX_CERTIFICATION_DRAWS, certification_draws, least_gamma
 
-    floor = curtail_floor(0.95)
-    assert 0.01 < floor < 0.02  # 200 draws, none changed, at 95%: about 0.015
-    message = broken(lambda c: c["sampling"].update(adaptive={"curtail_gamma": 0.01}))
-    assert "sampling.adaptive.curtail_gamma" in message and f"{floor:.4f}" in message
-    validate_study_config(copy.deepcopy(DEFAULT) | {"sampling": {**DEFAULT["sampling"], "adaptive": {"curtail_gamma": 0.01,
-                                                                                              "confidence": 0.5}}})
+    least = least_gamma(7, 0.95)
+    assert 0.001 < least < 0.005
+    assert certification_draws(least / 7, 0.95, 7) <= MAX_CERTIFICATION_DRAWS < certification_draws(0.002 / 7, 0.95, 7)
+    message = broken(lambda c: c["sampling"].update(adaptive={"curtail_gamma": 0.002, "initial": 1, "step": 1}))
+    assert message.startswith("config field 'sampling.adaptive.curtail_gamma'")
+    assert "7 deciding rounds" in message and f"at least {least:.4f}" in message and "fix: " in message
+    config = copy.deepcopy(DEFAULT)
+    config["sampling"]["adaptive"] = {"curtail_gamma": 0.002}  # rounds 4, 8: one deciding round
+    validate_study_config(config)
 
 
 def test_an_unknown_predictive_is_named_with_the_ones_there_are():

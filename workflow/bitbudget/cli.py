@@ -34,7 +34,7 @@ def config_errors(config: dict) -> list[str]:
         return errors
     try:
         validate_config(config)
-        preflight.check_adaptive(config["sampling"].get("adaptive"))
+        preflight.check_adaptive(config)
         preflight.check_dataset_files(config)
     except ConfigError as error:
         errors.append(str(error))

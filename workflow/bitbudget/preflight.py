@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bitbudget import capabilities
-from bitbudget.adaptive.closing import CURTAIL_DRAWS, curtail_floor
-from bitbudget.config import read_config_file, validate_config
+from bitbudget.adaptive.closing import MAX_CERTIFICATION_DRAWS, least_gamma
+from bitbudget.adaptive.schedule import AdaptiveRule
+from bitbudget.config import grid_samples, read_config_file, validate_config
 from bitbudget.datasets import DatasetError, load_questions
 from bitbudget.errors import ConfigError
 
@@ -19,7 +20,7 @@ def validate_study_config(config: dict) -> dict:
     """Check `config` and fill the schema's defaults in place, then refuse what the stages
     could not run; every error names the field and the fix."""
     validate_config(config)
-    check_adaptive(config["sampling"].get("adaptive"))
+    check_adaptive(config)
     capabilities.check_config(config)
     check_dataset_files(config)
     return config
@@ -50,15 +51,21 @@ def load_study_config(path: str | Path) -> dict:
     return validate_study_config(read_config_file(path))
 
 
-def check_adaptive(adaptive: dict | None) -> None:
-    """A curtail_gamma the rule's Monte Carlo bound can never get under would stop nothing."""
+def check_adaptive(config: dict) -> None:
+    """A curtail_gamma whose share per deciding round no certification of
+    :data:`MAX_CERTIFICATION_DRAWS` completions could get under would stop nothing."""
+    adaptive = config["sampling"].get("adaptive")
     if adaptive is None:
         return
-    floor = curtail_floor(adaptive["confidence"])
-    if adaptive["curtail_gamma"] <= floor:
+    maximum = max(grid_samples(config, grid) for grid in config["grids"].values())
+    rule = AdaptiveRule.from_config(config["sampling"], maximum)
+    least = least_gamma(rule.deciding_rounds, rule.confidence)
+    if rule.deciding_rounds and rule.gamma < least:
         raise ConfigError(
-            f"config field 'sampling.adaptive.curtail_gamma': {adaptive['curtail_gamma']} is at or below "
-            f"{floor:.4f}, the least change probability {CURTAIL_DRAWS} predictive draws bound at "
-            f"sampling.adaptive.confidence {adaptive['confidence']}: nothing would ever stop; fix: set it above "
-            f"{floor:.4f} (or lower sampling.adaptive.confidence)"
+            f"config field 'sampling.adaptive.curtail_gamma': {rule.gamma} split over the {rule.deciding_rounds} "
+            f"deciding rounds of {rule.rounds} samples per question is {rule.gamma / rule.deciding_rounds:.3g} a round, "
+            f"and certifying a round's closings below that at sampling.adaptive.confidence {rule.confidence} takes "
+            f"more than the {MAX_CERTIFICATION_DRAWS} predictive draws a round may draw: nothing would ever stop; "
+            f"fix: set it to at least {least:.4f} (or fewer rounds: a larger sampling.adaptive.initial or step; "
+            f"or lower sampling.adaptive.confidence)"
         )

@@ -38,7 +38,8 @@ from bitbudget.study import RESULTS
 #: 2: the curtailment rule closes token budgets top-down; decisions record the read of each budget
 #: 3: the curtailment rule predicts from a Rasch fit shared across generations (`predictive: rasch`)
 #: 4: closings that change a decision together give up the fewest tokens (not the last gen_id)
-ROUNDS_VERSION = 4
+#: 5: gamma split over the deciding rounds; closings searched on 200 draws, certified on fresh ones
+ROUNDS_VERSION = 5
 ROOT = f"{RESULTS}/adaptive"
 #: the final reads per generation and budget, once no generation is open
 SAMPLES = f"{ROOT}/samples.json"

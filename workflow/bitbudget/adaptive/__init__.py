@@ -17,8 +17,11 @@ for all budgets (:func:`coupled_pools`); the scenarios' full-design accuracies a
 with the estimators of :mod:`bitbudget.stats`, and the decisions of the fit (:class:`Decisions`)
 compared with and without the budgets closed, the other generations still sampling completed
 by their own predictive draws. Probabilities are taken at their Monte Carlo upper bound (at
-``confidence``), and the closings of one round share one error budget. This controls agreement
-with the full design under that model, per round; it says nothing about the true accuracies.
+``confidence``), and the closings of one round share one error budget: ``gamma`` split evenly over
+the rounds that decide (:func:`spending`). A round searches its closings on one set of
+predictive draws and takes them only once a fresh set certifies them (:func:`certify`). This
+controls agreement with the full design under that model, over the whole study; it says nothing
+about the true accuracies.
 (A confidence rule, stopping whole generations on simultaneous intervals, was removed: it
 stopped nothing on the simulated paper grid, docs/adaptive.md.)
 
@@ -32,14 +35,15 @@ the single module had.
 
 from __future__ import annotations
 
-from bitbudget.adaptive.closing import (CURTAIL_DRAWS, BudgetClosing, Outcome, closing_savings, curtail_floor,
-                                        decide_round, monte_carlo_upper, thinking_per_question)
+from bitbudget.adaptive.closing import (CURTAIL_DRAWS, BudgetClosing, Outcome, certification_draws, certify,
+                                        closing_savings, curtail_floor, decide_round, least_gamma, monte_carlo_upper,
+                                        thinking_per_question)
 from bitbudget.adaptive.decisions import Decisions
 from bitbudget.adaptive.predictive import (PREDICTIVES, answer_pool, coupled_pools, jeffreys_predictive,
                                            predicted_accuracy, predicted_rows, predictive_pools, rasch_predictive)
-from bitbudget.adaptive.schedule import CURTAIL_RULE, CURTAILED, MAXIMUM, OPEN, AdaptiveRule, rounds
+from bitbudget.adaptive.schedule import CURTAIL_RULE, CURTAILED, MAXIMUM, OPEN, AdaptiveRule, rounds, spending
 
-__all__ = ["AdaptiveRule", "rounds", "answer_pool", "predictive_pools", "coupled_pools", "jeffreys_predictive",
+__all__ = ["AdaptiveRule", "rounds", "spending", "answer_pool", "predictive_pools", "coupled_pools", "jeffreys_predictive",
            "rasch_predictive", "PREDICTIVES", "predicted_accuracy", "predicted_rows", "Decisions",
            "thinking_per_question", "closing_savings", "BudgetClosing", "Outcome", "curtail_floor",
-           "monte_carlo_upper", "decide_round"]
+           "monte_carlo_upper", "decide_round", "certify", "certification_draws", "least_gamma"]

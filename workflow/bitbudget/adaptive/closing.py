@@ -3,6 +3,7 @@ round's decision."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,11 +14,21 @@ from bitbudget.adaptive.decisions import Decisions
 from bitbudget.adaptive.predictive import PREDICTIVES, predicted_rows
 from bitbudget.adaptive.schedule import CURTAILED, MAXIMUM, OPEN, AdaptiveRule
 
-__all__ = ["CURTAIL_DRAWS", "thinking_per_question", "closing_savings", "BudgetClosing", "Outcome", "decide_round",
-           "curtail_floor", "monte_carlo_upper"]
+__all__ = ["CURTAIL_DRAWS", "CERTIFICATIONS", "FLOOR_SHARE", "MAX_CERTIFICATION_DRAWS", "thinking_per_question",
+           "closing_savings", "BudgetClosing", "Outcome", "decide_round", "certify", "certification_level",
+           "certification_draws", "least_gamma", "curtail_floor", "monte_carlo_upper"]
 
-#: predictive completions simulated per generation and round
+#: predictive completions a round searches its closings on (per generation)
 CURTAIL_DRAWS = 200
+#: fresh predictive sets a round may certify its closings on before it closes nothing
+CERTIFICATIONS = 2
+#: a certification draws enough completions that its bound with none changed is at most this
+#: share of the round's error budget (one or two changed draws may still pass)
+FLOOR_SHARE = 0.5
+#: completions drawn per block of a certification (memory: one block's answer pools at a time)
+DRAW_BLOCK = 500
+#: the most completions one certification may draw (run time: docs/adaptive.md, "Cost")
+MAX_CERTIFICATION_DRAWS = 20_000
 
 
 def thinking_per_question(samples: dict[int, int]) -> int:
@@ -54,11 +65,13 @@ class BudgetClosing:
     thinking tokens saved by closing its top k budgets, k = 0, 1, ...; one per budget when
     not given) closes one budget fewer (:meth:`retreat`), and steps back that later ones made
     unnecessary are taken again (:meth:`readmit`). Probabilities are taken at their one-sided
-    Clopper-Pearson bound at ``level`` over the draws, so nothing closes on the luck of the draws.
+    Clopper-Pearson bound at ``level`` over the draws, so nothing closes on the luck of the draws;
+    ``level`` None takes them as the share of draws that changed (a search whose closings a
+    fresh set then certifies, :func:`certify`).
     """
 
-    def __init__(self, current: np.ndarray, predicted: dict, decisions: Decisions, gamma: float, level: float = 0.95,
-                 savings: dict | None = None):
+    def __init__(self, current: np.ndarray, predicted: dict, decisions: Decisions, gamma: float,
+                 level: float | None = 0.95, savings: dict | None = None):
         self.current = np.asarray(current, dtype=float)
         self.predicted, self.decisions, self.gamma, self.level = predicted, decisions, gamma, level
         self.savings = savings or {g: list(range(len(b) + 1)) for g, b in predicted.items()}
@@ -93,7 +106,13 @@ class BudgetClosing:
         return self.decisions.differs(now, reference, changed)
 
     def below_gamma(self, p: float) -> bool:
+        if self.level is None:
+            return p < self.gamma
         return monte_carlo_upper(p, self.draws, self.level) < self.gamma
+
+    def passes(self, closing: dict[str, int]) -> bool:
+        """Whether ``closing`` changes some decision with probability below ``gamma`` on these draws."""
+        return self.below_gamma(self.change(closing))
 
     def alone(self, gen_id: str) -> tuple[int, float]:
         """The most top budgets this generation alone may close, and its change probability."""
@@ -114,18 +133,20 @@ class BudgetClosing:
     def closing(self) -> dict[str, int]:
         """gen_id -> how many top open budgets close this round (absent: none)."""
         own = {g: self.alone(g) for g in sorted(self.predicted)}
-        closing = {g: k for g, (k, _) in own.items() if k}
-        given_up = []
+        return self.settle({g: k for g, (k, _) in own.items() if k})
+
+    def settle(self, closing: dict[str, int]) -> dict[str, int]:
+        """``closing`` with one budget fewer closed at a time (:meth:`retreat`) until all of them
+        together change a decision with probability below ``gamma``, then :meth:`readmit`."""
+        closing, given_up = dict(closing), []
         while closing:
             changed = self.changed_draws(closing)
             if self.below_gamma(changed.mean()):
                 break
-            retreat = self.retreat(closing, np.flatnonzero(changed), own)
+            retreat = self.retreat(closing, np.flatnonzero(changed))
             given_up.append((self.step_tokens(retreat, closing[retreat]), retreat))
             closing[retreat] -= 1
-            if closing[retreat]:
-                own[retreat] = (closing[retreat], self.change({retreat: closing[retreat]}))
-            else:
+            if not closing[retreat]:
                 del closing[retreat]
         return self.readmit(closing, given_up)
 
@@ -138,7 +159,7 @@ class BudgetClosing:
                 closing = trial
         return closing
 
-    def retreat(self, closing: dict[str, int], changed: np.ndarray, own: dict) -> str:
+    def retreat(self, closing: dict[str, int], changed: np.ndarray) -> str:
         """The generation that keeps one more budget open when the round's closings together
         change decisions in the draws ``changed``: the one whose step back undoes the most of
         those draws per token it gives up (``savings``); where no single step undoes any, the
@@ -152,7 +173,7 @@ class BudgetClosing:
                 self.savings[g][closing[g]] - self.savings[g][back(g)], 1) for g in sorted(closing)}
             if max(gains.values()) > 0:
                 return max(gains, key=lambda g: (gains[g], -self.step_tokens(g, closing[g]), g))
-        return max(closing, key=lambda g: (own[g][1], g))
+        return max(closing, key=lambda g: (self.change({g: closing[g]}), g))
 
     def step_tokens(self, gen_id: str, k: int) -> float:
         """Tokens that closing ``k`` top budgets of ``gen_id`` saves beyond closing ``k - 1``."""
@@ -186,37 +207,102 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
     built from memory (it depends on the scenario list only). Only the generations in ``open_``
     (default: all) are decided; the others keep their estimates. ``predictive`` draws the
     samples to come (:func:`jeffreys_predictive`'s shape; default: the rule's
-    ``predictive``, from :data:`PREDICTIVES`). Budgets close top-down (:class:`BudgetClosing`)."""
+    ``predictive``, from :data:`PREDICTIVES`). Budgets close top-down (:class:`BudgetClosing`):
+    searched on :data:`CURTAIL_DRAWS` completions against the round's share of ``rule.gamma``
+    (:meth:`AdaptiveRule.round_gamma`), then certified on fresh ones (:func:`certify`)."""
     scen = scenarios.reset_index(drop=True)
     open_ = set(drawn) if open_ is None else set(open_)
     decisions = decisions or Decisions(scen, analysis)
-    rng = np.random.default_rng([seed, round_index])
     out = {g: Outcome(MAXIMUM) for g in open_ if drawn[g] >= maximum[g]}
-    gen_of, budget_of, g_of = scen["gen_id"].to_numpy(), scen["token_budget"].to_numpy(), scen["G"].to_numpy()
     deciding = sorted(g for g in open_ if drawn[g] < maximum[g])
-    datasets = dict(zip(gen_of, scen["dataset"].astype(str)))
+    datasets = dict(zip(scen["gen_id"], scen["dataset"].astype(str)))
     draw = (predictive or PREDICTIVES[rule.predictive])({g: samples[g] for g in deciding}, datasets)
-    predicted = {}
-    for gen_id in deciding:
-        pools = draw(gen_id, maximum[gen_id], CURTAIL_DRAWS, rng)
-        predicted[gen_id] = []
-        for budget in sorted(samples[gen_id]):
-            rows = np.flatnonzero((gen_of == gen_id) & (budget_of == budget))
-            predicted[gen_id].append((budget, rows, predicted_rows(pools, budget_of[rows], g_of[rows])))
+
+    def complete(draws: int, stream: tuple[int, ...]) -> dict:
+        return predict(scen, samples, maximum, deciding, draw, draws, stream)
+
+    predicted = complete(CURTAIL_DRAWS, (seed, round_index))
     current = scen["accuracy"].to_numpy(dtype=float)
     savings = {g: closing_savings([b for b, _, _ in predicted[g]], next(iter(samples[g].values()))[0].shape[0],
                                   maximum[g] - drawn[g]) for g in deciding}
-    closing = BudgetClosing(current, predicted, decisions, rule.gamma, rule.confidence, savings).closing()
+    gamma = rule.round_gamma(round_index)
+    closing = BudgetClosing(current, predicted, decisions, gamma, None, savings).closing() if gamma else {}
+    closing = certify(closing, lambda attempt, n: BudgetClosing(
+        current, complete(n, (seed, round_index, attempt)), decisions, gamma,
+        certification_level(rule.confidence, rule.deciding_rounds), savings),
+        certification_draws(gamma, rule.confidence, rule.deciding_rounds))
     for gen_id, budgets in predicted.items():
         still = tuple(budget for budget, _, _ in budgets[: len(budgets) - closing.get(gen_id, 0)])
         out[gen_id] = Outcome(OPEN, still) if still else Outcome(CURTAILED)
     return out
 
 
-def curtail_floor(level: float) -> float:
-    """The least change probability :data:`CURTAIL_DRAWS` predictive draws bound at ``level``
-    (none of them changed): a ``curtail_gamma`` at or below it stops nothing."""
-    return monte_carlo_upper(0.0, CURTAIL_DRAWS, level)
+def predict(scen: pd.DataFrame, samples: dict, maximum: dict[str, int], deciding: list[str], draw, draws: int,
+            stream: tuple[int, ...]) -> dict:
+    """gen_id -> [(budget, its scenario rows, [rows, draws] full-design accuracies)] for the
+    ``deciding`` generations: ``draws`` completions from ``draw`` in blocks of at most
+    :data:`DRAW_BLOCK`, block i from the random stream ``(*stream, i)`` (one block: ``stream``
+    itself, as rounds before the certification drew them)."""
+    gen_of, budget_of, g_of = scen["gen_id"].to_numpy(), scen["token_budget"].to_numpy(), scen["G"].to_numpy()
+    sizes = [min(DRAW_BLOCK, draws - start) for start in range(0, draws, DRAW_BLOCK)] if draws > DRAW_BLOCK else [draws]
+    rngs = [np.random.default_rng(list(stream) if len(sizes) == 1 else [*stream, i]) for i in range(len(sizes))]
+    predicted = {}
+    for gen_id in deciding:
+        rows = {b: np.flatnonzero((gen_of == gen_id) & (budget_of == b)) for b in sorted(samples[gen_id])}
+        accuracies = {b: [] for b in rows}
+        for size, rng in zip(sizes, rngs):
+            pools = draw(gen_id, maximum[gen_id], size, rng)
+            for budget, r in rows.items():
+                accuracies[budget].append(predicted_rows(pools, budget_of[r], g_of[r]))
+        predicted[gen_id] = [(b, rows[b], np.concatenate(accuracies[b], axis=1)) for b in rows]
+    return predicted
+
+
+def certify(closing: dict[str, int], fresh, draws: int) -> dict[str, int]:
+    """The closings a round takes: ``closing`` (found on the search draws) if its change
+    probability, on ``draws`` fresh completions (``fresh(attempt, draws)``: a
+    :class:`BudgetClosing` on completions drawn for that attempt alone), is bounded below the
+    round's gamma. Where it is not, those completions settle a smaller closing
+    (:meth:`BudgetClosing.settle`) and the next attempt certifies it on completions of its own;
+    after :data:`CERTIFICATIONS` failed attempts nothing closes. No completion that chose a
+    closing ever certifies it."""
+    for attempt in range(1, CERTIFICATIONS + 1):
+        if not closing:
+            return closing
+        check = fresh(attempt, draws)
+        if check.passes(closing):
+            return closing
+        closing = check.settle(closing) if attempt < CERTIFICATIONS else {}
+    return closing
+
+
+def certification_level(confidence: float, deciding: int) -> float:
+    """The level of each certification's bound: ``confidence`` split over the
+    :data:`CERTIFICATIONS` attempts each of ``deciding`` rounds may make, so that the chance
+    that any attempt of the study certifies a closing at or above its round's gamma is at most
+    ``1 - confidence``."""
+    return 1 - (1 - confidence) / (CERTIFICATIONS * max(deciding, 1))
+
+
+def certification_draws(gamma: float, confidence: float, deciding: int) -> int:
+    """Fresh completions a certification draws: the fewest whose bound with none changed
+    (at :func:`certification_level`) is at most :data:`FLOOR_SHARE` of the round's ``gamma``."""
+    if gamma <= 0:
+        return 0
+    level = certification_level(confidence, deciding)
+    return math.ceil(math.log(1 - level) / math.log1p(-FLOOR_SHARE * gamma))
+
+
+def least_gamma(deciding: int, confidence: float) -> float:
+    """The least ``curtail_gamma`` whose rounds' certifications fit in
+    :data:`MAX_CERTIFICATION_DRAWS` over ``deciding`` rounds: below it nothing could close in time."""
+    return deciding * curtail_floor(confidence, MAX_CERTIFICATION_DRAWS, deciding) / FLOOR_SHARE
+
+
+def curtail_floor(confidence: float, draws: int, deciding: int) -> float:
+    """The least change probability a certification on ``draws`` fresh completions bounds
+    (none of them changed, at :func:`certification_level`)."""
+    return monte_carlo_upper(0.0, draws, certification_level(confidence, deciding))
 
 
 def monte_carlo_upper(share: float, draws: int, level: float) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AdaptiveRule", "rounds", "MAXIMUM", "OPEN", "CURTAILED", "CURTAIL_RULE"]
+__all__ = ["AdaptiveRule", "rounds", "spending", "MAXIMUM", "OPEN", "CURTAILED", "CURTAIL_RULE"]
 
 #: reasons a generation stops (or goes on), as the plan and the report name them
 MAXIMUM, OPEN = "reached the maximum", "open"
@@ -42,6 +42,17 @@ class AdaptiveRule:
     def rounds(self) -> list[int]:
         return rounds(self.initial, self.step, self.maximum)
 
+    @property
+    def deciding_rounds(self) -> int:
+        """Rounds after which budgets may close: every round but the last (it reaches the maximum)."""
+        return len(self.rounds) - 1
+
+    def round_gamma(self, round_index: int) -> float:
+        """The error budget of the decision after round ``round_index`` (1 = the first round):
+        its share of ``gamma`` by :func:`spending`; 0 for a round past the deciding ones."""
+        shares = spending(self.gamma, self.deciding_rounds)
+        return shares[round_index - 1] if 1 <= round_index <= len(shares) else 0.0
+
 
 def rounds(initial: int, step: int, maximum: int) -> list[int]:
     """Samples per question after each round: initial, initial + step, ..., maximum."""
@@ -49,3 +60,10 @@ def rounds(initial: int, step: int, maximum: int) -> list[int]:
         raise ValueError(f"initial, step and maximum must be positive (got {initial}, {step}, {maximum})")
     out = list(range(min(initial, maximum), maximum, step))
     return out + [maximum]
+
+
+def spending(gamma: float, deciding: int) -> list[float]:
+    """The error budget of each of ``deciding`` rounds, ``gamma`` split evenly: they sum to
+    ``gamma``, so by the union bound the chance that any round's closings change a decision of
+    the full design is at most ``gamma`` (docs/adaptive.md, "What it controls")."""
+    return [gamma / deciding] * deciding if deciding else []
