@@ -43,6 +43,7 @@ The last line: ``tokens adaptive/full R, frontier identical F, bracket and verdi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import copy
 import multiprocessing
 import sys
@@ -143,8 +144,8 @@ class Draws:
                         "method": "rtn", "group_size": 128, **config["weight_formats"][ckpt.weights]})
             else:
                 path = str(REPO / path)
-            spec = gen.engine_spec()
-            engine = SimulatedEngine(spec, path, str(workdir / gen.trace_id))
+            spec = dataclasses.replace(gen.engine_spec(), checkpoint_path=path, trace_dir=str(workdir / gen.trace_id))
+            engine = SimulatedEngine(spec)
             kind, suffix = engine.kind, engine.key["forcing"]["forced_answer_suffix"]
             budgets = list(gen.budgets)
             n, qs = gen.samples_per_question, questions[gen.dataset]

@@ -88,10 +88,10 @@ def run(config: dict) -> dict:
     [gen] = build_study(config).generations.values()
     spec = gen.engine_spec()
     started = time.perf_counter()
-    engine = HFEngine(spec, spec["checkpoint_path"], spec["trace_dir"])
-    meta = write_generation(spec, gen.output, gen.trace_dir, engine)
+    engine = HFEngine(spec)
+    meta = write_generation(spec, gen.output, engine)
     seconds = time.perf_counter() - started
-    forks = sum(len(sample["forks"]) for q in load_questions(spec["dataset"])
+    forks = sum(len(sample["forks"]) for q in load_questions(spec.dataset)
                 for sample in read_shard(gen.trace_dir, q["question_id"])["samples"])
     counters = dict(meta["counters"])
     counters["suffix_tokens"] = forks * len(engine.tokens.suffix)

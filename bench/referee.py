@@ -36,6 +36,7 @@ Last line: ``coverage C, verdicts right R, wrong W, undecided U over N surfaces`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import tempfile
@@ -156,7 +157,8 @@ class Surfaced:
 
     def draw(self, gen) -> tuple[SimulatedEngine, list[dict]]:
         """Every sample of one generation: [question][sample] records with their forks."""
-        engine = SimulatedEngine(gen.engine_spec(), self.checkpoint_path(gen), str(self.workdir / gen.trace_id))
+        engine = SimulatedEngine(dataclasses.replace(gen.engine_spec(), checkpoint_path=self.checkpoint_path(gen),
+                                                     trace_dir=str(self.workdir / gen.trace_id)))
         suffix = engine.key["forcing"]["forced_answer_suffix"]
         drawn = []
         for question in self.questions[gen.dataset]:

@@ -12,6 +12,7 @@ Both share one `vllm.LLM`; the engine's start is timed apart.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -24,10 +25,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def specs(checkpoint: str, args) -> dict:
+def generation_spec(checkpoint: str, args) -> tuple:
+    """The EngineSpec of the benchmark's one generation, and the samples table it writes."""
     import bitbudget.config
     import bitbudget.study
-    from bitbudget.study import build_study, engine_spec
+    from bitbudget.study import build_study
 
     try:
         import snakemake  # noqa: F401  (the study validates configs with Snakemake's validate)
@@ -52,7 +54,7 @@ def specs(checkpoint: str, args) -> dict:
                         "kv_cache_dtype": args.kv_cache_dtype, "max_model_len": 1024,
                         "gpu_memory_utilization": 0.5}
     gen = next(iter(build_study(config).generations.values()))
-    return {**engine_spec(gen.key, gen.runtime["engine"], checkpoint, gen.trace_dir), "output": gen.output}
+    return dataclasses.replace(gen.engine_spec(), checkpoint_path=checkpoint, revision=None), gen.output
 
 
 def main() -> None:
@@ -79,20 +81,21 @@ def main() -> None:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="vllm-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     os.chdir(workdir)
-    spec = specs(checkpoint, args)
-    engine = VLLMEngine(spec, spec["checkpoint_path"], spec["trace_dir"])
-    questions = load_questions(spec["dataset"])
-    prompts = build_prompts(engine.tokenizer, questions, spec["trace_key"]["prompt"], spec["trace_key"]["chat_template_kwargs"])
+    spec, output = generation_spec(checkpoint, args)
+    engine = VLLMEngine(spec)
+    questions = load_questions(spec.dataset)
+    key = spec.trace_key
+    prompts = build_prompts(engine.tokenizer, questions, key["prompt"], key["chat_template_kwargs"])
     engine.start(max(len(p) for p in prompts.values()))
     started = time.time()
-    meta = write_generation(spec, spec["output"], spec["trace_dir"], engine)
+    meta = write_generation(spec, output, engine)
     engine_s = time.time() - started
     counters = meta["counters"]
     engine_tokens = counters["decode_tokens"] + counters["fork_tokens"]
 
-    horizon = spec["trace_key"]["horizon"]
-    max_tokens = horizon + spec["trace_key"]["sampling"]["max_answer_tokens"]
-    s = spec["trace_key"]["sampling"]
+    horizon = key["horizon"]
+    max_tokens = horizon + key["sampling"]["max_answer_tokens"]
+    s = key["sampling"]
     requests, params = [], []
     for q in questions:
         for i in range(args.samples):

@@ -30,11 +30,13 @@ from bitbudget.aggregate import aggregate
 from bitbudget.artifacts import content_id, read_parquet_verified, write_directory_meta, write_meta, write_parquet
 from bitbudget.backends.simulated import write_metadata_checkpoint
 from bitbudget.config import check_config_files
+from bitbudget.enginespec import ENGINE_RUNTIME_FIELDS, EngineRuntime, EngineSpec
 from bitbudget.preflight import validate_study_config
 from bitbudget.fit import fit_study
 from bitbudget.generate import run_generation
 from bitbudget.grading import grade_samples
 from bitbudget.provenance import config_summary
+from bitbudget.schema import schema_defaults
 from bitbudget.study import Study as BuiltStudy
 from bitbudget.study import build_study, models_to_train, without_runtime
 
@@ -236,6 +238,18 @@ def plan_as_the_snakefile(config: dict, config_files=()) -> "BuiltStudy":
     config = validate_study_config(copy.deepcopy(config))
     models_to_train(config)
     return build_study(config)
+
+
+def hand_engine_spec(trace_key: dict, budgets, model_dir, trace_dir="trace", samples: int | None = None,
+                     **engine) -> EngineSpec:
+    """The spec of a trace key written by hand, for engine tests that plan no study: the engine
+    settings are the schema's defaults updated with ``engine`` (the HF engine unless it names
+    another), ``samples`` per question read default to the trace key's full design."""
+    settings = {"name": "hf", **schema_defaults("engine"), **engine}
+    key_settings = {k: v for k, v in settings.items() if k not in ENGINE_RUNTIME_FIELDS}
+    maximum = trace_key["sampling"]["samples_per_question"]
+    return EngineSpec({**trace_key, "engine": key_settings}, tuple(sorted(budgets)), samples or maximum,
+                      EngineRuntime.from_config(settings), str(model_dir), str(trace_dir), None)
 
 
 def job_keys(config: dict) -> dict:

@@ -22,6 +22,11 @@ STOP_TIMEOUT_S = 10
 SERVER_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "2"}
 
 
+def plain_specs(jobs: list[dict]) -> list[dict]:
+    """The jobs with their specs in their JSON form (bitbudget.enginespec.EngineSpec.to_dict)."""
+    return [{**job, "spec": job["spec"].to_dict()} for job in jobs]
+
+
 class VLLMServer:
     def __init__(self, rundir: Path):
         self.address = str(rundir / "vllm.sock")
@@ -55,12 +60,12 @@ class VLLMServer:
         return reply["ok"]
 
     def generations(self, jobs: list[dict], workdir: Path) -> dict:
-        """Generation jobs ({name, spec, output}) with write_generation; their metadata by name."""
-        return self.request("generations", jobs, workdir)
+        """Generation jobs ({name, spec: EngineSpec, output}) with write_generation; their metadata by name."""
+        return self.request("generations", plain_specs(jobs), workdir)
 
     def calls(self, jobs: list[dict], workdir: Path) -> None:
-        """Engine calls ({spec, model, trace_dir, questions, budgets}) that write shards only."""
-        self.request("calls", jobs, workdir)
+        """Engine calls ({spec: EngineSpec, questions}) at the spec's budgets that write shards only."""
+        self.request("calls", plain_specs(jobs), workdir)
 
     def stop(self) -> None:
         """End the server and its engine processes (its process group) without waiting for

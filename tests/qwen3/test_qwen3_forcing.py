@@ -4,15 +4,17 @@ thinking, the forced suffix tokenizes as written, "Wait" replaces an early `</th
 thinking is counted from after `<think>`, and the prompt is rendered with enable_thinking."""
 
 from __future__ import annotations
-
+import dataclasses
 
 import pytest
 from transformers import AutoTokenizer
 
 from bitbudget.backends.hf import HFEngine
+from bitbudget.enginespec import EngineSpec
 from bitbudget.forcing import open_thinking, trace_forcing_tokens
 from bitbudget.shards import read_shard
 from qwen3_models import THINK_CLOSE, THINK_OPEN, random_qwen3, scripted_qwen3
+from tests.harness import hand_engine_spec
 
 QWEN3_THINK_OPEN_ID, QWEN3_THINK_CLOSE_ID, QWEN3_IM_END_ID = 151667, 151668, 151645
 SUFFIX = "\n</think>\n\n**Final Answer**\n\\boxed{"
@@ -51,30 +53,30 @@ def scripted_model(qwen3_tokenizer_dir, script, tmp_path_factory):
                           default_next=QWEN3_THINK_OPEN_ID)
 
 
-def spec(budgets, wait_extension=False, natural_cap=1024, temperature=0.0, samples=1):
-    return {
-        "trace_key": {
-            "kv": {"method": "full"}, "prompt": "{problem}", "chat_template_kwargs": {"enable_thinking": True},
-            "sampling": {"temperature": temperature, "top_p": 0.95, "top_k": 20, "seed": 0,
-                         "samples_per_question": samples, "max_answer_tokens": FORCED_CAP,
-                         "max_natural_answer_tokens": natural_cap},
-            "forcing": {"end_of_thinking": THINK_CLOSE, "wait_extension": wait_extension, "wait_text": "Wait",
-                        "forced_answer_suffix": SUFFIX},
-            "horizon": max(budgets),
-        },
-        "engine": {"name": "hf", "dtype": "float32", "batch_size": 4, "device": "cpu"},
+def spec(budgets, wait_extension=False, natural_cap=1024, temperature=0.0, samples=1, **engine) -> EngineSpec:
+    """The spec of a generation at ``budgets`` (its largest the horizon); the model and the
+    trace directory are set by the test that runs it."""
+    trace_key = {
+        "kv": {"method": "full"}, "prompt": "{problem}", "chat_template_kwargs": {"enable_thinking": True},
+        "sampling": {"temperature": temperature, "top_p": 0.95, "top_k": 20, "seed": 0,
+                     "samples_per_question": samples, "max_answer_tokens": FORCED_CAP,
+                     "max_natural_answer_tokens": natural_cap},
+        "forcing": {"end_of_thinking": THINK_CLOSE, "wait_extension": wait_extension, "wait_text": "Wait",
+                    "forced_answer_suffix": SUFFIX},
+        "horizon": max(budgets),
     }
+    return hand_engine_spec(trace_key, budgets, "set-by-the-test", **{"batch_size": 4, **engine})
 
 
-def run_hf(model_dir, trace_dir, job):
-    engine = HFEngine(job, str(model_dir), str(trace_dir))
-    budgets = sorted({int(b) for b in [job["trace_key"]["horizon"]]} | set(job.get("budgets", [])))
-    result = engine(QUESTIONS, [q["question_id"] for q in QUESTIONS], {}, budgets)
+def run_hf(model_dir, trace_dir, job: EngineSpec):
+    job = dataclasses.replace(job, checkpoint_path=str(model_dir), trace_dir=str(trace_dir))
+    engine = HFEngine(job)
+    result = engine(QUESTIONS, [q["question_id"] for q in QUESTIONS], {}, list(job.budgets))
     return result, read_shard(trace_dir, "q0")["samples"]
 
 
 def test_tokens_of_the_forcing_config(tokenizer):
-    tokens = trace_forcing_tokens(tokenizer, spec([16])["trace_key"])
+    tokens = trace_forcing_tokens(tokenizer, spec([16]).trace_key)
     assert tokens.end_of_thinking == QWEN3_THINK_CLOSE_ID
     assert tokens.start_of_thinking == QWEN3_THINK_OPEN_ID
     assert tokens.eos == QWEN3_IM_END_ID
@@ -88,7 +90,7 @@ def test_prompt_rendered_with_thinking_and_opened(tokenizer):
     rendered = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2+2?"}],
                                              add_generation_prompt=True, tokenize=True, return_dict=False,
                                              enable_thinking=True)
-    tokens = trace_forcing_tokens(tokenizer, spec([16])["trace_key"])
+    tokens = trace_forcing_tokens(tokenizer, spec([16]).trace_key)
     assert tokenizer.decode(rendered).endswith("<|im_start|>assistant\n")
     assert open_thinking(rendered, tokens) == rendered + [QWEN3_THINK_OPEN_ID]
     # a template that closed the thinking already (enable_thinking false) is left alone
@@ -101,8 +103,7 @@ def test_prompt_rendered_with_thinking_and_opened(tokenizer):
 
 def test_hf_natural_end_of_thinking_and_forced_fork(scripted_model, script, tmp_path):
     short = len(script["think"]) // 2
-    job = {**spec([short, 64]), "budgets": [short, 64]}
-    result, samples = run_hf(scripted_model, tmp_path / "trace", job)
+    result, samples = run_hf(scripted_model, tmp_path / "trace", spec([short, 64]))
     assert result.prompts["q0"][-1] == QWEN3_THINK_OPEN_ID  # the thinking was opened in the prompt
     (sample,) = samples
     # thinking counted from after <think>: exactly the scripted thinking, </think> not in it
@@ -140,8 +141,7 @@ def test_hf_random_weights_sampling(qwen3_tokenizer_dir, tokenizer, tmp_path):
     from bitbudget.forcing import sample_at_budget
 
     model = random_qwen3(qwen3_tokenizer_dir, tmp_path / "random-qwen3")
-    job = {**spec([6, 12], temperature=1.0, samples=2), "budgets": [6, 12]}
-    result, samples = run_hf(model, tmp_path / "trace", job)
+    result, samples = run_hf(model, tmp_path / "trace", spec([6, 12], temperature=1.0, samples=2))
     assert result.prompts["q0"][-1] == QWEN3_THINK_OPEN_ID
     for sample in samples:
         assert QWEN3_THINK_OPEN_ID not in sample["think_ids"][:1]
@@ -159,17 +159,14 @@ def test_vllm_same_forcing_as_hf(vllm_server, scripted_model, script, tmp_path):
     Wait extension; the same shards the HF engine writes."""
     short = len(script["think"]) // 2
     horizon = 3 * (len(script["think"]) + 1) + 2
+    vllm = {"name": "vllm", "enforce_eager": True}
     cases = {
-        "natural": (spec([short, 64]), [short, 64]),
-        "capped": (spec([64], natural_cap=len(SUMMARY_IDS) // 2), [64]),
-        "wait": (spec([horizon], wait_extension=True), [horizon]),
+        "natural": spec([short, 64], **vllm),
+        "capped": spec([64], natural_cap=len(SUMMARY_IDS) // 2, **vllm),
+        "wait": spec([horizon], wait_extension=True, **vllm),
     }
-    jobs = []
-    for name, (job, budgets) in cases.items():
-        job["engine"] = {"name": "vllm", "dtype": "float32", "kv_cache_dtype": "auto", "batch_size": 4,
-                         "enforce_eager": True, "cpu_kv_cache_gb": 1, "device": "cpu"}
-        jobs.append({"spec": job, "model": str(scripted_model), "trace_dir": str(tmp_path / name),
-                     "questions": QUESTIONS, "budgets": budgets})
+    jobs = [{"spec": dataclasses.replace(job, checkpoint_path=str(scripted_model), trace_dir=str(tmp_path / name)),
+             "questions": QUESTIONS} for name, job in cases.items()]
     vllm_server.calls(jobs, tmp_path)
     (natural,) = read_shard(tmp_path / "natural", "q0")["samples"]
     assert natural["think_ids"] == script["think"] and natural["closed_thinking"]

@@ -248,7 +248,7 @@ def test_write_failing_half_way_leaves_no_metadata_and_the_rerun_completes(study
     # the generate job's own entry point under the limit (Snakemake itself writes files of
     # that size while parsing, so the limit goes on the job, not on the scheduler)
     spec_file = study.workdir / "drill-spec.json"
-    spec_file.write_text(json.dumps(generation_of(study, gen).engine_spec()))
+    spec_file.write_text(json.dumps(generation_of(study, gen).engine_spec().to_dict()))
     result = subprocess.run([sys.executable, "-m", "bitbudget.generate", "--spec", str(spec_file),
                              "--output", str(samples.relative_to(study.workdir))],
                             cwd=study.workdir, capture_output=True, text=True, preexec_fn=small_files)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pandas as pd
 import pytest
 
 from bitbudget.backends.hf import HFEngine, Interrupted
+from bitbudget.enginespec import EngineSpec
 from bitbudget.generate import write_generation
 from bitbudget.shards import shard_path
+from tests.harness import hand_engine_spec
 
 KV_STRATEGIES = {
     "full": {"method": "full"},
@@ -19,32 +22,32 @@ KV_STRATEGIES = {
 }
 
 
-def make_spec(model_dir, kv, budgets, temperature=0.0, n_questions=3, samples=2, batch_size=8):
+def arith(n_questions: int) -> dict:
+    return {"name": "arith", "kind": "integer", "source": "synthetic",
+            "synthetic": {"n_questions": n_questions, "seed": 3, "min_difficulty": 2, "max_difficulty": 4}}
+
+
+def make_spec(model_dir, kv, budgets, temperature=0.0, n_questions=3, samples=2, batch_size=8, dataset=None,
+              seed=0, max_answer_tokens=4) -> EngineSpec:
     trace_key = {
         "checkpoint": "a-model-this-test-made",  # not a results/checkpoints id: not verified
         "kv": kv,
+        "dataset": dataset or arith(n_questions),
         "prompt": "{problem}",
         "chat_template_kwargs": {},
-        "sampling": {"temperature": temperature, "top_p": 0.95, "top_k": 20, "seed": 0,
-                     "samples_per_question": samples, "max_answer_tokens": 4},
+        "sampling": {"temperature": temperature, "top_p": 0.95, "top_k": 20, "seed": seed,
+                     "samples_per_question": samples, "max_answer_tokens": max_answer_tokens},
         "forcing": {"end_of_thinking": "</think>", "wait_extension": False, "wait_text": "Wait",
                     "forced_answer_suffix": "</think>\n**Final Answer**\n\\boxed{"},
         "horizon": max(budgets),
     }
-    return {
-        "trace_key": trace_key,
-        "dataset": {"name": "arith", "kind": "integer", "source": "synthetic",
-                    "synthetic": {"n_questions": n_questions, "seed": 3, "min_difficulty": 2, "max_difficulty": 4}},
-        "budgets": budgets,
-        "engine": {"name": "hf", "dtype": "float32", "batch_size": batch_size, "device": "cpu"},
-        "checkpoint_path": str(model_dir),
-    }
+    return hand_engine_spec(trace_key, budgets, model_dir, batch_size=batch_size)
 
 
 def generate(model_dir, trace_dir, spec, stop=lambda: False):
     output = trace_dir.parent / f"{trace_dir.name}-samples.parquet"
-    engine = HFEngine(spec, str(model_dir), str(trace_dir), stop)
-    meta = write_generation(spec, output, trace_dir, engine)
+    spec = dataclasses.replace(spec, checkpoint_path=str(model_dir), trace_dir=str(trace_dir))
+    meta = write_generation(spec, output, HFEngine(spec, stop))
     return pd.read_parquet(output), meta
 
 
@@ -114,11 +117,10 @@ def test_nested_and_direct_budgets_agree_within_sampling_error(tmp_path):
     budget = 48
 
     def accuracy_counts(budgets, name):
-        spec = make_spec(model, KV_STRATEGIES["full"], budgets, temperature=0.6, n_questions=24, samples=8, batch_size=64)
-        spec["dataset"] = {"name": "choice", "kind": "choice", "source": "synthetic",
-                           "synthetic": {"n_questions": 24, "seed": 11, "min_difficulty": 2, "max_difficulty": 12}}
-        spec["trace_key"]["sampling"]["max_answer_tokens"] = 32
-        spec["trace_key"]["sampling"]["seed"] = len(budgets)  # independent draws
+        choice = {"name": "choice", "kind": "choice", "source": "synthetic",
+                  "synthetic": {"n_questions": 24, "seed": 11, "min_difficulty": 2, "max_difficulty": 12}}
+        spec = make_spec(model, KV_STRATEGIES["full"], budgets, temperature=0.6, samples=8, batch_size=64,
+                         dataset=choice, max_answer_tokens=32, seed=len(budgets))  # seed: independent draws
         table, _ = generate(model, tmp_path / name, spec)
         graded = grade_samples(table[table["token_budget"] == budget], "choice", "</think>", 5, 1)
         return int(graded["correct"].sum()), int((~graded["correct"]).sum())

@@ -74,12 +74,14 @@ print(json.dumps({"positions": config["max_position_embeddings"], "revision": me
 def test_vllm_engine_arguments_carry_the_revision():
     from bitbudget.backends.vllm import engine_args
 
+    from bitbudget.enginespec import EngineRuntime, EngineSettings
     from bitbudget.schema import schema_defaults
 
-    engine = schema_defaults("engine")
-    args = engine_args(engine, "org/tiny", 128, 0, revision=REV_A)
+    defaults = {"name": "vllm", **schema_defaults("engine")}
+    engine, batch_size = EngineSettings.from_key(defaults), EngineRuntime.from_config(defaults).batch_size
+    args = engine_args(engine, batch_size, "org/tiny", 128, 0, revision=REV_A)
     assert args["revision"] == REV_A and args["tokenizer_revision"] == REV_A
-    assert "revision" not in engine_args(engine, "org/tiny", 128, 0)
+    assert "revision" not in engine_args(engine, batch_size, "org/tiny", 128, 0)
 
 
 def git(directory: Path, *args: str) -> str:

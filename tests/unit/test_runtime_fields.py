@@ -1,12 +1,17 @@
 """Runtime settings stay out of every key: changing any field of bitbudget.study.RUNTIME_FIELDS
-(each leaf the schema declares under it) changes no job's params, so Snakemake reruns nothing."""
+(each leaf the schema declares under it) changes no job's params, so Snakemake reruns nothing;
+changing any runtime field an EngineSpec declares changes no generation's id."""
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
+from bitbudget.artifacts import content_id
+from bitbudget.enginespec import (ENGINE_RUNTIME_FIELDS, KEY, RUNTIME, EngineRuntime, EngineSettings, EngineSpec,
+                                  fields_with_role)
 from bitbudget.schema import load_schema
 from bitbudget.study import RUNTIME_FIELDS, without_runtime
 from tests.harness import REPO, job_keys, plan_as_the_snakefile
@@ -153,3 +158,46 @@ def test_grids_whose_engines_differ_at_runtime_list_each_scenario_once(monkeypat
     ids = [row["scenario_id"] for row in study.scenarios]
     assert len(ids) == len(set(ids)) == len(plan_as_the_snakefile(CONFIGS["config"]).scenarios)
     assert all((name in row["grids"]) == ("again" in row["grids"]) for row in study.scenarios)
+
+
+def other(value):
+    """Another value of a runtime field's type."""
+    if isinstance(value, EngineRuntime):
+        return dataclasses.replace(value, batch_size=value.batch_size + 1)
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    return "/elsewhere" if value is None else f"{value}-changed"
+
+
+def test_engine_spec_fields_are_key_or_runtime_and_only_key_fields_move_the_id(monkeypatch):
+    """Each runtime field of EngineSpec (and of its EngineRuntime) changed alone keeps the
+    generation's key and id; each key field changed alone moves them."""
+    monkeypatch.chdir(REPO)
+    assert ENGINE_RUNTIME_FIELDS == fields_with_role(EngineRuntime, RUNTIME)
+    assert {f"engine.{name}" for name in ENGINE_RUNTIME_FIELDS} <= set(RUNTIME_FIELDS)
+    assert set(fields_with_role(EngineSpec, KEY)) | set(fields_with_role(EngineSpec, RUNTIME)) == {
+        f.name for f in dataclasses.fields(EngineSpec)}
+    gen = max(plan_as_the_snakefile(CONFIGS["config"]).generations.values(), key=lambda g: len(g.budgets))
+    spec = gen.engine_spec()
+    key = spec.generation_key()
+    assert content_id(key) == gen.gen_id
+    for name in fields_with_role(EngineSpec, RUNTIME):
+        assert dataclasses.replace(spec, **{name: other(getattr(spec, name))}).generation_key() == key, name
+    for name in fields_with_role(EngineRuntime, RUNTIME):
+        runtime = dataclasses.replace(spec.runtime, **{name: other(getattr(spec.runtime, name))})
+        assert dataclasses.replace(spec, runtime=runtime).generation_key() == key, name
+    moved = {
+        "trace_key": {**spec.trace_key, "horizon": spec.trace_key["horizon"] + 1},
+        "budgets": spec.budgets[1:],
+        "samples": spec.samples - 1,
+    }
+    assert set(moved) == set(fields_with_role(EngineSpec, KEY))
+    for name, value in moved.items():
+        assert content_id(dataclasses.replace(spec, **{name: value}).generation_key()) != gen.gen_id, name
+    # the engine settings are read from the trace key: each is key
+    assert fields_with_role(EngineSettings, KEY) == tuple(f.name for f in dataclasses.fields(EngineSettings))
+    for name in fields_with_role(EngineSettings, KEY):
+        trace_key = {**spec.trace_key, "engine": {**spec.trace_key["engine"], name: other(getattr(spec.engine, name))}}
+        assert dataclasses.replace(spec, trace_key=trace_key).generation_key() != key, name

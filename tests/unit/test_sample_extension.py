@@ -4,6 +4,7 @@ History-free draws: a sample drawn in two steps equals the sample drawn at once,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from snakemake.utils import update_config
 from bitbudget import artifacts, shards, versions
 from bitbudget.backends.hf import HFEngine
 from bitbudget.backends.simulated import Interrupted as SimulatedInterrupted
+from bitbudget.enginespec import EngineSpec
 from bitbudget.generate import run_generation, write_generation
 from bitbudget.study import build_study
 from tests.harness import REPO
@@ -70,8 +72,7 @@ def simulated_generation(samples: int = 4, budgets=BUDGETS):
 def run_round(generation, trace_dir: Path, output: Path, stop=lambda: False) -> tuple[pd.DataFrame, dict]:
     """``trace_dir``: the trace store of ``generation``'s trace (named by its id, as in results/traces/)."""
     assert trace_dir.name == generation.trace_id
-    spec = generation.engine_spec()
-    spec["trace_dir"] = str(trace_dir)
+    spec = dataclasses.replace(generation.engine_spec(), trace_dir=str(trace_dir))
     meta = run_generation(spec, output, stop_requested=stop)
     return pd.read_parquet(output), meta
 
@@ -178,17 +179,18 @@ def test_a_stopped_round_resumes_at_the_questions_it_had_not_written(tmp_path):
 # --------------------------------------------------------------------------- HF engine
 
 
-def hf_spec(model_dir, samples: int, maximum: int = 3, budgets=(8, 16), n_questions: int = 3) -> dict:
+def hf_spec(model_dir, samples: int, maximum: int = 3, budgets=(8, 16), n_questions: int = 3) -> EngineSpec:
     """test_generation's spec at temperature 0.6 (distinct samples), a trace of ``maximum``
     samples per question read at its first ``samples``."""
     spec = make_spec(model_dir, {"method": "full"}, list(budgets), temperature=0.6, n_questions=n_questions,
                      samples=maximum)
-    return {"samples": samples, **spec}
+    return dataclasses.replace(spec, samples=samples)
 
 
-def hf_round(model_dir, trace_dir: Path, spec: dict, output: Path):
-    engine = HFEngine(spec, str(model_dir), str(trace_dir))
-    meta = write_generation(spec, output, trace_dir, engine)
+def hf_round(model_dir, trace_dir: Path, spec: EngineSpec, output: Path):
+    spec = dataclasses.replace(spec, checkpoint_path=str(model_dir), trace_dir=str(trace_dir))
+    engine = HFEngine(spec)
+    meta = write_generation(spec, output, engine)
     return pd.read_parquet(output), meta, engine
 
 
@@ -236,7 +238,7 @@ def test_hf_sample_drawn_in_two_steps_equals_the_one_drawn_at_once(random_tiny_m
     another (one run draws all three in one batch): a sample's draws ignore its batch."""
     full = hf_spec(random_tiny_model, 3, budgets=(4, 8, 24))
     stepped, oneshot = tmp_path / "stepped" / "trace", tmp_path / "oneshot" / "trace"  # the draws name the trace
-    hf_round(random_tiny_model, stepped, {**full, "samples": 2, "budgets": [4, 8]}, tmp_path / "low.parquet")
+    hf_round(random_tiny_model, stepped, dataclasses.replace(full, samples=2, budgets=(4, 8)), tmp_path / "low.parquet")
     stored = read_shards(stepped)
     table, meta, _ = hf_round(random_tiny_model, stepped, full, tmp_path / "full.parquet")
     assert meta["reforked"] == meta["generated"] == len(stored)
@@ -257,7 +259,7 @@ def test_a_generation_of_smaller_budgets_reads_the_same_trace_and_checks_its_bud
     low = full.with_samples(2, budgets=(10000, 2000))
     assert low.trace_id == full.trace_id and low.budgets == (2000, 10000)
     assert low.gen_id not in {full.gen_id, full.with_samples(2).gen_id}
-    assert low.engine_spec()["budgets"] == [2000, 10000]
+    assert low.engine_spec().budgets == (2000, 10000)
     assert full.with_samples(4, budgets=full.budgets).gen_id == full.gen_id
     for bad in ((), (2000, 5000)):
         with pytest.raises(ValueError, match="budgets must be a non-empty subset"):
@@ -284,7 +286,7 @@ def test_simulated_samples_think_only_to_the_largest_budget_asked_then_think_on(
 def test_hf_sample_thought_to_a_smaller_budget_thinks_on_and_keeps_every_stored_token(random_tiny_model, tmp_path):
     trace = tmp_path / "trace"
     full = hf_spec(random_tiny_model, 2, budgets=(8, 16, 32))
-    low, _, _ = hf_round(random_tiny_model, trace, {**full, "budgets": [8, 16]}, tmp_path / "low.parquet")
+    low, _, _ = hf_round(random_tiny_model, trace, dataclasses.replace(full, budgets=(8, 16)), tmp_path / "low.parquet")
     stored = read_shards(trace)
     short = [s for shard in stored.values() for s in shard["samples"] if not s["closed_thinking"]]
     assert short and all(len(s["think_ids"]) == 16 and set(s["forks"]) == {"8", "16"} for s in short)

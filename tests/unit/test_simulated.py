@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -46,8 +47,7 @@ def small_simulated_config(samples: int = 6, budgets=(2000, 10000, 30000)) -> di
 
 def generate(config: dict, tmp_path: Path) -> pd.DataFrame:
     (generation,) = build_study(config).generations.values()
-    spec = generation.engine_spec()
-    spec["trace_dir"] = str(tmp_path / "trace")
+    spec = dataclasses.replace(generation.engine_spec(), trace_dir=str(tmp_path / "trace"))
     output = tmp_path / "samples.parquet"
     run_generation(spec, output, gpus=1)  # a GPU request does not stop it on a CPU machine
     return pd.read_parquet(output)

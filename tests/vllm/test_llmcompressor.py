@@ -13,7 +13,7 @@ import pytest
 from bitbudget.forcing import forcing_tokens, sample_at_budget
 from bitbudget.quantize import quantize_checkpoint
 
-from engine_support import (LLMC_PYTHON, cpu_refuses, generation_specs, needs_llmc, needs_vllm, on_gpu,
+from engine_support import (LLMC_PYTHON, cpu_refuses, generation_jobs, needs_llmc, needs_vllm, on_gpu,
                             study_config)
 
 pytestmark = [pytest.mark.vllm, needs_llmc]
@@ -107,10 +107,10 @@ def test_checkpoints_load_in_transformers(checkpoints, tmp_path):
 def test_w8a8_checkpoint_generates_in_vllm(vllm_server, checkpoints, tmp_path):
     path, _ = checkpoints["w8a8"]
     # bfloat16: vLLM's AMX int8 kernel takes no float32 activations (capabilities refuses that)
-    spec = generation_specs(study_config(path, [8, 16], samples=2, n_questions=2, engine={"dtype": "bfloat16"}))[0]
-    results = vllm_server.generations([{"name": "w8a8", "spec": spec, "output": spec["output"]}], tmp_path)
+    job = generation_jobs(study_config(path, [8, 16], samples=2, n_questions=2, engine={"dtype": "bfloat16"}))[0]
+    results = vllm_server.generations([{"name": "w8a8", **job}], tmp_path)
     assert results["w8a8"]["meta"]["counters"]["decode_tokens"] > 0
-    _check_shards(tmp_path, spec, [8, 16])
+    _check_shards(tmp_path, job["spec"], [8, 16])
 
 
 @needs_vllm
@@ -118,8 +118,8 @@ def test_w4a16_gptq_checkpoint_generates_in_vllm(vllm_server, checkpoints, tmp_p
     """W4A16 where vLLM's kernel runs (a GPU, or a CPU with AVX-512); else refused before the
     checkpoint loads, naming the weight format's field."""
     path, _ = checkpoints["w4a16_gptq"]
-    spec = generation_specs(study_config(path, [8, 16], samples=2, n_questions=2, engine={"dtype": "bfloat16"}))[0]
-    job = {"name": "w4a16", "spec": spec, "output": spec["output"]}
+    job = {"name": "w4a16", **generation_jobs(study_config(path, [8, 16], samples=2, n_questions=2,
+                                                           engine={"dtype": "bfloat16"}))[0]}
     if cpu_refuses("W4A16"):
         job["expect_error"] = "W4A16"
     results = vllm_server.generations([job], tmp_path)
@@ -127,7 +127,7 @@ def test_w4a16_gptq_checkpoint_generates_in_vllm(vllm_server, checkpoints, tmp_p
         assert "weight_formats" in results["w4a16"]["error"] and "AVX-512" in results["w4a16"]["error"]
         return
     assert results["w4a16"]["meta"]["counters"]["decode_tokens"] > 0
-    _check_shards(tmp_path, spec, [8, 16])
+    _check_shards(tmp_path, job["spec"], [8, 16])
 
 
 @needs_vllm
@@ -135,18 +135,18 @@ def test_w8a16_checkpoint_refused_on_cpu(vllm_server, checkpoints, tmp_path):
     """vLLM's CPU backend has no weight-only int8 kernel: refused before loading, naming the field."""
     if on_gpu():
         pytest.skip("a GPU runs W8A16: see bench/gpu_check.sh")
-    spec = generation_specs(study_config(checkpoints["w8a16_rtn"][0], [8]))[0]
-    results = vllm_server.generations([{"name": "w8", "spec": spec, "output": spec["output"], "expect_error": "W8A16"}], tmp_path)
+    job = generation_jobs(study_config(checkpoints["w8a16_rtn"][0], [8]))[0]
+    results = vllm_server.generations([{"name": "w8", **job, "expect_error": "W8A16"}], tmp_path)
     assert "weight_formats" in results["w8"]["error"]
 
 
 def _check_shards(workdir, spec, budgets):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(spec["checkpoint_path"])
-    key = spec["trace_key"]
+    tokenizer = AutoTokenizer.from_pretrained(spec.checkpoint_path)
+    key = spec.trace_key
     tokens = forcing_tokens(tokenizer, key["forcing"], key["sampling"]["max_answer_tokens"])
-    shards = list((workdir / spec["trace_dir"] / "shards").glob("*.json"))
+    shards = list((workdir / spec.trace_dir / "shards").glob("*.json"))
     assert shards
     for path in shards:
         for sample in json.loads(path.read_text())["samples"]:

@@ -3,6 +3,8 @@ horizon) equals the sample drawn at once, token for token (history-free draws)."
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 import pytest
 
@@ -21,7 +23,8 @@ def test_extension_reuses_stored_samples_and_equals_a_one_shot_run(vllm_server, 
     jobs = [
         {"name": "two", "spec": first.engine_spec(), "output": first.output},
         {"name": "three", "spec": full.engine_spec(), "output": full.output},
-        {"name": "oneshot", "spec": {**full.engine_spec(), "trace_dir": oneshot_dir}, "output": f"oneshot/{full.output}"},
+        {"name": "oneshot", "spec": dataclasses.replace(full.engine_spec(), trace_dir=oneshot_dir),
+         "output": f"oneshot/{full.output}"},
     ]
     results = vllm_server.generations(jobs, tmp_path)
     two, three, oneshot = (results[name]["meta"] for name in ("two", "three", "oneshot"))
@@ -53,7 +56,7 @@ def test_a_sample_thought_to_a_smaller_budget_thinks_on_as_the_sample_drawn_at_o
     oneshot_dir = f"oneshot/{full.trace_dir}"
     jobs = [{"name": "low", "spec": low.engine_spec(), "output": low.output},
             {"name": "full", "spec": full.engine_spec(), "output": full.output},
-            {"name": "oneshot", "spec": {**full.engine_spec(), "trace_dir": oneshot_dir},
+            {"name": "oneshot", "spec": dataclasses.replace(full.engine_spec(), trace_dir=oneshot_dir),
              "output": f"oneshot/{full.output}"}]
 
     results = vllm_server.generations(jobs[:1], tmp_path)

@@ -11,10 +11,10 @@ from pathlib import Path
 import pandas as pd
 
 from bitbudget import artifacts, memory, shards
-from bitbudget.backends import generation_samples
 from bitbudget.backends.simulated import SimulatedEngine
 from bitbudget.backends.vllm import VLLMEngine
 from bitbudget.datasets import dataset_summary, load_questions
+from bitbudget.enginespec import EngineSpec
 from bitbudget.gpu_slots import acquire_gpus
 from bitbudget.interpreter import cli_arguments, other_interpreter, run_in_interpreter
 from bitbudget.shards import first_samples, plan_work, read_shard
@@ -81,68 +81,65 @@ def samples_table(questions, trace_dir, budgets, result, samples: int) -> pd.Dat
     return pd.DataFrame.from_records(records)
 
 
-def write_generation(spec: dict, output: str | Path, trace_dir: str | Path, engine_run) -> dict:
+def write_generation(spec: EngineSpec, output: str | Path, engine_run) -> dict:
     """Drive one generation: load questions, let the engine fill missing shards, assemble."""
     started = time.time()
-    trace_key = spec["trace_key"]
+    trace_dir = spec.trace_dir
     # Metadata means complete: a stale meta file must not outlive the data it described.
     artifacts.meta_path(output).unlink(missing_ok=True)
     for stale in shards.remove_stale_temporaries(trace_dir) + artifacts.remove_stale_temporaries(Path(output).parent):
         log.warning("removed %s, left by a writer that was stopped", stale)
-    checkpoint = Path(spec.get("checkpoint_path", ""))
-    if checkpoint.name == trace_key["checkpoint"]:  # a checkpoint this pipeline made: check it
+    checkpoint = Path(spec.checkpoint_path)
+    if checkpoint.name == spec.trace_key["checkpoint"]:  # a checkpoint this pipeline made: check it
         artifacts.verify_directory(checkpoint)
-    questions = load_questions(spec["dataset"])
-    budgets = sorted(spec["budgets"])
-    samples = generation_samples(spec)
+    questions = load_questions(spec.dataset)
+    budgets = list(spec.budgets)
+    samples = spec.samples
     fresh, incomplete = plan_work(questions, trace_dir, budgets, samples)
     log.info("%d questions at %d samples: %d need new samples, %d need new forks, %d cached",
              len(questions), samples, len(fresh), len(incomplete),
              len({q["question_id"] for q in questions} - set(fresh) - set(incomplete)))
-    artifacts.write_json(Path(trace_dir) / "trace.meta.json", {"id": Path(trace_dir).name, "key": trace_key})
+    artifacts.write_json(Path(trace_dir) / "trace.meta.json", {"id": Path(trace_dir).name, "key": spec.trace_key})
     result = engine_run(questions, fresh, incomplete, budgets)
     table = samples_table(questions, trace_dir, budgets, result, samples)
     artifacts.write_parquet(output, table)
-    gen_key = {"trace": Path(trace_dir).name, "budgets": budgets}
-    if samples < trace_key["sampling"]["samples_per_question"]:  # a round: bitbudget.study.Generation.with_samples
-        gen_key["samples"] = samples
+    gen_key = spec.generation_key()
     return artifacts.write_meta(
-        output, {**gen_key, "trace_key": trace_key}, artifact_id=artifacts.content_id(gen_key),
+        output, {**gen_key, "trace_key": spec.trace_key}, artifact_id=artifacts.content_id(gen_key),
         counters=result.counters, seconds=round(time.time() - started, 3),
         questions=len(questions), generated=len(fresh), reforked=len(incomplete),
         dataset=dataset_summary(questions),
-        model=getattr(result, "model", None) or memory.checkpoint_record(spec["checkpoint_path"], spec.get("revision")),
+        model=getattr(result, "model", None) or memory.checkpoint_record(spec.checkpoint_path, spec.revision),
     )
 
 
-def make_engine(spec: dict, stop_requested):
-    name = spec["engine"]["name"]
+def make_engine(spec: EngineSpec, stop_requested):
+    name = spec.engine.name
     if name == "hf":
         from bitbudget.backends.hf import HFEngine  # imports torch: only a job that runs the HF engine loads it
 
-        return HFEngine(spec, spec["checkpoint_path"], spec["trace_dir"], stop_requested, revision=spec.get("revision"))
+        return HFEngine(spec, stop_requested)
     if name == "vllm":
-        return VLLMEngine(spec, spec["checkpoint_path"], spec["trace_dir"], stop_requested, revision=spec.get("revision"))
+        return VLLMEngine(spec, stop_requested)
     if name == "simulated":
-        return SimulatedEngine(spec, spec["checkpoint_path"], spec["trace_dir"], stop_requested)
+        return SimulatedEngine(spec, stop_requested)
     raise ValueError(f"engine.name '{name}' is unknown; use 'hf', 'vllm' or 'simulated'")
 
 
-def run_generation(spec: dict, output: str | Path, stop_requested=lambda: False, gpus: int = 0) -> dict:
+def run_generation(spec: EngineSpec, output: str | Path, stop_requested=lambda: False, gpus: int = 0) -> dict:
     """Generate into the trace store, holding `gpus` devices when no scheduler assigned them.
 
     With `engine.python` naming another interpreter (vLLM pins its own torch), the work runs
     there as `python -m bitbudget.generate`, under the devices held here.
     """
-    if spec["engine"]["name"] in SELF_CONTAINED_ENGINES:  # no device, no engine environment
-        return write_generation(spec, output, spec["trace_dir"], make_engine(spec, stop_requested))
+    if spec.engine.name in SELF_CONTAINED_ENGINES:  # no device, no engine environment
+        return write_generation(spec, output, make_engine(spec, stop_requested))
     with _gpu_devices(gpus):
-        python = other_interpreter(spec["engine"].get("python"))
+        python = other_interpreter(spec.runtime.python)
         if python:
-            run_in_interpreter(python, "bitbudget.generate", spec, output, stop_requested)
+            run_in_interpreter(python, "bitbudget.generate", spec.to_dict(), output, stop_requested)
             return json.loads(artifacts.meta_path(output).read_text())
-        engine = make_engine(spec, stop_requested)
-        return write_generation(spec, output, spec["trace_dir"], engine)
+        return write_generation(spec, output, make_engine(spec, stop_requested))
 
 
 def _gpu_devices(gpus: int):
@@ -158,7 +155,7 @@ def main(argv=None) -> int:
     """`python -m bitbudget.generate --spec spec.json --output samples.parquet [--log file]`."""
     args = cli_arguments("generate one trace into its shards and samples table", argv)
     stop = StopFlag().install()
-    run_generation(json.loads(Path(args.spec).read_text()), args.output, stop_requested=stop)
+    run_generation(EngineSpec.from_dict(json.loads(Path(args.spec).read_text())), args.output, stop_requested=stop)
     return 0
 
 

@@ -27,6 +27,7 @@ from bitbudget.adaptive.schedule import AdaptiveRule
 from bitbudget.artifacts import content_id, sha256_file
 from bitbudget.backends.simulated import read_architecture
 from bitbudget.config import grid_engine, grid_samples, model_resources
+from bitbudget.enginespec import ENGINE_RUNTIME_FIELDS, EngineRuntime, EngineSpec
 from bitbudget.errors import ConfigError
 from bitbudget.forcing import sampling_key
 from bitbudget.llmcompressor_quantize import needs_calibration
@@ -36,8 +37,6 @@ from bitbudget.tasks import SYNTHETIC_TASK_VERSION
 
 RESULTS = "results"
 
-#: engine settings that change how fast tokens come, never which tokens: runtime, not key
-ENGINE_RUNTIME_FIELDS = ("batch_size", "python", "device", "cpu_kv_cache_gb")
 #: recipe fields that do not change the trained weights
 RECIPE_FIELDS_NOT_IN_WEIGHTS = ("threads",)
 #: every runtime setting of the config ("*": each named entry): where and how fast a job runs,
@@ -103,7 +102,7 @@ class Generation:
     budgets: tuple[int, ...]
     samples_per_question: int  # samples per question this generation holds (a round's, under adaptive sampling)
     key: dict
-    runtime: dict  # {"engine": ENGINE_RUNTIME_FIELDS, "resources": scheduler resources}
+    runtime: dict  # {"engine": EngineRuntime, "resources": scheduler resources}
 
     @property
     def engine_name(self) -> str:
@@ -120,8 +119,10 @@ class Generation:
         """Samples per question of the full design: the trace holds samples 0..maximum-1, keyed by index."""
         return self.key["trace_key"]["sampling"]["samples_per_question"]
 
-    def engine_spec(self) -> dict:
-        return engine_spec(self.key, self.runtime["engine"], self.checkpoint.path, self.trace_dir, self.source_revision)
+    def engine_spec(self) -> EngineSpec:
+        """What its engine is given (a generate job builds the same from its params)."""
+        return EngineSpec.from_generation_key(self.key, self.runtime["engine"], self.checkpoint.path, self.trace_dir,
+                                              self.source_revision)
 
     def with_samples(self, samples: int, budgets=None) -> "Generation":
         """The same trace read at its first ``samples`` samples per question and at ``budgets``
@@ -360,27 +361,8 @@ def _trace_key(config: dict, ckpt: Checkpoint, kv: str, dataset: str, samples: i
 def _generation_runtime(config: dict, unit: dict) -> dict:
     """What only changes where and how fast a generation runs: never part of its key."""
     return {
-        "engine": {k: unit["engine"][k] for k in ENGINE_RUNTIME_FIELDS if k in unit["engine"]},
+        "engine": EngineRuntime.from_config(unit["engine"]),
         "resources": model_resources(config, unit["model"]),
-    }
-
-
-def engine_spec(key: dict, engine_runtime: dict, checkpoint_path: str, trace_dir: str,
-                revision: str | None = None) -> dict:
-    """Everything an engine needs for one generation, from its key and its runtime settings.
-    ``revision`` pins the source model when the engine loads it unquantized (it is in the
-    checkpoint's key, so in the generation's id)."""
-    trace_key = key["trace_key"]
-    return {
-        "samples": key.get("samples", trace_key["sampling"]["samples_per_question"]),
-        "revision": revision,
-        "dataset": trace_key["dataset"],
-        "kv_strategy": trace_key["kv"],
-        "budgets": list(key["budgets"]),
-        "engine": {**trace_key["engine"], **engine_runtime},
-        "trace_key": trace_key,
-        "checkpoint_path": checkpoint_path,
-        "trace_dir": trace_dir,
     }
 
 

@@ -123,7 +123,7 @@ def engine_runtime(name):
     """
 
     def resource(wildcards):
-        value = ALL_GENERATIONS[wildcards.gen_id].runtime["engine"].get(name)
+        value = getattr(ALL_GENERATIONS[wildcards.gen_id].runtime["engine"], name)
         return "" if value is None else value
 
     return resource

@@ -1,15 +1,15 @@
+from bitbudget.enginespec import EngineRuntime, EngineSpec
 from bitbudget.generate import StopFlag, run_generation
 from bitbudget.logs import configure_logging
-from bitbudget.study import engine_spec
 
 log = configure_logging(snakemake)
-engine_runtime = {
-    "batch_size": snakemake.resources.engine_batch_size,
-    "device": snakemake.resources.engine_device,
-    "python": snakemake.resources.engine_python or None,
-    "cpu_kv_cache_gb": snakemake.resources.engine_cpu_kv_cache_gb,
-}
-spec = engine_spec(
+engine_runtime = EngineRuntime(
+    batch_size=snakemake.resources.engine_batch_size,
+    python=snakemake.resources.engine_python or None,
+    device=snakemake.resources.engine_device,
+    cpu_kv_cache_gb=snakemake.resources.engine_cpu_kv_cache_gb,
+)
+spec = EngineSpec.from_generation_key(
     snakemake.params.key, engine_runtime, snakemake.params.checkpoint_path, snakemake.params.trace_dir,
     snakemake.params.revision,
 )

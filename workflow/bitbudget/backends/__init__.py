@@ -3,23 +3,19 @@
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from bitbudget.enginespec import EngineSpec
 from bitbudget.forcing import ForcingTokens, sample_at_budget
 
 
-def generation_samples(spec: dict) -> int:
-    """Samples per question a generation reads: the spec's (a round of adaptive sampling), else
-    the trace key's full design."""
-    return spec.get("samples", spec["trace_key"]["sampling"]["samples_per_question"])
-
-
 class TraceEngine:
-    """What every engine holds of the generation it fills: its trace key, the samples per
-    question it reads, its trace directory and the stop flag it polls."""
+    """What every engine holds of the generation it fills: its spec, its trace key, the samples
+    per question it reads, its trace directory and the stop flag it polls."""
 
-    def __init__(self, spec: dict, trace_dir: str, stop_requested=lambda: False):
-        self.key = spec["trace_key"]
-        self.samples = generation_samples(spec)
-        self.trace_dir = Path(trace_dir)
+    def __init__(self, spec: EngineSpec, stop_requested=lambda: False):
+        self.spec = spec
+        self.key = spec.trace_key
+        self.samples = spec.samples
+        self.trace_dir = Path(spec.trace_dir)
         self.stop_requested = stop_requested
 
 

@@ -32,6 +32,7 @@ import torch
 from bitbudget import kv as kv_strategies
 from bitbudget.backends import Counters, EngineResult, Interrupted, TraceEngine, draws, sample_record
 from bitbudget.backends.sampler import draw
+from bitbudget.enginespec import EngineSpec
 from bitbudget.forcing import ForcingTokens, open_thinking, thinks_on, trace_forcing_tokens
 from bitbudget.revisions import loader_kwargs
 from bitbudget.shards import (add_to_stored, batches_by_prompt_length, build_prompts, first_samples, missing_forks,
@@ -248,11 +249,10 @@ class HFEngine(TraceEngine):
 
     name = "hf"
 
-    def __init__(self, spec: dict, checkpoint_path: str, trace_dir: str, stop_requested=lambda: False,
-                 revision: str | None = None):
-        super().__init__(spec, trace_dir, stop_requested)
-        self.engine = spec["engine"]
-        self.model, self.tokenizer = load_model(checkpoint_path, self.engine["dtype"], self.engine["device"], revision)
+    def __init__(self, spec: EngineSpec, stop_requested=lambda: False):
+        super().__init__(spec, stop_requested)
+        self.model, self.tokenizer = load_model(spec.checkpoint_path, spec.engine.dtype, spec.runtime.device,
+                                                spec.revision)
         self.tokens = trace_forcing_tokens(self.tokenizer, self.key)
         self.counters = Counters()
 
@@ -261,12 +261,12 @@ class HFEngine(TraceEngine):
         prompts = {q: open_thinking(ids, self.tokens) for q, ids in prompts.items()}
         progress = Progress(len(fresh) + len(incomplete))
         # stored samples first: a question extended to more samples may lack forks of its stored ones
-        for batch in batches_by_prompt_length(list(incomplete), prompts, self.samples, self.engine["batch_size"]):
+        for batch in batches_by_prompt_length(list(incomplete), prompts, self.samples, self.spec.runtime.batch_size):
             self._refork(prompts, {q: incomplete[q] for q in batch}, budgets)
             progress.update(len(batch), self.counters)
         todo = new_samples(self.trace_dir, fresh, self.samples)
         rows_per_question = {q: len(indices) for q, indices in todo.items()}
-        for batch in batches_by_prompt_length(fresh, prompts, rows_per_question, self.engine["batch_size"]):
+        for batch in batches_by_prompt_length(fresh, prompts, rows_per_question, self.spec.runtime.batch_size):
             rows = [Row((q, i)) for q in batch for i in todo[q]]
             self._decode(prompts, rows, budgets, max(budgets))
             for question_id in batch:

@@ -54,8 +54,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bitbudget import memory
-from bitbudget.backends import TraceEngine
 from bitbudget.artifacts import atomic_directory, content_id
+from bitbudget.backends import TraceEngine
+from bitbudget.enginespec import EngineSpec
 from bitbudget.shards import first_samples, missing_forks, new_samples, prompt_text, write_new_samples, write_shard
 
 log = logging.getLogger(__name__)
@@ -298,8 +299,8 @@ class SimulatedEngine(TraceEngine):
 
     name = "simulated"
 
-    def __init__(self, spec: dict, checkpoint_path: str, trace_dir: str, stop_requested=lambda: False):
-        super().__init__(spec, trace_dir, stop_requested)
+    def __init__(self, spec: EngineSpec, stop_requested=lambda: False):
+        super().__init__(spec, stop_requested)
         if "simulation" not in self.key:
             raise SimulationError(
                 "the generation's key has no `simulation` section; fix: add a `simulation` section with a "
@@ -307,7 +308,7 @@ class SimulatedEngine(TraceEngine):
             )
         self.simulation = self.key["simulation"]
         self.kind = self.key["dataset"]["kind"]
-        checkpoint = SimulatedCheckpoint.load(checkpoint_path, self.simulation["parameters"])
+        checkpoint = SimulatedCheckpoint.load(spec.checkpoint_path, self.simulation["parameters"])
         self.surface = Surface(self.simulation, checkpoint, self.key["kv"])
         self.stream = content_id({"checkpoint": self.key["checkpoint"], "kv": self.key["kv"],
                                   "dataset": self.simulation["dataset"], "seed": self.key["sampling"]["seed"]})

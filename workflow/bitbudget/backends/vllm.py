@@ -39,6 +39,7 @@ from pathlib import Path
 
 from bitbudget import capabilities
 from bitbudget.backends import Counters, EngineResult, Interrupted, TraceEngine, draws, sample_record
+from bitbudget.enginespec import EngineSettings, EngineSpec
 from bitbudget.forcing import needs_fork, open_thinking, thinks_on, trace_forcing_tokens
 from bitbudget.revisions import loader_kwargs
 from bitbudget.shards import (add_to_stored, build_prompts, chunks_by_rows, first_samples, missing_forks, new_samples,
@@ -73,7 +74,7 @@ def cpu_flags() -> frozenset[str]:
     return capabilities.cpu_flags()
 
 
-def check_device_support(engine: dict, checkpoint_path: str, platform=None) -> None:
+def check_device_support(engine: EngineSettings, checkpoint_path: str, platform=None) -> None:
     """Fail before loading anything when the config asks for what this device cannot run."""
     if platform is None:
         from vllm.platforms import current_platform as platform
@@ -82,14 +83,14 @@ def check_device_support(engine: dict, checkpoint_path: str, platform=None) -> N
     # the same rules config validation applies (bitbudget.capabilities), checked again on the
     # machine that runs the job, against the checkpoint's actual scheme
     flags = cpu_flags()
-    refusal = capabilities.vllm_cpu_kv_refusal(str(engine["kv_cache_dtype"]), flags)
+    refusal = capabilities.vllm_cpu_kv_refusal(engine.kv_cache_dtype, flags)
     if refusal:
         raise UnsupportedOnThisDevice(refusal.message("engine.kv_cache_dtype"))
     refusal = capabilities.vllm_cpu_weight_refusal(weight_scheme(checkpoint_path), flags)
     if refusal:
         raise UnsupportedOnThisDevice(f"{refusal.message('weight_formats')} (checkpoint {checkpoint_path})")
     refusal = capabilities.vllm_cpu_activation_refusal(weight_scheme(checkpoint_path), flags,
-                                                       engine["dtype"])
+                                                       engine.dtype)
     if refusal:
         raise UnsupportedOnThisDevice(f"{refusal.message('engine.dtype')} (checkpoint {checkpoint_path})")
 
@@ -111,28 +112,29 @@ def weight_scheme(checkpoint_path: str) -> str | None:
     return None
 
 
-def engine_args(engine: dict, checkpoint_path: str, max_model_len: int, seed: int,
+def engine_args(engine: EngineSettings, batch_size: int, checkpoint_path: str, max_model_len: int, seed: int,
                 revision: str | None = None) -> dict:
-    """Keyword arguments of `vllm.LLM` for the engine config (the model at its pinned revision)."""
+    """Keyword arguments of `vllm.LLM` for the engine settings, ``batch_size`` rows at a time
+    (the model at its pinned revision)."""
     pinned = loader_kwargs(checkpoint_path, revision).get("revision")
     args = {
         "model": checkpoint_path,
         "tokenizer": checkpoint_path,
         **({"revision": pinned, "tokenizer_revision": pinned} if pinned else {}),
-        "dtype": engine["dtype"],
+        "dtype": engine.dtype,
         "enable_prefix_caching": True,
         "max_model_len": max_model_len,
-        "max_num_seqs": engine["batch_size"],
+        "max_num_seqs": batch_size,
         "seed": seed,
-        "kv_cache_dtype": engine.get("kv_cache_dtype", "auto"),
+        "kv_cache_dtype": engine.kv_cache_dtype,
         "logits_processors": [DRAW_PROCESSOR],
     }
-    if "gpu_memory_utilization" in engine:
-        args["gpu_memory_utilization"] = engine["gpu_memory_utilization"]
-    if engine.get("enforce_eager"):
+    if engine.gpu_memory_utilization is not None:
+        args["gpu_memory_utilization"] = engine.gpu_memory_utilization
+    if engine.enforce_eager:
         args["enforce_eager"] = True
-    if engine.get("block_size"):
-        args["block_size"] = engine["block_size"]
+    if engine.block_size is not None:
+        args["block_size"] = engine.block_size
     return args
 
 
@@ -141,19 +143,15 @@ class VLLMEngine(TraceEngine):
 
     name = "vllm"
 
-    def __init__(self, spec: dict, checkpoint_path: str, trace_dir: str, stop_requested=lambda: False,
-                 revision: str | None = None):
+    def __init__(self, spec: EngineSpec, stop_requested=lambda: False):
         from transformers import AutoTokenizer
 
-
-        super().__init__(spec, trace_dir, stop_requested)
-        self.engine = spec["engine"]
-        self.checkpoint_path = checkpoint_path
-        self.revision = revision
+        super().__init__(spec, stop_requested)
+        checkpoint_path = spec.checkpoint_path
         self.horizon = self.key["horizon"]  # the trace's largest budget: sizes the model length
         self.sampling = self.key["sampling"]
-        check_device_support(self.engine, checkpoint_path)
-        self.tokenizer = AutoTokenizer.from_pretrained(checkpoint_path, **loader_kwargs(checkpoint_path, revision))
+        check_device_support(spec.engine, checkpoint_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(checkpoint_path, **loader_kwargs(checkpoint_path, spec.revision))
         self.tokens = trace_forcing_tokens(self.tokenizer, self.key)
         self.counters = Counters()
         self.llm = None
@@ -165,10 +163,11 @@ class VLLMEngine(TraceEngine):
             return
         from vllm import LLM
 
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.engine["cpu_kv_cache_gb"]))
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.spec.runtime.cpu_kv_cache_gb))
         slack = len(self.tokens.suffix) + len(self.tokens.wait) + self.tokens.longest_answer + 1
-        max_model_len = self.engine.get("max_model_len") or longest_prompt + self.horizon + slack
-        args = engine_args(self.engine, self.checkpoint_path, max_model_len, self.sampling["seed"], self.revision)
+        max_model_len = self.spec.engine.max_model_len or longest_prompt + self.horizon + slack
+        args = engine_args(self.spec.engine, self.spec.runtime.batch_size, self.spec.checkpoint_path, max_model_len,
+                           self.sampling["seed"], self.spec.revision)
         started = time.time()
         try:
             self.llm = LLM(**args)
@@ -231,7 +230,7 @@ class VLLMEngine(TraceEngine):
         prompts = {q: open_thinking(ids, self.tokens) for q, ids in prompts.items()}
         todo = list(fresh) + list(incomplete)
         self.start(max((len(prompts[q]) for q in todo), default=1))
-        batch_rows = self.engine.get("batch_size", 64)
+        batch_rows = self.spec.runtime.batch_size
         think_to = max(budgets)  # a generation of smaller budgets than the trace's thinks less
         started, done = time.time(), 0
         # stored samples first: a question extended to more samples may lack forks of its stored ones
