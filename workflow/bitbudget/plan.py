@@ -217,7 +217,7 @@ def job_model(config: dict, gen, measured: dict | None, rate: float, gpus: int) 
     model = config["models"][gen.checkpoint.model]
     size = model_size(model)
     engine = "hf" if gen.engine_name == "hf" else "vllm"  # as throughput_for: other engines cost as vLLM
-    batch = gen.runtime["engine"].get("batch_size") or throughput_file.ASSUMED_SATURATION_SEQUENCES[engine]
+    batch = gen.runtime["engine"].batch_size or throughput_file.ASSUMED_SATURATION_SEQUENCES[engine]
     return JobModel(gpus, rate, throughput_file.batch_curve(measured, size, engine, config["kv_strategies"][gen.kv]),
                     throughput_file.load_seconds(measured, size, engine), int(batch),
                     dataset_questions(config["datasets"][gen.dataset]) or 0, engine == "hf")
