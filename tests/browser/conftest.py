@@ -1,16 +1,21 @@
 """Headless Chromium helpers for the report browser test."""
 
+import importlib.util
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--enable-logging=stderr", "--v=0", "--hide-scrollbars", "--window-size=1280,2000",
-         "--virtual-time-budget=3000"]
+from tests.conftest import REPO
+
+_spec = importlib.util.spec_from_file_location("bench_report_load_flags", REPO / "bench" / "report_load.py")
+_bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_bench)
+
+CHROMIUM = _bench.CHROMIUM
+# the benchmark's flags, and the console on stderr for console_problems
+FLAGS = [*_bench.CHROMIUM_FLAGS, "--disable-quic", "--enable-logging=stderr", "--v=0"]
 
 
 @pytest.fixture
