@@ -376,7 +376,7 @@ def make_plan(config: dict, think_fraction: float = 1.0, throughput: dict | None
         questions = dataset_questions(config["datasets"][gen.dataset])
         q = questions or 0
         rows = q * gen.samples_per_question
-        nested = rows * (think_fraction * max(gen.budgets) + answer * len(gen.budgets))
+        nested = job_tokens(q, gen.samples_per_question, max(gen.budgets), len(gen.budgets), think_fraction, answer)
         per_scenario = sum(rows * (think_fraction * budget + answer) for budget, _ in cells_per_generation[gen.gen_id])
         resources = gen.runtime["resources"]
         gpus = max(1, int(resources.get("gpu", 0) or 0))
@@ -440,7 +440,7 @@ def round_plans(study, config: dict, think_fraction: float, workdir: Path) -> li
         expected, spent, ran = 0.0, 0.0, 0
         for gen_id, (before, after, horizon, n_budgets) in draws.items():
             q = dataset_questions(config["datasets"][study.generations[gen_id].dataset]) or 0
-            expected += q * (after - before) * (think_fraction * horizon + answer * n_budgets)
+            expected += job_tokens(q, after - before, horizon, n_budgets, think_fraction, answer)
             meta = workdir / Path(study.rounds[gen_id][after, horizon].generation.output).parent / "samples.meta.json"
             if meta.is_file():
                 counters = json.loads(meta.read_text()).get("counters", {})
