@@ -63,14 +63,7 @@ def check_config(args: argparse.Namespace) -> int:
     return EXIT_CONFIG_ERRORS if errors else 0
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"takes a positive number of seconds, e.g. 600; got '{text}'")
-    return value
+_seconds = plan.float_option(lambda seconds: seconds > 0, "a positive number of seconds, e.g. 600")
 
 
 def _memory(text: str) -> float:

@@ -614,14 +614,21 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
-def _share(text: str) -> float:
-    try:
-        share = float(text)
-    except ValueError:
-        share = -1.0
-    if not 0 <= share < 1:
-        raise argparse.ArgumentTypeError(f"takes a share from 0 up to (not including) 1, got '{text}'")
-    return share
+def float_option(accepts, takes: str):
+    """An argparse type: a number that ``accepts`` holds for; otherwise an error saying what
+    the option ``takes``."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not accepts(value):
+            raise argparse.ArgumentTypeError(f"takes {takes}, got '{text}'")
+        return value
+    return parse
+
+
+_share = float_option(lambda share: 0 <= share < 1, "a share from 0 up to (not including) 1")
 
 
 def _throughput_file_option(path: str) -> dict:
