@@ -4,7 +4,7 @@ drawn under a Jeffreys or a Rasch prior, and the full-design accuracies they giv
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats as _scipy_stats
+from scipy import special
 
 from bitbudget import item_response, stats
 
@@ -36,7 +36,8 @@ def predictive_pools(pool: np.ndarray, maximum: int, draws: int, rng: np.random.
     if quantiles is None:
         p = rng.beta(a + right, b + n - right, size=rest.shape)
     else:
-        p = _scipy_stats.beta.ppf(quantiles, a + right, b + n - right)
+        # the Beta quantile function itself (stats.beta.ppf wraps it with argument checks)
+        p = special.betaincinv(a + right, b + n - right, quantiles)
     more_right = rng.binomial(rest, p)
     wrong_seen = np.concatenate([pool[:, 1:], (n == right)[:, None]], axis=1)
     weights = rng.gamma(np.broadcast_to(np.where(wrong_seen > 0, wrong_seen + 0.5, 0.0), (draws, *wrong_seen.shape)))
