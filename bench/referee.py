@@ -143,7 +143,8 @@ class Surfaced:
         self.config = surface_config(kind, position, seed)
         self.study = build_study(self.config)
         self.workdir, self.graded = workdir, graded
-        self.questions = {name: load_questions(self.config["datasets"][name]) for name in self.config["datasets"]}
+        self.questions = {name: load_questions(DatasetSpec.from_config(dataset, name))
+                          for name, dataset in self.config["datasets"].items()}
 
     def checkpoint_path(self, gen) -> str:
         ckpt = gen.checkpoint
@@ -151,8 +152,7 @@ class Surfaced:
             return ckpt.path
         path = self.workdir / ckpt.ckpt_id
         if not path.exists():
-            write_metadata_checkpoint(ckpt.source_path, path, {"method": "rtn", "group_size": 128,
-                                                                **self.config["weight_formats"][ckpt.weights]})
+            write_metadata_checkpoint(ckpt.source_path, path, ckpt.spec.format)
         return str(path)
 
     def draw(self, gen) -> tuple[SimulatedEngine, list[dict]]:

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from bitbudget.artifacts import content_id
-from bitbudget.enginespec import (ENGINE_RUNTIME_FIELDS, KEY, RUNTIME, EngineRuntime, EngineSettings, EngineSpec,
-                                  fields_with_role)
+from bitbudget.enginespec import ENGINE_RUNTIME_FIELDS, EngineRuntime, EngineSettings, EngineSpec
+from bitbudget.specs import KEY, RUNTIME, fields_with_role
 from bitbudget.schema import load_schema
 from bitbudget.study import RUNTIME_FIELDS, without_runtime
 from tests.harness import REPO, job_keys, plan_as_the_snakefile
