@@ -19,6 +19,7 @@ from bitbudget.backends.simulated import (SimulatedCheckpoint, Surface, effectiv
 from bitbudget.config import ConfigError, validate_config
 from bitbudget.generate import run_generation
 from bitbudget.grading import grade_samples
+from bitbudget.specs import WeightFormat
 from bitbudget.study import build_study
 from tests.harness import REPO
 
