@@ -241,6 +241,16 @@ def plan_as_the_snakefile(config: dict, config_files=()) -> "BuiltStudy":
     return build_study(config)
 
 
+def with_calibrated_gptq(config: dict) -> dict:
+    """``config`` with a GPTQ format (scheme, dampening and a calibration set other than the
+    default one: every field of a weight format set) in its first grid."""
+    config = copy.deepcopy(config)
+    config["weight_formats"]["gptq4"] = {"bits": 4, "method": "gptq", "scheme": "W4A16", "dampening_frac": 0.05,
+                                         "calibration": {"n_samples": 7}}
+    next(iter(config["grids"].values()))["weight_formats"].append("gptq4")
+    return config
+
+
 def hand_engine_spec(trace_key: dict, budgets, model_dir, trace_dir="trace", samples: int | None = None,
                      **engine) -> EngineSpec:
     """The spec of a trace key written by hand, for engine tests that plan no study: the engine
