@@ -1,7 +1,8 @@
 """Question sets: synthetic tasks, local files, or hub datasets through `datasets`.
 
-Every loader returns records {question_id, problem, answer, choices, difficulty,
-choice_permutation}:
+A dataset is given as a :class:`bitbudget.specs.DatasetSpec` (from a config entry or a trace
+key's `dataset` section, the schema's defaults filled). Every loader returns records
+{question_id, problem, answer, choices, difficulty, choice_permutation}:
 
 - ``answer`` is a canonical integer string for ``kind: integer`` (AIME: "70", never "070")
   and a letter A-D for ``kind: choice``.

@@ -71,24 +71,30 @@ def _drop(node: dict, path: list[str]) -> None:
                 del node[name]
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    """A checkpoint of the study: `spec` is what its quantize stage is given, its key exactly
-    what its id hashes."""
+class SpecifiedJob:
+    """An artifact made by a job that is given ``spec``: its key, exactly what the artifact's id
+    hashes, and its runtime settings are the spec's."""
 
-    ckpt_id: str
-    model: str
-    weights: str
-    spec: QuantizeSpec
-    source_path: str
+    spec: QuantizeSpec | GradeSpec
 
     @property
     def key(self) -> dict:
         return self.spec.key()
 
     @property
-    def runtime(self) -> CheckpointRuntime:
+    def runtime(self) -> CheckpointRuntime | GradeRuntime:
         return self.spec.runtime
+
+
+@dataclass(frozen=True)
+class Checkpoint(SpecifiedJob):
+    """A checkpoint of the study: `spec` is what its quantize stage is given."""
+
+    ckpt_id: str
+    model: str
+    weights: str
+    spec: QuantizeSpec
+    source_path: str
 
     @property
     def quantized(self) -> bool:
@@ -160,21 +166,12 @@ class Generation:
 
 
 @dataclass(frozen=True)
-class Grade:
-    """A grade of the study: `spec` is what its grade stage is given, its key exactly what its
-    id hashes."""
+class Grade(SpecifiedJob):
+    """A grade of the study: `spec` is what its grade stage is given."""
 
     grade_id: str
     generation: Generation
     spec: GradeSpec
-
-    @property
-    def key(self) -> dict:
-        return self.spec.key()
-
-    @property
-    def runtime(self) -> GradeRuntime:
-        return self.spec.runtime
 
     @property
     def output(self) -> str:
