@@ -62,6 +62,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(REPO / "tests" / "golden"))
 
 from bitbudget import plan as cost_plan  # noqa: E402 (after the path above)
+from bitbudget.specs import DatasetSpec  # noqa: E402
 
 BASE = "config/paper.yaml"
 #: overlay kinds: the config files layered on the paper grid
@@ -130,7 +131,6 @@ class Draws:
     def __init__(self, study, workdir: Path):
         from bitbudget.backends.simulated import SimulatedEngine, answer_text, plant_question, write_metadata_checkpoint
         from bitbudget.datasets import load_questions
-        from bitbudget.specs import DatasetSpec
 
         config = study.config
         self.generations, self.planted = {}, {}

@@ -56,6 +56,7 @@ from bitbudget.backends.simulated import (SimulatedCheckpoint, SimulatedEngine, 
                                           write_metadata_checkpoint)
 from bitbudget.config import validate_config  # noqa: E402
 from bitbudget.datasets import load_questions  # noqa: E402
+from bitbudget.specs import DatasetSpec  # noqa: E402
 from bitbudget.fit import fit_study  # noqa: E402
 from bitbudget.grading import grade_samples  # noqa: E402
 from bitbudget.stats import summarize_cell  # noqa: E402

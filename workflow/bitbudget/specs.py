@@ -194,6 +194,7 @@ class GradeSpec:
     grader: str = key_field()  # bitbudget.versions.GRADER_VERSION
     math_verify: str | None = key_field()  # the installed math-verify's version
     timeout_s: float = key_field()  # math-verify's timeout per answer
+    # the two below are fixed by the generation (its id is in the key): never hashed again
     kind: str = runtime_field()  # integer or choice: the generation's dataset's
     end_of_thinking: str = runtime_field()  # the generation's forcing: what closes the thinking
     runtime: GradeRuntime = runtime_field()
@@ -222,8 +223,6 @@ class GradeSpec:
 #: dataset fields its loader reads only for a source read record by record, or a choice kind
 RECORD_FIELDS = ("fields", "shuffle_seed", "problem_template")
 CHOICE_FIELDS = ("shuffle_seed", "problem_template")
-#: what a dataset's key holds beside its fields: the loader's version, the file's content, the task's version
-DERIVED_KEYS = ("loader", "file_sha256", "task_version")
 
 
 @dataclass(frozen=True)
