@@ -62,6 +62,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(REPO / "tests" / "golden"))
 
 from bitbudget import plan as cost_plan  # noqa: E402 (after the path above)
+from bitbudget.specs import DatasetSpec  # noqa: E402
 
 BASE = "config/paper.yaml"
 #: overlay kinds: the config files layered on the paper grid
@@ -133,15 +134,15 @@ class Draws:
 
         config = study.config
         self.generations, self.planted = {}, {}
-        questions = {name: load_questions(config["datasets"][name]) for name in config["datasets"]}
+        questions = {name: load_questions(DatasetSpec.from_config(dataset, name))
+                     for name, dataset in config["datasets"].items()}
         for gen in study.generations.values():
             ckpt = gen.checkpoint
             path = ckpt.path
             if ckpt.quantized:
                 path = str(workdir / ckpt.ckpt_id)
                 if not Path(path).exists():
-                    write_metadata_checkpoint(REPO / ckpt.source_path, path, {
-                        "method": "rtn", "group_size": 128, **config["weight_formats"][ckpt.weights]})
+                    write_metadata_checkpoint(REPO / ckpt.source_path, path, ckpt.spec.format)
             else:
                 path = str(REPO / path)
             spec = dataclasses.replace(gen.engine_spec(), checkpoint_path=path, trace_dir=str(workdir / gen.trace_id))

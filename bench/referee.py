@@ -56,6 +56,7 @@ from bitbudget.backends.simulated import (SimulatedCheckpoint, SimulatedEngine, 
                                           write_metadata_checkpoint)
 from bitbudget.config import validate_config  # noqa: E402
 from bitbudget.datasets import load_questions  # noqa: E402
+from bitbudget.specs import DatasetSpec  # noqa: E402
 from bitbudget.fit import fit_study  # noqa: E402
 from bitbudget.grading import grade_samples  # noqa: E402
 from bitbudget.stats import summarize_cell  # noqa: E402
@@ -143,7 +144,8 @@ class Surfaced:
         self.config = surface_config(kind, position, seed)
         self.study = build_study(self.config)
         self.workdir, self.graded = workdir, graded
-        self.questions = {name: load_questions(self.config["datasets"][name]) for name in self.config["datasets"]}
+        self.questions = {name: load_questions(DatasetSpec.from_config(dataset, name))
+                          for name, dataset in self.config["datasets"].items()}
 
     def checkpoint_path(self, gen) -> str:
         ckpt = gen.checkpoint
@@ -151,8 +153,7 @@ class Surfaced:
             return ckpt.path
         path = self.workdir / ckpt.ckpt_id
         if not path.exists():
-            write_metadata_checkpoint(ckpt.source_path, path, {"method": "rtn", "group_size": 128,
-                                                                **self.config["weight_formats"][ckpt.weights]})
+            write_metadata_checkpoint(ckpt.source_path, path, ckpt.spec.format)
         return str(path)
 
     def draw(self, gen) -> tuple[SimulatedEngine, list[dict]]:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -34,9 +34,10 @@ from bitbudget.enginespec import ENGINE_RUNTIME_FIELDS, EngineRuntime, EngineSpe
 from bitbudget.preflight import validate_study_config
 from bitbudget.fit import fit_study
 from bitbudget.generate import run_generation
-from bitbudget.grading import grade_samples
+from bitbudget.grading import grade as grade_stage
 from bitbudget.provenance import config_summary
 from bitbudget.schema import schema_defaults
+from bitbudget.specs import GradeRuntime
 from bitbudget.study import Study as BuiltStudy
 from bitbudget.study import build_study, models_to_train, without_runtime
 
@@ -240,6 +241,16 @@ def plan_as_the_snakefile(config: dict, config_files=()) -> "BuiltStudy":
     return build_study(config)
 
 
+def with_calibrated_gptq(config: dict) -> dict:
+    """``config`` with a GPTQ format (scheme, dampening and a calibration set other than the
+    default one: every field of a weight format set) in its first grid."""
+    config = copy.deepcopy(config)
+    config["weight_formats"]["gptq4"] = {"bits": 4, "method": "gptq", "scheme": "W4A16", "dampening_frac": 0.05,
+                                         "calibration": {"n_samples": 7}}
+    next(iter(config["grids"].values()))["weight_formats"].append("gptq4")
+    return config
+
+
 def hand_engine_spec(trace_key: dict, budgets, model_dir, trace_dir="trace", samples: int | None = None,
                      **engine) -> EngineSpec:
     """The spec of a trace key written by hand, for engine tests that plan no study: the engine
@@ -276,15 +287,12 @@ def run_in_process(config: dict, workdir: Path) -> dict:
         study = plan_as_the_snakefile(config)
         for checkpoint in study.checkpoints.values():
             if checkpoint.quantized and not Path(checkpoint.path).exists():
-                summary = write_metadata_checkpoint(checkpoint.key["model"]["path"], checkpoint.path,
-                                                    checkpoint.key["format"])
+                summary = write_metadata_checkpoint(checkpoint.spec.source, checkpoint.path, checkpoint.spec.format)
                 write_directory_meta(checkpoint.path, checkpoint.key, quantization=summary)
         for grade in study.grades.values():
-            trace_key = grade.generation.key["trace_key"]
             run_generation(grade.generation.engine_spec(), grade.generation.output)
-            graded = grade_samples(read_parquet_verified(grade.generation.output), kind=trace_key["dataset"]["kind"],
-                                   end_of_thinking=trace_key["forcing"]["end_of_thinking"],
-                                   timeout_s=grade.key["timeout_s"], workers=1)
+            spec = replace(grade.spec, runtime=GradeRuntime(workers=1))
+            graded = grade_stage(read_parquet_verified(grade.generation.output), spec)
             write_parquet(grade.output, graded)
             write_meta(grade.output, grade.key)
         scenarios, questions = aggregate(pd.DataFrame.from_records(study.scenarios), rounds.study_aggregate_spec(study))

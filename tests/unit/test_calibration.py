@@ -4,7 +4,8 @@ import json
 
 from transformers import AutoTokenizer
 
-from bitbudget.llmcompressor_quantize import calibration_of, calibration_texts
+from bitbudget.llmcompressor_quantize import calibration_texts
+from bitbudget.specs import WeightFormat
 from tests.harness import REPO
 
 CHATS = REPO / "tests" / "fixtures" / "calibration_chat.jsonl"
@@ -13,7 +14,8 @@ TINY = REPO / "resources" / "tiny_models" / "tiny-s"
 
 def _texts(calibration):
     tokenizer = AutoTokenizer.from_pretrained(TINY)
-    return tokenizer, calibration_texts(calibration_of({"calibration": calibration}), tokenizer)
+    return tokenizer, calibration_texts(WeightFormat.from_config({"bits": 4, "method": "gptq", "calibration": calibration}).calibration_set,
+                                        tokenizer)
 
 
 def test_hub_chats_are_rendered_with_the_chat_template():

@@ -19,6 +19,7 @@ from bitbudget.datasets import (
     load_questions,
     questions_sha256,
 )
+from bitbudget.specs import DatasetSpec
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -33,6 +34,11 @@ def paper_dataset(name: str, **route) -> dict:
     return dataset
 
 
+def load(dataset: dict) -> list[dict]:
+    """The questions of a dataset entry given directly (the schema's defaults filled)."""
+    return load_questions(DatasetSpec.from_config(dataset))
+
+
 @pytest.fixture
 def no_network(monkeypatch):
     def refuse(*args, **kwargs):
@@ -44,7 +50,7 @@ def no_network(monkeypatch):
 
 # --------------------------------------------------------------------------- AIME
 def test_aime_file_route_gives_integer_answers(no_network):
-    questions = load_questions(paper_dataset("aime2025", source="file", file=str(FIXTURES / "aime2025.jsonl")))
+    questions = load(paper_dataset("aime2025", source="file", file=str(FIXTURES / "aime2025.jsonl")))
     assert [q["question_id"] for q in questions] == ["0", "1", "2"]
     assert [q["answer"] for q in questions] == ["70", "38", "11"]  # "070" canonicalised
     assert questions[0]["problem"].startswith("Compute $7")
@@ -54,8 +60,8 @@ def test_aime_file_route_gives_integer_answers(no_network):
 def test_aime_through_the_datasets_library(no_network):
     """`source: hub` runs datasets.load_dataset; the json builder reads the local fixture."""
     hub = {"path": "json", "name": None, "split": "train", "data_files": str(FIXTURES / "aime2025.jsonl")}
-    via_datasets = load_questions(paper_dataset("aime2025", hub=hub))
-    via_file = load_questions(paper_dataset("aime2025", source="file", file=str(FIXTURES / "aime2025.jsonl")))
+    via_datasets = load(paper_dataset("aime2025", hub=hub))
+    via_file = load(paper_dataset("aime2025", source="file", file=str(FIXTURES / "aime2025.jsonl")))
     assert via_datasets == via_file
     assert questions_sha256(via_datasets) == questions_sha256(via_file)
 
@@ -63,24 +69,24 @@ def test_aime_through_the_datasets_library(no_network):
 def test_expected_questions_catches_a_wrong_split():
     dataset = paper_dataset("aime2025", source="file", file=str(FIXTURES / "aime2025.jsonl"), expected_questions=30)
     with pytest.raises(DatasetError, match="expected_questions is 30"):
-        load_questions(dataset)
+        load(dataset)
     dataset["expected_questions"] = 3
     dataset["max_questions"] = 2
-    assert len(load_questions(dataset)) == 2
+    assert len(load(dataset)) == 2
 
 
 def test_non_integer_answer_is_an_error(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"problem": "p", "answer": "\\\\frac{1}{2}", "id": "x"}\n')
     with pytest.raises(DatasetError, match="not an integer"):
-        load_questions(paper_dataset("aime2025", source="file", file=str(path)))
+        load(paper_dataset("aime2025", source="file", file=str(path)))
 
 
 def test_missing_column_names_the_field():
     dataset = paper_dataset("aime2025", source="file", file=str(FIXTURES / "aime2025.jsonl"))
     dataset["fields"] = {**dataset["fields"], "problem": "question"}
     with pytest.raises(DatasetError, match="fields.problem"):
-        load_questions(dataset)
+        load(dataset)
 
 
 # --------------------------------------------------------------------------- GPQA
@@ -98,7 +104,7 @@ def test_gpqa_choices_are_shuffled_with_a_recorded_permutation(gpqa):
     import pandas as pd
 
     source = pd.read_parquet(FIXTURES / "gpqa_diamond.parquet").set_index("Record ID")
-    questions = load_questions(gpqa)
+    questions = load(gpqa)
     assert [q["question_id"] for q in questions] == ["recA1", "recB2", "recC3", "recD4"]
     for q in questions:
         row = source.loc[q["question_id"]]
@@ -113,9 +119,9 @@ def test_gpqa_choices_are_shuffled_with_a_recorded_permutation(gpqa):
 
 
 def test_gpqa_permutation_is_seeded(gpqa):
-    first = load_questions(gpqa)
-    assert load_questions(gpqa) == first  # same seed, same order on every load
-    other = load_questions({**gpqa, "shuffle_seed": 1})
+    first = load(gpqa)
+    assert load(gpqa) == first  # same seed, same order on every load
+    other = load({**gpqa, "shuffle_seed": 1})
     assert [q["choice_permutation"] for q in other] != [q["choice_permutation"] for q in first]
     assert questions_sha256(other) != questions_sha256(first)
 
@@ -127,18 +133,18 @@ def test_correct_letter_is_uniform_over_questions():
 
 
 def test_prompt_template_from_config_formats_the_problem(gpqa):
-    question = load_questions(gpqa)[0]
+    question = load(gpqa)[0]
     prompt = PAPER["prompts"]["choice"].format(problem=question["problem"])
     assert prompt.startswith("Answer the following multiple choice question.")
     assert "'Answer: $LETTER'" in prompt and prompt.endswith(f"D) {question['choices'][3]}")
 
 
 def test_summary_records_hash_and_permutations(gpqa):
-    questions = load_questions(gpqa)
+    questions = load(gpqa)
     summary = dataset_summary(questions)
     assert summary["sha256"] == questions_sha256(questions) and summary["questions"] == 4
     assert summary["choice_permutations"]["recA1"] == questions[0]["choice_permutation"]
-    synthetic = load_questions({"kind": "choice", "source": "synthetic",
+    synthetic = load({"kind": "choice", "source": "synthetic",
                                 "synthetic": {"n_questions": 3, "seed": 1, "min_difficulty": 2, "max_difficulty": 4}})
     assert "choice_permutations" not in dataset_summary(synthetic)
 
@@ -148,7 +154,7 @@ def test_lettered_choice_columns(tmp_path):
     path.write_text('{"q": "Pick one", "a": "x", "b": "y", "c": "z", "d": "w", "label": "c", "qid": "m1"}\n')
     dataset = {"kind": "choice", "source": "file", "file": str(path),
                "fields": {"question_id": "qid", "problem": "q", "answer": "label", "choices": ["a", "b", "c", "d"]}}
-    [question] = load_questions(dataset)
+    [question] = load(dataset)
     assert question["answer"] == "C" and question["choices"] == ["x", "y", "z", "w"]
     assert question["choice_permutation"] is None
 
@@ -243,7 +249,7 @@ def test_a_default_written_out_and_one_left_out_give_one_id(tmp_path):
 
 
 def test_the_loader_fills_the_schema_defaults_as_validation_does():
-    from bitbudget.datasets import with_defaults
+    from bitbudget.specs import with_defaults
     from bitbudget.preflight import validate_study_config
 
     config = validate_study_config(config_with_file_datasets(

@@ -11,6 +11,7 @@ import yaml
 
 from bitbudget.artifacts import content_id
 from bitbudget.enginespec import EngineRuntime, EngineSettings, EngineSpec
+from bitbudget.specs import DatasetSpec
 from tests.harness import REPO, plan_as_the_snakefile
 
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -55,9 +56,9 @@ def generations() -> list:
 def test_an_engine_spec_has_the_values_of_the_dict_spec(generations):
     for gen in generations:
         spec = gen.engine_spec()
-        old = dict_engine_spec(gen.key, dict_runtime(gen.runtime["engine"]), gen.checkpoint.path, gen.trace_dir,
+        old = dict_engine_spec(gen.key, dict_runtime(gen.runtime.engine), gen.checkpoint.path, gen.trace_dir,
                                gen.source_revision)
-        assert spec.trace_key == old["trace_key"] and spec.dataset == old["dataset"]
+        assert spec.trace_key == old["trace_key"] and spec.dataset == DatasetSpec.from_config(old["dataset"])
         assert spec.kv_strategy == old["kv_strategy"] and list(spec.budgets) == old["budgets"]
         assert spec.samples == old["samples"] and spec.revision == old["revision"]
         assert spec.checkpoint_path == old["checkpoint_path"] and spec.trace_dir == old["trace_dir"]

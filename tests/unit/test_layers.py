@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "workflow" / "bitbudget"
 LAYERS = {
     "base": ["__init__", "errors", "versions", "schema", "artifacts", "logs", "interpreter", "revisions", "gpu_slots",
              "provenance"],
-    "settings": ["config", "kvspec", "enginespec"],
+    "settings": ["config", "kvspec", "specs", "enginespec"],
     "stages": ["memory", "forcing", "tasks", "datasets", "shards", "grading", "stats", "item_response",
                "llmcompressor_quantize", "capabilities", "quantize", "tinymodels", "kv", "kv.base", "kv.factory",
                "kv.quantized", "kv.rkv", "kv.streaming", "backends", "backends.draws", "backends.sampler",

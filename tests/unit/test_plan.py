@@ -55,7 +55,7 @@ def test_grid_engines(paper):
     assert ("full", "vllm") in engines and ("full", "hf") in engines
     assert {row["engine"] for row in study.scenarios} == {"hf", "vllm"}
     hf = next(g for g in study.generations.values() if g.engine_name == "hf")
-    assert hf.runtime["engine"].batch_size == 8 and hf.key["trace_key"]["engine"]["dtype"] == "bfloat16"
+    assert hf.runtime.engine.batch_size == 8 and hf.key["trace_key"]["engine"]["dtype"] == "bfloat16"
     assert hf.key["trace_key"]["engine"]["package"] == "transformers"
 
 

@@ -4,6 +4,12 @@ import pytest
 import torch
 
 from bitbudget import quantize, tinymodels
+from bitbudget.specs import WeightFormat
+
+
+def rtn(bits: int, group_size: int) -> WeightFormat:
+    """This project's round to nearest (the schema's default method)."""
+    return WeightFormat.from_config({"bits": bits, "group_size": group_size})
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +35,7 @@ def _weights(d):
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])
 def test_groups_hold_at_most_2_pow_b_values(small_ckpt, tmp_path, bits):
     out = tmp_path / f"q{bits}"
-    meta = quantize.quantize_checkpoint(small_ckpt, out, bits=bits, group_size=32)
+    meta = quantize.quantize_checkpoint(small_ckpt, out, rtn(bits, 32))
     assert meta == json.loads((out / "quantization.json").read_text())
     assert meta["bits"] == bits and meta["group_size"] == 32 and meta["method"] == "rtn"
     src, dst = _weights(small_ckpt), _weights(out)
@@ -60,13 +66,13 @@ def test_error_shrinks_with_bits(small_ckpt, tmp_path):
     key = "model.layers.0.self_attn.q_proj.weight"
     errs = []
     for bits in (2, 4, 8):
-        quantize.quantize_checkpoint(small_ckpt, tmp_path / f"q{bits}", bits=bits, group_size=64)
+        quantize.quantize_checkpoint(small_ckpt, tmp_path / f"q{bits}", rtn(bits, 64))
         errs.append((_weights(tmp_path / f"q{bits}")[key] - src[key]).abs().max().item())
     assert errs[0] > errs[1] > errs[2] > 0
 
 
 def test_16_bit_is_identical_copy(small_ckpt, tmp_path):
-    meta = quantize.quantize_checkpoint(small_ckpt, tmp_path / "q16", bits=16, group_size=64)
+    meta = quantize.quantize_checkpoint(small_ckpt, tmp_path / "q16", rtn(16, 64))
     assert (tmp_path / "q16" / "model.safetensors").read_bytes() == (small_ckpt / "model.safetensors").read_bytes()
     assert meta["n_quantized_params"] > 0 and meta["n_unquantized_params"] > 0
 
@@ -74,13 +80,13 @@ def test_16_bit_is_identical_copy(small_ckpt, tmp_path):
 def test_loads_with_auto_model(small_ckpt, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    quantize.quantize_checkpoint(small_ckpt, tmp_path / "q4", bits=4, group_size=64)
+    quantize.quantize_checkpoint(small_ckpt, tmp_path / "q4", rtn(4, 64))
     AutoModelForCausalLM.from_pretrained(str(tmp_path / "q4"))
 
 
 def test_bad_arguments(small_ckpt, tmp_path):
     with pytest.raises(ValueError, match="group_size"):
-        quantize.quantize_checkpoint(small_ckpt, tmp_path / "x", bits=4, group_size=48)
+        quantize.quantize_checkpoint(small_ckpt, tmp_path / "x", rtn(4, 48))
     with pytest.raises(ValueError, match="bits"):
-        quantize.quantize_checkpoint(small_ckpt, tmp_path / "x", bits=5, group_size=64)
+        quantize.quantize_checkpoint(small_ckpt, tmp_path / "x", rtn(5, 64))
     assert not (tmp_path / "x").exists()

@@ -64,7 +64,8 @@ def test_rtn_quantize_reads_the_pinned_hub_revision(hub_home, tmp_path):
 import json
 from pathlib import Path
 from bitbudget.quantize import quantize_checkpoint
-meta = quantize_checkpoint("org/tiny", "%s", bits=4, group_size=32, revision="%s")
+from bitbudget.specs import WeightFormat
+meta = quantize_checkpoint("org/tiny", "%s", WeightFormat.from_config({"bits": 4, "group_size": 32}), revision="%s")
 config = json.loads((Path("%s") / "config.json").read_text())
 print(json.dumps({"positions": config["max_position_embeddings"], "revision": meta["revision"]}))
 """ % (tmp_path / "ckpt", REV_A, tmp_path / "ckpt")

@@ -1,7 +1,9 @@
 """Runtime settings stay out of every key: changing any field of bitbudget.study.RUNTIME_FIELDS
 (each leaf the schema declares under it) changes no job's params, so Snakemake reruns nothing;
-changing any runtime field an EngineSpec declares changes no generation's id."""
+changing any runtime field an EngineSpec or another job spec (bitbudget.specs) declares changes
+no artifact's id, and changing any key field does."""
 
+import contextlib
 import copy
 import dataclasses
 from pathlib import Path
@@ -10,13 +12,15 @@ import pytest
 import yaml
 
 from bitbudget.artifacts import content_id
-from bitbudget.enginespec import (ENGINE_RUNTIME_FIELDS, KEY, RUNTIME, EngineRuntime, EngineSettings, EngineSpec,
-                                  fields_with_role)
+from bitbudget.enginespec import ENGINE_RUNTIME_FIELDS, EngineRuntime, EngineSettings, EngineSpec, GenerationRuntime
+from bitbudget.specs import (KEY, RUNTIME, CheckpointRuntime, DatasetSpec, GradeRuntime, GradeSpec, QuantizeSpec,
+                             WeightFormat, fields_with_role, runtime_config_fields)
 from bitbudget.schema import load_schema
 from bitbudget.study import RUNTIME_FIELDS, without_runtime
-from tests.harness import REPO, job_keys, plan_as_the_snakefile
+from tests.harness import REPO, job_keys, plan_as_the_snakefile, with_calibrated_gptq
 
 SCHEMA = load_schema()
+FIXTURES = REPO / "tests" / "fixtures"
 CONFIGS = {
     "config": yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
     "paper": yaml.safe_load((REPO / "config" / "paper.yaml").read_text()),
@@ -161,13 +165,16 @@ def test_grids_whose_engines_differ_at_runtime_list_each_scenario_once(monkeypat
 
 
 def other(value):
-    """Another value of a runtime field's type."""
-    if isinstance(value, EngineRuntime):
-        return dataclasses.replace(value, batch_size=value.batch_size + 1)
+    """Another value of a field's type (of a dataclass: its first field changed)."""
+    if dataclasses.is_dataclass(value):
+        first = dataclasses.fields(value)[0].name
+        return dataclasses.replace(value, **{first: other(getattr(value, first))})
     if isinstance(value, bool):
         return not value
-    if isinstance(value, int):
+    if isinstance(value, (int, float)):
         return value + 1
+    if isinstance(value, dict):
+        return {**value, "changed": True}
     return "/elsewhere" if value is None else f"{value}-changed"
 
 
@@ -201,3 +208,51 @@ def test_engine_spec_fields_are_key_or_runtime_and_only_key_fields_move_the_id(m
     for name in fields_with_role(EngineSettings, KEY):
         trace_key = {**spec.trace_key, "engine": {**spec.trace_key["engine"], name: other(getattr(spec.engine, name))}}
         assert dataclasses.replace(spec, trace_key=trace_key).generation_key() != key, name
+
+
+def choice_dataset() -> DatasetSpec:
+    """A dataset whose loader reads every field (a choice set from a file)."""
+    return DatasetSpec.from_config({"kind": "choice", "source": "file", "file": str(FIXTURES / "gpqa_diamond.jsonl"),
+                                    "expected_questions": 3, "max_questions": 2}, "gpqa")
+
+
+@pytest.fixture(scope="module")
+def gptq_study():
+    """The default study with a GPTQ format whose calibration is not the default one."""
+    with contextlib.chdir(REPO):
+        return plan_as_the_snakefile(with_calibrated_gptq(CONFIGS["config"]))
+
+
+@pytest.mark.parametrize("cls", [QuantizeSpec, GradeSpec, DatasetSpec, WeightFormat])
+def test_job_spec_fields_are_key_or_runtime_and_only_key_fields_move_the_id(cls, gptq_study):
+    """Each runtime field of a job spec changed alone keeps its key; each key field changed alone
+    moves the id (a dataset's, read from a file as a choice set: its loader reads every field)."""
+    assert set(fields_with_role(cls, KEY)) | set(fields_with_role(cls, RUNTIME)) == {
+        f.name for f in dataclasses.fields(cls)}
+    study = gptq_study
+    gptq = next(c.spec for c in study.checkpoints.values() if c.quantized and c.spec.format.calibration)
+    spec = {QuantizeSpec: gptq, GradeSpec: next(iter(study.grades.values())).spec, DatasetSpec: choice_dataset(),
+            WeightFormat: gptq.format}[cls]
+    key = spec.key()
+    for name in fields_with_role(cls, RUNTIME):
+        assert dataclasses.replace(spec, **{name: other(getattr(spec, name))}).key() == key, name
+    for name in fields_with_role(cls, KEY):
+        changed = dataclasses.replace(spec, **{name: other(getattr(spec, name))})
+        assert content_id(changed.key()) != content_id(key), name
+
+
+def test_a_dataset_key_holds_only_the_fields_its_loader_reads():
+    spec = choice_dataset()
+    integer = dataclasses.replace(spec, kind="integer")
+    for name in ("shuffle_seed", "problem_template"):
+        assert dataclasses.replace(integer, **{name: other(getattr(integer, name))}).key() == integer.key(), name
+    synthetic = dataclasses.replace(spec, source="synthetic", file=None, synthetic={"n_questions": 3})
+    assert dataclasses.replace(synthetic, fields={"problem": "q"}).key() == synthetic.key()
+
+
+def test_runtime_fields_of_the_config_are_the_specs():
+    declared = [*runtime_config_fields(CheckpointRuntime), *runtime_config_fields(GenerationRuntime),
+                *runtime_config_fields(GradeRuntime)]
+    assert set(declared) <= set(RUNTIME_FIELDS)
+    assert set(RUNTIME_FIELDS) - set(declared) == {"models.*.train.threads"}
+    assert {"grading.workers", "envs.llmcompressor.python", "resources", "engine.batch_size"} <= set(declared)

@@ -19,6 +19,7 @@ from bitbudget.backends.simulated import (SimulatedCheckpoint, Surface, effectiv
 from bitbudget.config import ConfigError, validate_config
 from bitbudget.generate import run_generation
 from bitbudget.grading import grade_samples
+from bitbudget.specs import WeightFormat
 from bitbudget.study import build_study
 from tests.harness import REPO
 
@@ -129,7 +130,8 @@ QWEN3_4B = {"total": 4.0e9, "non_embedding": 3.6e9}
 
 def test_checkpoints_are_placed_by_the_simulators_own_parameter_counts(tmp_path, monkeypatch):
     source = REPO / "resources" / "architectures" / "qwen3-4b.json"
-    write_metadata_checkpoint(source, tmp_path / "ckpt", {"bits": 8, "group_size": 128, "method": "gptq"})
+    write_metadata_checkpoint(source, tmp_path / "ckpt",
+                              WeightFormat.from_config({"bits": 8, "group_size": 128, "method": "gptq"}))
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "quantization.json"]
     monkeypatch.setattr(memory, "weight_bytes", lambda *a, **k: pytest.fail("placed by the memory model"))
     loaded = SimulatedCheckpoint.load(tmp_path / "ckpt", QWEN3_4B)

@@ -11,14 +11,13 @@ import json
 import sys
 
 from bitbudget.quantize import quantize_checkpoint
+from bitbudget.specs import WeightFormat
 
 
 def main(model_dir: str, jobs_file: str, results_file: str) -> int:
     results = {}
     for name, job in json.loads(open(jobs_file).read()).items():
-        fmt = job["fmt"]
-        results[name] = quantize_checkpoint(model_dir, job["out"], bits=fmt["bits"], group_size=fmt.get("group_size", 128),
-                                            method=fmt["method"], fmt=fmt)
+        results[name] = quantize_checkpoint(model_dir, job["out"], WeightFormat.from_config(job["fmt"]))
     with open(results_file, "w") as handle:
         json.dump(results, handle)
     return 0

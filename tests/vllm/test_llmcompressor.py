@@ -12,6 +12,7 @@ import pytest
 
 from bitbudget.forcing import forcing_tokens, sample_at_budget
 from bitbudget.quantize import quantize_checkpoint
+from bitbudget.specs import WeightFormat
 
 from engine_support import (LLMC_PYTHON, cpu_refuses, generation_jobs, needs_llmc, needs_vllm, on_gpu,
                             study_config)
@@ -53,8 +54,7 @@ def test_quantize_reexecutes_in_the_llmcompressor_interpreter(checkpoints, tiny_
     """From the workflow's interpreter (no llm-compressor), bitbudget.quantize runs the job in
     .venv-llmc and writes the same checkpoint the llm-compressor process made."""
     fmt = FORMATS["w8a8"]
-    meta = quantize_checkpoint(tiny_model, tmp_path / "w8a8", bits=fmt["bits"], group_size=128, method=fmt["method"],
-                               fmt=fmt, python=str(LLMC_PYTHON))
+    meta = quantize_checkpoint(tiny_model, tmp_path / "w8a8", WeightFormat.from_config(fmt), python=str(LLMC_PYTHON))
     path, made = checkpoints["w8a8"]
     assert meta == made
     assert (tmp_path / "w8a8" / "model.safetensors").read_bytes() == (path / "model.safetensors").read_bytes()

@@ -18,6 +18,7 @@ from pathlib import Path
 from .config import grid_engine, model_resources
 from .errors import ConfigError
 from .llmcompressor_quantize import scheme_of
+from .specs import WeightFormat
 
 CPUINFO = Path("/proc/cpuinfo")
 # What torch calls AVX-512 (torch.cpu._is_avx512_supported; vLLM then loads its AVX-512
@@ -127,10 +128,11 @@ def runs_on_cpu(engine: dict, resources: dict) -> bool:
 
 def weight_scheme(fmt: dict) -> str | None:
     """The compressed-tensors scheme a weight format's checkpoint gets (None: plain weights)."""
-    if "scheme" not in fmt and fmt.get("method") != "gptq":
+    spec = WeightFormat.from_config(fmt)
+    if not spec.uses_llmcompressor:
         return None  # this project's RTN writes plain (dequantized) weights
     try:
-        return scheme_of(fmt)
+        return scheme_of(spec)
     except ValueError:
         return None  # an impossible scheme is the quantizer's error, not a capability
 

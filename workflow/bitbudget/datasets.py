@@ -1,7 +1,8 @@
 """Question sets: synthetic tasks, local files, or hub datasets through `datasets`.
 
-Every loader returns records {question_id, problem, answer, choices, difficulty,
-choice_permutation}:
+A dataset is given as a :class:`bitbudget.specs.DatasetSpec` (from a config entry or a trace
+key's `dataset` section, the schema's defaults filled). Every loader returns records
+{question_id, problem, answer, choices, difficulty, choice_permutation}:
 
 - ``answer`` is a canonical integer string for ``kind: integer`` (AIME: "70", never "070")
   and a letter A-D for ``kind: choice``.
@@ -29,7 +30,7 @@ import random
 import re
 from pathlib import Path
 
-from bitbudget.schema import schema_defaults
+from bitbudget.specs import DatasetSpec
 from bitbudget.tasks import make_synthetic_questions
 
 LETTERS = "ABCD"
@@ -40,34 +41,26 @@ class DatasetError(ValueError):
     """The dataset's records do not match its config (fields, answers, size)."""
 
 
-def with_defaults(dataset: dict) -> dict:
-    """The dataset with the schema's defaults filled in, as config validation fills them (for a
-    dataset given directly, e.g. by a test or a benchmark)."""
-    fields = {**schema_defaults("datasets", "*", "fields"), **dataset.get("fields", {})}
-    return {**schema_defaults("datasets", "*"), **dataset, "fields": fields}
-
-
-def load_questions(dataset: dict) -> list[dict]:
-    dataset = with_defaults(dataset)
-    source = dataset["source"]
+def load_questions(dataset: DatasetSpec) -> list[dict]:
+    source = dataset.source
     if source == "synthetic":
-        spec = dataset["synthetic"]
+        spec = dataset.synthetic
         questions = make_synthetic_questions(
-            dataset["kind"], spec["n_questions"], spec["seed"], spec["min_difficulty"], spec["max_difficulty"]
+            dataset.kind, spec["n_questions"], spec["seed"], spec["min_difficulty"], spec["max_difficulty"]
         )
         for question in questions:
             question["choice_permutation"] = None
     else:
-        records = _read_file(Path(dataset["file"])) if source == "file" else _read_hub(dataset["hub"])
+        records = _read_file(Path(dataset.file)) if source == "file" else _read_hub(dataset.hub)
         questions = [_question(dataset, record, index) for index, record in enumerate(records)]
-        _check_unique(questions, dataset)
-    expected = dataset.get("expected_questions")
+        _check_unique(questions)
+    expected = dataset.expected_questions
     if expected is not None and len(questions) != expected:
         raise DatasetError(
             f"dataset has {len(questions)} questions but expected_questions is {expected}; "
             f"fix: check the hub name/split/revision or the file, or update expected_questions"
         )
-    limit = dataset.get("max_questions")
+    limit = dataset.max_questions
     return questions[:limit] if limit else questions
 
 
@@ -147,8 +140,8 @@ def _column(record: dict, column: str, dataset_field: str):
     return record[column]
 
 
-def _question(dataset: dict, record: dict, index: int) -> dict:
-    fields = dataset["fields"]
+def _question(dataset: DatasetSpec, record: dict, index: int) -> dict:
+    fields = dataset.fields
     raw_id = record.get(fields["question_id"])
     question_id = _SAFE_ID.sub("_", str(raw_id)) if raw_id not in (None, "") else f"q{index:04d}"
     text = str(_column(record, fields["problem"], "problem"))
@@ -156,14 +149,14 @@ def _question(dataset: dict, record: dict, index: int) -> dict:
     difficulty = record.get(fields["difficulty"]) if "difficulty" in fields else None
     out = {"question_id": question_id, "problem": text, "answer": None, "choices": None,
            "difficulty": difficulty, "choice_permutation": None}
-    if dataset["kind"] == "integer":
+    if dataset.kind == "integer":
         out["answer"] = _integer_answer(answer, question_id)
         return out
     if "incorrect" in fields:
         options = [str(answer).strip()] + [str(_column(record, c, "incorrect")).strip() for c in fields["incorrect"]]
         if len(options) != len(LETTERS):
             raise DatasetError(f"fields.incorrect must name {len(LETTERS) - 1} columns, got {len(options) - 1}")
-        permutation = choice_permutation(dataset["shuffle_seed"], question_id, len(options))
+        permutation = choice_permutation(dataset.shuffle_seed, question_id, len(options))
         out["choices"] = [options[i] for i in permutation]
         out["answer"] = LETTERS[permutation.index(0)]
         out["choice_permutation"] = permutation
@@ -175,7 +168,7 @@ def _question(dataset: dict, record: dict, index: int) -> dict:
         if out["answer"] not in LETTERS[: len(out["choices"])]:
             raise DatasetError(f"question {question_id}: answer '{answer}' is not among its options "
                                f"{LETTERS[: len(out['choices'])]}; fix: give the letter of one of its options")
-    out["problem"] = dataset["problem_template"].format(question=text.strip(), **dict(zip(LETTERS, out["choices"])))
+    out["problem"] = dataset.problem_template.format(question=text.strip(), **dict(zip(LETTERS, out["choices"])))
     return out
 
 
@@ -198,7 +191,7 @@ def _integer_answer(answer, question_id: str) -> str:
     return str(value)
 
 
-def _check_unique(questions: list[dict], dataset: dict) -> None:
+def _check_unique(questions: list[dict]) -> None:
     seen = set()
     for question in questions:
         if question["question_id"] in seen:

@@ -1,9 +1,10 @@
 """What an engine is given for one generation: frozen values, built in one place from the
 validated config (bitbudget.study.Generation.engine_spec, or from a generate job's params).
 
-Every field of :class:`EngineSpec` and :class:`EngineRuntime` declares its role: ``key`` (hashed
-into the generation's id, see :meth:`EngineSpec.generation_key`) or ``runtime`` (where and how
-fast it runs, never which tokens come). The trace key stays the dict the trace id hashes; the
+Every field of :class:`EngineSpec` and :class:`EngineRuntime` declares its role
+(bitbudget.specs.key_field / runtime_field): ``key`` (hashed into the generation's id, see
+:meth:`EngineSpec.generation_key`) or ``runtime`` (where and how fast it runs, never which tokens
+come). The trace key stays the dict the trace id hashes; the
 engine settings it holds are read through :class:`EngineSettings`.
 
 The JSON form (:meth:`EngineSpec.to_dict`, :meth:`EngineSpec.from_dict`) carries a spec to an
@@ -13,29 +14,10 @@ written before these objects existed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
 from bitbudget.artifacts import content_id
-
-#: the metadata entry of a dataclass field that says what it is
-ROLE = "role"
-#: a field hashed into the generation's id
-KEY = "key"
-#: a field that changes where and how fast a generation runs, never its tokens
-RUNTIME = "runtime"
-
-
-def key_field():
-    return field(metadata={ROLE: KEY})
-
-
-def runtime_field():
-    return field(metadata={ROLE: RUNTIME})
-
-
-def fields_with_role(cls, role: str) -> tuple[str, ...]:
-    """Names of the fields of dataclass ``cls`` declared with ``role`` (KEY or RUNTIME)."""
-    return tuple(f.name for f in fields(cls) if f.metadata[ROLE] == role)
+from bitbudget.specs import RUNTIME, DatasetSpec, fields_with_role, key_field, runtime_field
 
 
 @dataclass(frozen=True)
@@ -59,6 +41,16 @@ class EngineRuntime:
 
 #: the engine's runtime settings, the config fields `engine.*` that are never in a key
 ENGINE_RUNTIME_FIELDS = fields_with_role(EngineRuntime, RUNTIME)
+
+
+@dataclass(frozen=True)
+class GenerationRuntime:
+    """Where and how fast a generation runs, never which tokens come: never in its id."""
+
+    engine: EngineRuntime = runtime_field(*(f"{section}.{name}" for section in ("engine", "grids.*.engine")
+                                            for name in ENGINE_RUNTIME_FIELDS))
+    # scheduler resources of its generate job: `resources.generate`, overridden per model
+    resources: dict = runtime_field("resources", "models.*.resources")
 
 
 @dataclass(frozen=True)
@@ -130,9 +122,9 @@ class EngineSpec:
         return EngineSettings.from_key(self.trace_key["engine"])
 
     @property
-    def dataset(self) -> dict:
-        """The validated dataset section the questions are loaded from (bitbudget.datasets)."""
-        return self.trace_key["dataset"]
+    def dataset(self) -> DatasetSpec:
+        """The dataset the questions are loaded from (bitbudget.datasets), as the trace key holds it."""
+        return DatasetSpec.from_config(self.trace_key["dataset"])
 
     @property
     def kv_strategy(self) -> dict:

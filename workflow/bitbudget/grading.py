@@ -25,6 +25,8 @@ import time
 
 import pandas as pd
 
+from bitbudget.specs import GradeSpec
+
 log = logging.getLogger(__name__)
 
 CHOICE_LETTERS = ("A", "B", "C", "D")
@@ -186,3 +188,8 @@ def grade_samples(samples: pd.DataFrame, kind: str, end_of_thinking: str, timeou
     out["correct"] = [bool(g[1]) for g in graded]
     out["grading_timed_out"] = [bool(g[2]) for g in graded]
     return out
+
+
+def grade(samples: pd.DataFrame, spec: GradeSpec) -> pd.DataFrame:
+    """The grade stage: a generation's samples graded as its grade's spec says."""
+    return grade_samples(samples, spec.kind, spec.end_of_thinking, spec.timeout_s, spec.runtime.workers)

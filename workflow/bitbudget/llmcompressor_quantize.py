@@ -31,26 +31,21 @@ from bitbudget.datasets import load_hub_table
 from bitbudget.interpreter import cli_arguments
 from bitbudget.memory import architecture_record, count_parameters_of_model, stored_tensor_names
 from bitbudget.revisions import local_snapshot
-from bitbudget.schema import schema_defaults
+from bitbudget.specs import WeightFormat, needs_calibration
 from bitbudget.tasks import make_synthetic_questions, reference_completion
 
 SCHEMES = ("W4A16", "W8A16", "W8A8")
 
 
-def scheme_of(fmt: dict) -> str:
+def scheme_of(fmt: WeightFormat) -> str:
     """The compressed-tensors scheme of a weight format: explicit, else from its bits."""
-    scheme = fmt.get("scheme") or {4: "W4A16", 8: "W8A16"}.get(fmt["bits"])
+    scheme = fmt.scheme or {4: "W4A16", 8: "W8A16"}.get(fmt.bits)
     if scheme not in SCHEMES:
-        raise ValueError(f"weight_formats scheme must be one of {SCHEMES} (bits {fmt['bits']}), got {scheme!r}")
+        raise ValueError(f"weight_formats scheme must be one of {SCHEMES} (bits {fmt.bits}), got {scheme!r}")
     bits = int(scheme[1])
-    if bits != fmt["bits"]:
-        raise ValueError(f"weight_formats: scheme {scheme} has {bits}-bit weights but bits is {fmt['bits']}")
+    if bits != fmt.bits:
+        raise ValueError(f"weight_formats: scheme {scheme} has {bits}-bit weights but bits is {fmt.bits}")
     return scheme
-
-
-def calibration_of(fmt: dict) -> dict:
-    """The format's calibration set; a format without one calibrates on the schema's default."""
-    return {**schema_defaults("weight_formats", "*", "calibration"), **fmt.get("calibration", {})}
 
 
 def calibration_texts(calibration: dict, tokenizer) -> list[str]:
@@ -123,11 +118,7 @@ def recipe(scheme: str, method: str, group_size: int, dampening_frac: float | No
     raise ValueError(f"method must be 'gptq' or 'rtn' for llm-compressor, got {method!r}")
 
 
-def needs_calibration(scheme: str, method: str) -> bool:
-    return method == "gptq"  # RTN: weight scales need no data; W8A8 activations are dynamic
-
-
-def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict, revision: str | None = None) -> dict:
+def quantize_with_llmcompressor(src_dir, out_dir, fmt: WeightFormat, revision: str | None = None) -> dict:
     """Quantize a checkpoint (a directory, or a hub id at `revision`) into a compressed-tensors
     one; return quantization.json."""
     import torch
@@ -136,9 +127,9 @@ def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict, revision: str | Non
 
 
     scheme = scheme_of(fmt)
-    method = fmt["method"]
-    group_size = fmt["group_size"]
-    calibration = calibration_of(fmt)
+    method = fmt.method
+    group_size = fmt.group_size
+    calibration = fmt.calibration_set
     source = str(src_dir)
     src_dir, out_dir = local_snapshot(source, revision), Path(out_dir)
     torch.manual_seed(calibration["seed"])
@@ -152,8 +143,8 @@ def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict, revision: str | Non
                     f"{module.in_features} of {name}"
                 )
     counts = count_parameters_of_model(model)
-    args = {"model": model, "recipe": recipe(scheme, method, group_size, fmt.get("dampening_frac"))}
-    if needs_calibration(scheme, method):
+    args = {"model": model, "recipe": recipe(scheme, method, group_size, fmt.dampening_frac)}
+    if needs_calibration(method):
         args.update(
             dataset=calibration_dataset(calibration, tokenizer),
             num_calibration_samples=calibration["n_samples"],
@@ -168,13 +159,13 @@ def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict, revision: str | Non
                 if f.name not in ("quantization.json", "meta.json") and not f.name.endswith(".meta.json"):
                     shutil.copy2(f, tmp / f.name)
         meta = {
-            "bits": fmt["bits"],
+            "bits": fmt.bits,
             "group_size": group_size if scheme != "W8A8" else None,
             "method": method,
             "scheme": scheme,
             "format": "compressed-tensors",
             "version": versions.LLMCOMPRESSOR_QUANTIZER_VERSION,
-            "calibration": calibration if needs_calibration(scheme, method) else None,
+            "calibration": calibration if needs_calibration(method) else None,
             "n_quantized_params": counts["n_quantized"],
             "n_unquantized_params": counts["n_unquantized"],
             "model": architecture_record(model.config, stored_tensor_names(src_dir)),
@@ -195,11 +186,11 @@ def _versions() -> dict:
 def main(argv=None) -> int:
     """`python -m bitbudget.llmcompressor_quantize --spec spec.json --output checkpoint_dir`.
 
-    spec: {"source": dir or hub id, "format": weight format dict, "revision": optional}.
+    spec: {"source": dir or hub id, "format": a weight format's key (WeightFormat.key), "revision": optional}.
     """
     args = cli_arguments("quantize a checkpoint with llm-compressor", argv)
     spec = json.loads(Path(args.spec).read_text())
-    quantize_with_llmcompressor(spec["source"], args.output, spec["format"], spec.get("revision"))
+    quantize_with_llmcompressor(spec["source"], args.output, WeightFormat.from_key(spec["format"]), spec.get("revision"))
     return 0
 
 

@@ -47,6 +47,7 @@ stay decode-only, as before; the overheads are printed and returned beside them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import re
@@ -58,6 +59,7 @@ from bitbudget import memory, rounds
 from bitbudget import throughput as throughput_file
 from bitbudget.datasets import load_questions
 from bitbudget.preflight import load_study_config
+from bitbudget.specs import DatasetSpec
 from bitbudget.study import build_study
 
 SECONDS_PER_HOUR = 3600
@@ -99,13 +101,15 @@ def model_architecture(model: dict) -> dict | None:
 
 
 def dataset_questions(dataset: dict) -> int | None:
-    """Question count without loading a hub dataset (expected_questions), capped by max_questions."""
-    count = dataset.get("expected_questions")
-    if count is None and dataset["source"] == "synthetic":
-        count = dataset["synthetic"]["n_questions"]
-    elif count is None and dataset["source"] == "file" and Path(dataset["file"]).is_file():
-        count = len(load_questions({**dataset, "max_questions": None}))
-    limit = dataset.get("max_questions")
+    """Question count of a validated dataset entry without loading a hub dataset
+    (expected_questions), capped by max_questions."""
+    spec = DatasetSpec.from_config(dataset)
+    count = spec.expected_questions
+    if count is None and spec.source == "synthetic":
+        count = spec.synthetic["n_questions"]
+    elif count is None and spec.source == "file" and Path(spec.file).is_file():
+        count = len(load_questions(dataclasses.replace(spec, max_questions=None)))
+    limit = spec.max_questions
     return min(count, limit) if count is not None and limit else count
 
 
@@ -217,7 +221,7 @@ def job_model(config: dict, gen, measured: dict | None, rate: float, gpus: int) 
     model = config["models"][gen.checkpoint.model]
     size = model_size(model)
     engine = "hf" if gen.engine_name == "hf" else "vllm"  # as throughput_for: other engines cost as vLLM
-    batch = gen.runtime["engine"].batch_size or throughput_file.ASSUMED_SATURATION_SEQUENCES[engine]
+    batch = gen.runtime.engine.batch_size or throughput_file.ASSUMED_SATURATION_SEQUENCES[engine]
     return JobModel(gpus, rate, throughput_file.batch_curve(measured, size, engine, config["kv_strategies"][gen.kv]),
                     throughput_file.load_seconds(measured, size, engine), int(batch),
                     dataset_questions(config["datasets"][gen.dataset]) or 0, engine == "hf")
@@ -378,7 +382,7 @@ def make_plan(config: dict, think_fraction: float = 1.0, throughput: dict | None
         rows = q * gen.samples_per_question
         nested = job_tokens(q, gen.samples_per_question, max(gen.budgets), len(gen.budgets), think_fraction, answer)
         per_scenario = sum(rows * (think_fraction * budget + answer) for budget, _ in cells_per_generation[gen.gen_id])
-        resources = gen.runtime["resources"]
+        resources = gen.runtime.resources
         gpus = max(1, int(resources.get("gpu", 0) or 0))
         rate = throughput_for(config["models"][gen.checkpoint.model], gen.engine_name, table, hf_factor,
                               hf_table, config["kv_strategies"][gen.kv])

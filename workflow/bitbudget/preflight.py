@@ -14,6 +14,7 @@ from bitbudget.adaptive.schedule import AdaptiveRule
 from bitbudget.config import grid_samples, read_config_file, validate_config
 from bitbudget.datasets import DatasetError, load_questions
 from bitbudget.errors import ConfigError
+from bitbudget.specs import DatasetSpec
 
 
 def validate_study_config(config: dict) -> dict:
@@ -38,7 +39,7 @@ def check_dataset_file(name: str, dataset: dict) -> None:
     field and the file (and the line or the question)."""
     field, path = f"datasets.{name}.file", dataset["file"]
     try:
-        questions = load_questions(dataset)
+        questions = load_questions(DatasetSpec.from_config(dataset, name))
     except DatasetError as error:
         raise ConfigError(f"config field '{field}': {path}: {error}") from None
     if not questions:

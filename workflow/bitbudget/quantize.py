@@ -27,6 +27,7 @@ from .artifacts import atomic_directory
 from .interpreter import other_interpreter, run_in_interpreter
 from .memory import architecture_record, count_parameters_of_model, stored_tensor_names
 from .revisions import local_snapshot
+from .specs import WeightFormat
 
 SUPPORTED_BITS = (2, 3, 4, 8, 16)
 SUPPORTED_METHODS = ("rtn",)
@@ -58,20 +59,19 @@ def _is_decoder_linear(name: str, module) -> bool:
     return isinstance(module, torch.nn.Linear) and ".layers." in f".{name}."
 
 
-def quantize_checkpoint(src_dir, out_dir, *, bits: int, group_size: int, method: str = "rtn",
-                        fmt: dict | None = None, python: str | None = None, revision: str | None = None) -> dict:
-    """Quantize a checkpoint directory (or a hub id at ``revision``, the pinned snapshot); write
-    ``out_dir`` atomically; return quantization.json.
+def quantize_checkpoint(src_dir, out_dir, fmt: WeightFormat, *, python: str | None = None,
+                        revision: str | None = None) -> dict:
+    """Quantize a checkpoint directory (or a hub id at ``revision``, the pinned snapshot) into
+    weight format ``fmt``; write ``out_dir`` atomically; return quantization.json.
 
     ``method: gptq`` or a format with a ``scheme`` makes a compressed-tensors checkpoint with
     llm-compressor (bitbudget.llmcompressor_quantize), in interpreter ``python`` when given.
     """
-    fmt = {**(fmt or {}), "bits": bits, "group_size": group_size, "method": method}
-    if bits < 16 and (method == "gptq" or fmt.get("scheme")):
+    if fmt.bits < 16 and fmt.uses_llmcompressor:
         return quantize_with_llmcompressor(src_dir, out_dir, fmt, python, revision)
     from transformers import AutoModelForCausalLM
 
-
+    bits, group_size, method = fmt.bits, fmt.group_size, fmt.method
     if bits not in SUPPORTED_BITS:
         raise ValueError(f"bits must be one of {SUPPORTED_BITS}, got {bits}")
     if method not in SUPPORTED_METHODS:
@@ -129,12 +129,12 @@ def quantize_checkpoint(src_dir, out_dir, *, bits: int, group_size: int, method:
     return meta
 
 
-def quantize_with_llmcompressor(src_dir, out_dir, fmt: dict, python: str | None = None,
+def quantize_with_llmcompressor(src_dir, out_dir, fmt: WeightFormat, python: str | None = None,
                                 revision: str | None = None) -> dict:
     """Run llm-compressor here, or in its own interpreter (it pins its compressed-tensors)."""
     interpreter = other_interpreter(python)
     if interpreter:
-        spec = {"source": str(src_dir), "format": fmt, "revision": revision}
+        spec = {"source": str(src_dir), "format": fmt.key(), "revision": revision}
         run_in_interpreter(interpreter, "bitbudget.llmcompressor_quantize", spec, str(out_dir))
         return json.loads((Path(out_dir) / "quantization.json").read_text())
     return llmcompressor_quantize.quantize_with_llmcompressor(src_dir, out_dir, fmt, revision)

@@ -24,30 +24,27 @@ from pathlib import Path
 
 from bitbudget import versions
 from bitbudget.adaptive.schedule import AdaptiveRule
-from bitbudget.artifacts import content_id, sha256_file
+from bitbudget.artifacts import content_id
 from bitbudget.backends.simulated import read_architecture
 from bitbudget.config import grid_engine, grid_samples, model_resources
-from bitbudget.enginespec import ENGINE_RUNTIME_FIELDS, EngineRuntime, EngineSpec
+from bitbudget.enginespec import ENGINE_RUNTIME_FIELDS, EngineRuntime, EngineSpec, GenerationRuntime
 from bitbudget.errors import ConfigError
 from bitbudget.forcing import sampling_key
-from bitbudget.llmcompressor_quantize import needs_calibration
 from bitbudget.preflight import validate_study_config
-from bitbudget.schema import schema_defaults
-from bitbudget.tasks import SYNTHETIC_TASK_VERSION
+from bitbudget.specs import (CheckpointRuntime, DatasetSpec, GradeRuntime, GradeSpec, QuantizeSpec, WeightFormat,
+                             runtime_config_fields)
 
 RESULTS = "results"
 
 #: recipe fields that do not change the trained weights
 RECIPE_FIELDS_NOT_IN_WEIGHTS = ("threads",)
 #: every runtime setting of the config ("*": each named entry): where and how fast a job runs,
-#: never what it computes, so never in a job's key (tests/unit/test_runtime_fields.py walks them)
+#: never what it computes, so never in a job's key (tests/unit/test_runtime_fields.py walks them).
+#: The job specs' runtime fields name them; a training recipe's threads are the one more.
 RUNTIME_FIELDS = (
-    "resources",  # scheduler resources
-    "envs",  # interpreters of the stages with their own environment
-    "grading.workers",
-    *(f"engine.{name}" for name in ENGINE_RUNTIME_FIELDS),
-    *(f"grids.*.engine.{name}" for name in ENGINE_RUNTIME_FIELDS),
-    "models.*.resources",
+    *runtime_config_fields(CheckpointRuntime),
+    *runtime_config_fields(GenerationRuntime),
+    *runtime_config_fields(GradeRuntime),
     *(f"models.*.train.{name}" for name in RECIPE_FIELDS_NOT_IN_WEIGHTS),
 )
 
@@ -74,17 +71,34 @@ def _drop(node: dict, path: list[str]) -> None:
                 del node[name]
 
 
+class SpecifiedJob:
+    """An artifact made by a job that is given ``spec``: its key, exactly what the artifact's id
+    hashes, and its runtime settings are the spec's."""
+
+    spec: QuantizeSpec | GradeSpec
+
+    @property
+    def key(self) -> dict:
+        return self.spec.key()
+
+    @property
+    def runtime(self) -> CheckpointRuntime | GradeRuntime:
+        return self.spec.runtime
+
+
 @dataclass(frozen=True)
-class Checkpoint:
-    """A job spec: `key` is exactly what its id hashes; `runtime` never changes its result."""
+class Checkpoint(SpecifiedJob):
+    """A checkpoint of the study: `spec` is what its quantize stage is given."""
 
     ckpt_id: str
     model: str
     weights: str
-    key: dict
+    spec: QuantizeSpec
     source_path: str
-    quantized: bool
-    runtime: dict = field(default_factory=dict)
+
+    @property
+    def quantized(self) -> bool:
+        return self.spec.quantized
 
     @property
     def path(self) -> str:
@@ -102,7 +116,7 @@ class Generation:
     budgets: tuple[int, ...]
     samples_per_question: int  # samples per question this generation holds (a round's, under adaptive sampling)
     key: dict
-    runtime: dict  # {"engine": EngineRuntime, "resources": scheduler resources}
+    runtime: GenerationRuntime
 
     @property
     def engine_name(self) -> str:
@@ -121,7 +135,7 @@ class Generation:
 
     def engine_spec(self) -> EngineSpec:
         """What its engine is given (a generate job builds the same from its params)."""
-        return EngineSpec.from_generation_key(self.key, self.runtime["engine"], self.checkpoint.path, self.trace_dir,
+        return EngineSpec.from_generation_key(self.key, self.runtime.engine, self.checkpoint.path, self.trace_dir,
                                               self.source_revision)
 
     def with_samples(self, samples: int, budgets=None) -> "Generation":
@@ -152,11 +166,12 @@ class Generation:
 
 
 @dataclass(frozen=True)
-class Grade:
+class Grade(SpecifiedJob):
+    """A grade of the study: `spec` is what its grade stage is given."""
+
     grade_id: str
     generation: Generation
-    key: dict
-    runtime: dict = field(default_factory=dict)  # {"workers": grading processes}
+    spec: GradeSpec
 
     @property
     def output(self) -> str:
@@ -175,8 +190,11 @@ class Study:
     rounds: dict[str, dict[tuple[int, int], Grade]] = field(default_factory=dict)
 
     def grade_of(self, generation: Generation) -> Grade:
-        key = {"generation": generation.gen_id, **self.grader_key}
-        return Grade(content_id(key), generation, key, {"workers": self.config["grading"]["workers"]})
+        trace_key = generation.key["trace_key"]
+        spec = GradeSpec(generation.gen_id, **self.grader_key, kind=trace_key["dataset"]["kind"],
+                         end_of_thinking=trace_key["forcing"]["end_of_thinking"],
+                         runtime=GradeRuntime.from_config(self.config))
+        return Grade(content_id(spec.key()), generation, spec)
 
     @property
     def all_generations(self) -> dict[str, Generation]:
@@ -223,7 +241,7 @@ def recipe_mismatch(model_dir: str | Path, recipe: dict) -> list[str]:
         return [f"{summary_path} is missing"]
     trained = json.loads(summary_path.read_text())
     wanted = {k: v for k, v in recipe.items() if k not in RECIPE_FIELDS_NOT_IN_WEIGHTS}
-    wanted["task_version"] = SYNTHETIC_TASK_VERSION
+    wanted["task_version"] = versions.SYNTHETIC_TASK_VERSION
     return [f"{k}: trained with {trained.get(k)!r}, config has {v!r}"
             for k, v in wanted.items() if trained.get(k) != v]
 
@@ -261,53 +279,27 @@ def model_key(name: str, model: dict) -> dict:
     return key
 
 
-#: dataset fields its loader reads only for a source read record by record, or a choice kind
-RECORD_FIELDS = ("fields", "shuffle_seed", "problem_template")
-CHOICE_FIELDS = ("shuffle_seed", "problem_template")
-
-
 def dataset_key(name: str, dataset: dict) -> dict:
     """What a validated dataset's questions are made of (its defaults filled, so a default
-    written out and one left out give one key); fields its loader does not read are left out."""
-    unread = set(RECORD_FIELDS if dataset["source"] == "synthetic" else ())
-    unread |= set(CHOICE_FIELDS if dataset["kind"] != "choice" else ())
-    key = {k: v for k, v in dataset.items() if k not in unread}
-    key["loader"] = versions.DATASET_LOADER_VERSION
-    if dataset["source"] == "file" and Path(dataset["file"]).is_file():
-        key["file_sha256"] = sha256_file(dataset["file"])
-    if dataset["source"] == "synthetic":
-        key["task_version"] = SYNTHETIC_TASK_VERSION
-    return key
+    written out and one left out give one key), in the order of its config entry's fields."""
+    return DatasetSpec.from_config(dataset, name).key(given=dataset)
 
 
 def _checkpoint(config: dict, model: str, weights: str, metadata_only: bool = False) -> Checkpoint:
     """``metadata_only``: for the simulated engine, a checkpoint of the architecture, parameter
     counts, bits and group size, without weights (bitbudget.backends.simulated.write_metadata_checkpoint)."""
-    fmt = dict(config["weight_formats"][weights])
-    quantized = fmt["bits"] < 16
-    key = {"model": model_key(model, config["models"][model])}
-    if metadata_only:
-        key["metadata_only"] = simulated_architecture_key(config["models"][model]["path"])
+    fmt = WeightFormat.from_config(config["weight_formats"][weights])
+    quantized = fmt.bits < 16
+    quantizer = None
     if quantized:
-        key["format"] = {"bits": fmt["bits"], "method": fmt["method"], "group_size": fmt["group_size"]}
-        key["format"].update({k: fmt[k] for k in ("scheme", "dampening_frac") if k in fmt})
-        key["format"].update(_calibration_key(fmt))
-        llmc = key["format"]["method"] == "gptq" or "scheme" in fmt
-        key["quantizer"] = versions.LLMCOMPRESSOR_QUANTIZER_VERSION if llmc else versions.QUANTIZER_VERSION
+        quantizer = versions.LLMCOMPRESSOR_QUANTIZER_VERSION if fmt.uses_llmcompressor else versions.QUANTIZER_VERSION
         if metadata_only:
-            key["quantizer"] = versions.METADATA_CHECKPOINT_VERSION
-    runtime = {"python": config["envs"]["llmcompressor"].get("python")} if quantized else {}
-    return Checkpoint(content_id(key), model, weights, key, config["models"][model]["path"], quantized, runtime)
-
-
-def _calibration_key(fmt: dict) -> dict:
-    """The calibration set of a format that reads one (GPTQ); the schema's default, written out or
-    left out, is the format without one (the id it always had)."""
-    if "calibration" not in fmt or not needs_calibration(fmt.get("scheme"), fmt["method"]):
-        return {}
-    if fmt["calibration"] == schema_defaults("weight_formats", "*", "calibration"):
-        return {}
-    return {"calibration": fmt["calibration"]}
+            quantizer = versions.METADATA_CHECKPOINT_VERSION
+    spec = QuantizeSpec(
+        model_key(model, config["models"][model]),
+        simulated_architecture_key(config["models"][model]["path"]) if metadata_only else None,
+        fmt if quantized else None, quantizer, CheckpointRuntime.from_config(config, quantized))
+    return Checkpoint(content_id(spec.key()), model, weights, spec, config["models"][model]["path"])
 
 
 def simulated_architecture_key(path: str) -> dict:
@@ -358,12 +350,9 @@ def _trace_key(config: dict, ckpt: Checkpoint, kv: str, dataset: str, samples: i
     return key
 
 
-def _generation_runtime(config: dict, unit: dict) -> dict:
+def _generation_runtime(config: dict, unit: dict) -> GenerationRuntime:
     """What only changes where and how fast a generation runs: never part of its key."""
-    return {
-        "engine": EngineRuntime.from_config(unit["engine"]),
-        "resources": model_resources(config, unit["model"]),
-    }
+    return GenerationRuntime(EngineRuntime.from_config(unit["engine"]), model_resources(config, unit["model"]))
 
 
 _ENGINE_IDENTITY: dict[tuple, dict] = {}

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import random
 
-SYNTHETIC_TASK_VERSION = "fibmod10-v3"
+from bitbudget.versions import SYNTHETIC_TASK_VERSION
 
 KINDS = ("integer", "choice")
 LETTERS = "ABCD"

@@ -14,6 +14,8 @@ GRADER_VERSION = "grade-2"  # grade-2: choice letters and timeouts through math-
 # data-2: dataset keys hold the schema's defaults (fields, shuffle_seed, problem_template,
 # max_questions), and only the fields the dataset's loader reads
 DATASET_LOADER_VERSION = "data-2"
+# the synthetic task's questions and reference completions (bitbudget.tasks)
+SYNTHETIC_TASK_VERSION = "fibmod10-v3"
 # A trained model's recipe as it enters checkpoint keys. recipe-2: without its runtime fields
 # (train.threads), so a thread count edit moves no id.
 RECIPE_KEY_VERSION = "recipe-2"

@@ -112,7 +112,7 @@ def generation_resource(name):
     """A scheduler resource of a generate job (schema defaults, overridden per model)."""
 
     def resource(wildcards):
-        return ALL_GENERATIONS[wildcards.gen_id].runtime["resources"][name]
+        return ALL_GENERATIONS[wildcards.gen_id].runtime.resources[name]
 
     return resource
 
@@ -123,7 +123,7 @@ def engine_runtime(name):
     """
 
     def resource(wildcards):
-        value = getattr(ALL_GENERATIONS[wildcards.gen_id].runtime["engine"], name)
+        value = getattr(ALL_GENERATIONS[wildcards.gen_id].runtime.engine, name)
         return "" if value is None else value
 
     return resource
@@ -215,7 +215,7 @@ def checkpoint_key(wildcards):
 
 
 def quantize_python(wildcards):
-    return STUDY.checkpoints[wildcards.ckpt_id].runtime.get("python") or ""
+    return STUDY.checkpoints[wildcards.ckpt_id].runtime.python or ""
 
 
 def generation_key(wildcards):
@@ -239,10 +239,8 @@ def grade_key(wildcards):
 
 
 def grade_dataset_kind(wildcards):
-    return ALL_GRADES[wildcards.grade_id].generation.key["trace_key"]["dataset"]["kind"]
+    return ALL_GRADES[wildcards.grade_id].spec.kind
 
 
 def grade_end_of_thinking(wildcards):
-    return ALL_GRADES[wildcards.grade_id].generation.key["trace_key"]["forcing"][
-        "end_of_thinking"
-    ]
+    return ALL_GRADES[wildcards.grade_id].spec.end_of_thinking

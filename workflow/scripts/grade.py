@@ -1,13 +1,12 @@
 from bitbudget.artifacts import read_parquet_verified, write_meta, write_parquet
-from bitbudget.grading import grade_samples
+from bitbudget.grading import grade
 from bitbudget.logs import configure_logging
+from bitbudget.specs import GradeRuntime, GradeSpec
 
 log = configure_logging(snakemake)
-samples = read_parquet_verified(snakemake.input[0])
-graded = grade_samples(
-    samples, kind=snakemake.params.kind, end_of_thinking=snakemake.params.end_of_thinking,
-    timeout_s=snakemake.params.key["timeout_s"], workers=snakemake.threads,
-)
+spec = GradeSpec.from_key(snakemake.params.key, snakemake.params.kind, snakemake.params.end_of_thinking,
+                          GradeRuntime(workers=snakemake.threads))
+graded = grade(read_parquet_verified(snakemake.input[0]), spec)
 write_parquet(snakemake.output[0], graded)
-write_meta(snakemake.output[0], snakemake.params.key)
+write_meta(snakemake.output[0], spec.key())
 log.info("graded %d samples: %.3f correct", len(graded), graded["correct"].mean())

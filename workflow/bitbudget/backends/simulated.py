@@ -57,6 +57,7 @@ from bitbudget import memory
 from bitbudget.artifacts import atomic_directory, content_id
 from bitbudget.backends import TraceEngine
 from bitbudget.enginespec import EngineSpec
+from bitbudget.specs import WeightFormat
 from bitbudget.shards import first_samples, missing_forks, new_samples, prompt_text, write_new_samples, write_shard
 
 log = logging.getLogger(__name__)
@@ -148,16 +149,16 @@ class SimulatedCheckpoint:
         return cls(effective_gib(parameters, bits, group_size), int(bits))
 
 
-def write_metadata_checkpoint(source: str | Path, out_dir: str | Path, fmt: dict) -> dict:
+def write_metadata_checkpoint(source: str | Path, out_dir: str | Path, fmt: WeightFormat) -> dict:
     """A checkpoint without weights: the architecture (config.json) and quantization.json with
     the parameter counts the memory model reads, and the bits and group size the surface reads
     (the surface places the checkpoint from simulation.parameters, not these counts)."""
     architecture = read_architecture(source)
     counts = memory.param_counts(architecture)
     meta = {
-        "bits": fmt["bits"],
-        "group_size": fmt["group_size"],
-        "method": fmt["method"],
+        "bits": fmt.bits,
+        "group_size": fmt.group_size,
+        "method": fmt.method,
         "metadata_only": True,
         "n_quantized_params": counts["quantized"],
         "n_unquantized_params": counts["unquantized"],
