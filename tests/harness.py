@@ -267,6 +267,24 @@ def job_keys(config: dict) -> dict:
     }
 
 
+def run_grades(study: "BuiltStudy", grades) -> None:
+    """``grades`` (of ``study``: the full design's, or a round's) made through the library in the
+    working directory, as their rules make them (simulated engine: metadata-only checkpoints)."""
+    for checkpoint in study.checkpoints.values():
+        if checkpoint.quantized and not Path(checkpoint.path).exists():
+            summary = write_metadata_checkpoint(checkpoint.key["model"]["path"], checkpoint.path,
+                                                checkpoint.key["format"])
+            write_directory_meta(checkpoint.path, checkpoint.key, quantization=summary)
+    for grade in grades:
+        trace_key = grade.generation.key["trace_key"]
+        run_generation(grade.generation.engine_spec(), grade.generation.output)
+        graded = grade_samples(read_parquet_verified(grade.generation.output), kind=trace_key["dataset"]["kind"],
+                               end_of_thinking=trace_key["forcing"]["end_of_thinking"],
+                               timeout_s=grade.key["timeout_s"], workers=1)
+        write_parquet(grade.output, graded)
+        write_meta(grade.output, grade.key)
+
+
 def run_in_process(config: dict, workdir: Path) -> dict:
     """A study's stages through the library, in this process, as its rules run them (for the
     simulated engine: metadata-only checkpoints, generations, grades, scenarios, aggregate, fit),
@@ -274,19 +292,7 @@ def run_in_process(config: dict, workdir: Path) -> dict:
     Returns the aggregate tables and the fit's outputs."""
     with contextlib.chdir(workdir):
         study = plan_as_the_snakefile(config)
-        for checkpoint in study.checkpoints.values():
-            if checkpoint.quantized and not Path(checkpoint.path).exists():
-                summary = write_metadata_checkpoint(checkpoint.key["model"]["path"], checkpoint.path,
-                                                    checkpoint.key["format"])
-                write_directory_meta(checkpoint.path, checkpoint.key, quantization=summary)
-        for grade in study.grades.values():
-            trace_key = grade.generation.key["trace_key"]
-            run_generation(grade.generation.engine_spec(), grade.generation.output)
-            graded = grade_samples(read_parquet_verified(grade.generation.output), kind=trace_key["dataset"]["kind"],
-                                   end_of_thinking=trace_key["forcing"]["end_of_thinking"],
-                                   timeout_s=grade.key["timeout_s"], workers=1)
-            write_parquet(grade.output, graded)
-            write_meta(grade.output, grade.key)
+        run_grades(study, study.grades.values())
         scenarios, questions = aggregate(pd.DataFrame.from_records(study.scenarios), rounds.study_aggregate_spec(study))
         frontier, thresholds, findings = fit_study(scenarios, questions, study.config["analysis"])
     return {"scenarios": scenarios, "questions": questions, "frontier": frontier, "thresholds": thresholds,
