@@ -177,6 +177,14 @@ def small_config() -> dict:
     return config
 
 
+def small_adaptive_config() -> dict:
+    """:func:`small_config` with 8 samples per question drawn in rounds of 2, 3 and 3."""
+    config = small_config()
+    config["sampling"]["samples_per_question"] = 8
+    config["sampling"]["adaptive"] = {"initial": 2, "step": 3}
+    return config
+
+
 def with_resources(workdir: Path) -> Path:
     """``workdir`` reading the repository's resources/ as its own, for configs whose model paths
     are relative as the shipped ones are (artifact ids hold the path, so the simulated draws then

@@ -10,15 +10,12 @@ import pytest
 from bitbudget import rounds
 from bitbudget.adaptive import schedule
 from bitbudget.study import build_study
-from tests.harness import small_config
+from tests.harness import small_adaptive_config
 
 
 @pytest.fixture(scope="module")
 def config():
-    config = small_config()
-    config["sampling"]["samples_per_question"] = 8
-    config["sampling"]["adaptive"] = {"initial": 2, "step": 3}
-    return config
+    return small_adaptive_config()
 
 
 def decision(reads: dict, open_budgets: dict) -> dict:

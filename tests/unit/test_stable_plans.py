@@ -13,7 +13,7 @@ from bitbudget.adaptive import closing, schedule
 from bitbudget.artifacts import write_json
 from bitbudget.schema import schema_defaults
 from bitbudget.study import build_study
-from tests.harness import plan_as_the_snakefile, run_grades, small_config, with_resources
+from tests.harness import plan_as_the_snakefile, run_grades, small_adaptive_config, with_resources
 from tests.pipeline.test_adaptive_rounds import adaptive_config
 
 #: analysis fields no decision reads ("a.b": the field b of a), each with a changed value
@@ -81,10 +81,7 @@ def test_a_decision_reads_only_its_analysis_fields(validated, tmp_path, monkeypa
 
 @pytest.fixture(scope="module")
 def config():
-    config = small_config()
-    config["sampling"]["samples_per_question"] = 8
-    config["sampling"]["adaptive"] = {"initial": 2, "step": 3}
-    return config
+    return small_adaptive_config()
 
 
 def entry(study, gen_id: str, r: int, samples: int, history: list, open_budgets: list) -> dict:
