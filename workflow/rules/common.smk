@@ -76,11 +76,13 @@ def final_outputs(wildcards=None):
         + ["results/fit/threshold.json", "results/fit/findings.json"]
     )
     # Snakemake reruns a job for its missing outputs only when they are requested: the
-    # metadata files are targets too, so data whose metadata is missing is redone
+    # metadata files are targets too, so data whose metadata is missing is redone; so are the
+    # ledger files (none without adaptive sampling), so a deleted entry is written again
     return (
         [c.path for c in STUDY.checkpoints.values() if c.quantized]
         + data
         + [str(meta_path(path)) for path in data]
+        + LEDGER_FILES
         + ["report/index.html"]
     )
 
