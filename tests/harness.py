@@ -178,6 +178,14 @@ def small_config() -> dict:
     return config
 
 
+def small_adaptive_config() -> dict:
+    """:func:`small_config` with 8 samples per question drawn in rounds of 2, 3 and 3."""
+    config = small_config()
+    config["sampling"]["samples_per_question"] = 8
+    config["sampling"]["adaptive"] = {"initial": 2, "step": 3}
+    return config
+
+
 def with_resources(workdir: Path) -> Path:
     """``workdir`` reading the repository's resources/ as its own, for configs whose model paths
     are relative as the shipped ones are (artifact ids hold the path, so the simulated draws then
@@ -278,6 +286,21 @@ def job_keys(config: dict) -> dict:
     }
 
 
+def run_grades(study: "BuiltStudy", grades) -> None:
+    """``grades`` (of ``study``: the full design's, or a round's) made through the library in the
+    working directory, as their rules make them (simulated engine: metadata-only checkpoints)."""
+    for checkpoint in study.checkpoints.values():
+        if checkpoint.quantized and not Path(checkpoint.path).exists():
+            summary = write_metadata_checkpoint(checkpoint.spec.source, checkpoint.path, checkpoint.spec.format)
+            write_directory_meta(checkpoint.path, checkpoint.key, quantization=summary)
+    for grade in grades:
+        run_generation(grade.generation.engine_spec(), grade.generation.output)
+        spec = replace(grade.spec, runtime=GradeRuntime(workers=1))
+        graded = grade_stage(read_parquet_verified(grade.generation.output), spec)
+        write_parquet(grade.output, graded)
+        write_meta(grade.output, grade.key)
+
+
 def run_in_process(config: dict, workdir: Path) -> dict:
     """A study's stages through the library, in this process, as its rules run them (for the
     simulated engine: metadata-only checkpoints, generations, grades, scenarios, aggregate, fit),
@@ -285,16 +308,7 @@ def run_in_process(config: dict, workdir: Path) -> dict:
     Returns the aggregate tables and the fit's outputs."""
     with contextlib.chdir(workdir):
         study = plan_as_the_snakefile(config)
-        for checkpoint in study.checkpoints.values():
-            if checkpoint.quantized and not Path(checkpoint.path).exists():
-                summary = write_metadata_checkpoint(checkpoint.spec.source, checkpoint.path, checkpoint.spec.format)
-                write_directory_meta(checkpoint.path, checkpoint.key, quantization=summary)
-        for grade in study.grades.values():
-            run_generation(grade.generation.engine_spec(), grade.generation.output)
-            spec = replace(grade.spec, runtime=GradeRuntime(workers=1))
-            graded = grade_stage(read_parquet_verified(grade.generation.output), spec)
-            write_parquet(grade.output, graded)
-            write_meta(grade.output, grade.key)
+        run_grades(study, study.grades.values())
         scenarios, questions = aggregate(pd.DataFrame.from_records(study.scenarios), rounds.study_aggregate_spec(study))
         frontier, thresholds, findings = fit_study(scenarios, questions, study.config["analysis"])
     return {"scenarios": scenarios, "questions": questions, "frontier": frontier, "thresholds": thresholds,

@@ -13,7 +13,7 @@ import pytest
 from bitbudget import rounds
 from bitbudget.plan import format_plan, make_plan
 from bitbudget.study import build_study
-from tests.harness import Study, with_resources
+from tests.harness import Study, plan_as_the_snakefile, with_resources
 from tests.pipeline.test_simulated_overlays import simulated_config
 
 pytestmark = pytest.mark.pipeline
@@ -155,6 +155,40 @@ def test_a_preempted_round_resumes_there(adaptive_study, tmp_path):
     assert jobs.get("generate") == 1 and jobs.get("grade", 0) <= 1, jobs
     assert samples_json(workdir) == final
     assert study.planned_jobs() == {}
+
+
+def generated_models(output: str, config: dict) -> dict[str, int]:
+    """Generate jobs a real run executed, per model (from each job's gen_id wildcard)."""
+    generations = plan_as_the_snakefile(config).all_generations
+    counts: dict[str, int] = {}
+    for gen_id in re.findall(r"rule generate:\n(?:[ \t]+.*\n)*?[ \t]+wildcards: gen_id=(\w+)", output):
+        model = generations[gen_id].checkpoint.model
+        counts[model] = counts.get(model, 0) + 1
+    return counts
+
+
+def test_a_model_added_leaves_the_rounds_of_the_others_as_they_were(adaptive_study, tmp_path):
+    study = adaptive_study[0].copy_to(with_resources(tmp_path / "study"))
+    before = samples_json(study.workdir)
+    study.config["grids"]["main"]["models"].append("qwen3-1.7b")
+    run = study.snakemake()
+    jobs, generated = finished_rules(run.output), generated_models(run.output, study.config)
+    after = samples_json(study.workdir)
+    # the recorded generations are held: same reads, reasons and round history, no sample drawn again
+    assert after["held"] == sorted(before["generations"])
+    assert {g: after["generations"][g] for g in before["generations"]} == before["generations"]
+    new = {g: e for g, e in after["generations"].items() if g not in before["generations"]}
+    assert len(new) == 2 and all(e["history"][0][0] == ROUNDS[0] for e in new.values())
+    # the added model's generations alone drew, one job per round each took part in
+    assert generated == {"qwen3-1.7b": jobs["generate"]} and jobs["generate"] == sum(len(e["history"]) for e in new.values())
+    assert jobs["adaptive_round"] == after["rounds"] == max(len(e["history"]) for e in new.values())
+    assert study.planned_jobs() == {}  # the plan is a fixed point: its own ledger entries hold nothing
+
+    # a field no decision reads: no round decided again, no sample drawn, the analysis redone
+    study.config["analysis"]["bootstrap_samples"] = 30
+    jobs = finished_rules(study.snakemake().output)
+    assert "adaptive_round" not in jobs and "generate" not in jobs and "adaptive_samples" not in jobs, jobs
+    assert jobs.get("aggregate") == 1 and samples_json(study.workdir) == after
 
 
 def test_adaptive_off_plans_exactly_the_full_design(tmp_path):

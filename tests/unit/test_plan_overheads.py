@@ -15,7 +15,7 @@ from bitbudget import throughput
 from bitbudget.plan import (DECIDE_SECONDS, DEFAULT_STUDY_GPUS, JobModel, RoundCost, main, make_plan, pack,
                             round_cost)
 from bitbudget.preflight import validate_study_config
-from tests.harness import REPO, small_config
+from tests.harness import REPO, small_adaptive_config
 
 HOUR = 3600.0
 
@@ -24,10 +24,7 @@ HOUR = 3600.0
 def tiny():
     """Two HF generations of a model with no size in its name, 4 questions, budgets 16 and 48,
     8 samples drawn in rounds of 2, 3 and 3."""
-    config = small_config()
-    config["sampling"]["samples_per_question"] = 8
-    config["sampling"]["adaptive"] = {"initial": 2, "step": 3}
-    return validate_study_config(config)
+    return validate_study_config(small_adaptive_config())
 
 
 def test_one_round_by_hand():

@@ -10,15 +10,12 @@ import pytest
 from bitbudget import rounds
 from bitbudget.adaptive import schedule
 from bitbudget.study import build_study
-from tests.harness import small_config
+from tests.harness import small_adaptive_config
 
 
 @pytest.fixture(scope="module")
 def config():
-    config = small_config()
-    config["sampling"]["samples_per_question"] = 8
-    config["sampling"]["adaptive"] = {"initial": 2, "step": 3}
-    return config
+    return small_adaptive_config()
 
 
 def decision(reads: dict, open_budgets: dict) -> dict:
@@ -74,15 +71,17 @@ def test_scenarios_read_at_a_round_keep_their_ids(config):
 
 
 def test_the_plan_id_moves_with_what_decisions_depend_on(config):
-    base = rounds.plan_id(build_study(config))
-    for edit in (lambda c: c["analysis"].update(seed=1), lambda c: c["sampling"]["adaptive"].update(step=2),
+    base = rounds.plan_id(build_study(config), {})
+    for edit in (lambda c: c["analysis"].update(memory_tolerance=0.1), lambda c: c["sampling"]["adaptive"].update(step=2),
                  lambda c: c["sampling"].update(seed=7), lambda c: c["grids"]["small"]["token_budgets"].append(64)):
         changed = copy.deepcopy(config)
         edit(changed)
-        assert rounds.plan_id(build_study(changed)) != base
-    runtime = copy.deepcopy(config)
-    runtime["grading"]["workers"] = 3
-    assert rounds.plan_id(build_study(runtime)) == base
+        assert rounds.plan_id(build_study(changed), {}) != base
+    for edit in (lambda c: c["grading"].update(workers=3), lambda c: c["analysis"].update(seed=1),
+                 lambda c: c["analysis"].update(bootstrap_samples=500)):
+        same = copy.deepcopy(config)
+        edit(same)
+        assert rounds.plan_id(build_study(same), {}) == base
 
 
 def test_samples_json_needs_a_round_without_open_generations():

@@ -421,12 +421,14 @@ def round_plans(study, config: dict, think_fraction: float, workdir: Path) -> li
     generation that has the round counts at every budget (as if none stopped: an upper bound;
     such rounds together are the rest of the full design). Spent: decode and answer-fork tokens
     of this round's generate jobs that have run (``counters`` in ``samples.meta.json``). Open
-    after: from the round's decision."""
+    after: from the round's decision. Generations held at rounds an earlier study recorded
+    (:func:`bitbudget.rounds.held`) draw in none."""
     answer = config["sampling"]["max_answer_tokens"]
-    decisions = rounds.read_decisions(rounds.plan_id(study), workdir)
-    samples_of = {g: sorted({n for n, _ in grades}) for g, grades in study.rounds.items()}
+    held = rounds.held(study, workdir)  # recorded by an earlier study: they draw nothing
+    decisions = rounds.read_decisions(rounds.plan_id(study, held), workdir)
+    samples_of = {g: sorted({n for n, _ in grades}) for g, grades in study.rounds.items() if g not in held}
     out = []
-    for r in range(max(len(ns) for ns in samples_of.values())):
+    for r in range(max((len(ns) for ns in samples_of.values()), default=1)):
         known = r <= len(decisions)
         previous = decisions[r - 1]["generations"] if r and known else None
         draws = {}  # gen_id -> (samples before, samples after, horizon, budgets read) of this round

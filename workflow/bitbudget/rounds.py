@@ -15,10 +15,17 @@ each budget is read at, the budgets still open, the reason it stops (or ``open``
 round history. Once no generation is open, ``results/adaptive/samples.json`` holds the final
 reads, and the aggregate stage reads each scenario at them.
 
-``plan_id`` hashes what the decisions depend on (the scenario ids, which hash every artifact
-key; the adaptive settings; the analysis settings; the seed; the rounds' version), so a changed
-study never reuses decisions made for another one; the generations and grades of the rounds are
-ordinary content-addressed artifacts, shared between plans.
+The decisions depend on the decision settings (:func:`decision_settings`: the adaptive settings,
+the study's largest maximum, the ``analysis`` fields a decision reads, :data:`DECISION_ANALYSIS`,
+the seed and the rounds' version) and on the scenarios. ``design_id`` hashes the two; ``plan_id``
+adds the generations held from the ledger. When the rounds end, :func:`ledger_entries` records
+each generation a plan decided in ``results/adaptive/ledger/{settings_id}/{gen_id}.json``: its
+final reads and the entry of every round it drew in. A later study with the same decision
+settings but other scenarios (a model added or removed) holds every generation recorded by
+another design at its recorded reads (:func:`held`): never re-decided, never drawn again, read by
+the decisions of the new generations as closed budgets are. So a changed study never reuses
+decisions made for another one, yet keeps the past rounds of the generations they share; the
+generations and grades of the rounds are ordinary content-addressed artifacts, shared between plans.
 """
 
 from __future__ import annotations
@@ -39,26 +46,110 @@ from bitbudget.study import RESULTS
 #: 3: the curtailment rule predicts from a Rasch fit shared across generations (`predictive: rasch`)
 #: 4: closings that change a decision together give up the fewest tokens (not the last gen_id)
 #: 5: gamma split over the deciding rounds; closings searched on 200 draws, certified on fresh ones
-ROUNDS_VERSION = 5
+#: 6: decisions keyed by the analysis fields they read and the held generations (ids move on purpose)
+ROUNDS_VERSION = 6
 ROOT = f"{RESULTS}/adaptive"
 #: the final reads per generation and budget, once no generation is open
 SAMPLES = f"{ROOT}/samples.json"
+#: each generation's recorded rounds, by decision settings (:func:`ledger_path`)
+LEDGER = f"{ROOT}/ledger"
+
+#: the ``analysis`` fields a round's decision reads, nothing else of that section ("a.b": the field
+#: b of a): the memory columns of the aggregate table (``kv_tokens``) and what :class:`Decisions`
+#: reads (``findings.analysis_settings`` less the named checks, the verdict level and the paper's
+#: dataset labels, which only the checks read). :func:`round_table` and :func:`decide` pass these
+#: alone, so code that reads another one fails instead of deciding on a field no id holds.
+DECISION_ANALYSIS = ("kv_tokens", "memory_tolerance", "min_comparisons", "switch_window", "paper_cuts",
+                     "paper_names.models")
+#: a decision reads point estimates: no bootstrap intervals (whose seed it then never reads)
+POINT_ESTIMATES = {"bootstrap_samples": 0, "seed": 0}
 
 
 def enabled(config: dict) -> bool:
     return config["sampling"].get("adaptive") is not None
 
 
-def plan_id(study) -> str:
-    """The id of the decisions: what every round's decision depends on, nothing else."""
+def decision_analysis(analysis: dict) -> dict:
+    """The fields of ``analysis`` named in :data:`DECISION_ANALYSIS`, nested as in the config."""
+    out: dict = {}
+    for name in DECISION_ANALYSIS:
+        *outer, field = name.split(".")
+        source, target = analysis, out
+        for part in outer:
+            source, target = source.get(part, {}), target.setdefault(part, {})
+        if field in source:
+            target[field] = source[field]
+    return out
+
+
+def decision_settings(study) -> dict:
+    """What a decision depends on besides the scenarios and the samples: the adaptive settings,
+    the largest maximum (it sets the rounds that split gamma), the analysis fields it reads, the
+    seed and the rounds' version."""
     config = study.config
-    return content_id({
-        "scenarios": sorted(s["scenario_id"] for s in study.scenarios),
+    return {
         "adaptive": config["sampling"]["adaptive"],
-        "analysis": config["analysis"],
+        "maximum": rule_of(study).maximum,
+        "analysis": decision_analysis(config["analysis"]),
         "seed": config["sampling"]["seed"],
         "version": ROUNDS_VERSION,
-    })
+    }
+
+
+def settings_id(study) -> str:
+    return content_id(decision_settings(study))
+
+
+def design_id(study) -> str:
+    """The study as the decisions see it: its scenario ids (which hash every artifact key) and
+    its decision settings."""
+    return content_id({"scenarios": sorted(s["scenario_id"] for s in study.scenarios),
+                       "settings": decision_settings(study)})
+
+
+def plan_id(study, held_entries: dict) -> str:
+    """The id of the decisions: the design and the generations it holds at their recorded
+    rounds (:func:`held`), nothing else."""
+    return content_id({"design": design_id(study),
+                       "held": {g: content_id(e) for g, e in sorted(held_entries.items())}})
+
+
+def ledger_path(settings: str, gen_id: str) -> str:
+    """A generation's recorded rounds under the decision settings ``settings`` (:func:`settings_id`)."""
+    return f"{LEDGER}/{settings}/{gen_id}.json"
+
+
+def ledger_paths(study, held_entries: dict) -> list[str]:
+    """The ledger files a plan writes: those of the generations it decides (not those it holds)."""
+    settings = settings_id(study)
+    return [ledger_path(settings, g) for g in sorted(study.generations) if g not in held_entries]
+
+
+def read_ledger(path: str | Path, gen_id: str, settings: dict) -> dict | None:
+    """The ledger entry at ``path`` (None when there is none); one recorded for another
+    generation or other settings is an error."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    entry = json.loads(path.read_text())
+    if entry.get("gen_id") != gen_id or entry.get("settings") != settings:
+        raise ValueError(f"{path}: a ledger entry of another generation or other decision settings; "
+                         f"delete it and rerun")
+    return entry
+
+
+def held(study, workdir: str | Path = ".") -> dict[str, dict]:
+    """Full-design gen_id -> its ledger entry, for every generation of the study recorded by
+    another design under the same decision settings: the plan takes its rounds as recorded.
+    (Entries this design wrote are its own rounds: it decides them again, identically.)"""
+    settings, design = decision_settings(study), design_id(study)
+    sid = content_id(settings)
+    out = {}
+    for gen_id in sorted(study.generations):
+        entry = read_ledger(Path(workdir) / ledger_path(sid, gen_id), gen_id, settings)
+        if entry is not None and entry["design_id"] != design:
+            out[gen_id] = entry
+    return out
 
 
 def round_path(plan: str, r: int) -> str:
@@ -71,19 +162,28 @@ def rule_of(study) -> schedule.AdaptiveRule:
     return schedule.AdaptiveRule.from_config(study.config["sampling"], maximum)
 
 
-def round_reads(study, previous: dict | None) -> dict[str, dict[int, tuple[int, int]]]:
+def _reads(entry: dict) -> dict[int, tuple[int, int]]:
+    """{budget: (samples, horizon)} of a decision's (or the ledger's) entry of a generation."""
+    return {int(b): (int(r["samples"]), int(r["horizon"])) for b, r in entry["budgets"].items()}
+
+
+def round_reads(study, previous: dict | None, held_entries: dict | None = None) -> dict[str, dict[int, tuple[int, int]]]:
     """Full-design gen_id -> {budget: (samples, horizon)} read in the round after ``previous``
-    (a decision; None: the first round): the open budgets of an open generation move to its
-    next round's samples, read from a generation that thinks to the largest of them; every
-    other budget keeps its read."""
+    (a decision; None: the first round, where a generation in ``held_entries`` keeps its
+    recorded reads): the open budgets of an open generation move to its next round's samples,
+    read from a generation that thinks to the largest of them; every other budget keeps its read."""
+    held_entries = held_entries or {}
     out = {}
     for gen_id, gen in study.generations.items():
+        if previous is None and gen_id in held_entries:
+            out[gen_id] = _reads(held_entries[gen_id]["final"])
+            continue
         if previous is None:
             first = min(n for n, _ in study.rounds[gen_id])
             out[gen_id] = {b: (first, max(gen.budgets)) for b in gen.budgets}
             continue
         entry = previous["generations"][gen_id]
-        reads = {int(b): (int(r["samples"]), int(r["horizon"])) for b, r in entry["budgets"].items()}
+        reads = _reads(entry)
         if entry["open"]:
             more = next(m for m in sorted({n for n, _ in study.rounds[gen_id]}) if m > int(entry["samples"]))
             reads.update({b: (more, max(entry["open_budgets"])) for b in entry["open_budgets"]})
@@ -169,8 +269,8 @@ def round_table(study, used_by: dict, open_budgets: dict[str, list[int]]) -> tup
     -> {token_budget: (correct [Q, n], answers [Q, n])} for the budgets in ``open_budgets[gen_id]``."""
     scen = at_samples(pd.DataFrame.from_records(study.scenarios), used_by)
     spec = aggregate_spec(study.config, flat(used_by))
-    # a decision reads point estimates only: no bootstrap intervals
-    table, _ = aggregate(scen, spec | {"analysis": spec["analysis"] | {"bootstrap_samples": 0}})
+    # a decision reads point estimates only, and no analysis field but its own
+    table, _ = aggregate(scen, spec | {"analysis": decision_analysis(spec["analysis"]) | POINT_ESTIMATES})
     design_of = {e["gen_id"]: gen_id for gen_id, by_budget in used_by.items() for e in by_budget.values()}
     table["gen_id"] = table["gen_id"].map(design_of)
     arrays: dict[str, dict] = {}
@@ -187,25 +287,30 @@ def round_table(study, used_by: dict, open_budgets: dict[str, list[int]]) -> tup
     return table, arrays
 
 
-def decide(study, r: int, previous: dict | None) -> dict:
-    """Round ``r``'s decision (``previous``: round r-1's, None for the first round)."""
-    reads = round_reads(study, previous)
+def decide(study, r: int, previous: dict | None, held_entries: dict | None = None) -> dict:
+    """Round ``r``'s decision (``previous``: round r-1's, None for the first round;
+    ``held_entries``: the generations held at their recorded rounds, :func:`held`)."""
+    held_entries = held_entries or {}
+    reads = round_reads(study, previous, held_entries)
     if previous is None:
-        sampling = {g: list(gen.budgets) for g, gen in study.generations.items()}
+        sampling = {g: list(gen.budgets) for g, gen in study.generations.items() if g not in held_entries}
+        earlier = {g: e["final"] for g, e in held_entries.items()}
     else:
         sampling = {g: e["open_budgets"] for g, e in previous["generations"].items() if e["open"]}
+        earlier = previous["generations"]
     used_by = used(study, reads)
     table, arrays = round_table(study, used_by, sampling)
     drawn = {g: reads[g][budgets[0]][0] for g, budgets in sampling.items()}
     maximum = {g: gen.maximum for g, gen in study.generations.items()}
     rule = rule_of(study)
-    outcomes = closing.decide_round(table, arrays, drawn, maximum, rule, study.config["analysis"],
-                                     int(study.config["sampling"]["seed"]), r + 1, open_=set(sampling))
+    outcomes = closing.decide_round(table, arrays, drawn, maximum, rule, decision_analysis(study.config["analysis"]),
+                                     int(study.config["sampling"]["seed"]), r + 1,
+                                     open_=set(sampling)) if sampling else {}
     recorded = {gen_id: {b: {k: e[k] for k in READ_KEYS} for b, e in by_budget.items()}
                 for gen_id, by_budget in used_by.items()}
     out = {}
     for gen_id, gen in study.generations.items():
-        before = (previous or {"generations": {}})["generations"].get(gen_id)
+        before = earlier.get(gen_id)
         if gen_id in sampling:
             outcome = outcomes[gen_id]
             latest = recorded[gen_id][sampling[gen_id][0]]
@@ -220,8 +325,8 @@ def decide(study, r: int, previous: dict | None) -> dict:
             "dataset": gen.dataset, "maximum": gen.maximum, **entry, "open": entry["reason"] == schedule.OPEN,
             "budgets": {str(b): recorded[gen_id][b] for b in gen.budgets},
         }
-    return {"plan_id": plan_id(study), "round": r, "rule": rule.rule,
-            "open": sum(e["open"] for e in out.values()), "generations": out}
+    return {"plan_id": plan_id(study, held_entries), "round": r, "rule": rule.rule,
+            "open": sum(e["open"] for e in out.values()), "held": sorted(held_entries), "generations": out}
 
 
 def is_final(decision: dict) -> bool:
@@ -234,8 +339,39 @@ def final_samples(decisions: list[dict]) -> dict:
     if not is_final(last):
         raise ValueError(f"round {last['round']} still has open generations")
     return {"plan_id": last["plan_id"], "rule": last["rule"], "rounds": len(decisions),
-            "open_per_round": [d["open"] for d in decisions],
+            "open_per_round": [d["open"] for d in decisions], "held": last.get("held", []),
             "generations": {g: {k: v for k, v in e.items() if k != "open"} for g, e in last["generations"].items()}}
+
+
+#: what the ledger records of a generation's entry in each round it drew in
+LEDGER_ROUND_KEYS = (*READ_KEYS, "reason", "open_budgets", "round", "budgets")
+
+
+def drew_in(decisions: list[dict], gen_id: str) -> list[int]:
+    """The rounds in which a generation (not a held one) drew samples: the first, and each
+    after one that left it open."""
+    if gen_id in decisions[0].get("held", []):
+        return []
+    return [r for r in range(len(decisions)) if r == 0 or decisions[r - 1]["generations"][gen_id]["open"]]
+
+
+def ledger_entries(study, decisions: list[dict]) -> dict[str, dict]:
+    """Path -> ledger entry of every generation the finished plan of ``decisions`` decided (not
+    those it held): its final reads (as ``samples.json`` has them) and its entry in each round it
+    drew in (samples, horizon, reads per budget, open budgets, reason)."""
+    final = final_samples(decisions)
+    settings = decision_settings(study)
+    design, sid = design_id(study), content_id(settings)
+    out = {}
+    for gen_id in sorted(study.generations):
+        if gen_id in final["held"]:
+            continue
+        out[ledger_path(sid, gen_id)] = {
+            "gen_id": gen_id, "settings": settings, "design_id": design, "plan_id": final["plan_id"],
+            "final": final["generations"][gen_id],
+            "rounds": [{k: decisions[r]["generations"][gen_id][k] for k in LEDGER_ROUND_KEYS}
+                       for r in drew_in(decisions, gen_id)]}
+    return out
 
 
 def decision_grade_ids(decision: dict) -> set[str]:

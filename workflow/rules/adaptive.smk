@@ -7,6 +7,10 @@
 # left open, the same grade for one it stopped), so round r+1's generate and grade jobs exist
 # only once round r has decided. Each decision is a small file: a killed run resumes at the
 # first round whose decision is missing. Input functions: workflow/rules/common.smk.
+#
+# adaptive_samples also records the rounds of every generation the plan decided in the ledger
+# (results/adaptive/ledger/): a later study with other scenarios and the same decision settings
+# holds those generations at their recorded rounds (PLAN_ID and HELD, common.smk).
 
 
 wildcard_constraints:
@@ -37,6 +41,8 @@ rule adaptive_samples:
     output:
         samples=rounds.SAMPLES,
         meta=str(meta_path(rounds.SAMPLES)),
+        # the rounds of the generations this plan decided, for later plans to hold
+        ledger=LEDGER_FILES,
     log:
         log_path("adaptive_samples"),
     conda:

@@ -23,7 +23,11 @@ ALL_GRADES = STUDY.all_grades
 ADAPTIVE = rounds.enabled(STUDY.config)
 # the adaptive rules are always defined (the DAG's rules and --lint do not depend on the
 # config); without sampling.adaptive no input names their outputs, so they never run
-PLAN_ID = rounds.plan_id(STUDY) if ADAPTIVE else "off"
+# generations recorded in the ledger by another design under the same decision settings: held
+# at their recorded rounds (docs/adaptive.md, "Stable plans")
+HELD = rounds.held(STUDY) if ADAPTIVE else {}
+PLAN_ID = rounds.plan_id(STUDY, HELD) if ADAPTIVE else "off"
+LEDGER_FILES = rounds.ledger_paths(STUDY, HELD) if ADAPTIVE else []
 MAX_ROUNDS = (
     max(len({n for n, _ in r}) for r in STUDY.rounds.values()) if ADAPTIVE else 0
 )
@@ -72,11 +76,13 @@ def final_outputs(wildcards=None):
         + ["results/fit/threshold.json", "results/fit/findings.json"]
     )
     # Snakemake reruns a job for its missing outputs only when they are requested: the
-    # metadata files are targets too, so data whose metadata is missing is redone
+    # metadata files are targets too, so data whose metadata is missing is redone; so are the
+    # ledger files (none without adaptive sampling), so a deleted entry is written again
     return (
         [c.path for c in STUDY.checkpoints.values() if c.quantized]
         + data
         + [str(meta_path(path)) for path in data]
+        + LEDGER_FILES
         + ["report/index.html"]
     )
 
@@ -174,7 +180,7 @@ def adaptive_round_input(wildcards):
     if r > 0:
         inputs["previous"] = rounds.round_path(PLAN_ID, r - 1)
         previous = adaptive_decision(r - 1)
-    grades = rounds.grades_read(STUDY, rounds.round_reads(STUDY, previous))
+    grades = rounds.grades_read(STUDY, rounds.round_reads(STUDY, previous, HELD))
     inputs["grades"] = sorted(g.output for g in grades)
     # the generations' metadata hold the model records the memory columns read
     inputs["generations"] = sorted({g.generation.output for g in grades})
