@@ -8,9 +8,10 @@ import pytest
 from bitbudget.adaptive import schedule
 from bitbudget.adaptive.closing import (CERTIFICATIONS, CURTAIL_DRAWS, BudgetClosing, Outcome, certification_draws,
                                         certification_level, certify, closing_savings, curtail_floor, decide_round,
-                                        monte_carlo_upper)
+                                        monte_carlo_upper, predict)
 from bitbudget.adaptive.decisions import Decisions
-from bitbudget.adaptive.predictive import answer_pool, coupled_pools, predicted_accuracy, predictive_pools
+from bitbudget.adaptive.predictive import (answer_pool, coupled_pools, predicted_accuracy, predictive_pools,
+                                          rasch_predictive)
 from bitbudget.frontier import pareto_frontier
 from bitbudget.schema import schema_defaults
 
@@ -411,6 +412,31 @@ def test_budgets_of_a_generation_complete_together():
     baseline = np.corrcoef(right_1.ravel(), independent.astype(float).ravel())[0, 1]
     assert (pools[1].sum(axis=-1) == 32).all()
     assert coupled > baseline + 0.05
+
+
+def test_completions_drawn_on_several_threads_are_the_ones_drawn_on_one():
+    """A certification's blocks of completions may run on several threads: each block draws
+    from its own stream, generations in order, so the completions are the same, value for
+    value, at any thread count; and the blocks are not copies of each other."""
+    rng = np.random.default_rng(5)
+    gens = ["a", "b", "c"]
+    budgets = [1000, 2000]
+    scen = pd.concat([_scenarios([0.5] * len(gens), [1.0, 2.0, 3.0], 8, gen=gens).assign(token_budget=b)
+                      for b in budgets], ignore_index=True)
+    samples = {}
+    for g in gens:
+        correct = rng.random((Q, 8)) < rng.uniform(0.2, 0.8)
+        samples[g] = {b: (correct, np.where(correct, "right", "wrong").astype(object)) for b in budgets}
+    draw = rasch_predictive(samples, dict.fromkeys(gens, "d"))
+    draws = 1_234  # three blocks, the last one short
+    one = predict(scen, samples, dict.fromkeys(gens, 32), gens, draw, draws, (0, 1, 1), threads=1)
+    three = predict(scen, samples, dict.fromkeys(gens, 32), gens, draw, draws, (0, 1, 1), threads=3)
+    for g in gens:
+        for (budget, rows, values), (budget_3, rows_3, values_3) in zip(one[g], three[g]):
+            assert (budget, list(rows)) == (budget_3, list(rows_3))
+            assert values.shape == (len(rows), draws)
+            np.testing.assert_array_equal(values, values_3)
+            assert not np.array_equal(values[:, :500], values[:, 500:1000])
 
 
 class _Check:

@@ -287,9 +287,10 @@ def round_table(study, used_by: dict, open_budgets: dict[str, list[int]]) -> tup
     return table, arrays
 
 
-def decide(study, r: int, previous: dict | None, held_entries: dict | None = None) -> dict:
+def decide(study, r: int, previous: dict | None, held_entries: dict | None = None, threads: int = 1) -> dict:
     """Round ``r``'s decision (``previous``: round r-1's, None for the first round;
-    ``held_entries``: the generations held at their recorded rounds, :func:`held`)."""
+    ``held_entries``: the generations held at their recorded rounds, :func:`held`; ``threads``:
+    the threads that draw its predictive completions, the same decision at any count)."""
     held_entries = held_entries or {}
     reads = round_reads(study, previous, held_entries)
     if previous is None:
@@ -305,7 +306,7 @@ def decide(study, r: int, previous: dict | None, held_entries: dict | None = Non
     rule = rule_of(study)
     outcomes = closing.decide_round(table, arrays, drawn, maximum, rule, decision_analysis(study.config["analysis"]),
                                      int(study.config["sampling"]["seed"]), r + 1,
-                                     open_=set(sampling)) if sampling else {}
+                                     open_=set(sampling), threads=threads) if sampling else {}
     recorded = {gen_id: {b: {k: e[k] for k in READ_KEYS} for b, e in by_budget.items()}
                 for gen_id, by_budget in used_by.items()}
     out = {}

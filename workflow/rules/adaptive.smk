@@ -27,6 +27,7 @@ checkpoint adaptive_round:
         log_path("adaptive_round", PLAN_ID, "{r}"),
     benchmark:
         benchmark_path("adaptive_round", PLAN_ID, "{r}")
+    threads: ROUND_THREADS
     conda:
         "../../envs/analysis.yaml"
     params:

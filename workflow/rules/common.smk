@@ -28,6 +28,8 @@ ADAPTIVE = rounds.enabled(STUDY.config)
 HELD = rounds.held(STUDY) if ADAPTIVE else {}
 PLAN_ID = rounds.plan_id(STUDY, HELD) if ADAPTIVE else "off"
 LEDGER_FILES = rounds.ledger_paths(STUDY, HELD) if ADAPTIVE else []
+# threads of a round's decision job (runtime: the same decision at any count)
+ROUND_THREADS = STUDY.config["resources"]["adaptive_round"]["threads"]
 MAX_ROUNDS = (
     max(len({n for n, _ in r}) for r in STUDY.rounds.values()) if ADAPTIVE else 0
 )

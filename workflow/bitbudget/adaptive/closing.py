@@ -4,6 +4,7 @@ round's decision."""
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -195,7 +196,7 @@ class Outcome:
 def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], maximum: dict[str, int],
                  rule: AdaptiveRule, analysis: dict, seed: int, round_index: int,
                  open_: set[str] | None = None, decisions: "Decisions | None" = None,
-                 predictive=None) -> dict[str, Outcome]:
+                 predictive=None, threads: int = 1) -> dict[str, Outcome]:
     """gen_id -> its :class:`Outcome`: the budgets that draw ``rule.step`` more samples next round.
 
     ``scenarios``: one row per scenario with the columns of the aggregate table (``gen_id`` is
@@ -209,7 +210,8 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
     samples to come (:func:`jeffreys_predictive`'s shape; default: the rule's
     ``predictive``, from :data:`PREDICTIVES`). Budgets close top-down (:class:`BudgetClosing`):
     searched on :data:`CURTAIL_DRAWS` completions against the round's share of ``rule.gamma``
-    (:meth:`AdaptiveRule.round_gamma`), then certified on fresh ones (:func:`certify`)."""
+    (:meth:`AdaptiveRule.round_gamma`), then certified on fresh ones (:func:`certify`), drawn on
+    up to ``threads`` threads (:func:`predict`: the same outcome at any count)."""
     scen = scenarios.reset_index(drop=True)
     open_ = set(drawn) if open_ is None else set(open_)
     decisions = decisions or Decisions(scen, analysis)
@@ -219,7 +221,7 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
     draw = (predictive or PREDICTIVES[rule.predictive])({g: samples[g] for g in deciding}, datasets)
 
     def complete(draws: int, stream: tuple[int, ...]) -> dict:
-        return predict(scen, samples, maximum, deciding, draw, draws, stream)
+        return predict(scen, samples, maximum, deciding, draw, draws, stream, threads)
 
     predicted = complete(CURTAIL_DRAWS, (seed, round_index))
     current = scen["accuracy"].to_numpy(dtype=float)
@@ -238,24 +240,29 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
 
 
 def predict(scen: pd.DataFrame, samples: dict, maximum: dict[str, int], deciding: list[str], draw, draws: int,
-            stream: tuple[int, ...]) -> dict:
+            stream: tuple[int, ...], threads: int = 1) -> dict:
     """gen_id -> [(budget, its scenario rows, [rows, draws] full-design accuracies)] for the
     ``deciding`` generations: ``draws`` completions from ``draw`` in blocks of at most
     :data:`DRAW_BLOCK`, block i from the random stream ``(*stream, i)`` (one block: ``stream``
-    itself, as rounds before the certification drew them)."""
+    itself, as rounds before the certification drew them). Blocks run on up to ``threads``
+    threads (numpy and scipy release the GIL in their loops); each block draws its generations
+    in order from its own stream, so the completions are the same at any thread count."""
     gen_of, budget_of, g_of = scen["gen_id"].to_numpy(), scen["token_budget"].to_numpy(), scen["G"].to_numpy()
     sizes = [min(DRAW_BLOCK, draws - start) for start in range(0, draws, DRAW_BLOCK)] if draws > DRAW_BLOCK else [draws]
-    rngs = [np.random.default_rng(list(stream) if len(sizes) == 1 else [*stream, i]) for i in range(len(sizes))]
-    predicted = {}
-    for gen_id in deciding:
-        rows = {b: np.flatnonzero((gen_of == gen_id) & (budget_of == b)) for b in sorted(samples[gen_id])}
-        accuracies = {b: [] for b in rows}
-        for size, rng in zip(sizes, rngs):
-            pools = draw(gen_id, maximum[gen_id], size, rng)
-            for budget, r in rows.items():
-                accuracies[budget].append(predicted_rows(pools, budget_of[r], g_of[r]))
-        predicted[gen_id] = [(b, rows[b], np.concatenate(accuracies[b], axis=1)) for b in rows]
-    return predicted
+    rows = {g: {b: np.flatnonzero((gen_of == g) & (budget_of == b)) for b in sorted(samples[g])} for g in deciding}
+
+    def block(i: int) -> dict:
+        rng = np.random.default_rng(list(stream) if len(sizes) == 1 else [*stream, i])
+        out = {}
+        for gen_id in deciding:
+            pools = draw(gen_id, maximum[gen_id], sizes[i], rng)
+            out[gen_id] = {b: predicted_rows(pools, budget_of[r], g_of[r]) for b, r in rows[gen_id].items()}
+        return out
+
+    with ThreadPoolExecutor(max(1, min(threads, len(sizes)))) as pool:
+        blocks = list(pool.map(block, range(len(sizes))))
+    return {g: [(b, r, np.concatenate([done[g][b] for done in blocks], axis=1)) for b, r in rows[g].items()]
+            for g in deciding}
 
 
 def certify(closing: dict[str, int], fresh, draws: int) -> dict[str, int]:
