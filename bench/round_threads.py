@@ -31,7 +31,7 @@ from bitbudget.schema import schema_defaults  # noqa: E402
 
 BUDGETS = (2000, 6000, 10000, 20000)
 QUESTIONS = 198  # GPQA Diamond
-SO_FAR, MAXIMUM = 4, 64  # the main grid's first round
+SO_FAR, MAXIMUM = 4, 32  # the paper main grid's first round (config/paper.yaml: 32 samples per question)
 
 
 def synthetic_round(generations: int, seed: int = 0):

@@ -27,9 +27,9 @@ checkpoint adaptive_round:
         log_path("adaptive_round", PLAN_ID, "{r}"),
     benchmark:
         benchmark_path("adaptive_round", PLAN_ID, "{r}")
-    threads: ROUND_THREADS
     conda:
         "../../envs/analysis.yaml"
+    threads: ROUND_THREADS
     params:
         plan_id=PLAN_ID,
     script:
