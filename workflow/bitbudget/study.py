@@ -94,11 +94,15 @@ class Checkpoint(SpecifiedJob):
     model: str
     weights: str
     spec: QuantizeSpec
-    source_path: str
 
     @property
     def quantized(self) -> bool:
         return self.spec.quantized
+
+    @property
+    def source_path(self) -> str:
+        """The model's weights as the config names them: a directory or a hub id."""
+        return self.spec.source
 
     @property
     def path(self) -> str:
@@ -299,7 +303,7 @@ def _checkpoint(config: dict, model: str, weights: str, metadata_only: bool = Fa
         model_key(model, config["models"][model]),
         simulated_architecture_key(config["models"][model]["path"]) if metadata_only else None,
         fmt if quantized else None, quantizer, CheckpointRuntime.from_config(config, quantized))
-    return Checkpoint(content_id(spec.key()), model, weights, spec, config["models"][model]["path"])
+    return Checkpoint(content_id(spec.key()), model, weights, spec)
 
 
 def simulated_architecture_key(path: str) -> dict:
