@@ -62,6 +62,7 @@ sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(REPO / "tests" / "golden"))
 
 from bitbudget import plan as cost_plan  # noqa: E402 (after the path above)
+from bitbudget import rounds  # noqa: E402
 from bitbudget.specs import DatasetSpec  # noqa: E402
 
 BASE = "config/paper.yaml"
@@ -254,6 +255,10 @@ class Analysis:
         self.cache: dict = {}
         self.max_budget = {g.gen_id: max(g.budgets) for g in study.generations.values()}
         self.maximum = {g.gen_id: g.samples_per_question for g in study.generations.values()}
+        # samples per question after each round: the rule's rounds, or the maximum alone for a
+        # generation of a grid drawn in one round (the study's rounds, as the workflow runs them)
+        self.round_samples = {g: sorted({n for n, _ in reads}) for g, reads in study.rounds.items()}
+        self.rule = rounds.rule_of(study)
         self.questions = {g: draws.generations[g][0].shape[0] for g in self.maximum}
         self.cells = {g.gen_id: (g.checkpoint.model, g.checkpoint.weights, g.kv, g.dataset, g.samples_per_question)
                       for g in study.generations.values()}
@@ -345,13 +350,9 @@ class Analysis:
 def adaptive_run(analysis: Analysis, predictive=None) -> tuple[dict, list[dict], list[dict]]:
     """Rounds of the curtailment rule; returns samples drawn per (generation, budget), a log per
     round and each round's jobs (gen_id -> (samples before, after, horizon, budgets read))."""
-    from bitbudget.adaptive import schedule
-
-    config = analysis.config
-    per_gen = {g: schedule.AdaptiveRule.from_config(config["sampling"], m) for g, m in analysis.maximum.items()}
-    rule = schedule.AdaptiveRule.from_config(config["sampling"], max(analysis.maximum.values()))  # rounds.rule_of
-    drawn = {g: {b: rule.rounds[0] for b in budgets} for g, budgets in analysis.full_design().items()}
-    context = {"rule": rule, "predictive": predictive}
+    per_gen = analysis.round_samples
+    drawn = {g: {b: per_gen[g][0] for b in budgets} for g, budgets in analysis.full_design().items()}
+    context = {"rule": analysis.rule, "predictive": predictive}
     open_budgets, log = {g: sorted(d) for g, d in drawn.items()}, []
     jobs = [{g: (0, d[budgets[0]], max(budgets), len(budgets)) for g, d in drawn.items()
              for budgets in [sorted(d)]}]
@@ -361,7 +362,7 @@ def adaptive_run(analysis: Analysis, predictive=None) -> tuple[dict, list[dict],
         log.append({"open": len(open_budgets), "tokens": analysis.tokens(drawn)})
         next_jobs = {}
         for g, budgets in open_budgets.items():
-            more = next(n for n in per_gen[g].rounds if n > drawn[g][budgets[0]])
+            more = next(n for n in per_gen[g] if n > drawn[g][budgets[0]])
             next_jobs[g] = (drawn[g][budgets[0]], more, max(budgets), len(budgets))
             drawn[g].update({b: more for b in budgets})
         jobs += [next_jobs] if next_jobs else []

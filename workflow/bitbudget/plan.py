@@ -281,6 +281,7 @@ class Plan:
     adaptive: dict | None = None
     job_models: dict[str, JobModel] = field(default_factory=dict)  # gen_id -> what its jobs cost
     full_design: RoundCost = field(default_factory=RoundCost)  # every generation in one round, overheads included
+    grid_rounds: dict[str, dict] = field(default_factory=dict)  # grid -> what rounds cost it (:func:`grid_rounds`)
 
     @property
     def nested_tokens(self) -> float:
@@ -316,7 +317,7 @@ class Plan:
             "shards_present": sum(g.shards_present for g in self.generations),
             "full_design_cost": self.full_design.to_dict(),
         } | ({"adaptive": self.adaptive, "rounds": [r.to_dict() for r in self.rounds],
-              "adaptive_cost": self.adaptive_cost()} if self.adaptive else {})
+              "adaptive_cost": self.adaptive_cost(), "grid_rounds": self.grid_rounds} if self.adaptive else {})
 
     def adaptive_cost(self) -> dict:
         """Full-design GPU-hours and adaptive sampling's, overheads included: the upper bound (the
@@ -401,7 +402,33 @@ def make_plan(config: dict, think_fraction: float = 1.0, throughput: dict | None
         plan.adaptive = dict(config["sampling"]["adaptive"])
         plan.rounds = round_plans(study, config, think_fraction, workdir)
         cost_rounds(plan, config, think_fraction, pool, stop_share)
+        plan.grid_rounds = grid_rounds(plan, study, answer, think_fraction)
     return plan
+
+
+def grid_rounds(plan: Plan, study, answer: int, think_fraction: float) -> dict[str, dict]:
+    """Grid -> what drawing it in rounds costs beyond its tokens, over the rounds as planned (every
+    generation open to its maximum): the batch effect and the extra model loads, against the most
+    rounds could save (the decode of every round after the first, were all its generations to
+    stop after it). ``in_rounds`` False: the grid is drawn in one round (`adaptive: false`)."""
+    grids_of: dict[str, set] = defaultdict(set)
+    for row in study.scenarios:
+        grids_of[row["gen_id"]].update(row["grids"])
+    out = {name: {"in_rounds": name not in study.one_round_grids, "generations": 0, "batch_gpu_hours": 0.0,
+                  "extra_load_gpu_hours": 0.0, "saveable_gpu_hours": 0.0} for name in study.config["grids"]}
+    for r in plan.rounds:
+        for gen_id, (model, tokens, new) in draw_jobs(plan, r.draws, think_fraction, answer).items():
+            decode, batch, load = (model.gpus * hours for hours in model.hours(tokens, new))
+            for name in grids_of[gen_id]:
+                row = out[name]
+                row["generations"] += r.round == 0
+                row["batch_gpu_hours"] += batch
+                row["extra_load_gpu_hours"] += load if r.round else 0.0
+                row["saveable_gpu_hours"] += decode if r.round else 0.0
+    for row in out.values():
+        row["rounds_cost_more"] = row["in_rounds"] and (
+            row["batch_gpu_hours"] + row["extra_load_gpu_hours"] > row["saveable_gpu_hours"])
+    return out
 
 
 def overhead_assumptions(measured: dict | None, pool: int, stop_share: float) -> dict:
@@ -518,6 +545,23 @@ def format_rounds(plan: Plan) -> list[str]:
         "  upper bound:  " + _cost_parts(cost["upper_bound"]),
         "  estimate:     " + _cost_parts(cost["estimate"]),
     ]
+    return lines + format_grid_rounds(plan.grid_rounds)
+
+
+def format_grid_rounds(grids: dict[str, dict]) -> list[str]:
+    """One line per grid: drawn in one round, or what its rounds add against the most they could
+    save, with the fix where they add more."""
+    lines = ["per grid (upper bound):"]
+    for name, row in sorted(grids.items()):
+        if not row["in_rounds"]:
+            lines.append(f"  {name}: drawn in one round (grids.{name}.adaptive: false)")
+            continue
+        line = (f"  {name}: rounds add {row['batch_gpu_hours']:.1f} GPU-hours of batch effect and "
+                f"{row['extra_load_gpu_hours']:.1f} of model loads; stopping all {row['generations']} generations "
+                f"after the first round would save at most {row['saveable_gpu_hours']:.1f}")
+        if row["rounds_cost_more"]:
+            line += f": rounds cost more than they can save; fix: set grids.{name}.adaptive: false"
+        lines.append(line)
     return lines
 
 

@@ -58,7 +58,8 @@ def check_adaptive(config: dict) -> None:
     adaptive = config["sampling"].get("adaptive")
     if adaptive is None:
         return
-    maximum = max(grid_samples(config, grid) for grid in config["grids"].values())
+    grids = [grid for grid in config["grids"].values() if grid["adaptive"]] or config["grids"].values()
+    maximum = max(grid_samples(config, grid) for grid in grids)  # the grids drawn in rounds set them (rounds.rule_of)
     rule = AdaptiveRule.from_config(config["sampling"], maximum)
     least = least_gamma(rule.deciding_rounds, rule.confidence)
     if rule.deciding_rounds and rule.gamma < least:

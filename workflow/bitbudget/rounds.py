@@ -85,7 +85,7 @@ def decision_analysis(analysis: dict) -> dict:
 def decision_settings(study) -> dict:
     """What a decision depends on besides the scenarios and the samples: the adaptive settings,
     the largest maximum (it sets the rounds that split gamma), the analysis fields it reads, the
-    seed and the rounds' version."""
+    seed, the rounds' version and the grids drawn in one round."""
     config = study.config
     return {
         "adaptive": config["sampling"]["adaptive"],
@@ -93,6 +93,8 @@ def decision_settings(study) -> dict:
         "analysis": decision_analysis(config["analysis"]),
         "seed": config["sampling"]["seed"],
         "version": ROUNDS_VERSION,
+        # only where some grid is drawn in one round: every other study keeps its ids
+        **({"one_round_grids": list(study.one_round_grids)} if study.one_round_grids else {}),
     }
 
 
@@ -157,8 +159,10 @@ def round_path(plan: str, r: int) -> str:
 
 
 def rule_of(study) -> schedule.AdaptiveRule:
-    """The rule, with the largest maximum of the study."""
-    maximum = max(g.maximum for g in study.generations.values())
+    """The rule, with the largest maximum of the generations the study draws in rounds (of all,
+    where every grid is drawn in one round)."""
+    in_rounds = [g for g in study.generations.values() if g.gen_id not in study.one_round] or study.generations.values()
+    maximum = max(g.maximum for g in in_rounds)
     return schedule.AdaptiveRule.from_config(study.config["sampling"], maximum)
 
 

@@ -192,6 +192,10 @@ class Study:
     #: under sampling.adaptive: gen_id of the full design -> {(samples per question, horizon): the
     #: grade of a round that reads those samples at every budget up to that horizon}
     rounds: dict[str, dict[tuple[int, int], Grade]] = field(default_factory=dict)
+    #: under sampling.adaptive: the grids drawn in one round (`adaptive: false`) and the gen_ids
+    #: of the full design they draw so (those of a grid with it, even if shared with another)
+    one_round_grids: tuple[str, ...] = ()
+    one_round: frozenset[str] = frozenset()
 
     def grade_of(self, generation: Generation) -> Grade:
         trace_key = generation.key["trace_key"]
@@ -391,8 +395,9 @@ def build_study(config: dict) -> Study:
                         unit = units.setdefault(
                             (model, weights, kv, dataset, engine_tag),
                             {"model": model, "weights": weights, "kv": kv, "dataset": dataset,
-                             "engine": engine, "budgets": set(), "samples": 0, "cells": set()},
+                             "engine": engine, "budgets": set(), "samples": 0, "cells": set(), "adaptive": True},
                         )
+                        unit["adaptive"] = unit["adaptive"] and grid["adaptive"]
                         unit["budgets"].update(grid["token_budgets"])
                         unit["samples"] = max(unit["samples"], samples)
                         unit["cells"].update(
@@ -421,9 +426,14 @@ def build_study(config: dict) -> Study:
         study.grades[grade.grade_id] = grade
         study.scenarios.extend(_scenarios(config, unit, grade))
         if config["sampling"].get("adaptive") is not None:
+            in_rounds = adaptive_rounds(config, gen.maximum) if unit["adaptive"] else [gen.maximum]
             study.rounds[gen.gen_id] = {
                 (n, horizon): study.grade_of(gen.with_samples(n, [b for b in budgets if b <= horizon]))
-                for n in adaptive_rounds(config, gen.maximum) for horizon in budgets}
+                for n in in_rounds for horizon in budgets}
+            if not unit["adaptive"]:
+                study.one_round |= {gen.gen_id}
+    if config["sampling"].get("adaptive") is not None:
+        study.one_round_grids = tuple(sorted(name for name, grid in config["grids"].items() if not grid["adaptive"]))
     return study
 
 
