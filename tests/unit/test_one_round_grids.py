@@ -5,6 +5,7 @@ plan says which grids' rounds cost more than they can save."""
 from __future__ import annotations
 
 import contextlib
+import json
 import copy
 
 import pytest
@@ -13,7 +14,7 @@ import yaml
 from bitbudget import rounds
 from bitbudget.adaptive import closing, schedule
 from bitbudget.errors import ConfigError
-from bitbudget.plan import make_plan
+from bitbudget.plan import main, make_plan
 from bitbudget.preflight import validate_study_config
 from bitbudget.study import build_study
 from tests.harness import REPO, run_grades, small_adaptive_config, with_resources
@@ -161,3 +162,17 @@ def test_round_0_decides_them_at_their_maximum(tmp_path):
             assert entry["samples"] == config["sampling"]["adaptive"]["initial"]
             assert entry["reason"] in (schedule.OPEN, schedule.CURTAILED)
     assert decision["open"] == sum(e["open"] for g, e in decision["generations"].items() if g not in whole)
+
+
+def test_the_plan_command_prints_each_grids_verdict(tmp_path, capsys):
+    config = paper_adaptive()
+    config["grids"]["kv_cache"]["adaptive"] = True
+    path = tmp_path / "paper-adaptive.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["--configfile", str(path), "--directory", "/nonexistent"]) == 0
+    out = capsys.readouterr().out
+    assert "fix: set grids.kv_cache.adaptive: false" in out
+    assert next(line for line in out.splitlines() if line.startswith("  main:")).count("fix:") == 0
+    assert main(["--configfile", str(path), "--directory", "/nonexistent", "--json"]) == 0
+    grids = json.loads(capsys.readouterr().out)["grid_rounds"]
+    assert grids["kv_cache"]["rounds_cost_more"] and grids["main"]["in_rounds"]
