@@ -156,7 +156,7 @@ def test_round_0_decides_them_at_their_maximum(tmp_path):
     maximum = config["sampling"]["samples_per_question"]
     for gen_id, entry in decision["generations"].items():
         if gen_id in whole:
-            assert (entry["reason"], entry["samples"], entry["open"]) == (schedule.MAXIMUM, maximum, False)
+            assert (entry["reason"], entry["samples"], entry["open"]) == (schedule.ONE_ROUND, maximum, False)
             assert entry["gen_id"] == gen_id
         else:
             assert entry["samples"] == config["sampling"]["adaptive"]["initial"]

@@ -317,7 +317,8 @@ def decide(study, r: int, previous: dict | None, held_entries: dict | None = Non
     for gen_id, gen in study.generations.items():
         before = earlier.get(gen_id)
         if gen_id in sampling:
-            outcome = outcomes[gen_id]
+            # at its maximum from round 0: say why, where the rule would only say it got there
+            outcome = closing.Outcome(schedule.ONE_ROUND) if gen_id in study.one_round else outcomes[gen_id]
             latest = recorded[gen_id][sampling[gen_id][0]]
             n, horizon = latest["samples"], latest["horizon"]
             entry = {**latest, "reason": outcome.reason,

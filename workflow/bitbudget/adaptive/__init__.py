@@ -41,7 +41,8 @@ from bitbudget.adaptive.closing import (CURTAIL_DRAWS, BudgetClosing, Outcome, c
 from bitbudget.adaptive.decisions import Decisions
 from bitbudget.adaptive.predictive import (PREDICTIVES, answer_pool, coupled_pools, jeffreys_predictive,
                                            predicted_accuracy, predicted_rows, predictive_pools, rasch_predictive)
-from bitbudget.adaptive.schedule import CURTAIL_RULE, CURTAILED, MAXIMUM, OPEN, AdaptiveRule, rounds, spending
+from bitbudget.adaptive.schedule import (CURTAIL_RULE, CURTAILED, MAXIMUM, ONE_ROUND, OPEN, AdaptiveRule, rounds,
+                                         spending)
 
 __all__ = ["AdaptiveRule", "rounds", "spending", "answer_pool", "predictive_pools", "coupled_pools", "jeffreys_predictive",
            "rasch_predictive", "PREDICTIVES", "predicted_accuracy", "predicted_rows", "Decisions",

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["AdaptiveRule", "rounds", "spending", "MAXIMUM", "OPEN", "CURTAILED", "CURTAIL_RULE"]
+__all__ = ["AdaptiveRule", "rounds", "spending", "MAXIMUM", "OPEN", "CURTAILED", "ONE_ROUND", "CURTAIL_RULE"]
 
 #: reasons a generation stops (or goes on), as the plan and the report name them
 MAXIMUM, OPEN = "reached the maximum", "open"
 CURTAILED = "the full design would decide the same"
+ONE_ROUND = "drawn in one round (its grid has adaptive: false)"
 #: the stopping rule (`sampling.adaptive.rule`; the confidence rule was removed, docs/adaptive.md)
 CURTAIL_RULE = "curtail"
 
