@@ -29,6 +29,7 @@ misspecified there).
     python bench/adaptive.py --eval --jobs 2             # the held-out set: 3 kinds x 2 surfaces x 5 seeds
     python bench/adaptive.py --tune --gamma 0.05         # a setting tried on the tuning set
     python bench/adaptive.py --eval --kinds qwen3 --surfaces 1 --seeds 2   # a quick look
+    python bench/adaptive.py --eval --kinds qwen3 --surfaces 1 --seeds 1 --threads 2   # one run, both cores
     python bench/adaptive.py --tune --predictive planted # the rule with a perfectly calibrated predictive
 
 ``--predictive planted`` gives the curtailment rule the simulated engine's own model (each
@@ -347,18 +348,23 @@ class Analysis:
         return [{g: (0, m, self.max_budget[g], len(self.draws.generations[g][2])) for g, m in self.maximum.items()}]
 
 
-def adaptive_run(analysis: Analysis, predictive=None) -> tuple[dict, list[dict], list[dict]]:
+def adaptive_run(analysis: Analysis, predictive=None, threads: int = 1,
+                 progress: str = "") -> tuple[dict, list[dict], list[dict]]:
     """Rounds of the curtailment rule; returns samples drawn per (generation, budget), a log per
     round and each round's jobs (gen_id -> (samples before, after, horizon, budgets read))."""
     per_gen = analysis.round_samples
     drawn = {g: {b: per_gen[g][0] for b in budgets} for g, budgets in analysis.full_design().items()}
-    context = {"rule": analysis.rule, "predictive": predictive}
+    context = {"rule": analysis.rule, "predictive": predictive, "threads": threads}
+    started = time.perf_counter()
     open_budgets, log = {g: sorted(d) for g, d in drawn.items()}, []
     jobs = [{g: (0, d[budgets[0]], max(budgets), len(budgets)) for g, d in drawn.items()
              for budgets in [sorted(d)]}]
     while open_budgets:
         scen = analysis.table(drawn)
         open_budgets = curtail_round(analysis, scen, drawn, open_budgets, context)
+        if progress:
+            print(f"{progress}: round {context['round']} decided, {len(open_budgets)} generations open "
+                  f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
         log.append({"open": len(open_budgets), "tokens": analysis.tokens(drawn)})
         next_jobs = {}
         for g, budgets in open_budgets.items():
@@ -393,11 +399,13 @@ def curtail_round(analysis: Analysis, scen, drawn, open_budgets, context) -> dic
                       for b in budgets}
     status = decide_round(scen, samples, n_of, analysis.maximum, context["rule"], analysis.config["analysis"],
                           analysis.config["sampling"]["seed"], context["round"], open_=set(open_budgets),
-                          decisions=context["decisions"], predictive=context["predictive"])
+                          decisions=context["decisions"], predictive=context["predictive"],
+                          threads=context["threads"])
     return {g: list(o.open_budgets) for g, o in status.items() if o.reason == OPEN}
 
 
-def run(case: Case, adaptive_settings: dict | None, workdir: Path, predictive: str | None = None) -> dict:
+def run(case: Case, adaptive_settings: dict | None, workdir: Path, predictive: str | None = None,
+        threads: int = 1) -> dict:
     from bitbudget.study import build_study
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -409,7 +417,8 @@ def run(case: Case, adaptive_settings: dict | None, workdir: Path, predictive: s
     analysis = Analysis(study, draws)
     full_drawn = analysis.full_design()
     full = analysis.decisions(analysis.table(full_drawn))
-    drawn, log, jobs = adaptive_run(analysis, PlantedPredictive(draws) if predictive == "planted" else None)
+    drawn, log, jobs = adaptive_run(analysis, PlantedPredictive(draws) if predictive == "planted" else None,
+                                    threads, progress=f"{case.kind} surface {case.surface} seed {case.seed}")
     adapt = analysis.decisions(analysis.table(drawn))
     return {"case": case, "tokens_full": analysis.tokens(full_drawn),
             "tokens_adaptive": analysis.tokens(drawn), "rounds": log,
@@ -443,6 +452,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--surfaces", type=int, help="only the set's first N planted surfaces")
     parser.add_argument("--seeds", type=int, help="only the set's first N sampling seeds")
     parser.add_argument("--jobs", type=int, default=1, help="runs side by side (processes; default 1)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads a round draws its predictive completions on, per run "
+                             "(resources.adaptive_round.threads: the same decisions at any count; default 1)")
     parser.add_argument("--initial", type=int, help="sampling.adaptive.initial (default: the schema's)")
     parser.add_argument("--step", type=int, help="sampling.adaptive.step (default: the schema's)")
     parser.add_argument("--confidence", type=float, help="sampling.adaptive.confidence (default: the schema's)")
@@ -477,7 +489,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-adaptive-") as tmp, \
             ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("fork")) as pool:
         runs = [pool.submit(run, case, settings, Path(tmp) / f"{case.kind}-{case.surface}-{case.seed}",
-                            args.predictive) for case in cases]
+                            args.predictive, args.threads) for case in cases]
         for done in as_completed(runs):
             results.append(done.result())
             print(summary_line(results[-1]), flush=True)
