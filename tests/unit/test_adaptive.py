@@ -10,8 +10,8 @@ from bitbudget.adaptive.closing import (CERTIFICATIONS, CURTAIL_DRAWS, BudgetClo
                                         certification_level, certify, closing_savings, curtail_floor, decide_round,
                                         monte_carlo_upper, predict)
 from bitbudget.adaptive.decisions import Decisions
-from bitbudget.adaptive.predictive import (answer_pool, coupled_pools, predicted_accuracy, predictive_pools,
-                                          rasch_predictive)
+from bitbudget.adaptive.predictive import (answer_pool, coupled_pools, predicted_accuracy, predicted_rows,
+                                          predictive_pools, rasch_predictive)
 from bitbudget.frontier import pareto_frontier
 from bitbudget.schema import schema_defaults
 
@@ -209,6 +209,21 @@ def test_predictive_pools_complete_the_design():
     assert (pools.sum(axis=-1) == 32).all() and (pools[..., :4] >= pool).all()
     assert pools[:, 0, 0].mean() > 30 and pools[:, 1, 0].mean() < 2
     assert (pools[:, 2, 4] == 0).all()  # wrong values were seen: no new value
+
+
+def test_predicted_rows_are_each_rows_accuracy_of_its_budgets_pools():
+    """Every G of a budget voted at once: the accuracy each row gets by itself, row for row."""
+    rng = np.random.default_rng(7)
+    pools = {b: predictive_pools(np.column_stack([rng.integers(0, 5, 30), rng.integers(0, 2, 30),
+                                                  rng.integers(0, 3, 30), rng.integers(0, 2, 30)]),
+                                 32, 64, rng) for b in (2000, 6000)}
+    budgets = [2000, 6000, 2000, 6000, 2000, 2000, 6000, 6000]
+    gs = [1, 16, 4, 1, 16, 3, 8, 3]
+    rows = predicted_rows(pools, budgets, gs)
+    assert rows.shape == (8, 64)
+    for i, (b, g) in enumerate(zip(budgets, gs)):
+        np.testing.assert_array_equal(rows[i], predicted_accuracy(pools[b], g))
+    assert not np.array_equal(rows[2], rows[4])  # maj@4 and maj@16 of one budget's pools differ
 
 
 def _curtail_probabilities(draws: dict, memory: dict, n: int):

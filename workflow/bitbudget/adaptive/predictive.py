@@ -115,10 +115,16 @@ def predicted_accuracy(pools: np.ndarray, g: int) -> np.ndarray:
 
 def predicted_rows(pools: dict, budgets, gs) -> np.ndarray:
     """[rows, draws]: the predicted accuracy of each scenario row (its token budget in
-    ``budgets``, its G in ``gs``) from its budget's pools ``{budget: [draws, Q, K]}``."""
+    ``budgets``, its G in ``gs``) from its budget's pools ``{budget: [draws, Q, K]}``, as
+    :func:`predicted_accuracy` gives it; a budget's maj@G of every G at once (one pass over its
+    pools' signatures)."""
     budgets, gs = np.asarray(budgets), np.asarray(gs)
     out = np.empty((len(budgets), next(iter(pools.values())).shape[0]))
     for budget, pool in pools.items():
-        for i in np.flatnonzero(budgets == budget):
-            out[i] = predicted_accuracy(pool, int(gs[i]))
+        rows = np.flatnonzero(budgets == budget)
+        votes = sorted({int(g) for g in gs[rows] if g > 1})
+        maj = stats.maj_of_counts(pool, votes) if votes else {}
+        for i in rows:
+            g = int(gs[i])
+            out[i] = maj[g].mean(axis=1) if g > 1 else predicted_accuracy(pool, 1)
     return out
