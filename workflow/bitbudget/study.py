@@ -192,10 +192,16 @@ class Study:
     #: under sampling.adaptive: gen_id of the full design -> {(samples per question, horizon): the
     #: grade of a round that reads those samples at every budget up to that horizon}
     rounds: dict[str, dict[tuple[int, int], Grade]] = field(default_factory=dict)
-    #: under sampling.adaptive: the grids drawn in one round (`adaptive: false`) and the gen_ids
-    #: of the full design they draw so (those of a grid with it, even if shared with another)
-    one_round_grids: tuple[str, ...] = ()
+    #: under sampling.adaptive: the gen_ids of the full design drawn in one round (those of a grid
+    #: with `adaptive: false`, even if shared with another grid)
     one_round: frozenset[str] = frozenset()
+
+    @property
+    def one_round_grids(self) -> tuple[str, ...]:
+        """Under sampling.adaptive, the grids drawn in one round (`adaptive: false`)."""
+        if self.config["sampling"].get("adaptive") is None:
+            return ()
+        return tuple(sorted(name for name, grid in self.config["grids"].items() if not grid["adaptive"]))
 
     def grade_of(self, generation: Generation) -> Grade:
         trace_key = generation.key["trace_key"]
@@ -432,8 +438,6 @@ def build_study(config: dict) -> Study:
                 for n in in_rounds for horizon in budgets}
             if not unit["adaptive"]:
                 study.one_round |= {gen.gen_id}
-    if config["sampling"].get("adaptive") is not None:
-        study.one_round_grids = tuple(sorted(name for name, grid in config["grids"].items() if not grid["adaptive"]))
     return study
 
 
