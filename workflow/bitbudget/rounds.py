@@ -304,9 +304,11 @@ def decide(study, r: int, previous: dict | None, held_entries: dict | None = Non
         sampling = {g: e["open_budgets"] for g, e in previous["generations"].items() if e["open"]}
         earlier = previous["generations"]
     used_by = used(study, reads)
-    table, arrays = round_table(study, used_by, sampling)
     drawn = {g: reads[g][budgets[0]][0] for g, budgets in sampling.items()}
     maximum = {g: gen.maximum for g, gen in study.generations.items()}
+    # the samples only a generation still below its maximum decides on (one drawn in one round
+    # or reaching its maximum stops without them)
+    table, arrays = round_table(study, used_by, {g: b for g, b in sampling.items() if drawn[g] < maximum[g]})
     rule = rule_of(study)
     outcomes = closing.decide_round(table, arrays, drawn, maximum, rule, decision_analysis(study.config["analysis"]),
                                      int(study.config["sampling"]["seed"]), r + 1,
