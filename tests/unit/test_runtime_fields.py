@@ -199,6 +199,7 @@ def test_engine_spec_fields_are_key_or_runtime_and_only_key_fields_move_the_id(m
         "trace_key": {**spec.trace_key, "horizon": spec.trace_key["horizon"] + 1},
         "budgets": spec.budgets[1:],
         "samples": spec.samples - 1,
+        "closed_questions": {"a-question": spec.samples - 1},
     }
     assert set(moved) == set(fields_with_role(EngineSpec, KEY))
     for name, value in moved.items():

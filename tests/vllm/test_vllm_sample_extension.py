@@ -1,5 +1,5 @@
-"""VLLMEngine: a sample drawn in two steps (a later round, or thinking on from a smaller
-horizon) equals the sample drawn at once, token for token (history-free draws)."""
+"""VLLMEngine: a sample drawn in two steps (a later round, thinking on from a smaller horizon, or
+a question closed and reopened) equals the sample drawn at once, token for token (history-free draws)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import dataclasses
 import pandas as pd
 import pytest
 
+from bitbudget.datasets import load_questions
 from bitbudget.shards import read_shard
 from bitbudget.study import build_study
 
@@ -88,3 +89,33 @@ def test_a_sample_thought_to_a_smaller_budget_thinks_on_as_the_sample_drawn_at_o
     kept = table[table["token_budget"] <= 8].reset_index(drop=True)
     pd.testing.assert_frame_equal(kept, pd.read_parquet(tmp_path / low.output))
     pd.testing.assert_frame_equal(table, pd.read_parquet(tmp_path / "oneshot" / full.output))
+
+
+def test_a_closed_question_draws_nothing_and_reopened_equals_a_one_shot_run(vllm_server, tiny_model, tmp_path):
+    (full,) = build_study(study_config(tiny_model, [8, 32], samples=3)).generations.values()
+    question_ids = sorted(q["question_id"] for q in load_questions(full.engine_spec().dataset))
+    closed = {question_ids[0]: 1}
+    first, ragged = full.with_samples(1), full.with_samples(3, closed_questions=closed)
+    oneshot_dir = f"oneshot/{full.trace_dir}"
+    jobs = [{"name": "one", "spec": first.engine_spec(), "output": first.output},
+            {"name": "ragged", "spec": ragged.engine_spec(), "output": ragged.output},
+            {"name": "full", "spec": full.engine_spec(), "output": full.output},
+            {"name": "oneshot", "spec": dataclasses.replace(full.engine_spec(), trace_dir=oneshot_dir),
+             "output": f"oneshot/{full.output}"}]
+    results = vllm_server.generations(jobs[:2], tmp_path)
+    assert results["ragged"]["meta"]["id"] == ragged.gen_id
+    assert results["ragged"]["meta"]["generated"] == len(question_ids) - 1
+    table = pd.read_parquet(tmp_path / ragged.output)
+    counts = table.groupby("question_id")["sample_idx"].nunique().to_dict()
+    assert counts == {q: 1 if q in closed else 3 for q in question_ids}
+    closed_shard = read_shard(tmp_path / full.trace_dir, question_ids[0])
+    assert [s["sample_idx"] for s in closed_shard["samples"]] == [0]
+
+    results = vllm_server.generations(jobs[2:], tmp_path)
+    assert results["full"]["meta"]["generated"] == 1  # the closed question's samples 1 and 2 only
+    for question_id in question_ids:
+        assert read_shard(tmp_path / full.trace_dir, question_id) == read_shard(tmp_path / oneshot_dir, question_id)
+    oneshot = pd.read_parquet(tmp_path / "oneshot" / full.output)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / full.output), oneshot)
+    read_at = oneshot["question_id"].map(lambda q: closed.get(q, 3))
+    pd.testing.assert_frame_equal(table, oneshot[oneshot["sample_idx"] < read_at].reset_index(drop=True))

@@ -87,10 +87,20 @@ class EngineSpec:
     trace_dir: str = runtime_field()  # the trace store, named by the trace id
     # the source revision an unquantized checkpoint is loaded at (the checkpoint's key pins it)
     revision: str | None = runtime_field()
+    # questions read at fewer samples than `samples` (closed before this round): question id -> samples
+    closed_questions: dict[str, int] = key_field(default_factory=dict)
 
     def __post_init__(self):
         if not self.budgets or list(self.budgets) != sorted(set(self.budgets)):
             raise ValueError(f"budgets must be distinct and ascending, got {self.budgets}")
+        wrong = {q: n for q, n in self.closed_questions.items() if not 1 <= n < self.samples}
+        if wrong:
+            raise ValueError(f"closed_questions must hold between 1 and {self.samples - 1} samples "
+                             f"(fewer than the round's), got {wrong}")
+
+    def samples_of(self, question_id: str) -> int:
+        """Samples per question read of ``question_id``: fewer than `samples` where it was closed."""
+        return self.closed_questions.get(question_id, self.samples)
 
     @classmethod
     def from_generation_key(cls, key: dict, runtime: EngineRuntime, checkpoint_path: str, trace_dir: str,
@@ -99,7 +109,8 @@ class EngineSpec:
         `samples` is in it only for a round that reads fewer than the full design's."""
         trace_key = key["trace_key"]
         samples = key["samples"] if "samples" in key else trace_key["sampling"]["samples_per_question"]
-        return cls(trace_key, tuple(key["budgets"]), samples, runtime, checkpoint_path, trace_dir, revision)
+        return cls(trace_key, tuple(key["budgets"]), samples, runtime, checkpoint_path, trace_dir, revision,
+                   dict(key.get("closed_questions", {})))
 
     @property
     def maximum(self) -> int:
@@ -115,6 +126,8 @@ class EngineSpec:
         key = {"trace": self.trace_id, "budgets": list(self.budgets)}
         if self.samples < self.maximum:
             key["samples"] = self.samples
+        if self.closed_questions:  # only where some question was closed: every other id stays as it was
+            key["closed_questions"] = dict(sorted(self.closed_questions.items()))
         return key
 
     @property
@@ -134,7 +147,7 @@ class EngineSpec:
         """Plain JSON values: the spec file of a stage re-executed in another interpreter."""
         return {"trace_key": self.trace_key, "budgets": list(self.budgets), "samples": self.samples,
                 "runtime": self.runtime.to_dict(), "checkpoint_path": self.checkpoint_path,
-                "trace_dir": self.trace_dir, "revision": self.revision}
+                "trace_dir": self.trace_dir, "revision": self.revision, "closed_questions": self.closed_questions}
 
     @classmethod
     def from_dict(cls, spec: dict) -> "EngineSpec":
@@ -143,4 +156,4 @@ class EngineSpec:
         runtime = (EngineRuntime(**spec["runtime"]) if "runtime" in spec
                    else EngineRuntime.from_config(spec["engine"]))
         return cls(spec["trace_key"], tuple(spec["budgets"]), spec["samples"], runtime,
-                   spec["checkpoint_path"], spec["trace_dir"], spec["revision"])
+                   spec["checkpoint_path"], spec["trace_dir"], spec["revision"], spec.get("closed_questions", {}))

@@ -44,9 +44,9 @@ class StopFlag:
         return self.requested
 
 
-def samples_table(questions, trace_dir, budgets, result, samples: int) -> pd.DataFrame:
-    """One row per (question, sample, budget) for the samples of indices below ``samples``: a
-    trace may hold more (a later round ran before)."""
+def samples_table(questions, trace_dir, budgets, result, samples_of) -> pd.DataFrame:
+    """One row per (question, sample, budget) for the samples of indices below the question's
+    ``samples_of(question_id)``: a trace may hold more (a later round ran before)."""
     records = []
     for question in questions:
         shard = read_shard(trace_dir, question["question_id"])
@@ -56,6 +56,7 @@ def samples_table(questions, trace_dir, budgets, result, samples: int) -> pd.Dat
                 "stopped): rerun snakemake to resume at the first missing question"
             )
         prompt_tokens = result.prompt_tokens(question["question_id"])
+        samples = samples_of(question["question_id"])
         held = first_samples(shard, samples)
         if len(held) < samples:
             raise RuntimeError(
@@ -93,15 +94,18 @@ def write_generation(spec: EngineSpec, output: str | Path, engine_run) -> dict:
     if checkpoint.name == spec.trace_key["checkpoint"]:  # a checkpoint this pipeline made: check it
         artifacts.verify_directory(checkpoint)
     questions = load_questions(spec.dataset)
+    unknown = sorted(set(spec.closed_questions) - {q["question_id"] for q in questions})
+    if unknown:
+        raise ValueError(f"closed_questions names questions its dataset does not hold: {unknown[:5]}; "
+                         "close only questions of the generation's dataset")
     budgets = list(spec.budgets)
-    samples = spec.samples
-    fresh, incomplete = plan_work(questions, trace_dir, budgets, samples)
-    log.info("%d questions at %d samples: %d need new samples, %d need new forks, %d cached",
-             len(questions), samples, len(fresh), len(incomplete),
+    fresh, incomplete = plan_work(questions, trace_dir, budgets, spec.samples_of)
+    log.info("%d questions at %d samples (%d closed at fewer): %d need new samples, %d need new forks, %d cached",
+             len(questions), spec.samples, len(spec.closed_questions), len(fresh), len(incomplete),
              len({q["question_id"] for q in questions} - set(fresh) - set(incomplete)))
     artifacts.write_json(Path(trace_dir) / "trace.meta.json", {"id": Path(trace_dir).name, "key": spec.trace_key})
     result = engine_run(questions, fresh, incomplete, budgets)
-    table = samples_table(questions, trace_dir, budgets, result, samples)
+    table = samples_table(questions, trace_dir, budgets, result, spec.samples_of)
     artifacts.write_parquet(output, table)
     gen_key = spec.generation_key()
     return artifacts.write_meta(

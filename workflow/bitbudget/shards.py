@@ -116,9 +116,10 @@ def missing_indices(shard: dict | None, samples: int) -> list[int]:
     return [i for i in range(samples) if i not in held]
 
 
-def new_samples(trace_dir, question_ids, samples: int) -> dict[str, list[int]]:
-    """The indices each question still needs, read from its shard as it is now."""
-    return {q: missing_indices(read_shard(trace_dir, q), samples) for q in question_ids}
+def new_samples(trace_dir, question_ids, samples_of) -> dict[str, list[int]]:
+    """The indices each question still needs (below ``samples_of(question_id)``), read from its
+    shard as it is now."""
+    return {q: missing_indices(read_shard(trace_dir, q), samples_of(q)) for q in question_ids}
 
 
 def merge_samples(stored: list[dict], new: list[dict]) -> list[dict]:
@@ -152,9 +153,10 @@ def write_new_samples(trace_dir: str | Path, question_id: str, new: list[dict]) 
     write_shard(trace_dir, question_id, merge_samples(stored["samples"] if stored else [], new))
 
 
-def plan_work(questions, trace_dir, budgets, samples) -> tuple[list[str], dict[str, dict]]:
-    """Questions whose shard lacks some of the sample indices ``0..samples-1`` (fresh), and
-    stored shards whose samples below ``samples`` lack some budgets' forks (incomplete).
+def plan_work(questions, trace_dir, budgets, samples_of) -> tuple[list[str], dict[str, dict]]:
+    """Questions whose shard lacks some of the sample indices ``0..n-1`` (fresh), and stored
+    shards whose samples below ``n`` lack some budgets' forks (incomplete), ``n`` the question's
+    samples read (``samples_of(question_id)``).
 
     A question may be in both: its stored samples are forked first, then its missing indices
     drawn. Engines handle ``incomplete`` before ``fresh``, and draw for a fresh question only
@@ -163,6 +165,7 @@ def plan_work(questions, trace_dir, budgets, samples) -> tuple[list[str], dict[s
     fresh, incomplete = [], {}
     for question in questions:
         shard = read_shard(trace_dir, question["question_id"])
+        samples = samples_of(question["question_id"])
         if missing_indices(shard, samples):
             fresh.append(question["question_id"])
         if any(missing_forks(sample, budgets) for sample in first_samples(shard, samples)):

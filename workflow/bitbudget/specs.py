@@ -32,8 +32,9 @@ RUNTIME = "runtime"
 CONFIG = "config"
 
 
-def key_field():
-    return field(metadata={ROLE: KEY})
+def key_field(**options):
+    """A key field; ``options``: those of :func:`dataclasses.field` (a default)."""
+    return field(metadata={ROLE: KEY}, **options)
 
 
 def runtime_field(*config: str):

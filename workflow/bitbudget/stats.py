@@ -226,6 +226,9 @@ def summarize_scenario(
     "maj@G" (with ``g``).  For maj@G, a sample counts for the reference value when it
     was graded correct (so grader equivalences carry over), else by its extracted answer.
 
+    Questions may hold different numbers of samples (a question closed early); maj@G has no
+    estimate (NaN) where some question holds fewer than G, as a pool of fewer than G has none.
+
     Returns ``(summary: dict, per_question: DataFrame)``; summary has accuracy, ci_low,
     ci_high, n_questions, n_samples (smallest pool size).
     """
@@ -250,7 +253,7 @@ def summarize_scenario(
             ]
             codes = encode_answers(answers, ref)
             per_q_arrays.append(codes)
-            acc = _maj_codes(codes, g)
+            acc = _maj_codes(codes, g) if codes.size >= g else float("nan")
         else:
             per_q_arrays.append(correct.astype(float))
             acc = float(correct.mean())
@@ -263,9 +266,12 @@ def summarize_scenario(
         summary = {"accuracy": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
                    "n_questions": 0, "n_samples": 0}
         return summary, per_question
-    accuracy = float(per_question["accuracy"].mean())
-    stat = maj_statistic(g) if is_maj else None
-    lo, hi = bootstrap_ci(per_q_arrays, stat, n_boot=n_boot, seed=seed, level=level)
+    if per_question["accuracy"].isna().any():  # a question holds fewer than G samples: no estimate
+        accuracy, lo, hi = float("nan"), float("nan"), float("nan")
+    else:
+        accuracy = float(per_question["accuracy"].mean())
+        stat = maj_statistic(g) if is_maj else None
+        lo, hi = bootstrap_ci(per_q_arrays, stat, n_boot=n_boot, seed=seed, level=level)
     summary = {
         "accuracy": accuracy,
         "ci_low": lo,

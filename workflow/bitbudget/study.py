@@ -142,13 +142,14 @@ class Generation:
         return EngineSpec.from_generation_key(self.key, self.runtime.engine, self.checkpoint.path, self.trace_dir,
                                               self.source_revision)
 
-    def with_samples(self, samples: int, budgets=None) -> "Generation":
+    def with_samples(self, samples: int, budgets=None, closed_questions=None) -> "Generation":
         """The same trace read at its first ``samples`` samples per question and at ``budgets``
-        (default: all of this generation's; a round of adaptive sampling). Its samples think
+        (default: all of this generation's; a round of adaptive sampling), the questions of
+        ``closed_questions`` (question id -> samples) at their fewer samples. Its samples think
         only to the largest budget asked: a sample stored with less thinking is continued when
-        a larger budget is asked later. At the maximum and every budget it is this generation,
-        id included, so a study that stops no generation early shares every artifact with one
-        that samples the full design."""
+        a larger budget is asked later. At the maximum, every budget and no closed question it
+        is this generation, id included, so a study that stops no generation early shares every
+        artifact with one that samples the full design."""
         if not 1 <= samples <= self.maximum:
             raise ValueError(f"samples per question must lie in 1..{self.maximum}, got {samples}")
         budgets = tuple(sorted(self.budgets if budgets is None else budgets))
@@ -157,6 +158,8 @@ class Generation:
         gen_key = {"trace": self.trace_id, "budgets": list(budgets)}
         if samples < self.maximum:
             gen_key["samples"] = samples
+        if closed_questions:  # only where some question was closed: every other id stays as it was
+            gen_key["closed_questions"] = dict(sorted(closed_questions.items()))
         return Generation(content_id(gen_key), self.trace_id, self.checkpoint, self.kv, self.dataset, budgets,
                           samples, {**gen_key, "trace_key": self.key["trace_key"]}, self.runtime)
 

@@ -9,12 +9,14 @@ from bitbudget.forcing import ForcingTokens, sample_at_budget
 
 class TraceEngine:
     """What every engine holds of the generation it fills: its spec, its trace key, the samples
-    per question it reads, its trace directory and the stop flag it polls."""
+    per question it reads (``samples_of``: fewer for a closed question), its trace directory and
+    the stop flag it polls."""
 
     def __init__(self, spec: EngineSpec, stop_requested=lambda: False):
         self.spec = spec
         self.key = spec.trace_key
         self.samples = spec.samples
+        self.samples_of = spec.samples_of
         self.trace_dir = Path(spec.trace_dir)
         self.stop_requested = stop_requested
 

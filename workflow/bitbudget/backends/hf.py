@@ -264,7 +264,7 @@ class HFEngine(TraceEngine):
         for batch in batches_by_prompt_length(list(incomplete), prompts, self.samples, self.spec.runtime.batch_size):
             self._refork(prompts, {q: incomplete[q] for q in batch}, budgets)
             progress.update(len(batch), self.counters)
-        todo = new_samples(self.trace_dir, fresh, self.samples)
+        todo = new_samples(self.trace_dir, fresh, self.samples_of)
         rows_per_question = {q: len(indices) for q, indices in todo.items()}
         for batch in batches_by_prompt_length(fresh, prompts, rows_per_question, self.spec.runtime.batch_size):
             rows = [Row((q, i)) for q in batch for i in todo[q]]
@@ -287,7 +287,7 @@ class HFEngine(TraceEngine):
         a sample that stopped thinking short of them thinks on first."""
         rows, missing = {}, set()
         for question_id, shard in shards.items():
-            for sample in first_samples(shard, self.samples):
+            for sample in first_samples(shard, self.samples_of(question_id)):
                 todo = missing_forks(sample, budgets)
                 if todo:
                     rows[question_id, sample["sample_idx"]] = Row(

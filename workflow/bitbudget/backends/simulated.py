@@ -324,9 +324,9 @@ class SimulatedEngine(TraceEngine):
         by_id = {q["question_id"]: q for q in questions}
         for question_id, shard in incomplete.items():  # stored samples first: a fresh question may have some
             self._check_stop()
-            self._fill(by_id[question_id], first_samples(shard, self.samples), budgets, suffix, prompts[question_id])
+            self._fill(by_id[question_id], first_samples(shard, self.samples_of(question_id)), budgets, suffix, prompts[question_id])
             write_shard(self.trace_dir, question_id, shard["samples"])
-        for question_id, indices in new_samples(self.trace_dir, fresh, self.samples).items():
+        for question_id, indices in new_samples(self.trace_dir, fresh, self.samples_of).items():
             self._check_stop()
             records = [{"sample_idx": i, "think_ids": [], "closed_thinking": False, "answer_ids": [], "forks": {}}
                        for i in indices]

@@ -238,7 +238,7 @@ class VLLMEngine(TraceEngine):
             self._refork(prompts, {q: incomplete[q] for q in pending}, budgets)
             done += len(pending)
             self._progress(done, len(todo), started)
-        indices = new_samples(self.trace_dir, fresh, self.samples)
+        indices = new_samples(self.trace_dir, fresh, self.samples_of)
         for chunk in chunks_by_rows(list(fresh), {q: len(indices[q]) for q in fresh}, batch_rows):
             rows = [Sample(q, i) for q in chunk for i in indices[q]]
             self._think(prompts, rows, think_to)
@@ -321,7 +321,7 @@ class VLLMEngine(TraceEngine):
         positions it thinks at)."""
         requests, targets, thinking_on = [], [], []
         for question_id, shard in shards.items():
-            for sample in first_samples(shard, self.samples):
+            for sample in first_samples(shard, self.samples_of(question_id)):
                 todo = missing_forks(sample, budgets)
                 if todo and thinks_on(sample, max(todo)):
                     thinking_on.append((sample, Sample(question_id, sample["sample_idx"], list(sample["think_ids"]),

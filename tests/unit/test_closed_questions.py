@@ -1,0 +1,142 @@
+"""Questions closed inside a round: a generation reads some questions at fewer samples than the
+round's (``closed_questions``). A closed question draws nothing, keeps its stored samples byte for
+byte, and is read at its own count; the others draw as they would; reopened later, its samples
+are those of a one-shot run (history-free draws). The aggregate reads ragged counts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bitbudget.stats import maj_at_g_question, summarize_scenario
+from tests.unit.test_sample_extension import (BUDGETS, hf_round, hf_spec, read_shards, run_round,
+                                               simulated_generation)
+
+
+def sample_counts(table: pd.DataFrame) -> dict[str, int]:
+    return table.groupby("question_id")["sample_idx"].nunique().to_dict()
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def test_closed_questions_enter_the_key_only_where_some_question_is_closed():
+    full = simulated_generation(samples=4)
+    assert full.with_samples(4, closed_questions={}).gen_id == full.gen_id
+    assert full.with_samples(3, closed_questions=None).gen_id == full.with_samples(3).gen_id
+    closed = full.with_samples(4, closed_questions={"q1": 2, "q0": 1})
+    assert closed.gen_id != full.gen_id and closed.trace_id == full.trace_id
+    assert list(closed.key["closed_questions"]) == ["q0", "q1"]  # sorted: the order given never moves the id
+    assert closed.gen_id == full.with_samples(4, closed_questions={"q0": 1, "q1": 2}).gen_id
+    spec = closed.engine_spec()
+    assert spec.generation_key() == {k: v for k, v in closed.key.items() if k != "trace_key"}
+    assert spec.samples_of("q1") == 2 and spec.samples_of("q7") == 4
+    assert type(spec).from_dict(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize("count", [0, 4, 5])
+def test_a_closed_question_must_hold_fewer_samples_than_the_round(count):
+    full = simulated_generation(samples=4)
+    with pytest.raises(ValueError, match=r"closed_questions must hold between 1 and 3 samples"):
+        full.with_samples(4, closed_questions={"q0": count}).engine_spec()
+
+
+def test_a_closed_question_the_dataset_does_not_hold_stops_before_any_sample_is_drawn(tmp_path):
+    full = simulated_generation(samples=4)
+    trace = tmp_path / "traces" / full.trace_id
+    with pytest.raises(ValueError, match=r"closed_questions names questions its dataset does not hold: \['nope'\]"):
+        run_round(full.with_samples(4, closed_questions={"nope": 2}), trace, tmp_path / "out.parquet")
+    assert not (trace / "shards").exists() or not list((trace / "shards").glob("*.json"))
+
+
+# --------------------------------------------------------------------------- simulated engine
+
+
+def test_simulated_closed_question_draws_nothing_and_reopened_equals_a_one_shot_run(tmp_path):
+    full = simulated_generation(samples=4)
+    trace = tmp_path / "traces" / full.trace_id
+    run_round(full.with_samples(2), trace, tmp_path / "r2.parquet")
+    after_first = read_shards(trace)
+    question_ids = sorted(after_first)
+    closed = {question_ids[0]: 2, question_ids[1]: 1}  # one at its stored count, one below it
+    ragged, meta = run_round(full.with_samples(4, closed_questions=closed), trace, tmp_path / "ragged.parquet")
+    assert meta["id"] == full.with_samples(4, closed_questions=closed).gen_id
+    counts = sample_counts(ragged)
+    assert {q: counts[q] for q in closed} == closed
+    assert all(counts[q] == 4 for q in question_ids[2:])
+    open_questions = len(question_ids) - len(closed)
+    assert meta["generated"] == open_questions
+    assert meta["counters"]["decode_tokens"] == open_questions * 2 * max(BUDGETS)  # samples 2 and 3, open ones only
+    after_second = read_shards(trace)
+    for question_id in closed:  # nothing drawn, nothing rewritten
+        assert after_second[question_id] == after_first[question_id]
+
+    oneshot_trace = tmp_path / "oneshot" / full.trace_id
+    oneshot, _ = run_round(full, oneshot_trace, tmp_path / "oneshot.parquet")
+    read_at = oneshot["question_id"].map(lambda q: closed.get(q, 4))
+    pd.testing.assert_frame_equal(ragged, oneshot[oneshot["sample_idx"] < read_at].reset_index(drop=True))
+
+    reopened, meta = run_round(full, trace, tmp_path / "full.parquet")
+    assert meta["generated"] == len(closed)
+    pd.testing.assert_frame_equal(reopened, oneshot)
+    assert read_shards(trace) == read_shards(oneshot_trace)
+
+
+# --------------------------------------------------------------------------- HF engine
+
+
+def test_hf_closed_question_draws_nothing_and_reopened_equals_a_one_shot_run(random_tiny_model, tmp_path):
+    trace, oneshot_trace = tmp_path / "stepped" / "trace", tmp_path / "oneshot" / "trace"  # the draws name the trace
+    hf_round(random_tiny_model, trace, hf_spec(random_tiny_model, 1), tmp_path / "r1.parquet")
+    after_first = read_shards(trace)
+    closed_id = sorted(after_first)[0]
+    spec = dataclasses.replace(hf_spec(random_tiny_model, 3), closed_questions={closed_id: 1})
+    ragged, meta, _ = hf_round(random_tiny_model, trace, spec, tmp_path / "ragged.parquet")
+    assert sample_counts(ragged) == {q: 1 if q == closed_id else 3 for q in after_first}
+    assert meta["generated"] == len(after_first) - 1
+    assert read_shards(trace)[closed_id] == after_first[closed_id]
+
+    full = hf_spec(random_tiny_model, 3)
+    reopened, meta, _ = hf_round(random_tiny_model, trace, full, tmp_path / "full.parquet")
+    assert meta["generated"] == 1
+    reference, _, _ = hf_round(random_tiny_model, oneshot_trace, full, tmp_path / "oneshot.parquet")
+    assert read_shards(trace) == read_shards(oneshot_trace)
+    pd.testing.assert_frame_equal(reopened, reference)
+    assert len({tuple(s["think_ids"]) for s in read_shards(oneshot_trace)[closed_id]["samples"]}) > 1
+
+
+# --------------------------------------------------------------------------- ragged aggregates
+
+
+def ragged_grades(seed: int, counts: dict[str, int]) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for question_id, n in counts.items():
+        for i in range(n):
+            answer = rng.choice(["7", "8", "9", None])
+            rows.append({"question_id": question_id, "sample_idx": i, "token_budget": 100,
+                         "correct": answer == "7", "extracted_answer": answer, "reference_answer": "7"})
+    return pd.DataFrame(rows)
+
+
+def test_ragged_counts_estimate_each_question_from_its_own_samples():
+    counts = {"a": 2, "b": 5, "c": 3, "d": 4}
+    graded = ragged_grades(3, counts)
+    by_question = {q: g.sort_values("sample_idx") for q, g in graded.groupby("question_id")}
+    summary, per_question = summarize_scenario(graded, "pass@1", n_boot=50)
+    assert per_question.set_index("question_id")["n_samples"].to_dict() == counts
+    assert summary["accuracy"] == pytest.approx(np.mean([g["correct"].mean() for g in by_question.values()]))
+    assert summary["n_samples"] == 2 and summary["ci_low"] <= summary["accuracy"] <= summary["ci_high"]
+
+    summary, _ = summarize_scenario(graded, "maj@G", g=2, n_boot=50)
+    votes = [maj_at_g_question(["7" if ok else (None if pd.isna(a) else a)
+                                for ok, a in zip(g["correct"], g["extracted_answer"])], "7", 2)
+             for g in by_question.values()]
+    assert summary["accuracy"] == pytest.approx(np.mean(votes))
+
+    summary, per_question = summarize_scenario(graded, "maj@G", g=3, n_boot=50)  # question a holds 2
+    assert np.isnan(summary["accuracy"]) and np.isnan(summary["ci_low"]) and np.isnan(summary["ci_high"])
+    assert per_question.set_index("question_id")["accuracy"].isna().to_dict() == {q: n < 3 for q, n in counts.items()}
