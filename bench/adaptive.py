@@ -64,6 +64,7 @@ sys.path.insert(0, str(REPO / "tests" / "golden"))
 
 from bitbudget import plan as cost_plan  # noqa: E402 (after the path above)
 from bitbudget import rounds  # noqa: E402
+from bitbudget.adaptive.predictive import answer_pool  # noqa: E402
 from bitbudget.specs import DatasetSpec  # noqa: E402
 
 BASE = "config/paper.yaml"
@@ -229,9 +230,9 @@ class PlantedPredictive:
     def __init__(self, draws: Draws):
         self.planted = draws.planted
 
-    def __call__(self, samples: dict, datasets: dict):
+    def __call__(self, pools: dict, datasets: dict):
         def draw(gen_id: str, maximum: int, draws: int, rng: np.random.Generator) -> dict:
-            n = next(iter(samples[gen_id].values()))[0].shape[1]
+            n = int(next(iter(pools[gen_id].values()))[0].sum())  # every question holds n
             return self.planted[gen_id].pools(n, maximum, draws, rng)
         return draw
 
@@ -395,7 +396,7 @@ def curtail_round(analysis: Analysis, scen, drawn, open_budgets, context) -> dic
     samples = {}
     for g, budgets in open_budgets.items():
         correct, answers, all_budgets, _ = analysis.draws.generations[g]
-        samples[g] = {b: (correct[:, :n_of[g], all_budgets.index(b)], answers[:, :n_of[g], all_budgets.index(b)])
+        samples[g] = {b: answer_pool(correct[:, :n_of[g], all_budgets.index(b)], answers[:, :n_of[g], all_budgets.index(b)])
                       for b in budgets}
     status = decide_round(scen, samples, n_of, analysis.maximum, context["rule"], analysis.config["analysis"],
                           analysis.config["sampling"]["seed"], context["round"], open_=set(open_budgets),

@@ -268,7 +268,7 @@ def _round(draws: dict, memory: dict, n: int, gamma: float, predictive=None):
     rule's own predictive unless one is given)."""
     gens = list(draws)
     now = _scenarios([draws[g][:, :n].mean() for g in gens], [memory[g] for g in gens], n, gen=gens)
-    samples = {g: {1000: (draws[g][:, :n], np.where(draws[g][:, :n], "right", "wrong").astype(object))}
+    samples = {g: {1000: answer_pool(draws[g][:, :n], np.where(draws[g][:, :n], "right", "wrong").astype(object))}
                for g in gens}
     maximum = {g: draws[g].shape[1] for g in gens}
     rule = _rule(n, maximum[gens[0]], gamma=gamma)
@@ -405,7 +405,8 @@ def test_a_generation_closes_its_settled_top_budgets_and_samples_on_below_them()
     now = _scenarios([first.mean(), more.mean(), far.mean()], [1.0, 1.05, 3.0], 8, gen=["a", "g", "g"])
     now["token_budget"] = [1000, 1000, 2000]
     labels = lambda right: np.where(right, "right", "wrong").astype(object)  # noqa: E731
-    samples = {"a": {1000: (first, labels(first))}, "g": {1000: (more, labels(more)), 2000: (far, labels(far))}}
+    samples = {"a": {1000: answer_pool(first, labels(first))},
+               "g": {1000: answer_pool(more, labels(more)), 2000: answer_pool(far, labels(far))}}
     rule = _rule(8, 32, gamma=0.05)
     outcomes = decide_round(now, samples, {"a": 8, "g": 8}, {"a": 32, "g": 32}, rule, ANALYSIS, seed=0,
                                      round_index=1)
@@ -420,7 +421,8 @@ def test_budgets_of_a_generation_complete_together():
     rng = np.random.default_rng(0)
     correct = rng.random((Q, 8)) < 0.5
     answers = np.where(correct, "r", "w").astype(object)
-    pools = coupled_pools({1: (correct, answers), 2: (correct, answers)}, 32, 200, rng)
+    pool = answer_pool(correct, answers)
+    pools = coupled_pools({1: pool, 2: pool}, 32, 200, rng)
     right_1, right_2 = pools[1][..., 0].astype(float), pools[2][..., 0].astype(float)
     coupled = np.corrcoef(right_1.ravel(), right_2.ravel())[0, 1]
     independent = predictive_pools(answer_pool(correct, answers), 32, 200, rng)[..., 0]
@@ -441,7 +443,7 @@ def test_completions_drawn_on_several_threads_are_the_ones_drawn_on_one():
     samples = {}
     for g in gens:
         correct = rng.random((Q, 8)) < rng.uniform(0.2, 0.8)
-        samples[g] = {b: (correct, np.where(correct, "right", "wrong").astype(object)) for b in budgets}
+        samples[g] = {b: answer_pool(correct, np.where(correct, "right", "wrong").astype(object)) for b in budgets}
     draw = rasch_predictive(samples, dict.fromkeys(gens, "d"))
     draws = 1_234  # three blocks, the last one short
     one = predict(scen, samples, dict.fromkeys(gens, 32), gens, draw, draws, (0, 1, 1), threads=1)
@@ -507,9 +509,9 @@ def test_a_closing_the_search_draws_allow_but_fresh_draws_refuse_is_not_taken():
             def draw(gen_id, maximum, n_draws, rng):
                 calls[gen_id] = calls.get(gen_id, 0) + 1
                 streams.append((gen_id, rng.bit_generator.state["state"]["state"]))
-                so_far = samples[gen_id][1000][0]
+                so_far = samples[gen_id][1000]
                 right = np.full(Q, maximum) if lift_later and gen_id == "far" and calls[gen_id] > 1 else \
-                    np.round(so_far.mean(axis=1) * maximum).astype(int)
+                    np.round(so_far[:, 0] / so_far.sum(axis=1) * maximum).astype(int)
                 pool = np.column_stack([right, np.zeros(Q, int), maximum - right])
                 return {1000: np.repeat(pool[None], n_draws, axis=0)}
             return draw

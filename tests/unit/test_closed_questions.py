@@ -1,7 +1,8 @@
 """Questions closed inside a round: a generation reads some questions at fewer samples than the
 round's (``closed_questions``). A closed question draws nothing, keeps its stored samples byte for
 byte, and is read at its own count; the others draw as they would; reopened later, its samples
-are those of a one-shot run (history-free draws). The aggregate reads ragged counts."""
+are those of a one-shot run (history-free draws). The aggregate and a round's answer counts read
+ragged counts."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bitbudget import rounds
+from bitbudget.adaptive.predictive import answer_pool, question_pools
+from bitbudget.aggregate import cell_arrays
 from bitbudget.stats import maj_at_g_question, summarize_scenario
 from tests.unit.test_sample_extension import (BUDGETS, hf_round, hf_spec, read_shards, run_round,
                                                simulated_generation)
@@ -140,3 +144,18 @@ def test_ragged_counts_estimate_each_question_from_its_own_samples():
     summary, per_question = summarize_scenario(graded, "maj@G", g=3, n_boot=50)  # question a holds 2
     assert np.isnan(summary["accuracy"]) and np.isnan(summary["ci_low"]) and np.isnan(summary["ci_high"])
     assert per_question.set_index("question_id")["accuracy"].isna().to_dict() == {q: n < 3 for q, n in counts.items()}
+
+
+def test_a_rounds_answer_counts_read_each_question_at_its_own_samples():
+    counts = {"q2": 3, "q0": 5, "q1": 1}
+    graded = ragged_grades(4, counts)
+    pools = rounds.answer_counts(graded)
+    assert list(pools.sum(axis=1)) == [5, 1, 3]  # questions by id
+    by_id = {q: g.sort_values("sample_idx") for q, g in graded.groupby("question_id")}
+    expected = question_pools([by_id[q]["correct"].to_numpy() for q in sorted(by_id)],
+                              [np.array([None if pd.isna(a) else a for a in by_id[q]["extracted_answer"]], dtype=object)
+                               for q in sorted(by_id)])
+    assert np.array_equal(pools, expected)
+    square = ragged_grades(5, dict.fromkeys(["a", "b", "c"], 4))
+    _, correct, answers = cell_arrays(square)
+    assert np.array_equal(rounds.answer_counts(square.sample(frac=1, random_state=0)), answer_pool(correct, answers))

@@ -36,13 +36,20 @@ FIT_PSEUDO_COUNT = 0.5  # half a right and half a wrong answer per cell and per 
 # has a finite ability (difficulty) without moving the others
 
 
+def samples_per_entry(samples, shape: tuple[int, int]) -> np.ndarray:
+    """``samples`` as ``[C, Q]``: one count per cell (``[C]``: every question of the cell holds
+    it) or one per cell and question (questions closed at fewer samples)."""
+    samples = np.asarray(samples, dtype=float)
+    return np.broadcast_to(samples[:, None] if samples.ndim == 1 else samples, shape)
+
+
 def fit_rasch(right: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Abilities ``[C]`` and difficulties ``[Q]`` (mean 0) maximising the binomial likelihood of
-    ``right`` ``[C, Q]`` right answers out of ``samples`` ``[C]`` per question."""
+    ``right`` ``[C, Q]`` right answers out of ``samples`` (``[C]`` or ``[C, Q]``) per question."""
     n_cells, n_questions = right.shape
     pseudo = FIT_PSEUDO_COUNT / max(n_cells, n_questions)
     r = right + pseudo
-    n = np.broadcast_to(np.asarray(samples, dtype=float)[:, None] + 2 * pseudo, right.shape)
+    n = samples_per_entry(samples, right.shape) + 2 * pseudo
 
     def negative_log_likelihood(params):
         logit = params[:n_cells, None] - params[None, n_cells:]
@@ -77,17 +84,18 @@ class RaschFit:
 
 
 def fit(right: np.ndarray, samples: np.ndarray) -> RaschFit:
-    """The Rasch fit of ``right`` ``[C, Q]`` right answers out of ``samples`` ``[C]`` per
-    question: abilities and difficulties by maximum likelihood, an ability's standard error from
-    its Fisher information (inflated by the counts' overdispersion), and each question's prior
-    concentration from the overdispersion plus the uncertainty of its difficulty."""
+    """The Rasch fit of ``right`` ``[C, Q]`` right answers out of ``samples`` per question
+    (``[C]``, or ``[C, Q]`` where questions hold different counts): abilities and difficulties by
+    maximum likelihood, an ability's standard error from its Fisher information (each question's
+    inflated by the counts' overdispersion), and each question's prior concentration from the
+    overdispersion plus the uncertainty of its difficulty."""
     right = np.asarray(right, dtype=float)
-    n = np.asarray(samples, dtype=float)[:, None]
-    ability, difficulty = fit_rasch(right, n[:, 0])
+    n = samples_per_entry(samples, right.shape)
+    ability, difficulty = fit_rasch(right, n)
     m = expit(ability[:, None] - difficulty[None, :])
     binomial_variance = n * m * (1 - m)
     rho = overdispersion(right, n, m)
-    ability_se = np.sqrt((1 + (n[:, 0] - 1) * rho) / binomial_variance.sum(axis=1))
+    ability_se = 1 / np.sqrt((binomial_variance / (1 + (n - 1) * rho)).sum(axis=1))
     # what the other cells say of a question: its own counts enter again through the posterior
     others = binomial_variance.sum(axis=0, keepdims=True) - binomial_variance
     difficulty_spread = np.divide(m * (1 - m), others, out=np.full_like(m, np.inf), where=others > 0)

@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 
 from bitbudget.adaptive import closing, schedule
-from bitbudget.aggregate import aggregate, cell_arrays
+from bitbudget.adaptive.predictive import question_pools
+from bitbudget.aggregate import aggregate
 from bitbudget.artifacts import content_id, read_parquet_verified
 from bitbudget.study import RESULTS
 
@@ -267,28 +268,33 @@ def study_aggregate_spec(study) -> dict:
         for g in study.grades.values()])
 
 
+def answer_counts(at_budget: pd.DataFrame) -> np.ndarray:
+    """Answer counts ``[Q, K]`` (:func:`bitbudget.adaptive.predictive.answer_pool`) of one
+    budget's graded samples, questions by id, each holding any number of samples."""
+    at = at_budget.assign(question_id=at_budget["question_id"].astype(str)).sort_values(["question_id", "sample_idx"])
+    answers = np.array([None if pd.isna(a) else str(a) for a in at["extracted_answer"]], dtype=object)
+    starts = np.flatnonzero(np.r_[True, at["question_id"].to_numpy()[1:] != at["question_id"].to_numpy()[:-1]])
+    correct = at["correct"].to_numpy(dtype=bool)
+    return question_pools(np.split(correct, starts[1:]), np.split(answers, starts[1:]))
+
+
 def round_table(study, used_by: dict, open_budgets: dict[str, list[int]]) -> tuple[pd.DataFrame, dict]:
     """The scenario table of a round read as ``used_by`` says (:func:`used`; aggregate's
     columns, ``gen_id`` the full design's) and the samples the decision rests on: full gen_id
-    -> {token_budget: (correct [Q, n], answers [Q, n])} for the budgets in ``open_budgets[gen_id]``."""
+    -> {token_budget: answer counts [Q, K]} (:func:`answer_counts`) for the budgets in
+    ``open_budgets[gen_id]``."""
     scen = at_samples(pd.DataFrame.from_records(study.scenarios), used_by)
     spec = aggregate_spec(study.config, flat(used_by))
     # a decision reads point estimates only, and no analysis field but its own
     table, _ = aggregate(scen, spec | {"analysis": decision_analysis(spec["analysis"]) | POINT_ESTIMATES})
     design_of = {e["gen_id"]: gen_id for gen_id, by_budget in used_by.items() for e in by_budget.values()}
     table["gen_id"] = table["gen_id"].map(design_of)
-    arrays: dict[str, dict] = {}
+    pools: dict[str, dict] = {}
     for gen_id, budgets in open_budgets.items():
-        path = used_by[gen_id][budgets[0]]["grades"]  # the open budgets share one round's grade
-        graded = read_parquet_verified(path)
-        arrays[gen_id] = {}
-        for budget, at_budget in graded[graded["token_budget"].isin(budgets)].groupby("token_budget", sort=True):
-            cell = cell_arrays(at_budget)
-            if cell is None:
-                raise ValueError(f"{path}: questions hold different numbers of samples at budget "
-                                 f"{budget}; a round needs the same count for every question")
-            arrays[gen_id][int(budget)] = cell[1:]
-    return table, arrays
+        graded = read_parquet_verified(used_by[gen_id][budgets[0]]["grades"])  # the open budgets share one round's grade
+        pools[gen_id] = {int(budget): answer_counts(at_budget) for budget, at_budget
+                         in graded[graded["token_budget"].isin(budgets)].groupby("token_budget", sort=True)}
+    return table, pools
 
 
 def decide(study, r: int, previous: dict | None, held_entries: dict | None = None, threads: int = 1) -> dict:
@@ -308,9 +314,9 @@ def decide(study, r: int, previous: dict | None, held_entries: dict | None = Non
     maximum = {g: gen.maximum for g, gen in study.generations.items()}
     # the samples only a generation still below its maximum decides on (one drawn in one round
     # or reaching its maximum stops without them)
-    table, arrays = round_table(study, used_by, {g: b for g, b in sampling.items() if drawn[g] < maximum[g]})
+    table, pools = round_table(study, used_by, {g: b for g, b in sampling.items() if drawn[g] < maximum[g]})
     rule = rule_of(study)
-    outcomes = closing.decide_round(table, arrays, drawn, maximum, rule, decision_analysis(study.config["analysis"]),
+    outcomes = closing.decide_round(table, pools, drawn, maximum, rule, decision_analysis(study.config["analysis"]),
                                      int(study.config["sampling"]["seed"]), r + 1,
                                      open_=set(sampling), threads=threads) if sampling else {}
     recorded = {gen_id: {b: {k: e[k] for k in READ_KEYS} for b, e in by_budget.items()}

@@ -201,10 +201,10 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
 
     ``scenarios``: one row per scenario with the columns of the aggregate table (``gen_id`` is
     the generation of the full design, ``accuracy`` the estimate from the samples drawn so far,
-    ``n_samples``, ``n_questions``); ``samples``: gen_id -> {token_budget: (correct, answers)}
-    for its open budgets only (the smallest ones), each ``[Q, drawn]`` with questions in a fixed
-    order and samples by index; ``drawn`` / ``maximum``: samples per question so far (of the
-    open budgets) and of the full design. ``decisions`` may be given to reuse the structure
+    ``n_samples``, ``n_questions``); ``samples``: gen_id -> {token_budget: answer counts [Q, K]}
+    (:func:`bitbudget.adaptive.predictive.answer_pool`) for its open budgets only (the smallest
+    ones), questions in a fixed order; ``drawn`` / ``maximum``: samples per question so far (of
+    the open budgets) and of the full design. ``decisions`` may be given to reuse the structure
     built from memory (it depends on the scenario list only). Only the generations in ``open_``
     (default: all) are decided; the others keep their estimates. ``predictive`` draws the
     samples to come (:func:`jeffreys_predictive`'s shape; default: the rule's
@@ -225,7 +225,7 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
 
     predicted = complete(CURTAIL_DRAWS, (seed, round_index))
     current = scen["accuracy"].to_numpy(dtype=float)
-    savings = {g: closing_savings([b for b, _, _ in predicted[g]], next(iter(samples[g].values()))[0].shape[0],
+    savings = {g: closing_savings([b for b, _, _ in predicted[g]], next(iter(samples[g].values())).shape[0],
                                   maximum[g] - drawn[g]) for g in deciding}
     gamma = rule.round_gamma(round_index)
     closing = BudgetClosing(current, predicted, decisions, gamma, None, savings).closing() if gamma else {}

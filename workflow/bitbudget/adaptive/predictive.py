@@ -8,7 +8,7 @@ from scipy import special
 
 from bitbudget import item_response, stats
 
-__all__ = ["answer_pool", "predictive_pools", "coupled_pools", "jeffreys_predictive", "rasch_predictive",
+__all__ = ["answer_pool", "question_pools", "predictive_pools", "coupled_pools", "jeffreys_predictive", "rasch_predictive",
            "PREDICTIVES", "predicted_accuracy", "predicted_rows"]
 
 
@@ -17,6 +17,17 @@ def answer_pool(correct: np.ndarray, answers: np.ndarray) -> np.ndarray:
     samples ``correct``/``answers`` ``[Q, n]``, as :func:`bitbudget.stats.summarize_cell` votes."""
     onehot, _ = stats.signature_counts(stats.answer_codes(correct, answers))
     return onehot.sum(axis=1).astype(np.int64)
+
+
+def question_pools(correct: list, answers: list) -> np.ndarray:
+    """:func:`answer_pool` of questions holding any number of samples: ``correct[q]`` and
+    ``answers[q]`` the samples of question ``q`` (a question closed early holds fewer)."""
+    codes = [stats.answer_codes(np.asarray(c, dtype=bool)[None], np.asarray(a, dtype=object)[None])[0]
+             for c, a in zip(correct, answers)]
+    pool = np.zeros((len(codes), 2 + max((int(c.max(initial=0)) for c in codes), default=0)), dtype=np.int64)
+    for q, code in enumerate(codes):
+        np.add.at(pool[q], np.where(code < 0, 1, np.where(code == 0, 0, code + 1)), 1)
+    return pool
 
 
 def predictive_pools(pool: np.ndarray, maximum: int, draws: int, rng: np.random.Generator,
@@ -46,35 +57,36 @@ def predictive_pools(pool: np.ndarray, maximum: int, draws: int, rng: np.random.
                            more_wrong[..., -1:]], axis=-1)
 
 
-def coupled_pools(samples: dict, maximum: int, draws: int, rng: np.random.Generator,
+def coupled_pools(pools: dict, maximum: int, draws: int, rng: np.random.Generator,
                   priors: dict | None = None) -> dict:
-    """``{budget: [draws, Q, K + 1]}``: each budget's :func:`predictive_pools` (its prior
+    """``{budget: [draws, Q, K + 1]}``: each budget's :func:`predictive_pools` from its answer
+    counts ``pools[budget]`` ``[Q, K]`` (:func:`answer_pool`) (its prior
     ``priors[budget]``, Jeffreys' when absent), with the posterior of every question's p drawn
     at one quantile per (draw, question) for all budgets. One trajectory is forked at every
     budget, so a question that is harder than its first samples showed is harder at every
     budget; the samples still to come are drawn per budget (independent binomials: more spread
     between budgets than forks of shared trajectories have, which errs towards sampling on)."""
-    n_questions = next(iter(samples.values()))[0].shape[0]
+    n_questions = next(iter(pools.values())).shape[0]
     quantiles = rng.random((draws, n_questions))
-    return {budget: predictive_pools(answer_pool(correct, answers), maximum, draws, rng, quantiles,
-                                     (priors or {}).get(budget))
-            for budget, (correct, answers) in sorted(samples.items())}
+    return {budget: predictive_pools(pool, maximum, draws, rng, quantiles, (priors or {}).get(budget))
+            for budget, pool in sorted(pools.items())}
 
 
-def jeffreys_predictive(samples: dict, datasets: dict[str, str]):
+def jeffreys_predictive(pools: dict, datasets: dict[str, str]):
     """A predictive (``sampling.adaptive.predictive: jeffreys``): each question's samples to
     come from its own samples alone under the Jeffreys prior (:func:`coupled_pools`).
 
-    A predictive is built once per round from ``samples`` (gen_id -> {budget: (correct
-    [Q, n], answers [Q, n])}, the open budgets of every generation deciding, questions in one
-    order per dataset) and ``datasets`` (gen_id -> dataset), and returns the function
+    A predictive is built once per round from ``pools`` (gen_id -> {budget: answer counts
+    [Q, K]} (:func:`answer_pool`, :func:`question_pools`), the open budgets of every generation
+    deciding, questions in one order per dataset; a question may hold fewer samples than the
+    others) and ``datasets`` (gen_id -> dataset), and returns the function
     ``draw(gen_id, maximum, draws, rng) -> {budget: [draws, Q, K + 1]}`` of full-design
     pools. bench/adaptive.py passes the simulated engine's planted model in this shape to
     measure what a perfectly calibrated predictive would stop."""
-    return lambda gen_id, maximum, draws, rng: coupled_pools(samples[gen_id], maximum, draws, rng)
+    return lambda gen_id, maximum, draws, rng: coupled_pools(pools[gen_id], maximum, draws, rng)
 
 
-def rasch_predictive(samples: dict, datasets: dict[str, str]):
+def rasch_predictive(pools: dict, datasets: dict[str, str]):
     """A predictive (``sampling.adaptive.predictive: rasch``, :func:`jeffreys_predictive`'s
     shape): a question's prior at each (generation, budget) is centred on the Rasch fit of
     every deciding generation's samples of its dataset (:func:`bitbudget.item_response.fit`),
@@ -83,14 +95,14 @@ def rasch_predictive(samples: dict, datasets: dict[str, str]):
     standard errors. Generations whose question count differs from the rest of their dataset
     are fitted apart."""
     groups: dict = {}
-    for gen_id in sorted(samples):
-        n_questions = next(iter(samples[gen_id].values()))[0].shape[0]
+    for gen_id in sorted(pools):
+        n_questions = next(iter(pools[gen_id].values())).shape[0]
         groups.setdefault((datasets[gen_id], n_questions), []).append(gen_id)
     cell_of: dict = {}
     for members in groups.values():
-        cells = [(g, budget) for g in members for budget in sorted(samples[g])]
-        right = np.stack([samples[g][budget][0].sum(axis=1) for g, budget in cells])
-        drawn = np.array([samples[g][budget][0].shape[1] for g, budget in cells])
+        cells = [(g, budget) for g in members for budget in sorted(pools[g])]
+        right = np.stack([pools[g][budget][:, 0] for g, budget in cells])
+        drawn = np.stack([pools[g][budget].sum(axis=1) for g, budget in cells])
         fitted = item_response.fit(right, drawn)
         for i, (g, budget) in enumerate(cells):
             cell_of.setdefault(g, {})[budget] = (fitted, i)
@@ -98,7 +110,7 @@ def rasch_predictive(samples: dict, datasets: dict[str, str]):
     def draw(gen_id: str, maximum: int, draws: int, rng: np.random.Generator) -> dict:
         shift = rng.standard_normal(draws)
         priors = {budget: fitted.priors(i, shift) for budget, (fitted, i) in cell_of[gen_id].items()}
-        return coupled_pools(samples[gen_id], maximum, draws, rng, priors)
+        return coupled_pools(pools[gen_id], maximum, draws, rng, priors)
     return draw
 
 
