@@ -13,9 +13,13 @@ import pandas as pd
 import pytest
 
 from bitbudget import rounds
-from bitbudget.adaptive.predictive import answer_pool, question_pools
+from bitbudget.adaptive import schedule
+from bitbudget.adaptive.closing import decide_round, open_questions
+from bitbudget.adaptive.predictive import (PREDICTIVES, answer_pool, completion_targets, predicted_rows,
+                                           question_pools)
 from bitbudget.aggregate import cell_arrays
-from bitbudget.stats import maj_at_g_question, summarize_scenario
+from bitbudget.stats import maj_at_g_question, maj_of_counts, summarize_scenario
+from tests.unit.test_adaptive import ANALYSIS, _rule, _scenarios
 from tests.unit.test_sample_extension import (BUDGETS, hf_round, hf_spec, read_shards, run_round,
                                                simulated_generation)
 
@@ -159,3 +163,74 @@ def test_a_rounds_answer_counts_read_each_question_at_its_own_samples():
     square = ragged_grades(5, dict.fromkeys(["a", "b", "c"], 4))
     _, correct, answers = cell_arrays(square)
     assert np.array_equal(rounds.answer_counts(square.sample(frac=1, random_state=0)), answer_pool(correct, answers))
+
+
+# --------------------------------------------------------------------------- completions
+
+
+def labelled(correct: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return np.where(correct, "right", rng.choice(["a", "b", None], correct.shape)).astype(object)
+
+
+def test_a_round_completes_only_the_questions_still_drawing():
+    """A generation at 8 samples per question whose first 10 questions were closed at 4: every
+    completion holds the full design's 32 samples of the others and exactly the stored 4 of the
+    closed ones; pass@1 weighs each question by its own samples, and maj@8 has no estimate."""
+    rng = np.random.default_rng(8)
+    n_questions, closed = 30, 10
+    correct = rng.random((n_questions, 8)) < 0.6
+    answers = labelled(correct, rng)
+    held = np.where(np.arange(n_questions) < closed, 4, 8)
+    pools = {1000: question_pools([c[:n] for c, n in zip(correct, held)], [a[:n] for a, n in zip(answers, held)])}
+    assert completion_targets({1000: answer_pool(correct, answers)}, 8, 32) == 32  # none closed: one count
+    targets = completion_targets(pools, 8, 32)
+    assert list(targets) == [4] * closed + [32] * (n_questions - closed)
+    assert open_questions(pools, 8) == n_questions - closed
+    for name, predictive in PREDICTIVES.items():
+        completed = predictive({"g": pools}, {"g": "d"})("g", targets, 40, np.random.default_rng(1))
+        pool = completed[1000]
+        assert (pool.sum(axis=-1) == targets).all(), name
+        stored = pools[1000][:closed]
+        assert (pool[:, :closed, : stored.shape[1]] == stored).all() and (pool[:, :closed, stored.shape[1]:] == 0).all()
+        rows = predicted_rows(completed, np.array([1000, 1000]), np.array([1, 8]))
+        assert np.allclose(rows[0], (pool[..., 0] / targets).mean(axis=1))
+        assert np.isnan(rows[1]).all()
+
+
+def test_maj_of_a_pool_smaller_than_g_has_no_estimate():
+    pools = np.array([[2, 0, 1], [5, 1, 2], [0, 4, 1]])
+    votes = maj_of_counts(pools, [4])[4]
+    assert np.isnan(votes[0]) and votes[1] == maj_at_g_question(["r"] * 5 + [None] + ["x", "x"], "r", 4)
+    assert votes[2] == 0.0  # four or more samples, none right
+
+
+def test_decide_round_reads_questions_closed_earlier_at_their_counts():
+    """Two generations on one budget, one with a third of its questions closed at 4 of 8: the
+    round asks its predictive for completions that keep the closed questions at 4 and the
+    others at the maximum, and decides (the two lie far apart: both settle)."""
+    rng = np.random.default_rng(9)
+    n_questions = 30
+    gens = ["a", "b"]
+    correct = {g: rng.random((n_questions, 8)) < p for g, p in zip(gens, (0.3, 0.8))}
+    answers = {g: labelled(correct[g], rng) for g in gens}
+    held = np.where(np.arange(n_questions) < 10, 4, 8)
+    pools = {"a": {1000: question_pools([c[:n] for c, n in zip(correct["a"], held)],
+                                        [x[:n] for x, n in zip(answers["a"], held)])},
+             "b": {1000: answer_pool(correct["b"], answers["b"])}}
+    asked = {}
+
+    def recording(pools_of, datasets):
+        draw = PREDICTIVES["rasch"](pools_of, datasets)
+
+        def recorded(gen_id, maximum, draws, rng):
+            asked.setdefault(gen_id, []).append(np.broadcast_to(maximum, (n_questions,)).tolist())
+            return draw(gen_id, maximum, draws, rng)
+        return recorded
+
+    accuracy = [np.mean([c[:n].mean() for c, n in zip(correct["a"], held)]), correct["b"].mean()]
+    outcomes = decide_round(_scenarios(accuracy, [1.0, 3.0], 8, gen=gens), pools, dict.fromkeys(gens, 8),
+                            dict.fromkeys(gens, 32), _rule(8, 32, gamma=0.05), ANALYSIS, seed=0, round_index=1,
+                            predictive=recording)
+    assert {g: o.reason for g, o in outcomes.items()} == dict.fromkeys(gens, schedule.CURTAILED)
+    assert asked["a"] and all(m == [4] * 10 + [32] * 20 for m in asked["a"])
+    assert asked["b"] and all(m == [32] * n_questions for m in asked["b"])

@@ -343,7 +343,8 @@ _MAJ_BY_SIGNATURE: dict[tuple[int, int, int, int], float] = {}  # (g, bits, K, p
 
 
 def maj_of_counts(counts: np.ndarray, gs: Sequence[int]) -> dict[int, np.ndarray]:
-    """maj@g of every pool given as counts ``[..., K]`` (reference, None, others...).
+    """maj@g of every pool given as counts ``[..., K]`` (reference, None, others...); NaN for a
+    pool of fewer than g samples (it has no maj@g).
 
     A pool's signature (reference, None, other counts in decreasing order) is packed into one
     integer, so distinct pools are found with a 1-D ``np.unique``; maj@g is computed once per
@@ -365,7 +366,9 @@ def maj_of_counts(counts: np.ndarray, gs: Sequence[int]) -> dict[int, np.ndarray
         for u, (key, row) in enumerate(zip(uniq_keys.tolist(), uniq)):
             memo = (int(g), bits, k, key)
             value = _MAJ_BY_SIGNATURE.get(memo) if key >= 0 else None
-            if value is None:
+            if value is None and row.sum() < g:
+                value = float("nan")
+            elif value is None:
                 value = _maj_from_counts(int(row[0]), tuple(int(c) for c in row[2:] if c), int(row[1]), int(g))
                 if key >= 0:
                     _MAJ_BY_SIGNATURE[memo] = value

@@ -12,7 +12,7 @@ import pandas as pd
 from scipy import stats as _scipy_stats
 
 from bitbudget.adaptive.decisions import Decisions
-from bitbudget.adaptive.predictive import PREDICTIVES, predicted_rows
+from bitbudget.adaptive.predictive import PREDICTIVES, completion_targets, predicted_rows
 from bitbudget.adaptive.schedule import CURTAILED, MAXIMUM, OPEN, AdaptiveRule
 
 __all__ = ["CURTAIL_DRAWS", "CERTIFICATIONS", "FLOOR_SHARE", "MAX_CERTIFICATION_DRAWS", "thinking_per_question",
@@ -204,7 +204,9 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
     ``n_samples``, ``n_questions``); ``samples``: gen_id -> {token_budget: answer counts [Q, K]}
     (:func:`bitbudget.adaptive.predictive.answer_pool`) for its open budgets only (the smallest
     ones), questions in a fixed order; ``drawn`` / ``maximum``: samples per question so far (of
-    the open budgets) and of the full design. ``decisions`` may be given to reuse the structure
+    the open budgets) and of the full design. A question holding fewer than ``drawn`` was closed
+    in an earlier round: it keeps its count in every completion
+    (:func:`bitbudget.adaptive.predictive.completion_targets`) and saves no tokens. ``decisions`` may be given to reuse the structure
     built from memory (it depends on the scenario list only). Only the generations in ``open_``
     (default: all) are decided; the others keep their estimates. ``predictive`` draws the
     samples to come (:func:`jeffreys_predictive`'s shape; default: the rule's
@@ -220,12 +222,14 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
     datasets = dict(zip(scen["gen_id"], scen["dataset"].astype(str)))
     draw = (predictive or PREDICTIVES[rule.predictive])({g: samples[g] for g in deciding}, datasets)
 
+    targets = {g: completion_targets(samples[g], drawn[g], maximum[g]) for g in deciding}
+
     def complete(draws: int, stream: tuple[int, ...]) -> dict:
-        return predict(scen, samples, maximum, deciding, draw, draws, stream, threads)
+        return predict(scen, samples, targets, deciding, draw, draws, stream, threads)
 
     predicted = complete(CURTAIL_DRAWS, (seed, round_index))
     current = scen["accuracy"].to_numpy(dtype=float)
-    savings = {g: closing_savings([b for b, _, _ in predicted[g]], next(iter(samples[g].values())).shape[0],
+    savings = {g: closing_savings([b for b, _, _ in predicted[g]], open_questions(samples[g], drawn[g]),
                                   maximum[g] - drawn[g]) for g in deciding}
     gamma = rule.round_gamma(round_index)
     closing = BudgetClosing(current, predicted, decisions, gamma, None, savings).closing() if gamma else {}
@@ -239,10 +243,17 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
     return out
 
 
-def predict(scen: pd.DataFrame, samples: dict, maximum: dict[str, int], deciding: list[str], draw, draws: int,
+def open_questions(pools: dict, drawn: int) -> int:
+    """Questions of a generation still drawing (``pools``: its open budgets' answer counts):
+    those holding the round's ``drawn`` samples, not fewer (closed in an earlier round)."""
+    return int((next(iter(pools.values())).sum(axis=1) >= drawn).sum())
+
+
+def predict(scen: pd.DataFrame, samples: dict, maximum: dict, deciding: list[str], draw, draws: int,
             stream: tuple[int, ...], threads: int = 1) -> dict:
     """gen_id -> [(budget, its scenario rows, [rows, draws] full-design accuracies)] for the
-    ``deciding`` generations: ``draws`` completions from ``draw`` in blocks of at most
+    ``deciding`` generations (``maximum[gen_id]``: the samples per question its completions hold,
+    one count or one per question): ``draws`` completions from ``draw`` in blocks of at most
     :data:`DRAW_BLOCK`, block i from the random stream ``(*stream, i)`` (one block: ``stream``
     itself, as rounds before the certification drew them). Blocks run on up to ``threads``
     threads (numpy and scipy release the GIL in their loops); each block draws its generations

@@ -8,7 +8,7 @@ from scipy import special
 
 from bitbudget import item_response, stats
 
-__all__ = ["answer_pool", "question_pools", "predictive_pools", "coupled_pools", "jeffreys_predictive", "rasch_predictive",
+__all__ = ["answer_pool", "question_pools", "completion_targets", "predictive_pools", "coupled_pools", "jeffreys_predictive", "rasch_predictive",
            "PREDICTIVES", "predicted_accuracy", "predicted_rows"]
 
 
@@ -30,10 +30,19 @@ def question_pools(correct: list, answers: list) -> np.ndarray:
     return pool
 
 
-def predictive_pools(pool: np.ndarray, maximum: int, draws: int, rng: np.random.Generator,
+def completion_targets(pools: dict, drawn: int, maximum: int) -> int | np.ndarray:
+    """Samples per question a generation's completions hold (``pools``: its open budgets'
+    answer counts ``[Q, K]``, ``drawn`` samples per question so far): ``maximum``, but a question
+    holding fewer than ``drawn`` was closed in an earlier round and keeps the count it holds."""
+    held = next(iter(pools.values())).sum(axis=1)
+    return maximum if (held >= drawn).all() else np.where(held < drawn, held, maximum)
+
+
+def predictive_pools(pool: np.ndarray, maximum, draws: int, rng: np.random.Generator,
                      quantiles: np.ndarray | None = None, prior: tuple | None = None) -> np.ndarray:
     """``draws`` full-design pools ``[draws, Q, K + 1]``: ``pool`` plus the ``maximum - n``
-    samples per question not drawn yet, from the posterior predictive. A question is right with
+    samples per question not drawn yet (``maximum``: one count, or one per question,
+    :func:`completion_targets`), from the posterior predictive. A question is right with
     probability p ~ Beta(a + right, b + wrong), the prior ``(a, b)`` (arrays ``[Q]``) Jeffreys'
     (1/2, 1/2) unless given; a wrong sample takes one of the wrong values seen, with
     Dirichlet(1/2 + count) probabilities, or a new value (the last column) when none was seen.
@@ -119,10 +128,14 @@ PREDICTIVES = {"rasch": rasch_predictive, "jeffreys": jeffreys_predictive}
 
 
 def predicted_accuracy(pools: np.ndarray, g: int) -> np.ndarray:
-    """Accuracy (mean over questions of pass@1, or of maj@g for g > 1) of each pool ``[draws, Q, K]``."""
-    if g == 1:
-        return pools[..., 0].mean(axis=1) / pools[0, 0].sum()
-    return stats.maj_of_counts(pools, [g])[g].mean(axis=1)
+    """Accuracy (mean over questions of pass@1, or of maj@g for g > 1) of each pool ``[draws, Q, K]``;
+    NaN (no estimate) where a question's pool holds fewer than g samples."""
+    if g > 1:
+        return stats.maj_of_counts(pools, [g])[g].mean(axis=1)
+    held = pools[0].sum(axis=-1)
+    if (held == held[0]).all():  # one count for every question: one division (the estimate as it always was)
+        return pools[..., 0].mean(axis=1) / held[0]
+    return (pools[..., 0] / held).mean(axis=1)
 
 
 def predicted_rows(pools: dict, budgets, gs) -> np.ndarray:
