@@ -14,12 +14,12 @@ import pytest
 
 from bitbudget import rounds
 from bitbudget.adaptive import schedule
-from bitbudget.adaptive.closing import decide_round, open_questions
+from bitbudget.adaptive.closing import Completion, certify_questions, decide_round, open_questions
 from bitbudget.adaptive.predictive import (PREDICTIVES, answer_pool, completion_targets, predicted_rows,
                                            question_pools)
 from bitbudget.aggregate import cell_arrays
 from bitbudget.stats import maj_at_g_question, maj_of_counts, summarize_scenario
-from tests.unit.test_adaptive import ANALYSIS, _rule, _scenarios
+from tests.unit.test_adaptive import ANALYSIS, Q, _rule, _scenarios
 from tests.unit.test_sample_extension import (BUDGETS, hf_round, hf_spec, read_shards, run_round,
                                                simulated_generation)
 
@@ -234,3 +234,56 @@ def test_decide_round_reads_questions_closed_earlier_at_their_counts():
     assert {g: o.reason for g, o in outcomes.items()} == dict.fromkeys(gens, schedule.CURTAILED)
     assert asked["a"] and all(m == [4] * 10 + [32] * 20 for m in asked["a"])
     assert asked["b"] and all(m == [32] * n_questions for m in asked["b"])
+
+
+# --------------------------------------------------------------------------- the rule
+
+
+def contested_round(close_questions: bool) -> tuple[dict, dict]:
+    """A round after 8 of 32 samples: two generations with the same solve probabilities at nearly
+    the same memory (a coin toss for the frontier: both stay open) and a far one."""
+    rng = np.random.default_rng(3)
+    solve = {g: rng.beta(0.4, 0.4, Q) for g in ("close_a", "close_b", "far")}  # many questions near 0 or 1
+    solve["close_b"] = solve["close_a"]
+    draws = {g: rng.random((Q, 32)) < p[:, None] for g, p in solve.items()}
+    draws["far"] = rng.random((Q, 32)) < 0.2
+    gens = list(draws)
+    now = _scenarios([draws[g][:, :8].mean() for g in gens], [1.0, 1.05, 1.5], 8, gen=gens)
+    pools = {g: {1000: answer_pool(draws[g][:, :8], np.where(draws[g][:, :8], "right", "wrong").astype(object))}
+             for g in gens}
+    rule = dataclasses.replace(_rule(8, 32, gamma=0.05), close_questions=close_questions)
+    return decide_round(now, pools, dict.fromkeys(gens, 8), dict.fromkeys(gens, 32), rule, ANALYSIS, seed=0,
+                        round_index=1), draws
+
+
+def test_questions_whose_samples_agree_close_in_the_generations_left_open():
+    without, _ = contested_round(False)
+    outcomes, draws = contested_round(True)
+    assert {g: (o.reason, o.open_budgets) for g, o in outcomes.items()} == {
+        g: (o.reason, o.open_budgets) for g, o in without.items()}  # the budget closings as without
+    assert all(not o.closed_questions for o in without.values())
+    assert outcomes["far"].reason == schedule.CURTAILED and not outcomes["far"].closed_questions
+    for gen_id in ("close_a", "close_b"):
+        closed = np.array(outcomes[gen_id].closed_questions)
+        assert outcomes[gen_id].reason == schedule.OPEN and 0 < len(closed) < Q
+        shares = draws[gen_id][closed, :8].mean(axis=1)
+        assert set(np.unique(shares)) <= {0.0, 1.0}  # every closed question's samples agree
+
+
+def test_question_closings_fresh_draws_refuse_are_not_taken():
+    found = {"g": np.array([1, 4])}
+
+    class Refusing:
+        def passes(self, closing, arms):
+            assert closing == {"g": 1} and list(arms) == ["g"] and len(arms["g"]) == 1  # the budget left open
+            return False
+
+    class Passing(Refusing):
+        def passes(self, closing, arms):
+            return True
+
+    fresh_of = {"g": {1000: Completion(np.array([0]), np.zeros((1, 5)), np.zeros((1, 5))),
+                      2000: Completion(np.array([1]), np.zeros((1, 5)), np.zeros((1, 5)))}}
+    assert certify_questions({"g": 1}, found, lambda n, arms: (Refusing(), fresh_of), 5) == {}
+    assert certify_questions({"g": 1}, found, lambda n, arms: (Passing(), fresh_of), 5) is found
+    assert certify_questions({"g": 1}, {}, lambda n, arms: pytest.fail("nothing to certify"), 5) == {}

@@ -88,8 +88,10 @@ def decision_settings(study) -> dict:
     the largest maximum (it sets the rounds that split gamma), the analysis fields it reads, the
     seed, the rounds' version and the grids drawn in one round."""
     config = study.config
+    adaptive = config["sampling"]["adaptive"]
     return {
-        "adaptive": config["sampling"]["adaptive"],
+        # close_questions only where it is on: every other study keeps its ids
+        "adaptive": {k: v for k, v in adaptive.items() if k != "close_questions" or v},
         "maximum": rule_of(study).maximum,
         "analysis": decision_analysis(config["analysis"]),
         "seed": config["sampling"]["seed"],

@@ -15,14 +15,18 @@ from bitbudget.adaptive.decisions import Decisions
 from bitbudget.adaptive.predictive import PREDICTIVES, completion_targets, predicted_rows
 from bitbudget.adaptive.schedule import CURTAILED, MAXIMUM, OPEN, AdaptiveRule
 
-__all__ = ["CURTAIL_DRAWS", "CERTIFICATIONS", "FLOOR_SHARE", "MAX_CERTIFICATION_DRAWS", "thinking_per_question",
-           "closing_savings", "BudgetClosing", "Outcome", "decide_round", "certify", "certification_level",
+__all__ = ["CURTAIL_DRAWS", "CERTIFICATIONS", "QUESTION_CERTIFICATIONS", "FLOOR_SHARE", "MAX_CERTIFICATION_DRAWS", "thinking_per_question",
+           "closing_savings", "BudgetClosing", "QuestionClosing", "Outcome", "decide_round", "certify",
+           "certification_level", "completions", "predict",
            "certification_draws", "least_gamma", "curtail_floor", "monte_carlo_upper"]
 
 #: predictive completions a round searches its closings on (per generation)
 CURTAIL_DRAWS = 200
 #: fresh predictive sets a round may certify its closings on before it closes nothing
 CERTIFICATIONS = 2
+#: fresh predictive sets a round certifies its question closings (with its budgets') on, under
+#: ``sampling.adaptive.close_questions``
+QUESTION_CERTIFICATIONS = 1
 #: a certification draws enough completions that its bound with none changed is at most this
 #: share of the round's error budget (one or two changed draws may still pass)
 FLOOR_SHARE = 0.5
@@ -83,20 +87,27 @@ class BudgetClosing:
                 self.full[rows] = draws
         self.reference = decisions.outcomes(self.full)
 
-    def change(self, closing: dict[str, int]) -> float:
+    def change(self, closing: dict[str, int], arms: dict | None = None) -> float:
         """Predictive probability that closing the top ``closing[gen_id]`` open budgets of each
-        generation changes some decision of the full design."""
-        return float(self.changed_draws(closing).mean())
+        generation (and the questions of ``arms``) changes some decision of the full design."""
+        return float(self.changed_draws(closing, arms=arms).mean())
 
-    def changed_draws(self, closing: dict[str, int], draws: np.ndarray | None = None) -> np.ndarray:
+    def changed_draws(self, closing: dict[str, int], draws: np.ndarray | None = None,
+                      arms: dict | None = None) -> np.ndarray:
         """[draws] bool: the draws (all, or those indexed by ``draws``) in which closing the top
-        ``closing[gen_id]`` open budgets of each generation changes some decision."""
+        ``closing[gen_id]`` open budgets of each generation changes some decision; ``arms``:
+        gen_id -> [(rows, [rows, draws] accuracies)] of the budgets it leaves open with some of
+        their questions closed (:class:`QuestionClosing`)."""
         columns = slice(None) if draws is None else draws
         now = self.full[:, columns].copy()
         changed = []
         for gen_id, k in closing.items():
             for _, rows, _ in self.predicted[gen_id][len(self.predicted[gen_id]) - k:]:
                 now[rows] = self.current[rows, None]
+                changed.append(rows)
+        for arm in (arms or {}).values():
+            for rows, values in arm:
+                now[rows] = values[:, columns]
                 changed.append(rows)
         changed = np.concatenate(changed) if changed else np.zeros(0, dtype=int)
         reference = self.reference
@@ -111,9 +122,10 @@ class BudgetClosing:
             return p < self.gamma
         return monte_carlo_upper(p, self.draws, self.level) < self.gamma
 
-    def passes(self, closing: dict[str, int]) -> bool:
-        """Whether ``closing`` changes some decision with probability below ``gamma`` on these draws."""
-        return self.below_gamma(self.change(closing))
+    def passes(self, closing: dict[str, int], arms: dict | None = None) -> bool:
+        """Whether ``closing`` (and the question closings of ``arms``) changes some decision with
+        probability below ``gamma`` on these draws."""
+        return self.below_gamma(self.change(closing, arms))
 
     def alone(self, gen_id: str) -> tuple[int, float]:
         """The most top budgets this generation alone may close, and its change probability."""
@@ -181,16 +193,88 @@ class BudgetClosing:
         return self.savings[gen_id][k] - self.savings[gen_id][k - 1]
 
 
+def closed_pools(completed: np.ndarray, now: np.ndarray, questions: np.ndarray) -> np.ndarray:
+    """Completed pools ``[draws, Q, K']`` with ``questions`` at their current answer counts
+    ``now`` ``[Q, K]`` (K <= K'): closed, they draw none of the samples to come."""
+    out = completed.copy()
+    out[:, questions, :] = 0
+    out[:, questions, : now.shape[1]] = now[questions]
+    return out
+
+
+class QuestionClosing:
+    """One round's closing of single questions (``sampling.adaptive.close_questions``), after
+    its budget closings ``closing`` (taken as they are).
+
+    In a generation still open, a question closes for every budget it leaves open and keeps
+    the samples it holds. Its candidates are its questions still drawing, those whose
+    completions move their share right least first; each generation alone closes the longest
+    run of them (bisection, as :meth:`BudgetClosing.alone`) whose predictive probability of a
+    changed decision, with every budget closing of the round, is below ``gamma``; then, while
+    all of them together are not, every generation closes half as many. ``check`` holds the
+    search draws; ``pools``: gen_id -> {budget: the completed pools of those draws};
+    ``now``: gen_id -> {budget: its answer counts}; ``drawn``: samples per question so far."""
+
+    def __init__(self, check: BudgetClosing, closing: dict[str, int], pools: dict, now: dict,
+                 drawn: dict[str, int], budgets: np.ndarray, gs: np.ndarray):
+        self.check, self.closing, self.pools, self.now, self.drawn = check, closing, pools, now, drawn
+        self.budgets, self.gs = budgets, gs
+        self.still_open = {g: [(b, rows) for b, rows, _ in entries[: len(entries) - closing.get(g, 0)]]
+                           for g, entries in check.predicted.items()}
+        self.order = {g: self.candidates(g) for g, left in self.still_open.items() if left}
+
+    def candidates(self, gen_id: str) -> np.ndarray:
+        """The questions still drawing, those whose completions move their share right least first."""
+        movement = 0.0
+        for budget, _ in self.still_open[gen_id]:
+            completed, now = self.pools[gen_id][budget], self.now[gen_id][budget]
+            movement = movement + np.abs(completed[..., 0] / completed.sum(axis=-1)
+                                         - now[:, 0] / now.sum(axis=-1)).mean(axis=0)
+        drawing = np.flatnonzero(next(iter(self.now[gen_id].values())).sum(axis=1) >= self.drawn[gen_id])
+        return drawing[np.argsort(movement[drawing], kind="stable")]
+
+    def arm(self, gen_id: str, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """[(rows, [rows, draws])]: the accuracies of the budgets ``gen_id`` leaves open with its
+        first ``k`` candidates closed."""
+        questions = self.order[gen_id][:k]
+        return [(rows, predicted_rows({b: closed_pools(self.pools[gen_id][b], self.now[gen_id][b], questions)},
+                                      self.budgets[rows], self.gs[rows])) for b, rows in self.still_open[gen_id]]
+
+    def passes(self, counts: dict[str, int]) -> bool:
+        return self.check.passes(self.closing, {g: self.arm(g, k) for g, k in counts.items() if k})
+
+    def alone(self, gen_id: str) -> int:
+        """The most candidates of ``gen_id`` that close with the round's budget closings."""
+        best, low, high = 0, 1, len(self.order[gen_id])
+        while low <= high:
+            mid = (low + high) // 2
+            if self.passes({gen_id: mid}):
+                best, low = mid, mid + 1
+            else:
+                high = mid - 1
+        return best
+
+    def questions(self) -> dict[str, np.ndarray]:
+        """gen_id -> the indices of the questions that close this round (absent: none)."""
+        counts = {g: self.alone(g) for g in sorted(self.order)}
+        counts = {g: k for g, k in counts.items() if k}
+        while counts and not self.passes(counts):
+            counts = {g: k // 2 for g, k in counts.items() if k // 2}
+        return {g: np.sort(self.order[g][:k]) for g, k in counts.items()}
+
+
 # ----------------------------------------------------------------------- one round's decision
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """A generation's decision after a round: why it stops (or :data:`OPEN`), and the budgets
-    that go on sampling next round (none once it stops)."""
+    """A generation's decision after a round: why it stops (or :data:`OPEN`), the budgets that
+    go on sampling next round (none once it stops), and the questions (indices in the order of
+    its answer counts) that close this round and keep the samples they hold."""
 
     reason: str
     open_budgets: tuple[int, ...] = ()
+    closed_questions: tuple[int, ...] = ()
 
 
 def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], maximum: dict[str, int],
@@ -224,23 +308,51 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
 
     targets = {g: completion_targets(samples[g], drawn[g], maximum[g]) for g in deciding}
 
-    def complete(draws: int, stream: tuple[int, ...]) -> dict:
-        return predict(scen, samples, targets, deciding, draw, draws, stream, threads)
+    def complete(draws: int, stream: tuple[int, ...], **options) -> dict:
+        return completions(scen, samples, targets, deciding, draw, draws, stream, threads, **options)
 
-    predicted = complete(CURTAIL_DRAWS, (seed, round_index))
+    search = complete(CURTAIL_DRAWS, (seed, round_index), keep_pools=rule.close_questions)
+    predicted = as_predicted(search)
     current = scen["accuracy"].to_numpy(dtype=float)
     savings = {g: closing_savings([b for b, _, _ in predicted[g]], open_questions(samples[g], drawn[g]),
                                   maximum[g] - drawn[g]) for g in deciding}
     gamma = rule.round_gamma(round_index)
-    closing = BudgetClosing(current, predicted, decisions, gamma, None, savings).closing() if gamma else {}
+    attempts = CERTIFICATIONS + QUESTION_CERTIFICATIONS * rule.close_questions
+    level = certification_level(rule.confidence, rule.deciding_rounds, attempts)
+    fresh_draws = certification_draws(gamma, rule.confidence, rule.deciding_rounds, attempts)
+    search_check = BudgetClosing(current, predicted, decisions, gamma, None, savings)
+    closing = search_check.closing() if gamma else {}
     closing = certify(closing, lambda attempt, n: BudgetClosing(
-        current, complete(n, (seed, round_index, attempt)), decisions, gamma,
-        certification_level(rule.confidence, rule.deciding_rounds), savings),
-        certification_draws(gamma, rule.confidence, rule.deciding_rounds))
+        current, as_predicted(complete(n, (seed, round_index, attempt))), decisions, gamma, level, savings), fresh_draws)
+    questions = {}
+    if rule.close_questions and gamma:
+        pools = {g: {b: c.pools for b, c in by_budget.items()} for g, by_budget in search.items()}
+        found = QuestionClosing(search_check, closing, pools, samples, drawn, scen["token_budget"].to_numpy(),
+                                scen["G"].to_numpy()).questions()
+        questions = certify_questions(closing, found, lambda n, arms: (
+            BudgetClosing(current, as_predicted(fresh := complete(n, (seed, round_index, CERTIFICATIONS + 1), arms=arms)),
+                          decisions, gamma, level, savings), fresh), fresh_draws)
     for gen_id, budgets in predicted.items():
         still = tuple(budget for budget, _, _ in budgets[: len(budgets) - closing.get(gen_id, 0)])
-        out[gen_id] = Outcome(OPEN, still) if still else Outcome(CURTAILED)
+        closed = tuple(int(q) for q in questions.get(gen_id, ())) if still else ()
+        out[gen_id] = Outcome(OPEN, still, closed) if still else Outcome(CURTAILED)
     return out
+
+
+def certify_questions(closing: dict[str, int], found: dict[str, np.ndarray], fresh, draws: int) -> dict:
+    """The question closings a round takes: ``found`` (on the search draws) if, with the round's
+    certified budget closings ``closing``, their change probability on ``draws`` fresh
+    completions (``fresh(draws, arms)``: a :class:`BudgetClosing` and the :func:`completions`,
+    with the closed arms of ``arms`` (gen_id -> its questions closing) scored beside) is bounded below the
+    round's gamma; else none (the budget closings stand: they were certified alone)."""
+    if not found:
+        return {}
+    check, completed = fresh(draws, found)
+    arms = {}
+    for gen_id in found:
+        entries = [completed[gen_id][b] for b in sorted(completed[gen_id])]
+        arms[gen_id] = [(c.rows, c.arm) for c in entries[: len(entries) - closing.get(gen_id, 0)]]
+    return found if check.passes(closing, arms) else {}
 
 
 def open_questions(pools: dict, drawn: int) -> int:
@@ -249,31 +361,70 @@ def open_questions(pools: dict, drawn: int) -> int:
     return int((next(iter(pools.values())).sum(axis=1) >= drawn).sum())
 
 
-def predict(scen: pd.DataFrame, samples: dict, maximum: dict, deciding: list[str], draw, draws: int,
-            stream: tuple[int, ...], threads: int = 1) -> dict:
-    """gen_id -> [(budget, its scenario rows, [rows, draws] full-design accuracies)] for the
-    ``deciding`` generations (``maximum[gen_id]``: the samples per question its completions hold,
-    one count or one per question): ``draws`` completions from ``draw`` in blocks of at most
-    :data:`DRAW_BLOCK`, block i from the random stream ``(*stream, i)`` (one block: ``stream``
-    itself, as rounds before the certification drew them). Blocks run on up to ``threads``
-    threads (numpy and scipy release the GIL in their loops); each block draws its generations
-    in order from its own stream, so the completions are the same at any thread count."""
+@dataclass(frozen=True)
+class Completion:
+    """One budget of a generation over a round's predictive completions: its scenario rows, their
+    full-design accuracies ``[rows, draws]``, the accuracies with the questions of an arm closed
+    (:func:`completions`' ``arms``; else None) and the completed pools (``keep_pools``; else None)."""
+
+    rows: np.ndarray
+    values: np.ndarray
+    arm: np.ndarray | None = None
+    pools: np.ndarray | None = None
+
+
+def completions(scen: pd.DataFrame, samples: dict, maximum: dict, deciding: list[str], draw, draws: int,
+                stream: tuple[int, ...], threads: int = 1, arms: dict | None = None,
+                keep_pools: bool = False) -> dict[str, dict[int, Completion]]:
+    """gen_id -> {budget: :class:`Completion`} for the ``deciding`` generations
+    (``maximum[gen_id]``: the samples per question its completions hold, one count or one per
+    question): ``draws`` completions from ``draw`` in blocks of at most :data:`DRAW_BLOCK`, block
+    i from the random stream ``(*stream, i)`` (one block: ``stream`` itself, as rounds before the
+    certification drew them). ``arms``: gen_id -> question indices scored closed beside the full
+    design (:func:`closed_pools`). Blocks run on up to ``threads`` threads (numpy and scipy
+    release the GIL in their loops); each block draws its generations in order from its own
+    stream, so the completions are the same at any thread count."""
     gen_of, budget_of, g_of = scen["gen_id"].to_numpy(), scen["token_budget"].to_numpy(), scen["G"].to_numpy()
     sizes = [min(DRAW_BLOCK, draws - start) for start in range(0, draws, DRAW_BLOCK)] if draws > DRAW_BLOCK else [draws]
     rows = {g: {b: np.flatnonzero((gen_of == g) & (budget_of == b)) for b in sorted(samples[g])} for g in deciding}
+    arms = arms or {}
+
+    def scored(gen_id: str, budget: int, completed: np.ndarray) -> tuple:
+        r = rows[gen_id][budget]
+        arm = (predicted_rows({budget: closed_pools(completed, samples[gen_id][budget], arms[gen_id])},
+                              budget_of[r], g_of[r]) if gen_id in arms else None)
+        return (predicted_rows({budget: completed}, budget_of[r], g_of[r]), arm,
+                completed.astype(np.int32) if keep_pools else None)
 
     def block(i: int) -> dict:
         rng = np.random.default_rng(list(stream) if len(sizes) == 1 else [*stream, i])
         out = {}
         for gen_id in deciding:
             pools = draw(gen_id, maximum[gen_id], sizes[i], rng)
-            out[gen_id] = {b: predicted_rows(pools, budget_of[r], g_of[r]) for b, r in rows[gen_id].items()}
+            out[gen_id] = {b: scored(gen_id, b, pools[b]) for b in rows[gen_id]}
         return out
 
     with ThreadPoolExecutor(max(1, min(threads, len(sizes)))) as pool:
         blocks = list(pool.map(block, range(len(sizes))))
-    return {g: [(b, r, np.concatenate([done[g][b] for done in blocks], axis=1)) for b, r in rows[g].items()]
+
+    def joined(gen_id: str, budget: int, part: int) -> np.ndarray | None:
+        parts = [done[gen_id][budget][part] for done in blocks]
+        return None if parts[0] is None else np.concatenate(parts, axis=0 if part == 2 else 1)
+    return {g: {b: Completion(r, joined(g, b, 0), joined(g, b, 1), joined(g, b, 2)) for b, r in rows[g].items()}
             for g in deciding}
+
+
+def as_predicted(done: dict[str, dict[int, Completion]]) -> dict:
+    """:func:`completions` as :class:`BudgetClosing` reads them: gen_id -> [(budget, its scenario
+    rows, [rows, draws] full-design accuracies)] in increasing budget order."""
+    return {g: [(b, c.rows, c.values) for b, c in sorted(by_budget.items())] for g, by_budget in done.items()}
+
+
+def predict(scen: pd.DataFrame, samples: dict, maximum: dict, deciding: list[str], draw, draws: int,
+            stream: tuple[int, ...], threads: int = 1) -> dict:
+    """gen_id -> [(budget, its scenario rows, [rows, draws] full-design accuracies)]: the
+    :func:`completions` of the ``deciding`` generations as :func:`as_predicted` gives them."""
+    return as_predicted(completions(scen, samples, maximum, deciding, draw, draws, stream, threads))
 
 
 def certify(closing: dict[str, int], fresh, draws: int) -> dict[str, int]:
@@ -294,20 +445,21 @@ def certify(closing: dict[str, int], fresh, draws: int) -> dict[str, int]:
     return closing
 
 
-def certification_level(confidence: float, deciding: int) -> float:
-    """The level of each certification's bound: ``confidence`` split over the
-    :data:`CERTIFICATIONS` attempts each of ``deciding`` rounds may make, so that the chance
-    that any attempt of the study certifies a closing at or above its round's gamma is at most
+def certification_level(confidence: float, deciding: int, attempts: int = CERTIFICATIONS) -> float:
+    """The level of each certification's bound: ``confidence`` split over the ``attempts``
+    certifications each of ``deciding`` rounds may make (:data:`CERTIFICATIONS`, and
+    :data:`QUESTION_CERTIFICATIONS` more where questions close), so that the chance that any
+    certification of the study passes a closing at or above its round's gamma is at most
     ``1 - confidence``."""
-    return 1 - (1 - confidence) / (CERTIFICATIONS * max(deciding, 1))
+    return 1 - (1 - confidence) / (attempts * max(deciding, 1))
 
 
-def certification_draws(gamma: float, confidence: float, deciding: int) -> int:
+def certification_draws(gamma: float, confidence: float, deciding: int, attempts: int = CERTIFICATIONS) -> int:
     """Fresh completions a certification draws: the fewest whose bound with none changed
     (at :func:`certification_level`) is at most :data:`FLOOR_SHARE` of the round's ``gamma``."""
     if gamma <= 0:
         return 0
-    level = certification_level(confidence, deciding)
+    level = certification_level(confidence, deciding, attempts)
     return math.ceil(math.log(1 - level) / math.log1p(-FLOOR_SHARE * gamma))
 
 

@@ -27,6 +27,7 @@ class AdaptiveRule:
     rule: str
     gamma: float
     predictive: str
+    close_questions: bool = False
 
     @classmethod
     def from_config(cls, sampling: dict, maximum: int | None = None) -> "AdaptiveRule | None":
@@ -37,7 +38,7 @@ class AdaptiveRule:
         return cls(int(adaptive["initial"]), int(adaptive["step"]),
                    int(maximum if maximum is not None else sampling["samples_per_question"]),
                    float(adaptive["confidence"]), str(adaptive["rule"]),
-                   float(adaptive["curtail_gamma"]), str(adaptive["predictive"]))
+                   float(adaptive["curtail_gamma"]), str(adaptive["predictive"]), bool(adaptive["close_questions"]))
 
     @property
     def rounds(self) -> list[int]:

@@ -15,7 +15,6 @@ class TraceEngine:
     def __init__(self, spec: EngineSpec, stop_requested=lambda: False):
         self.spec = spec
         self.key = spec.trace_key
-        self.samples = spec.samples
         self.samples_of = spec.samples_of
         self.trace_dir = Path(spec.trace_dir)
         self.stop_requested = stop_requested

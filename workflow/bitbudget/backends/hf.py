@@ -261,7 +261,8 @@ class HFEngine(TraceEngine):
         prompts = {q: open_thinking(ids, self.tokens) for q, ids in prompts.items()}
         progress = Progress(len(fresh) + len(incomplete))
         # stored samples first: a question extended to more samples may lack forks of its stored ones
-        for batch in batches_by_prompt_length(list(incomplete), prompts, self.samples, self.spec.runtime.batch_size):
+        for batch in batches_by_prompt_length(list(incomplete), prompts, {q: self.samples_of(q) for q in incomplete},
+                                              self.spec.runtime.batch_size):
             self._refork(prompts, {q: incomplete[q] for q in batch}, budgets)
             progress.update(len(batch), self.counters)
         todo = new_samples(self.trace_dir, fresh, self.samples_of)

@@ -234,7 +234,7 @@ class VLLMEngine(TraceEngine):
         think_to = max(budgets)  # a generation of smaller budgets than the trace's thinks less
         started, done = time.time(), 0
         # stored samples first: a question extended to more samples may lack forks of its stored ones
-        for pending in chunks_by_rows(list(incomplete), self.samples, batch_rows):
+        for pending in chunks_by_rows(list(incomplete), {q: self.samples_of(q) for q in incomplete}, batch_rows):
             self._refork(prompts, {q: incomplete[q] for q in pending}, budgets)
             done += len(pending)
             self._progress(done, len(todo), started)
