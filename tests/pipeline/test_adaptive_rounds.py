@@ -115,7 +115,7 @@ def test_a_round_decides_on_the_estimates_the_report_shows(adaptive_study, monke
     design = build_study(study.config)
     reads = {g: {int(b): (r["samples"], r["horizon"]) for b, r in e["budgets"].items()}
              for g, e in final["generations"].items()}
-    table, _ = rounds.round_table(design, rounds.used(design, reads), {})
+    table, _, _ = rounds.round_table(design, rounds.used(design, reads), {})
     report = pd.read_parquet(study.workdir / "results" / "aggregate" / "scenarios.parquet")
     merged = table.merge(report, on="scenario_id", suffixes=("_round", "_report"))
     assert len(merged) == len(report)
@@ -195,3 +195,34 @@ def test_adaptive_off_plans_exactly_the_full_design(tmp_path):
     study = Study(with_resources(tmp_path), adaptive_config(adaptive=False))
     # 2 quantized checkpoints (gptq4 of each model), 4 generations and their grades, the analysis
     assert study.planned_jobs() == {"quantize": 2, "generate": 4, "grade": 4, **{r: 1 for r in ANALYSIS}}
+
+
+def test_questions_closed_in_a_round_keep_their_samples_and_every_estimate(tmp_path):
+    """`close_questions` with one deciding round (5 of 8 samples, G up to 4): questions close;
+    the last round's generation names them in its key, draws nothing more for them (its samples
+    table and the trace hold 5 of theirs), the analysis reads each question at its own count,
+    every scenario keeps an estimate, and the finished study plans nothing."""
+    config = adaptive_config()
+    config["sampling"]["adaptive"].update(close_questions=True, initial=5)
+    study = Study(with_resources(tmp_path), config)
+    study.snakemake()
+    samples = json.loads((tmp_path / rounds.SAMPLES).read_text())["generations"]
+    closed = {g: e["closed_questions"] for g, e in samples.items() if e.get("closed_questions")}
+    assert closed and all(set(by_question.values()) == {5} for by_question in closed.values())
+    questions = pd.read_parquet(tmp_path / "results" / "aggregate" / "questions.parquet")
+    scenarios = pd.read_parquet(tmp_path / "results" / "aggregate" / "scenarios.parquet")
+    for gen_id, by_question in closed.items():
+        for read in samples[gen_id]["budgets"].values():
+            assert read["samples"] == 8 and read["closed_questions"] == by_question
+            meta = json.loads((tmp_path / "results" / "generations" / read["gen_id"] / "samples.meta.json").read_text())
+            assert meta["key"]["closed_questions"] == by_question
+            table = pd.read_parquet(tmp_path / "results" / "generations" / read["gen_id"] / "samples.parquet")
+            held = table.groupby("question_id")["sample_idx"].nunique()
+            assert (held[list(by_question)] == 5).all() and (held.drop(list(by_question)) == 8).all()
+            trace = tmp_path / "results" / "traces" / meta["key"]["trace"] / "shards"
+            assert all(len(json.loads((trace / f"{q}.json").read_text())["samples"]) == 5 for q in by_question)
+        read_at = questions[questions["scenario_id"].isin(scenarios.loc[scenarios["gen_id"] == read["gen_id"], "scenario_id"])]
+        assert set(read_at.loc[read_at["question_id"].isin(list(by_question)), "n_samples"]) == {5}
+        assert set(read_at.loc[~read_at["question_id"].isin(list(by_question)), "n_samples"]) == {8}
+    assert scenarios["accuracy"].notna().all()
+    assert study.planned_jobs() == {}

@@ -251,7 +251,7 @@ def contested_round(close_questions: bool) -> tuple[dict, dict]:
     now = _scenarios([draws[g][:, :8].mean() for g in gens], [1.0, 1.05, 1.5], 8, gen=gens)
     pools = {g: {1000: answer_pool(draws[g][:, :8], np.where(draws[g][:, :8], "right", "wrong").astype(object))}
              for g in gens}
-    rule = dataclasses.replace(_rule(8, 32, gamma=0.05), close_questions=close_questions)
+    rule = dataclasses.replace(_rule(8, 32, gamma=0.1), close_questions=close_questions)
     return decide_round(now, pools, dict.fromkeys(gens, 8), dict.fromkeys(gens, 32), rule, ANALYSIS, seed=0,
                         round_index=1), draws
 

@@ -237,3 +237,19 @@ def test_embedded_json_has_no_nan(tmp_path):
 
     parsed = json.loads(data, parse_constant=refuse)
     assert any(t["extracted_answer"] is None for texts in parsed.values() for t in texts)
+
+
+def test_questions_closed_early_are_shown_and_counted_in_the_thinking_share(tmp_path):
+    scen, ques, samples, thr, found, prov = make_inputs(n_boot=5)
+    budgets = {str(b): {"samples": 8} for b in (100, 300)}
+    adaptive = {"rule": "curtail", "rounds": 2, "open_per_round": [1, 0], "generations": {
+        "c" * 12: {"model": "m-small", "weights": "int4", "kv": "full", "dataset": "arith", "maximum": 8,
+                   "budgets": budgets, "history": [[4, 300], [8, 300]], "reason": "reached the maximum",
+                   "closed_questions": {"q1": 4, "q7": 4, "q9": 4}, "questions": 10}}}
+    html = report.render_report(scen.assign(n_samples=8), ques, samples, thr, found, prov, tmp_path / "c.html",
+                                adaptive=adaptive).read_text()
+    section = html[html.index('<section id="adaptive">'):]
+    section = section[:section.index("</section>")]
+    assert "<b>8 / 8 at 100-300; 3 questions closed at 4</b>" in section
+    # 7 questions think 8 samples to 300, 3 think 4: (7 * 2400 + 3 * 1200) / 10 of 2400
+    assert "1 of 1 generations stopped early" in section and f"{(7 * 2400 + 3 * 1200) / 10 / 2400:.2f} of the full" in section

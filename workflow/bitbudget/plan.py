@@ -472,9 +472,12 @@ def round_plans(study, config: dict, think_fraction: float, workdir: Path) -> li
                 draws[gen_id] = (entry["samples"], more, max(entry["open_budgets"]), len(entry["open_budgets"]))
         expected, spent, ran = 0.0, 0.0, 0
         for gen_id, (before, after, horizon, n_budgets) in draws.items():
-            q = dataset_questions(config["datasets"][study.generations[gen_id].dataset]) or 0
+            # questions closed before this round draw nothing (sampling.adaptive.close_questions)
+            closed = previous[gen_id].get("closed_questions", {}) if previous else {}
+            q = max((dataset_questions(config["datasets"][study.generations[gen_id].dataset]) or 0) - len(closed), 0)
             expected += job_tokens(q, after - before, horizon, n_budgets, think_fraction, answer)
-            meta = workdir / Path(study.rounds[gen_id][after, horizon].generation.output).parent / "samples.meta.json"
+            generation = rounds.grade_at(study, gen_id, after, horizon, tuple(sorted(closed.items()))).generation
+            meta = workdir / Path(generation.output).parent / "samples.meta.json"
             if meta.is_file():
                 counters = json.loads(meta.read_text()).get("counters", {})
                 spent += counters.get("decode_tokens", 0) + counters.get("fork_tokens", 0)

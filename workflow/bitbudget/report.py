@@ -206,16 +206,32 @@ def _adaptive_view(adaptive: Mapping[str, Any] | None) -> dict | None:
     rows = []
     for e in gens:
         samples = {int(b): int(r["samples"]) for b, r in e["budgets"].items()}
+        closed = e.get("closed_questions", {})
         rows.append({"model": e["model"], "weights": e["weights"], "kv": e["kv"], "dataset": e["dataset"],
-                     "samples": _samples_by_budget(samples, e["maximum"]),
+                     "samples": _samples_by_budget(samples, e["maximum"]) + _closed_text(closed),
                      "history": " \u2192 ".join(f"{n} to {horizon}" for n, horizon in e["history"]),
-                     "reason": e["reason"], "early": min(samples.values()) < e["maximum"],
-                     "thinking": thinking_per_question(samples), "full": max(samples) * e["maximum"]})
+                     "reason": e["reason"], "early": min(samples.values()) < e["maximum"] or bool(closed),
+                     "thinking": _thinking(samples, closed, e.get("questions")), "full": max(samples) * e["maximum"]})
     drawn, full = sum(r["thinking"] for r in rows), sum(r["full"] for r in rows)
     return {"rule": adaptive.get("rule"), "rounds": adaptive.get("rounds"), "rows": rows,
             "stopped_early": sum(r["early"] for r in rows), "generations": len(rows),
             "share": f"{drawn / full:.2f}" if full else "n/a",
             "open_per_round": adaptive.get("open_per_round") or []}
+
+
+def _closed_text(closed: dict[str, int]) -> str:
+    """``"; 3 questions closed at 5"``: the questions closed early (sampling.adaptive.close_questions)."""
+    counts = sorted(set(closed.values()))
+    return f"; {len(closed)} questions closed at {', '.join(map(str, counts))}" if closed else ""
+
+
+def _thinking(samples: dict[int, int], closed: dict[str, int], questions: int | None) -> float:
+    """Thinking tokens per question of a generation read at ``samples`` per budget, its ``closed``
+    questions (of ``questions``) at their fewer samples."""
+    if not closed:
+        return thinking_per_question(samples)
+    held = [thinking_per_question({b: min(n, c) for b, n in samples.items()}) for c in closed.values()]
+    return ((questions - len(closed)) * thinking_per_question(samples) + sum(held)) / questions
 
 
 def _samples_by_budget(samples: dict[int, int], maximum: int) -> str:

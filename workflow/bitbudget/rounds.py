@@ -169,9 +169,16 @@ def rule_of(study) -> schedule.AdaptiveRule:
     return schedule.AdaptiveRule.from_config(study.config["sampling"], maximum)
 
 
-def _reads(entry: dict) -> dict[int, tuple[int, int]]:
-    """{budget: (samples, horizon)} of a decision's (or the ledger's) entry of a generation."""
-    return {int(b): (int(r["samples"]), int(r["horizon"])) for b, r in entry["budgets"].items()}
+def _read(samples: int, horizon: int, closed: dict | None = None) -> tuple:
+    """One budget's read: ``(samples, horizon)``, and where some question was closed
+    (``sampling.adaptive.close_questions``) the closed questions' ``(question id, samples)`` pairs."""
+    closed = tuple(sorted((str(q), int(n)) for q, n in (closed or {}).items()))
+    return (int(samples), int(horizon), closed) if closed else (int(samples), int(horizon))
+
+
+def _reads(entry: dict) -> dict[int, tuple]:
+    """{budget: its read (:func:`_read`)} of a decision's (or the ledger's) entry of a generation."""
+    return {int(b): _read(r["samples"], r["horizon"], r.get("closed_questions")) for b, r in entry["budgets"].items()}
 
 
 def round_reads(study, previous: dict | None, held_entries: dict | None = None) -> dict[str, dict[int, tuple[int, int]]]:
@@ -193,14 +200,35 @@ def round_reads(study, previous: dict | None, held_entries: dict | None = None) 
         reads = _reads(entry)
         if entry["open"]:
             more = next(m for m in sorted({n for n, _ in study.rounds[gen_id]}) if m > int(entry["samples"]))
-            reads.update({b: (more, max(entry["open_budgets"])) for b in entry["open_budgets"]})
+            reads.update({b: _read(more, max(entry["open_budgets"]), entry.get("closed_questions"))
+                          for b in entry["open_budgets"]})
         out[gen_id] = reads
     return out
 
 
+def grade_at(study, gen_id: str, samples: int, horizon: int, closed: tuple = ()):
+    """The Grade of a round that reads the full-design generation ``gen_id`` at ``samples`` per
+    question, every budget up to ``horizon``, the ``closed`` questions at their fewer samples."""
+    if not closed:
+        return study.rounds[gen_id][samples, horizon]
+    gen = study.generations[gen_id]
+    return study.grade_of(gen.with_samples(samples, [b for b in gen.budgets if b <= horizon], dict(closed)))
+
+
 def read_grades(study, reads: dict) -> dict[str, dict[int, object]]:
     """Full-design gen_id -> {budget: the Grade it is read from}."""
-    return {gen_id: {b: study.rounds[gen_id][at] for b, at in by_budget.items()} for gen_id, by_budget in reads.items()}
+    return {gen_id: {b: grade_at(study, gen_id, *at) for b, at in by_budget.items()}
+            for gen_id, by_budget in reads.items()}
+
+
+def written_grades(study, held_entries: dict, plan: str, workdir: str | Path = ".") -> dict:
+    """grade_id -> Grade of every grade the decisions written so far read, or their next rounds
+    will: those of rounds with closed questions are not in ``study.rounds`` (their ids depend on
+    the decisions)."""
+    found = {}
+    for previous in [None, *read_decisions(plan, workdir)]:
+        found.update({g.grade_id: g for g in grades_read(study, round_reads(study, previous, held_entries))})
+    return found
 
 
 def grades_read(study, reads: dict) -> list:
@@ -213,8 +241,14 @@ def grades_read(study, reads: dict) -> list:
 READ_KEYS = ("samples", "horizon", "gen_id", "grade_id")
 
 
-def _read_entry(grade, samples: int, horizon: int) -> dict:
-    return dict(zip(READ_KEYS, (samples, horizon, grade.generation.gen_id, grade.grade_id)))
+def _read_entry(grade, samples: int, horizon: int, closed: tuple = ()) -> dict:
+    entry = dict(zip(READ_KEYS, (samples, horizon, grade.generation.gen_id, grade.grade_id)))
+    return {**entry, "closed_questions": dict(closed)} if closed else entry
+
+
+def _recorded(entry: dict) -> dict:
+    """What a decision records of a read (:data:`READ_KEYS`, and its closed questions if any)."""
+    return {k: entry[k] for k in (*READ_KEYS, "closed_questions") if k in entry}
 
 
 def used(study, reads: dict) -> dict[str, dict[int, dict]]:
@@ -280,11 +314,11 @@ def answer_counts(at_budget: pd.DataFrame) -> np.ndarray:
     return question_pools(np.split(correct, starts[1:]), np.split(answers, starts[1:]))
 
 
-def round_table(study, used_by: dict, open_budgets: dict[str, list[int]]) -> tuple[pd.DataFrame, dict]:
+def round_table(study, used_by: dict, open_budgets: dict[str, list[int]]) -> tuple[pd.DataFrame, dict, dict]:
     """The scenario table of a round read as ``used_by`` says (:func:`used`; aggregate's
-    columns, ``gen_id`` the full design's) and the samples the decision rests on: full gen_id
+    columns, ``gen_id`` the full design's), the samples the decision rests on: full gen_id
     -> {token_budget: answer counts [Q, K]} (:func:`answer_counts`) for the budgets in
-    ``open_budgets[gen_id]``."""
+    ``open_budgets[gen_id]``, and the question ids of those counts' rows per generation."""
     scen = at_samples(pd.DataFrame.from_records(study.scenarios), used_by)
     spec = aggregate_spec(study.config, flat(used_by))
     # a decision reads point estimates only, and no analysis field but its own
@@ -292,11 +326,13 @@ def round_table(study, used_by: dict, open_budgets: dict[str, list[int]]) -> tup
     design_of = {e["gen_id"]: gen_id for gen_id, by_budget in used_by.items() for e in by_budget.values()}
     table["gen_id"] = table["gen_id"].map(design_of)
     pools: dict[str, dict] = {}
+    question_ids: dict[str, list[str]] = {}
     for gen_id, budgets in open_budgets.items():
         graded = read_parquet_verified(used_by[gen_id][budgets[0]]["grades"])  # the open budgets share one round's grade
         pools[gen_id] = {int(budget): answer_counts(at_budget) for budget, at_budget
                          in graded[graded["token_budget"].isin(budgets)].groupby("token_budget", sort=True)}
-    return table, pools
+        question_ids[gen_id] = sorted(graded["question_id"].astype(str).unique())
+    return table, pools, question_ids
 
 
 def decide(study, r: int, previous: dict | None, held_entries: dict | None = None, threads: int = 1) -> dict:
@@ -316,13 +352,12 @@ def decide(study, r: int, previous: dict | None, held_entries: dict | None = Non
     maximum = {g: gen.maximum for g, gen in study.generations.items()}
     # the samples only a generation still below its maximum decides on (one drawn in one round
     # or reaching its maximum stops without them)
-    table, pools = round_table(study, used_by, {g: b for g, b in sampling.items() if drawn[g] < maximum[g]})
+    table, pools, question_ids = round_table(study, used_by, {g: b for g, b in sampling.items() if drawn[g] < maximum[g]})
     rule = rule_of(study)
     outcomes = closing.decide_round(table, pools, drawn, maximum, rule, decision_analysis(study.config["analysis"]),
                                      int(study.config["sampling"]["seed"]), r + 1,
                                      open_=set(sampling), threads=threads) if sampling else {}
-    recorded = {gen_id: {b: {k: e[k] for k in READ_KEYS} for b, e in by_budget.items()}
-                for gen_id, by_budget in used_by.items()}
+    recorded = {gen_id: {b: _recorded(e) for b, e in by_budget.items()} for gen_id, by_budget in used_by.items()}
     out = {}
     for gen_id, gen in study.generations.items():
         before = earlier.get(gen_id)
@@ -334,8 +369,15 @@ def decide(study, r: int, previous: dict | None, held_entries: dict | None = Non
             entry = {**latest, "reason": outcome.reason,
                      "open_budgets": list(outcome.open_budgets), "round": r,
                      "history": [*(before["history"] if before else []), [n, horizon]]}
+            closed = {**latest.get("closed_questions", {}),
+                      **{question_ids[gen_id][q]: n for q in outcome.closed_questions}}
+            if closed:  # only where some question closed: every other decision file stays as it was
+                entry |= {"closed_questions": dict(sorted(closed.items())),
+                          "questions": before["questions"] if before and "questions" in before
+                          else len(question_ids[gen_id])}
         else:
-            entry = {k: before[k] for k in (*READ_KEYS, "reason", "open_budgets", "round", "history")}
+            entry = {k: before[k] for k in (*READ_KEYS, "closed_questions", "questions", "reason", "open_budgets",
+                                            "round", "history") if k in before}
         out[gen_id] = {
             "model": gen.checkpoint.model, "weights": gen.checkpoint.weights, "kv": gen.kv,
             "dataset": gen.dataset, "maximum": gen.maximum, **entry, "open": entry["reason"] == schedule.OPEN,
@@ -385,8 +427,8 @@ def ledger_entries(study, decisions: list[dict]) -> dict[str, dict]:
         out[ledger_path(sid, gen_id)] = {
             "gen_id": gen_id, "settings": settings, "design_id": design, "plan_id": final["plan_id"],
             "final": final["generations"][gen_id],
-            "rounds": [{k: decisions[r]["generations"][gen_id][k] for k in LEDGER_ROUND_KEYS}
-                       for r in drew_in(decisions, gen_id)]}
+            "rounds": [{k: e[k] for k in (*LEDGER_ROUND_KEYS, "closed_questions") if k in e}
+                       for e in (decisions[r]["generations"][gen_id] for r in drew_in(decisions, gen_id))]}
     return out
 
 

@@ -17,7 +17,8 @@ validate_study_config(config)
 STUDY = build_study(config)
 TRAINED_MODEL_DIRS = models_to_train(config)
 # every generation and grade a job may make: the full design's and, under sampling.adaptive,
-# each round's (the same as the full design's when it is off)
+# each round's (the same as the full design's when it is off); a round with closed questions
+# makes others, found from the decisions (grade_of, generation_of)
 ALL_GENERATIONS = STUDY.all_generations
 ALL_GRADES = STUDY.all_grades
 ADAPTIVE = rounds.enabled(STUDY.config)
@@ -42,6 +43,29 @@ wildcard_constraints:
     model_dir="|".join(re.escape(p) for p in TRAINED_MODEL_DIRS) or "(?!)",
 
 
+_WRITTEN_GRADES = {}
+
+
+def written_grades():
+    """Grades of rounds with closed questions (sampling.adaptive.close_questions), from the
+    decisions written so far: grade_id -> Grade (cached while no decision is added)."""
+    key = tuple(sorted(str(p) for p in Path(rounds.ROOT, PLAN_ID).glob("round-*.json")))
+    if key not in _WRITTEN_GRADES:
+        _WRITTEN_GRADES.clear()
+        _WRITTEN_GRADES[key] = rounds.written_grades(STUDY, HELD, PLAN_ID) if ADAPTIVE else {}
+    return _WRITTEN_GRADES[key]
+
+
+def grade_of(grade_id):
+    return ALL_GRADES[grade_id] if grade_id in ALL_GRADES else written_grades()[grade_id]
+
+
+def generation_of(gen_id):
+    if gen_id in ALL_GENERATIONS:
+        return ALL_GENERATIONS[gen_id]
+    return next(g.generation for g in written_grades().values() if g.generation.gen_id == gen_id)
+
+
 def log_path(stage, *keys):
     """One spelling for every rule's log: logs/<rule>/<keys>.log."""
     return str(Path("logs", stage, *keys)) + ".log"
@@ -61,7 +85,7 @@ def final_outputs(wildcards=None):
     if ADAPTIVE:
         decisions = adaptive_decisions()
         grades = set().union(*(rounds.decision_grade_ids(d) for d in decisions))
-        grades = [ALL_GRADES[g] for g in sorted(grades)]
+        grades = [grade_of(g) for g in sorted(grades)]
         data = (
             sorted({g.generation.output for g in grades})
             + [g.output for g in grades]
@@ -110,7 +134,7 @@ def checkpoint_source(wildcards):
 
 
 def generation_checkpoint(wildcards):
-    ckpt = ALL_GENERATIONS[wildcards.gen_id].checkpoint
+    ckpt = generation_of(wildcards.gen_id).checkpoint
     if ckpt.quantized:
         return [ckpt.path]
     return model_input(ckpt.model)
@@ -120,7 +144,7 @@ def generation_resource(name):
     """A scheduler resource of a generate job (schema defaults, overridden per model)."""
 
     def resource(wildcards):
-        return ALL_GENERATIONS[wildcards.gen_id].runtime.resources[name]
+        return generation_of(wildcards.gen_id).runtime.resources[name]
 
     return resource
 
@@ -131,14 +155,14 @@ def engine_runtime(name):
     """
 
     def resource(wildcards):
-        value = getattr(ALL_GENERATIONS[wildcards.gen_id].runtime.engine, name)
+        value = getattr(generation_of(wildcards.gen_id).runtime.engine, name)
         return "" if value is None else value
 
     return resource
 
 
 def grade_samples(wildcards):
-    return ALL_GRADES[wildcards.grade_id].generation.output
+    return grade_of(wildcards.grade_id).generation.output
 
 
 def all_grades(wildcards=None):
@@ -195,7 +219,7 @@ def adaptive_round_files(wildcards=None):
 
 def adaptive_used(decision):
     """Grades one decision reads (every budget's), by their ids."""
-    return [ALL_GRADES[g] for g in sorted(rounds.decision_grade_ids(decision))]
+    return [grade_of(g) for g in sorted(rounds.decision_grade_ids(decision))]
 
 
 def adaptive_final_grades():
@@ -209,7 +233,9 @@ def adaptive_inputs():
 
 def study_benchmarks(wildcards=None):
     """Benchmark files of this study's jobs (not those other studies left in benchmarks/);
-    under adaptive sampling, those of every round's jobs (a round no generation reached has none).
+    under adaptive sampling, those of every round's jobs (a round no generation reached has none)
+    but the rounds with closed questions (their ids come from the decisions; params are planned
+    before them, so listing them would rerun the report after every finished study).
     """
     return (
         [benchmark_path("generate", g) for g in sorted(ALL_GENERATIONS)]
@@ -227,28 +253,28 @@ def quantize_python(wildcards):
 
 
 def generation_key(wildcards):
-    return ALL_GENERATIONS[wildcards.gen_id].key
+    return generation_of(wildcards.gen_id).key
 
 
 def generation_checkpoint_path(wildcards):
-    return ALL_GENERATIONS[wildcards.gen_id].checkpoint.path
+    return generation_of(wildcards.gen_id).checkpoint.path
 
 
 def generation_revision(wildcards):
-    return ALL_GENERATIONS[wildcards.gen_id].source_revision
+    return generation_of(wildcards.gen_id).source_revision
 
 
 def generation_trace_dir(wildcards):
-    return ALL_GENERATIONS[wildcards.gen_id].trace_dir
+    return generation_of(wildcards.gen_id).trace_dir
 
 
 def grade_key(wildcards):
-    return ALL_GRADES[wildcards.grade_id].key
+    return grade_of(wildcards.grade_id).key
 
 
 def grade_dataset_kind(wildcards):
-    return ALL_GRADES[wildcards.grade_id].spec.kind
+    return grade_of(wildcards.grade_id).spec.kind
 
 
 def grade_end_of_thinking(wildcards):
-    return ALL_GRADES[wildcards.grade_id].spec.end_of_thinking
+    return grade_of(wildcards.grade_id).spec.end_of_thinking

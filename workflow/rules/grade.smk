@@ -10,7 +10,7 @@ rule grade:
         benchmark_path("grade", "{grade_id}")
     conda:
         "../../envs/analysis.yaml"
-    threads: lambda wildcards: ALL_GRADES[wildcards.grade_id].runtime.workers
+    threads: lambda wildcards: grade_of(wildcards.grade_id).runtime.workers
     params:
         key=grade_key,
         kind=grade_dataset_kind,

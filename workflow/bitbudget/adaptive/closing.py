@@ -207,24 +207,32 @@ class QuestionClosing:
     its budget closings ``closing`` (taken as they are).
 
     In a generation still open, a question closes for every budget it leaves open and keeps
-    the samples it holds. Its candidates are its questions still drawing, those whose
-    completions move their share right least first; each generation alone closes the longest
+    the samples it holds. Its candidates are its questions still drawing, once they hold the
+    largest G of those budgets' scenarios, those whose completions move their share right least
+    first; each generation alone closes the longest
     run of them (bisection, as :meth:`BudgetClosing.alone`) whose predictive probability of a
-    changed decision, with every budget closing of the round, is below ``gamma``; then, while
+    changed decision, with every budget closing of the round, is below ``target``; then, while
     all of them together are not, every generation closes half as many. ``check`` holds the
     search draws; ``pools``: gen_id -> {budget: the completed pools of those draws};
-    ``now``: gen_id -> {budget: its answer counts}; ``drawn``: samples per question so far."""
+    ``now``: gen_id -> {budget: its answer counts}; ``drawn``: samples per question so far.
+    Questions get one certification, not a retreat: the search aims at :data:`FLOOR_SHARE` of
+    the round's gamma (``target``), so that the fresh draws' bound leaves room for the search's luck."""
 
     def __init__(self, check: BudgetClosing, closing: dict[str, int], pools: dict, now: dict,
-                 drawn: dict[str, int], budgets: np.ndarray, gs: np.ndarray):
+                 drawn: dict[str, int], budgets: np.ndarray, gs: np.ndarray, target: float):
         self.check, self.closing, self.pools, self.now, self.drawn = check, closing, pools, now, drawn
+        self.target = target
         self.budgets, self.gs = budgets, gs
         self.still_open = {g: [(b, rows) for b, rows, _ in entries[: len(entries) - closing.get(g, 0)]]
                            for g, entries in check.predicted.items()}
         self.order = {g: self.candidates(g) for g, left in self.still_open.items() if left}
 
     def candidates(self, gen_id: str) -> np.ndarray:
-        """The questions still drawing, those whose completions move their share right least first."""
+        """The questions still drawing, those whose completions move their share right least first;
+        none before they hold the largest G of the scenarios left open (a question closed below
+        it would leave that maj@G without an estimate for good)."""
+        if self.drawn[gen_id] < max(int(self.gs[rows].max()) for _, rows in self.still_open[gen_id]):
+            return np.zeros(0, dtype=int)
         movement = 0.0
         for budget, _ in self.still_open[gen_id]:
             completed, now = self.pools[gen_id][budget], self.now[gen_id][budget]
@@ -241,7 +249,9 @@ class QuestionClosing:
                                       self.budgets[rows], self.gs[rows])) for b, rows in self.still_open[gen_id]]
 
     def passes(self, counts: dict[str, int]) -> bool:
-        return self.check.passes(self.closing, {g: self.arm(g, k) for g, k in counts.items() if k})
+        """Whether closing the first ``counts[gen_id]`` candidates of each generation, with the
+        round's budget closings, changes some decision in fewer than ``target`` of the search draws."""
+        return self.check.change(self.closing, {g: self.arm(g, k) for g, k in counts.items() if k}) < self.target
 
     def alone(self, gen_id: str) -> int:
         """The most candidates of ``gen_id`` that close with the round's budget closings."""
@@ -328,7 +338,7 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
     if rule.close_questions and gamma:
         pools = {g: {b: c.pools for b, c in by_budget.items()} for g, by_budget in search.items()}
         found = QuestionClosing(search_check, closing, pools, samples, drawn, scen["token_budget"].to_numpy(),
-                                scen["G"].to_numpy()).questions()
+                                scen["G"].to_numpy(), FLOOR_SHARE * gamma).questions()
         questions = certify_questions(closing, found, lambda n, arms: (
             BudgetClosing(current, as_predicted(fresh := complete(n, (seed, round_index, CERTIFICATIONS + 1), arms=arms)),
                           decisions, gamma, level, savings), fresh), fresh_draws)
