@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from bitbudget.adaptive.predictive import answer_pool
 from bitbudget.study import build_study
 from tests.harness import REPO
 from tests.unit.test_simulated import small_simulated_config
@@ -30,7 +31,8 @@ def test_planted_pools_keep_the_samples_drawn_and_complete_them_at_the_planted_r
     rate = truth.solve * (1 - truth.slip)  # [Q, budgets]: P(right) per sample
     # the engine's own samples are drawn at these rates (30 questions x 32 samples per budget)
     assert np.abs(correct.mean(axis=(0, 1)) - rate.mean(axis=0)).max() < 0.06
-    samples = {gen_id: {b: (correct[:, :DRAWN, i], None) for i, b in enumerate(budgets)}}
+    samples = {gen_id: {b: answer_pool(correct[:, :DRAWN, i], np.full(correct[:, :DRAWN, i].shape, None, dtype=object))
+                        for i, b in enumerate(budgets)}}
     pools = bench.PlantedPredictive(draws)(samples, {gen_id: "aime"})(gen_id, MAXIMUM, PREDICTIVE_DRAWS,
                                                                         np.random.default_rng(0))
     assert sorted(pools) == budgets

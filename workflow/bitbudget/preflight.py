@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bitbudget import capabilities
-from bitbudget.adaptive.closing import MAX_CERTIFICATION_DRAWS, least_gamma
+from bitbudget.adaptive.closing import MAX_CERTIFICATION_DRAWS, certifications, least_gamma
 from bitbudget.adaptive.schedule import AdaptiveRule
 from bitbudget.config import grid_samples, read_config_file, validate_config
 from bitbudget.datasets import DatasetError, load_questions
@@ -61,7 +61,7 @@ def check_adaptive(config: dict) -> None:
     grids = [grid for grid in config["grids"].values() if grid["adaptive"]] or config["grids"].values()
     maximum = max(grid_samples(config, grid) for grid in grids)  # the grids drawn in rounds set them (rounds.rule_of)
     rule = AdaptiveRule.from_config(config["sampling"], maximum)
-    least = least_gamma(rule.deciding_rounds, rule.confidence)
+    least = least_gamma(rule.deciding_rounds, rule.confidence, certifications(rule))
     if rule.deciding_rounds and rule.gamma < least:
         raise ConfigError(
             f"config field 'sampling.adaptive.curtail_gamma': {rule.gamma} split over the {rule.deciding_rounds} "

@@ -52,18 +52,24 @@ def written_grades():
     key = tuple(sorted(str(p) for p in Path(rounds.ROOT, PLAN_ID).glob("round-*.json")))
     if key not in _WRITTEN_GRADES:
         _WRITTEN_GRADES.clear()
-        _WRITTEN_GRADES[key] = rounds.written_grades(STUDY, HELD, PLAN_ID) if ADAPTIVE else {}
+        _WRITTEN_GRADES[key] = (
+            rounds.written_grades(STUDY, HELD, PLAN_ID) if ADAPTIVE else {}
+        )
     return _WRITTEN_GRADES[key]
 
 
 def grade_of(grade_id):
-    return ALL_GRADES[grade_id] if grade_id in ALL_GRADES else written_grades()[grade_id]
+    return (
+        ALL_GRADES[grade_id] if grade_id in ALL_GRADES else written_grades()[grade_id]
+    )
 
 
 def generation_of(gen_id):
     if gen_id in ALL_GENERATIONS:
         return ALL_GENERATIONS[gen_id]
-    return next(g.generation for g in written_grades().values() if g.generation.gen_id == gen_id)
+    return next(
+        g.generation for g in written_grades().values() if g.generation.gen_id == gen_id
+    )
 
 
 def log_path(stage, *keys):

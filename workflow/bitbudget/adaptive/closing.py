@@ -17,7 +17,7 @@ from bitbudget.adaptive.schedule import CURTAILED, MAXIMUM, OPEN, AdaptiveRule
 
 __all__ = ["CURTAIL_DRAWS", "CERTIFICATIONS", "QUESTION_CERTIFICATIONS", "FLOOR_SHARE", "MAX_CERTIFICATION_DRAWS", "thinking_per_question",
            "closing_savings", "BudgetClosing", "QuestionClosing", "Outcome", "decide_round", "certify",
-           "certification_level", "completions", "predict",
+           "certification_level", "certifications", "completions", "predict",
            "certification_draws", "least_gamma", "curtail_floor", "monte_carlo_upper"]
 
 #: predictive completions a round searches its closings on (per generation)
@@ -327,7 +327,7 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
     savings = {g: closing_savings([b for b, _, _ in predicted[g]], open_questions(samples[g], drawn[g]),
                                   maximum[g] - drawn[g]) for g in deciding}
     gamma = rule.round_gamma(round_index)
-    attempts = CERTIFICATIONS + QUESTION_CERTIFICATIONS * rule.close_questions
+    attempts = certifications(rule)
     level = certification_level(rule.confidence, rule.deciding_rounds, attempts)
     fresh_draws = certification_draws(gamma, rule.confidence, rule.deciding_rounds, attempts)
     search_check = BudgetClosing(current, predicted, decisions, gamma, None, savings)
@@ -455,6 +455,12 @@ def certify(closing: dict[str, int], fresh, draws: int) -> dict[str, int]:
     return closing
 
 
+def certifications(rule: AdaptiveRule) -> int:
+    """Certifications each deciding round may make: :data:`CERTIFICATIONS` for its budgets, and
+    :data:`QUESTION_CERTIFICATIONS` more where questions close."""
+    return CERTIFICATIONS + QUESTION_CERTIFICATIONS * rule.close_questions
+
+
 def certification_level(confidence: float, deciding: int, attempts: int = CERTIFICATIONS) -> float:
     """The level of each certification's bound: ``confidence`` split over the ``attempts``
     certifications each of ``deciding`` rounds may make (:data:`CERTIFICATIONS`, and
@@ -473,16 +479,16 @@ def certification_draws(gamma: float, confidence: float, deciding: int, attempts
     return math.ceil(math.log(1 - level) / math.log1p(-FLOOR_SHARE * gamma))
 
 
-def least_gamma(deciding: int, confidence: float) -> float:
+def least_gamma(deciding: int, confidence: float, attempts: int = CERTIFICATIONS) -> float:
     """The least ``curtail_gamma`` whose rounds' certifications fit in
     :data:`MAX_CERTIFICATION_DRAWS` over ``deciding`` rounds: below it nothing could close in time."""
-    return deciding * curtail_floor(confidence, MAX_CERTIFICATION_DRAWS, deciding) / FLOOR_SHARE
+    return deciding * curtail_floor(confidence, MAX_CERTIFICATION_DRAWS, deciding, attempts) / FLOOR_SHARE
 
 
-def curtail_floor(confidence: float, draws: int, deciding: int) -> float:
+def curtail_floor(confidence: float, draws: int, deciding: int, attempts: int = CERTIFICATIONS) -> float:
     """The least change probability a certification on ``draws`` fresh completions bounds
     (none of them changed, at :func:`certification_level`)."""
-    return monte_carlo_upper(0.0, draws, certification_level(confidence, deciding))
+    return monte_carlo_upper(0.0, draws, certification_level(confidence, deciding, attempts))
 
 
 def monte_carlo_upper(share: float, draws: int, level: float) -> float:
