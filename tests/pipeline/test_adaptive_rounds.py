@@ -226,3 +226,21 @@ def test_questions_closed_in_a_round_keep_their_samples_and_every_estimate(tmp_p
         assert set(read_at.loc[~read_at["question_id"].isin(list(by_question)), "n_samples"]) == {8}
     assert scenarios["accuracy"].notna().all()
     assert study.planned_jobs() == {}
+
+    # a lost generation of a round with closed questions is made again alone (its id from the decisions)
+    lost = next(iter(samples[next(iter(closed))]["budgets"].values()))["gen_id"]
+    for path in (tmp_path / "results" / "generations" / lost).glob("samples*"):
+        path.unlink()
+    jobs = finished_rules(study.snakemake().output)
+    assert jobs.get("generate") == 1 and jobs.get("grade", 0) <= 1, jobs
+    assert json.loads((tmp_path / rounds.SAMPLES).read_text())["generations"] == samples  # the decisions stand
+
+    # a model added: the recorded generations are held with their closed questions, nothing of theirs drawn again
+    shards = {p: p.stat().st_mtime_ns for p in (tmp_path / "results" / "traces").glob("*/shards/*.json")}
+    study.config["grids"]["main"]["models"].append("qwen3-1.7b")
+    study.snakemake()
+    after = json.loads((tmp_path / rounds.SAMPLES).read_text())
+    assert after["held"] == sorted(samples) and {g: after["generations"][g] for g in samples} == samples
+    assert {p: p.stat().st_mtime_ns for p in shards} == shards
+    assert len(list((tmp_path / "results" / "traces").glob("*/shards/*.json"))) > len(shards)
+    assert study.planned_jobs() == {}

@@ -15,9 +15,9 @@ from bitbudget.adaptive.decisions import Decisions
 from bitbudget.adaptive.predictive import PREDICTIVES, completion_targets, predicted_rows
 from bitbudget.adaptive.schedule import CURTAILED, MAXIMUM, OPEN, AdaptiveRule
 
-__all__ = ["CURTAIL_DRAWS", "CERTIFICATIONS", "QUESTION_CERTIFICATIONS", "FLOOR_SHARE", "MAX_CERTIFICATION_DRAWS", "thinking_per_question",
-           "closing_savings", "BudgetClosing", "QuestionClosing", "Outcome", "decide_round", "certify",
-           "certification_level", "certifications", "completions", "predict",
+__all__ = ["CURTAIL_DRAWS", "CERTIFICATIONS", "QUESTION_CERTIFICATIONS", "FLOOR_SHARE", "MAX_CERTIFICATION_DRAWS",
+           "thinking_per_question", "closing_savings", "BudgetClosing", "QuestionClosing", "Outcome", "decide_round",
+           "certify", "certify_questions", "certification_level", "certifications", "completions", "predict",
            "certification_draws", "least_gamma", "curtail_floor", "monte_carlo_upper"]
 
 #: predictive completions a round searches its closings on (per generation)
@@ -209,14 +209,14 @@ class QuestionClosing:
     In a generation still open, a question closes for every budget it leaves open and keeps
     the samples it holds. Its candidates are its questions still drawing, once they hold the
     largest G of those budgets' scenarios, those whose completions move their share right least
-    first; each generation alone closes the longest
-    run of them (bisection, as :meth:`BudgetClosing.alone`) whose predictive probability of a
-    changed decision, with every budget closing of the round, is below ``target``; then, while
-    all of them together are not, every generation closes half as many. ``check`` holds the
-    search draws; ``pools``: gen_id -> {budget: the completed pools of those draws};
-    ``now``: gen_id -> {budget: its answer counts}; ``drawn``: samples per question so far.
-    Questions get one certification, not a retreat: the search aims at :data:`FLOOR_SHARE` of
-    the round's gamma (``target``), so that the fresh draws' bound leaves room for the search's luck."""
+    first; each generation alone closes the longest run of them (bisection, as
+    :meth:`BudgetClosing.alone`) whose predictive probability of a changed decision, with every
+    budget closing of the round, is below ``target``; then, while all of them together are not,
+    every generation closes half as many. ``check`` holds the search draws; ``pools``: gen_id ->
+    {budget: the completed pools of those draws}; ``now``: gen_id -> {budget: its answer
+    counts}; ``drawn``: samples per question so far. Questions get one certification, not a
+    retreat: the search aims at :data:`FLOOR_SHARE` of the round's gamma (``target``), so that
+    the fresh draws' bound leaves room for the search's luck."""
 
     def __init__(self, check: BudgetClosing, closing: dict[str, int], pools: dict, now: dict,
                  drawn: dict[str, int], budgets: np.ndarray, gs: np.ndarray, target: float):
@@ -300,8 +300,9 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
     ones), questions in a fixed order; ``drawn`` / ``maximum``: samples per question so far (of
     the open budgets) and of the full design. A question holding fewer than ``drawn`` was closed
     in an earlier round: it keeps its count in every completion
-    (:func:`bitbudget.adaptive.predictive.completion_targets`) and saves no tokens. ``decisions`` may be given to reuse the structure
-    built from memory (it depends on the scenario list only). Only the generations in ``open_``
+    (:func:`bitbudget.adaptive.predictive.completion_targets`) and saves no tokens.
+    ``decisions`` may be given to reuse the structure built from memory (it depends on the
+    scenario list only). Only the generations in ``open_``
     (default: all) are decided; the others keep their estimates. ``predictive`` draws the
     samples to come (:func:`jeffreys_predictive`'s shape; default: the rule's
     ``predictive``, from :data:`PREDICTIVES`). Budgets close top-down (:class:`BudgetClosing`):
@@ -339,9 +340,11 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
         pools = {g: {b: c.pools for b, c in by_budget.items()} for g, by_budget in search.items()}
         found = QuestionClosing(search_check, closing, pools, samples, drawn, scen["token_budget"].to_numpy(),
                                 scen["G"].to_numpy(), FLOOR_SHARE * gamma).questions()
-        questions = certify_questions(closing, found, lambda n, arms: (
-            BudgetClosing(current, as_predicted(fresh := complete(n, (seed, round_index, CERTIFICATIONS + 1), arms=arms)),
-                          decisions, gamma, level, savings), fresh), fresh_draws)
+
+        def fresh_with_arms(n: int, arms: dict) -> tuple[BudgetClosing, dict]:
+            done = complete(n, (seed, round_index, CERTIFICATIONS + 1), arms=arms)
+            return BudgetClosing(current, as_predicted(done), decisions, gamma, level, savings), done
+        questions = certify_questions(closing, found, fresh_with_arms, fresh_draws)
     for gen_id, budgets in predicted.items():
         still = tuple(budget for budget, _, _ in budgets[: len(budgets) - closing.get(gen_id, 0)])
         closed = tuple(int(q) for q in questions.get(gen_id, ())) if still else ()
