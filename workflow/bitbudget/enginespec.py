@@ -74,6 +74,18 @@ class EngineSettings:
                    engine.get("gpu_memory_utilization"), engine.get("max_model_len"), engine.get("block_size"))
 
 
+def generation_key(trace_id: str, budgets, samples: int, maximum: int, closed_questions=None) -> dict:
+    """What a generation's id hashes: its trace and the budgets it reads, and only where they differ
+    from the full design's, its samples per question and its questions closed at fewer samples (so
+    the full design's id, and every round's without closed questions, stays as it was)."""
+    key = {"trace": trace_id, "budgets": list(budgets)}
+    if samples < maximum:
+        key["samples"] = samples
+    if closed_questions:
+        key["closed_questions"] = dict(sorted(closed_questions.items()))
+    return key
+
+
 @dataclass(frozen=True)
 class EngineSpec:
     """One generation as its engine runs it: which trace, read at which budgets and samples per
@@ -123,12 +135,7 @@ class EngineSpec:
 
     def generation_key(self) -> dict:
         """What the generation's id hashes (bitbudget.study.Generation.with_samples)."""
-        key = {"trace": self.trace_id, "budgets": list(self.budgets)}
-        if self.samples < self.maximum:
-            key["samples"] = self.samples
-        if self.closed_questions:  # only where some question was closed: every other id stays as it was
-            key["closed_questions"] = dict(sorted(self.closed_questions.items()))
-        return key
+        return generation_key(self.trace_id, self.budgets, self.samples, self.maximum, self.closed_questions)
 
     @property
     def engine(self) -> EngineSettings:

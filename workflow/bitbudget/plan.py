@@ -476,7 +476,7 @@ def round_plans(study, config: dict, think_fraction: float, workdir: Path) -> li
             closed = previous[gen_id].get("closed_questions", {}) if previous else {}
             q = max((dataset_questions(config["datasets"][study.generations[gen_id].dataset]) or 0) - len(closed), 0)
             expected += job_tokens(q, after - before, horizon, n_budgets, think_fraction, answer)
-            generation = rounds.grade_at(study, gen_id, after, horizon, tuple(sorted(closed.items()))).generation
+            generation = rounds.grade_at(study, gen_id, after, horizon, closed).generation
             meta = workdir / Path(generation.output).parent / "samples.meta.json"
             if meta.is_file():
                 counters = json.loads(meta.read_text()).get("counters", {})

@@ -206,9 +206,10 @@ def round_reads(study, previous: dict | None, held_entries: dict | None = None) 
     return out
 
 
-def grade_at(study, gen_id: str, samples: int, horizon: int, closed: tuple = ()):
+def grade_at(study, gen_id: str, samples: int, horizon: int, closed=()):
     """The Grade of a round that reads the full-design generation ``gen_id`` at ``samples`` per
-    question, every budget up to ``horizon``, the ``closed`` questions at their fewer samples."""
+    question, every budget up to ``horizon``, the ``closed`` questions (a mapping question id ->
+    samples, or its pairs as a read holds them) at their fewer samples."""
     if not closed:
         return study.rounds[gen_id][samples, horizon]
     gen = study.generations[gen_id]

@@ -332,11 +332,15 @@ def answer_codes(correct: np.ndarray, answers: np.ndarray) -> np.ndarray:
     return codes
 
 
+def signature_columns(codes: np.ndarray) -> np.ndarray:
+    """The pool column of each answer code: 0 the reference, 1 no answer, 2, 3, ... the others."""
+    return np.where(codes < 0, 1, np.where(codes == 0, 0, codes + 1))
+
+
 def signature_counts(codes: np.ndarray) -> tuple[np.ndarray, int]:
     """One-hot ``[Q, n, K]`` of codes with columns (reference, None, others...)."""
     k_other = int(codes.max(initial=0))
-    columns = np.where(codes < 0, 1, np.where(codes == 0, 0, codes + 1))
-    return np.eye(k_other + 2, dtype=np.float32)[columns], k_other
+    return np.eye(k_other + 2, dtype=np.float32)[signature_columns(codes)], k_other
 
 
 _MAJ_BY_SIGNATURE: dict[tuple[int, int, int, int], float] = {}  # (g, bits, K, packed) -> maj@g

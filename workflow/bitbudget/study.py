@@ -27,7 +27,7 @@ from bitbudget.adaptive.schedule import AdaptiveRule
 from bitbudget.artifacts import content_id
 from bitbudget.backends.simulated import read_architecture
 from bitbudget.config import grid_engine, grid_samples, model_resources
-from bitbudget.enginespec import ENGINE_RUNTIME_FIELDS, EngineRuntime, EngineSpec, GenerationRuntime
+from bitbudget.enginespec import ENGINE_RUNTIME_FIELDS, EngineRuntime, EngineSpec, GenerationRuntime, generation_key
 from bitbudget.errors import ConfigError
 from bitbudget.forcing import sampling_key
 from bitbudget.preflight import validate_study_config
@@ -155,11 +155,7 @@ class Generation:
         budgets = tuple(sorted(self.budgets if budgets is None else budgets))
         if not budgets or not set(budgets) <= set(self.budgets):
             raise ValueError(f"budgets must be a non-empty subset of {list(self.budgets)}, got {list(budgets)}")
-        gen_key = {"trace": self.trace_id, "budgets": list(budgets)}
-        if samples < self.maximum:
-            gen_key["samples"] = samples
-        if closed_questions:  # only where some question was closed: every other id stays as it was
-            gen_key["closed_questions"] = dict(sorted(closed_questions.items()))
+        gen_key = generation_key(self.trace_id, budgets, samples, self.maximum, closed_questions)
         return Generation(content_id(gen_key), self.trace_id, self.checkpoint, self.kv, self.dataset, budgets,
                           samples, {**gen_key, "trace_key": self.key["trace_key"]}, self.runtime)
 
@@ -424,7 +420,7 @@ def build_study(config: dict) -> Study:
         budgets = tuple(sorted(unit["budgets"]))
         trace_key = _trace_key(config, ckpt, unit["kv"], unit["dataset"], unit["samples"], max(budgets), unit["engine"], dataset_keys)
         trace_id = content_id(trace_key)
-        gen_key = {"trace": trace_id, "budgets": list(budgets)}
+        gen_key = generation_key(trace_id, budgets, unit["samples"], unit["samples"])  # the full design
         gen = Generation(
             content_id(gen_key), trace_id, ckpt, unit["kv"], unit["dataset"], budgets, unit["samples"],
             {**gen_key, "trace_key": trace_key},

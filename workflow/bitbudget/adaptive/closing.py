@@ -12,7 +12,7 @@ import pandas as pd
 from scipy import stats as _scipy_stats
 
 from bitbudget.adaptive.decisions import Decisions
-from bitbudget.adaptive.predictive import PREDICTIVES, completion_targets, predicted_rows
+from bitbudget.adaptive.predictive import PREDICTIVES, completion_targets, drawing, predicted_rows
 from bitbudget.adaptive.schedule import CURTAILED, MAXIMUM, OPEN, AdaptiveRule
 
 __all__ = ["CURTAIL_DRAWS", "CERTIFICATIONS", "QUESTION_CERTIFICATIONS", "FLOOR_SHARE", "MAX_CERTIFICATION_DRAWS",
@@ -238,8 +238,8 @@ class QuestionClosing:
             completed, now = self.pools[gen_id][budget], self.now[gen_id][budget]
             movement = movement + np.abs(completed[..., 0] / completed.sum(axis=-1)
                                          - now[:, 0] / now.sum(axis=-1)).mean(axis=0)
-        drawing = np.flatnonzero(next(iter(self.now[gen_id].values())).sum(axis=1) >= self.drawn[gen_id])
-        return drawing[np.argsort(movement[drawing], kind="stable")]
+        still = np.flatnonzero(drawing(self.now[gen_id], self.drawn[gen_id]))
+        return still[np.argsort(movement[still], kind="stable")]
 
     def arm(self, gen_id: str, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """[(rows, [rows, draws])]: the accuracies of the budgets ``gen_id`` leaves open with its
@@ -371,7 +371,7 @@ def certify_questions(closing: dict[str, int], found: dict[str, np.ndarray], fre
 def open_questions(pools: dict, drawn: int) -> int:
     """Questions of a generation still drawing (``pools``: its open budgets' answer counts):
     those holding the round's ``drawn`` samples, not fewer (closed in an earlier round)."""
-    return int((next(iter(pools.values())).sum(axis=1) >= drawn).sum())
+    return int(drawing(pools, drawn).sum())
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from scipy import special
 
 from bitbudget import item_response, stats
 
-__all__ = ["answer_pool", "question_pools", "completion_targets", "predictive_pools", "coupled_pools", "jeffreys_predictive", "rasch_predictive",
+__all__ = ["answer_pool", "question_pools", "drawing", "completion_targets", "predictive_pools", "coupled_pools", "jeffreys_predictive", "rasch_predictive",
            "PREDICTIVES", "predicted_accuracy", "predicted_rows"]
 
 
@@ -26,16 +26,22 @@ def question_pools(correct: list, answers: list) -> np.ndarray:
              for c, a in zip(correct, answers)]
     pool = np.zeros((len(codes), 2 + max((int(c.max(initial=0)) for c in codes), default=0)), dtype=np.int64)
     for q, code in enumerate(codes):
-        np.add.at(pool[q], np.where(code < 0, 1, np.where(code == 0, 0, code + 1)), 1)
+        np.add.at(pool[q], stats.signature_columns(code), 1)
     return pool
 
 
+def drawing(pools: dict, drawn: int) -> np.ndarray:
+    """[Q] bool: the questions of a generation still drawing (``pools``: its open budgets' answer
+    counts ``[Q, K]``, ``drawn`` samples per question so far); one holding fewer was closed in an
+    earlier round."""
+    return next(iter(pools.values())).sum(axis=1) >= drawn
+
+
 def completion_targets(pools: dict, drawn: int, maximum: int) -> int | np.ndarray:
-    """Samples per question a generation's completions hold (``pools``: its open budgets'
-    answer counts ``[Q, K]``, ``drawn`` samples per question so far): ``maximum``, but a question
-    holding fewer than ``drawn`` was closed in an earlier round and keeps the count it holds."""
-    held = next(iter(pools.values())).sum(axis=1)
-    return maximum if (held >= drawn).all() else np.where(held < drawn, held, maximum)
+    """Samples per question a generation's completions hold: ``maximum``, but a question closed
+    in an earlier round (:func:`drawing`) keeps the count it holds."""
+    still = drawing(pools, drawn)
+    return maximum if still.all() else np.where(still, maximum, next(iter(pools.values())).sum(axis=1))
 
 
 def predictive_pools(pool: np.ndarray, maximum, draws: int, rng: np.random.Generator,
