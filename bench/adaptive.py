@@ -9,7 +9,10 @@ stage), then runs the analysis in-process twice:
 * adaptive: rounds of ``sampling.adaptive`` (the schema's defaults unless given), closing each
   generation's largest budgets by :mod:`bitbudget.adaptive`'s curtailment rule (predictive
   probability of a changed decision below ``--gamma``; new samples think only to the largest
-  budget still open). Decode tokens count each sample to the largest budget that reads it.
+  budget still open), and with ``--close-questions`` (``sampling.adaptive.close_questions``)
+  closing single questions inside the open budgets: such a question keeps the samples it holds,
+  the analysis reads each question at its own count. Decode tokens count each sample to the
+  largest budget that reads it.
 
 Both runs summarise scenarios with :func:`bitbudget.stats.summarize_cell`, place them with
 :func:`bitbudget.aggregate.memory_columns` and decide with the fit stage's functions
@@ -21,7 +24,7 @@ sees exactly the first n of the full run's. A run takes 2-3 minutes on one core.
 Tuning and evaluation run on sets of (overlay kind, ``simulation.seed``, ``sampling.seed``) that
 cannot overlap (:data:`TUNE`, :data:`EVAL`; neither a planted surface nor a sampling seed is
 shared): the rule's settings (``--gamma``, ``--initial``, ``--step``, ``--predictive``,
-``--confidence``) are chosen with ``--tune`` only; ``--eval`` judges the schema's defaults on
+``--confidence``, ``--close-questions``) are chosen with ``--tune`` only; ``--eval`` judges the schema's defaults on
 surfaces none of those choices saw, including the ``qwen3`` kind (config/simulated-qwen3.yaml:
 realistic accuracy levels and question-by-model interactions, so the Rasch predictive is
 misspecified there).
@@ -64,7 +67,7 @@ sys.path.insert(0, str(REPO / "tests" / "golden"))
 
 from bitbudget import plan as cost_plan  # noqa: E402 (after the path above)
 from bitbudget import rounds  # noqa: E402
-from bitbudget.adaptive.predictive import answer_pool  # noqa: E402
+from bitbudget.adaptive.predictive import answer_pool, question_pools  # noqa: E402
 from bitbudget.specs import DatasetSpec  # noqa: E402
 
 BASE = "config/paper.yaml"
@@ -265,28 +268,55 @@ class Analysis:
         self.cells = {g.gen_id: (g.checkpoint.model, g.checkpoint.weights, g.kv, g.dataset, g.samples_per_question)
                       for g in study.generations.values()}
 
-    def budget_accuracy(self, gen_id: str, budget: int, n: int) -> dict:
-        """G -> accuracy of one (generation, budget) from its first ``n`` samples (NaN for G > n)."""
-        from bitbudget.stats import summarize_cell
+    def held(self, gen_id: str, n: int, closed: dict[int, int] | None = None) -> np.ndarray:
+        """[Q] samples per question read at ``n``: a question closed earlier (``closed``: question
+        index -> its count) holds its count."""
+        held = np.full(self.questions[gen_id], n)
+        for question, count in (closed or {}).items():
+            held[question] = min(count, n)
+        return held
 
-        if (gen_id, budget, n) not in self.cache:
+    def pools(self, gen_id: str, budget: int, held: np.ndarray) -> np.ndarray:
+        """Answer counts ``[Q, K]`` of one (generation, budget), question q from its first ``held[q]`` samples."""
+        correct, answers, budgets, _ = self.draws.generations[gen_id]
+        i = budgets.index(budget)
+        if (held == held[0]).all():
+            return answer_pool(correct[:, : held[0], i], answers[:, : held[0], i])
+        return question_pools([correct[q, :k, i] for q, k in enumerate(held)],
+                              [answers[q, :k, i] for q, k in enumerate(held)])
+
+    def budget_accuracy(self, gen_id: str, budget: int, n: int, closed: dict[int, int] | None = None) -> dict:
+        """G -> accuracy of one (generation, budget) from its first ``n`` samples, a question
+        closed earlier from its own count (NaN for a G above some question's count)."""
+        from bitbudget.stats import maj_of_counts, summarize_cell
+
+        held = self.held(gen_id, n, closed)
+        key = (gen_id, budget, held.tobytes())
+        if key not in self.cache:
             correct, answers, budgets, _ = self.draws.generations[gen_id]
             i, gs = budgets.index(budget), self.gs[gen_id, budget]
-            known = [g for g in gs if g <= n]
-            res = summarize_cell(correct[:, :n, i], answers[:, :n, i], known, None) if known else {}
-            self.cache[gen_id, budget, n] = {g: res[g]["accuracy"] if g in res else np.nan for g in gs}
-        return self.cache[gen_id, budget, n]
+            if (held == n).all():
+                known = [g for g in gs if g <= n]
+                res = summarize_cell(correct[:, :n, i], answers[:, :n, i], known, None) if known else {}
+                self.cache[key] = {g: res[g]["accuracy"] if g in res else np.nan for g in gs}
+            else:  # ragged counts, as the aggregate reads them (bitbudget.stats.summarize_scenario)
+                pool = self.pools(gen_id, budget, held)
+                per_question = {1: pool[:, 0] / held} | maj_of_counts(pool, [g for g in gs if g > 1])
+                self.cache[key] = {g: float(per_question[g].mean()) for g in gs}
+        return self.cache[key]
 
     def full_design(self) -> dict[str, dict[int, int]]:
         """gen_id -> {budget: samples per question}: every budget at the maximum."""
         return {g: {b: m for b in self.draws.generations[g][2]} for g, m in self.maximum.items()}
 
-    def table(self, drawn: dict[str, dict[int, int]]) -> pd.DataFrame:
-        """The scenario table with each (generation, budget) read at ``drawn[gen_id][budget]`` samples."""
+    def table(self, drawn: dict[str, dict[int, int]], closed: dict[str, dict[int, int]] | None = None) -> pd.DataFrame:
+        """The scenario table with each (generation, budget) read at ``drawn[gen_id][budget]``
+        samples, the questions in ``closed[gen_id]`` at their own counts (``n_samples``: the smallest)."""
+        closed = closed or {}
         scen = self.base.copy()
         keys = list(zip(scen["gen_id"], scen["token_budget"], scen["G"]))
-        scen["accuracy"] = [self.budget_accuracy(g, t, drawn[g][t])[k] for g, t, k in keys]
-        scen["n_samples"] = [drawn[g][t] for g, t, _ in keys]
+        scen["accuracy"] = [self.budget_accuracy(g, t, drawn[g][t], closed.get(g))[k] for g, t, k in keys]
+        scen["n_samples"] = [int(self.held(g, drawn[g][t], closed.get(g)).min()) for g, t, _ in keys]
         scen["n_questions"] = scen["gen_id"].map(self.questions)
         return scen
 
@@ -306,14 +336,18 @@ class Analysis:
                 "verdicts": [(f["id"], f["status"], tuple((r["dataset"], r["status"]) for r in f["per_dataset"]))
                              for f in findings]}
 
-    def generation_tokens(self, gen_id: str, drawn: dict[int, int]) -> int:
-        """Decode tokens of one generation: a sample thinks to the largest budget that reads it."""
+    def generation_tokens(self, gen_id: str, drawn: dict[int, int], closed: dict[int, int] | None = None) -> int:
+        """Decode tokens of one generation: a sample thinks to the largest budget that reads it; a
+        question closed early (``closed``: index -> count) holds its count at every budget."""
         from bitbudget.adaptive.closing import thinking_per_question
 
-        return self.questions[gen_id] * thinking_per_question(drawn)
+        closed = closed or {}
+        return ((self.questions[gen_id] - len(closed)) * thinking_per_question(drawn)
+                + sum(thinking_per_question({b: min(n, count) for b, n in drawn.items()}) for count in closed.values()))
 
-    def tokens(self, drawn: dict[str, dict[int, int]]) -> int:
-        return sum(self.generation_tokens(g, d) for g, d in drawn.items())
+    def tokens(self, drawn: dict[str, dict[int, int]], closed: dict[str, dict[int, int]] | None = None) -> int:
+        closed = closed or {}
+        return sum(self.generation_tokens(g, d, closed.get(g)) for g, d in drawn.items())
 
     def paper_jobs(self) -> dict:
         """gen_id -> the :class:`bitbudget.plan.JobModel` of its generation in the paper grid as it
@@ -331,49 +365,47 @@ class Analysis:
     def gpu_hours(self, rounds: list[dict], decide_seconds: float = cost_plan.DECIDE_SECONDS) -> cost_plan.RoundCost:
         """The plan's GPU-hours, overheads included (:func:`bitbudget.plan.round_cost`: a model load
         per job, the batch effect, the barrier of each round on the study's pool, the decision),
-        of ``rounds``: per round gen_id -> (samples before, samples after, horizon, budgets read).
+        of ``rounds``: per round gen_id -> its :class:`bitbudget.plan.RoundDraw`.
         The full design is one round without a decision (``decide_seconds`` 0), as the plan costs it."""
         answer = self.config["sampling"]["max_answer_tokens"]
-        total = cost_plan.RoundCost()
-        for draws in rounds:
-            jobs = []
-            for gen_id, (before, after, horizon, n_budgets) in draws.items():
-                model = self.paper_jobs()[gen_id]
-                tokens = cost_plan.job_tokens(model.questions, after - before, horizon, n_budgets, 1.0, answer)
-                jobs.append((model, tokens, after - before))
-            total += cost_plan.round_cost(jobs, decide_seconds=decide_seconds)
-        return total
+        return sum((cost_plan.round_cost(list(cost_plan.draw_jobs(self.paper_jobs(), draws, 1.0, answer).values()),
+                                         decide_seconds=decide_seconds) for draws in rounds), cost_plan.RoundCost())
 
     def full_rounds(self) -> list[dict]:
         """The full design as one round: every generation at its maximum and every budget."""
-        return [{g: (0, m, self.max_budget[g], len(self.draws.generations[g][2])) for g, m in self.maximum.items()}]
+        return [{g: cost_plan.RoundDraw(0, m, self.max_budget[g], len(self.draws.generations[g][2]))
+                 for g, m in self.maximum.items()}]
 
 
 def adaptive_run(analysis: Analysis, predictive=None, threads: int = 1,
-                 progress: str = "") -> tuple[dict, list[dict], list[dict]]:
-    """Rounds of the curtailment rule; returns samples drawn per (generation, budget), a log per
-    round and each round's jobs (gen_id -> (samples before, after, horizon, budgets read))."""
+                 progress: str = "") -> tuple[dict, dict, list[dict], list[dict]]:
+    """Rounds of the curtailment rule; returns samples drawn per (generation, budget), the
+    questions closed early (gen_id -> {question index: samples it holds}), a log per round and
+    each round's jobs (gen_id -> :class:`bitbudget.plan.RoundDraw`)."""
     per_gen = analysis.round_samples
     drawn = {g: {b: per_gen[g][0] for b in budgets} for g, budgets in analysis.full_design().items()}
+    closed: dict[str, dict[int, int]] = {g: {} for g in drawn}
     context = {"rule": analysis.rule, "predictive": predictive, "threads": threads}
     started = time.perf_counter()
     open_budgets, log = {g: sorted(d) for g, d in drawn.items()}, []
-    jobs = [{g: (0, d[budgets[0]], max(budgets), len(budgets)) for g, d in drawn.items()
+    jobs = [{g: cost_plan.RoundDraw(0, d[budgets[0]], max(budgets), len(budgets)) for g, d in drawn.items()
              for budgets in [sorted(d)]}]
     while open_budgets:
-        scen = analysis.table(drawn)
-        open_budgets = curtail_round(analysis, scen, drawn, open_budgets, context)
+        scen = analysis.table(drawn, closed)
+        open_budgets = curtail_round(analysis, scen, drawn, closed, open_budgets, context)
         if progress:
-            print(f"{progress}: round {context['round']} decided, {len(open_budgets)} generations open "
-                  f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
-        log.append({"open": len(open_budgets), "tokens": analysis.tokens(drawn)})
+            print(f"{progress}: round {context['round']} decided, {len(open_budgets)} generations open, "
+                  f"{sum(map(len, closed.values()))} questions closed ({time.perf_counter() - started:.0f} s)",
+                  file=sys.stderr, flush=True)
+        log.append({"open": len(open_budgets), "tokens": analysis.tokens(drawn, closed)})
         next_jobs = {}
         for g, budgets in open_budgets.items():
             more = next(n for n in per_gen[g] if n > drawn[g][budgets[0]])
-            next_jobs[g] = (drawn[g][budgets[0]], more, max(budgets), len(budgets))
+            drawing = analysis.questions[g] - len(closed[g]) if closed[g] else None
+            next_jobs[g] = cost_plan.RoundDraw(drawn[g][budgets[0]], more, max(budgets), len(budgets), drawing)
             drawn[g].update({b: more for b in budgets})
         jobs += [next_jobs] if next_jobs else []
-    return drawn, log, jobs
+    return drawn, closed, log, jobs
 
 
 def open_samples(drawn: dict, open_budgets: dict) -> dict[str, int]:
@@ -381,9 +413,10 @@ def open_samples(drawn: dict, open_budgets: dict) -> dict[str, int]:
     return {g: drawn[g][budgets[0]] for g, budgets in open_budgets.items()}
 
 
-def curtail_round(analysis: Analysis, scen, drawn, open_budgets, context) -> dict:
+def curtail_round(analysis: Analysis, scen, drawn, closed, open_budgets, context) -> dict:
     """One round of :func:`bitbudget.adaptive.closing.decide_round` on the open budgets (the
-    decisions' structure depends on memory only, so it is built once)."""
+    decisions' structure depends on memory only, so it is built once); the questions it closes
+    are added to ``closed`` at the samples they hold; returns the budgets left open."""
     from bitbudget.adaptive.closing import decide_round
     from bitbudget.adaptive.decisions import Decisions
     from bitbudget.adaptive.schedule import OPEN
@@ -393,15 +426,14 @@ def curtail_round(analysis: Analysis, scen, drawn, open_budgets, context) -> dic
         context["round"] = 0
     context["round"] += 1
     n_of = open_samples(drawn, open_budgets)
-    samples = {}
-    for g, budgets in open_budgets.items():
-        correct, answers, all_budgets, _ = analysis.draws.generations[g]
-        samples[g] = {b: answer_pool(correct[:, :n_of[g], all_budgets.index(b)], answers[:, :n_of[g], all_budgets.index(b)])
-                      for b in budgets}
+    samples = {g: {b: analysis.pools(g, b, analysis.held(g, n_of[g], closed[g])) for b in budgets}
+               for g, budgets in open_budgets.items()}
     status = decide_round(scen, samples, n_of, analysis.maximum, context["rule"], analysis.config["analysis"],
                           analysis.config["sampling"]["seed"], context["round"], open_=set(open_budgets),
                           decisions=context["decisions"], predictive=context["predictive"],
                           threads=context["threads"])
+    for g, outcome in status.items():
+        closed[g].update({int(q): n_of[g] for q in outcome.closed_questions})
     return {g: list(o.open_budgets) for g, o in status.items() if o.reason == OPEN}
 
 
@@ -418,17 +450,18 @@ def run(case: Case, adaptive_settings: dict | None, workdir: Path, predictive: s
     analysis = Analysis(study, draws)
     full_drawn = analysis.full_design()
     full = analysis.decisions(analysis.table(full_drawn))
-    drawn, log, jobs = adaptive_run(analysis, PlantedPredictive(draws) if predictive == "planted" else None,
-                                    threads, progress=f"{case.kind} surface {case.surface} seed {case.seed}")
-    adapt = analysis.decisions(analysis.table(drawn))
+    drawn, closed, log, jobs = adaptive_run(analysis, PlantedPredictive(draws) if predictive == "planted" else None,
+                                            threads, progress=f"{case.kind} surface {case.surface} seed {case.seed}")
+    adapt = analysis.decisions(analysis.table(drawn, closed))
     return {"case": case, "tokens_full": analysis.tokens(full_drawn),
-            "tokens_adaptive": analysis.tokens(drawn), "rounds": log,
+            "tokens_adaptive": analysis.tokens(drawn, closed), "rounds": log,
             "gpu_hours_full": analysis.gpu_hours(analysis.full_rounds(), decide_seconds=0.0),
             "gpu_hours_adaptive": analysis.gpu_hours(jobs),
             "frontier_identical": full["frontier"] == adapt["frontier"],
             "bracket_verdicts_identical": full["bracket"] == adapt["bracket"] and full["verdicts"] == adapt["verdicts"],
             "draw_s": drawn_s, "seconds": time.perf_counter() - started,
             "stopped_early": sum(min(drawn[g].values()) < analysis.maximum[g] for g in drawn), "generations": len(drawn),
+            "closed_questions": sum(map(len, closed.values())),
             "differs": differences(full, adapt)}
 
 
@@ -441,7 +474,7 @@ def differences(full: dict, adapt: dict) -> list[str]:
 
 
 SETTINGS = {"initial": "initial", "step": "step", "confidence": "confidence", "gamma": "curtail_gamma",
-            "predictive": "predictive"}
+            "predictive": "predictive", "close_questions": "close_questions"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -464,7 +497,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="the curtailment rule's predictive: sampling.adaptive.predictive (rasch, jeffreys; "
                              "default: the schema's), or the simulated engine's planted model (planted: perfectly "
                              "calibrated, for comparison only)")
+    parser.add_argument("--close-questions", action="store_const", const=True,
+                        help="sampling.adaptive.close_questions: close single questions inside open budgets "
+                             "(default: the schema's)")
     args = parser.parse_args(argv)
+    if args.predictive == "planted" and args.close_questions:
+        parser.error("--predictive planted draws every question to the maximum; it does not take --close-questions")
     chosen = [f"--{name}" for name in SETTINGS if getattr(args, name) not in (None, "planted")]
     if args.eval and chosen:
         parser.error(f"{', '.join(chosen)}: settings are chosen on the tuning set (--tune); "
@@ -475,7 +513,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def summary_line(r: dict) -> str:
     case = r["case"]
     return (f"{case.kind} surface {case.surface} seed {case.seed}: tokens {r['tokens_adaptive'] / r['tokens_full']:.2f}, "
-            f"{r['stopped_early']}/{r['generations']} generations stopped early, rounds "
+            f"{r['stopped_early']}/{r['generations']} generations stopped early, "
+            f"{r['closed_questions']} questions closed early, rounds "
             f"{[x['open'] for x in r['rounds']]} open, frontier identical {r['frontier_identical']}, "
             f"bracket and verdicts identical {r['bracket_verdicts_identical']} "
             f"({r['seconds']:.0f} s, draws {r['draw_s']:.0f} s)" + "".join(f"; {d}" for d in r["differs"]))

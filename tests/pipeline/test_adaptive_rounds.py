@@ -226,6 +226,9 @@ def test_questions_closed_in_a_round_keep_their_samples_and_every_estimate(tmp_p
         assert set(read_at.loc[~read_at["question_id"].isin(list(by_question)), "n_samples"]) == {8}
     assert scenarios["accuracy"].notna().all()
     assert study.planned_jobs() == {}
+    # the plan costs the last round's jobs without their closed questions
+    last = make_plan(copy.deepcopy(study.config), workdir=study.workdir).rounds[-1]
+    assert {g: last.draws[g].questions for g in closed} == {g: samples[g]["questions"] - len(q) for g, q in closed.items()}
 
     # a lost generation of a round with closed questions is made again alone (its id from the decisions)
     lost = next(iter(samples[next(iter(closed))]["budgets"].values()))["gen_id"]

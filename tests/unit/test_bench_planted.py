@@ -6,9 +6,13 @@ import importlib.util
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from bitbudget.adaptive.closing import thinking_per_question
 from bitbudget.adaptive.predictive import answer_pool
+from bitbudget.config import validate_config
+from bitbudget.stats import summarize_scenario
 from bitbudget.study import build_study
 from tests.harness import REPO
 from tests.unit.test_simulated import small_simulated_config
@@ -61,6 +65,62 @@ def test_the_bench_counts_each_sample_to_the_largest_budget_that_reads_it():
     assert analysis.tokens({"g": {10: 4, 30: 4}, "h": {10: 4}}) == 5 * 4 * 30 + 3 * 4 * 10
 
 
+def closing_study() -> dict:
+    """2 models x 2 weight formats on AIME, 16 samples drawn 4 at a time, questions closing; a
+    lenient gamma (for this test only) so that the few rounds close some."""
+    config = small_simulated_config(samples=16)
+    config["grids"]["main"].update(models=["qwen3-0.6b", "qwen3-4b"], weight_formats=["bf16", "gptq8"],
+                                   parallel_samples=[1, 4])
+    config["sampling"]["adaptive"] = {"initial": 4, "step": 4, "close_questions": True, "curtail_gamma": 0.5}
+    return validate_config(config)
+
+
+def ragged_accuracy(correct, answers, held, g):
+    """maj@g (pass@1 at 1) of one budget's samples as the aggregate reads a graded table
+    (:func:`bitbudget.stats.summarize_scenario`), question q from its first ``held[q]`` samples."""
+    rows = [{"question_id": f"q{q:03d}", "sample_idx": i, "correct": bool(correct[q, i]), "extracted_answer": answers[q, i]}
+            for q, k in enumerate(held) for i in range(k)]
+    summary, _ = summarize_scenario(pd.DataFrame(rows), "maj@G" if g > 1 else "pass@1", g=g, n_boot=0)
+    return summary["accuracy"]
+
+
+def test_the_bench_reads_questions_closed_early_at_their_own_counts(tmp_path):
+    study = build_study(closing_study())
+    analysis = bench.Analysis(study, bench.Draws(study, tmp_path))
+    drawn, closed, log, jobs = bench.adaptive_run(analysis)
+    assert any(closed.values())
+    # each round's job draws the questions not closed before it; a closed question holds what it had drawn
+    for gen_id, by_question in closed.items():
+        n_questions = analysis.questions[gen_id]
+        for draws in jobs[1:]:
+            if gen_id in draws:
+                closed_before = [q for q, count in by_question.items() if count <= draws[gen_id].before]
+                assert draws[gen_id].questions == (n_questions - len(closed_before) if closed_before else None)
+        # tokens by hand: each question's samples per budget, each sample to the largest budget reading it
+        per_question = [{b: min(n, by_question.get(q, n)) for b, n in drawn[gen_id].items()} for q in range(n_questions)]
+        assert analysis.generation_tokens(gen_id, drawn[gen_id], by_question) == sum(map(thinking_per_question, per_question))
+    assert log[-1]["tokens"] == analysis.tokens(drawn, closed) < analysis.tokens(drawn)
+    # each scenario's accuracy as the aggregate would read the ragged samples (a second implementation)
+    table = analysis.table(drawn, closed)
+    assert table["accuracy"].notna().all()
+    checked = 0
+    for row in table[table["gen_id"].isin([g for g, c in closed.items() if c])].itertuples():
+        correct, answers, budgets, _ = analysis.draws.generations[row.gen_id]
+        i = budgets.index(row.token_budget)
+        held = analysis.held(row.gen_id, drawn[row.gen_id][row.token_budget], closed[row.gen_id])
+        assert row.n_samples == held.min()
+        assert row.accuracy == pytest.approx(ragged_accuracy(correct[..., i], answers[..., i], held, row.G), abs=1e-12)
+        checked += held.min() < held.max()
+    assert checked >= 6  # ragged cells among them
+
+
+def test_the_planted_predictive_does_not_take_closed_questions(capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--tune", "--predictive", "planted", "--close-questions"])
+    assert "--close-questions" in capsys.readouterr().err
+    assert bench.parse_args(["--tune", "--close-questions"]).close_questions
+
+
 def test_tuning_and_evaluation_sets_share_no_surface_and_no_seed():
     bench.check_disjoint(bench.TUNE, bench.EVAL)
     leaky = bench.CaseSet(("qwen3",), (7, 0), (1003,))
@@ -87,3 +147,6 @@ def test_the_evaluation_refuses_settings_chosen_on_the_command_line(capsys):
     assert stop.value.code == 2 and "--gamma" in capsys.readouterr().err
     assert bench.parse_args(["--eval", "--predictive", "planted"]).eval  # a yardstick, not a setting
     assert bench.parse_args(["--tune", "--gamma", "0.05"]).gamma == 0.05
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--eval", "--close-questions"])
+    assert "--close-questions" in capsys.readouterr().err

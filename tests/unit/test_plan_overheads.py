@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from bitbudget import throughput
-from bitbudget.plan import (DECIDE_SECONDS, DEFAULT_STUDY_GPUS, JobModel, RoundCost, main, make_plan, pack,
-                            round_cost)
+from bitbudget.plan import (DECIDE_SECONDS, DEFAULT_STUDY_GPUS, JobModel, RoundCost, RoundDraw, decided_draw, draw_jobs,
+                            main, make_plan, pack, round_cost)
 from bitbudget.preflight import validate_study_config
 from tests.harness import REPO, small_adaptive_config
 
@@ -44,6 +44,23 @@ def test_one_round_by_hand():
     assert cost.barrier_gpu_hours == pytest.approx(2 * 0.225 - 0.32)
     assert cost.gpu_hours == pytest.approx(2 * 0.225)
     assert round_cost([]) == RoundCost()
+
+
+def test_questions_closed_earlier_leave_a_smaller_job():
+    """A decided round draws only the questions still drawing: fewer tokens and, on vLLM, fewer
+    sequences batched together (so a larger batch effect)."""
+    entry = {"samples": 4, "open_budgets": [16, 48], "questions": 10, "closed_questions": {"q1": 4, "q7": 2}}
+    draw = decided_draw(entry, [2, 4, 8])
+    assert draw == RoundDraw(4, 8, 48, 2, 8)
+    assert decided_draw({k: v for k, v in entry.items() if k != "closed_questions"}, [2, 4, 8]).questions is None
+    vllm = JobModel(gpus=1, rate=100.0, curve={8: 1.0, 64: 2.0}, load_seconds=0.0, batch_size=64, questions=10,
+                    per_question=False)
+    answer = 5
+    (closed_model, tokens, new), = draw_jobs({"g": vllm}, {"g": draw}, 1.0, answer).values()
+    (all_model, all_tokens, _), = draw_jobs({"g": vllm}, {"g": draw._replace(questions=None)}, 1.0, answer).values()
+    assert (new, tokens, all_tokens) == (4, 8 * 4 * (48 + 2 * answer), 10 * 4 * (48 + 2 * answer))
+    assert (closed_model.sequences(new), all_model.sequences(new)) == (32, 40)
+    assert closed_model.hours(tokens, new)[1] / tokens > all_model.hours(all_tokens, new)[1] / all_tokens
 
 
 def test_packing_fills_the_gpus_longest_first():

@@ -54,6 +54,7 @@ import re
 from collections import defaultdict
 from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from bitbudget import memory, rounds
 from bitbudget import throughput as throughput_file
@@ -247,6 +248,19 @@ class GenerationPlan:
     shards_present: int
 
 
+class RoundDraw(NamedTuple):
+    """What one generation draws in a round: samples per question before and after it, the
+    horizon they think to, the budgets read, and the questions drawing (None: all of the
+    dataset's; fewer where questions closed in an earlier round,
+    ``sampling.adaptive.close_questions``)."""
+
+    before: int
+    after: int
+    horizon: int
+    budgets: int
+    questions: int | None = None
+
+
 @dataclass
 class RoundPlan:
     """One round of adaptive sampling (``sampling.adaptive``)."""
@@ -261,8 +275,7 @@ class RoundPlan:
     cost: RoundCost = field(default_factory=RoundCost)  # of the expected draws, overheads included
     estimated_generations: int = 0  # generations left in the estimate (a share stopping per round)
     estimated_cost: RoundCost = field(default_factory=RoundCost)
-    # gen_id -> (samples before, samples after, horizon, budgets read) of the expected draws
-    draws: dict = field(default_factory=dict, repr=False)
+    draws: dict = field(default_factory=dict, repr=False)  # gen_id -> its :class:`RoundDraw` of the expected draws
     decided: bool = False  # the draws are as a written decision set them (not the upper bound)
 
     def to_dict(self) -> dict:
@@ -417,7 +430,7 @@ def grid_rounds(plan: Plan, study, answer: int, think_fraction: float) -> dict[s
     out = {name: {"in_rounds": name not in study.one_round_grids, "generations": 0, "batch_gpu_hours": 0.0,
                   "extra_load_gpu_hours": 0.0, "saveable_gpu_hours": 0.0} for name in study.config["grids"]}
     for r in plan.rounds:
-        for gen_id, (model, tokens, new) in draw_jobs(plan, r.draws, think_fraction, answer).items():
+        for gen_id, (model, tokens, new) in draw_jobs(plan.job_models, r.draws, think_fraction, answer).items():
             decode, batch, load = (model.gpus * hours for hours in model.hours(tokens, new))
             for name in grids_of[gen_id]:
                 row = out[name]
@@ -458,43 +471,54 @@ def round_plans(study, config: dict, think_fraction: float, workdir: Path) -> li
     for r in range(max((len(ns) for ns in samples_of.values()), default=1)):
         known = r <= len(decisions)
         previous = decisions[r - 1]["generations"] if r and known else None
-        draws = {}  # gen_id -> (samples before, samples after, horizon, budgets read) of this round
+        draws = {}  # gen_id -> its RoundDraw
         for gen_id, ns in samples_of.items():
             gen = study.generations[gen_id]
             if not known:
                 if r < len(ns):
-                    draws[gen_id] = (ns[r - 1] if r else 0, ns[r], max(gen.budgets), len(gen.budgets))
+                    draws[gen_id] = RoundDraw(ns[r - 1] if r else 0, ns[r], max(gen.budgets), len(gen.budgets))
             elif previous is None:
-                draws[gen_id] = (0, ns[0], max(gen.budgets), len(gen.budgets))
+                draws[gen_id] = RoundDraw(0, ns[0], max(gen.budgets), len(gen.budgets))
             elif previous[gen_id]["open"]:
-                entry = previous[gen_id]
-                more = next(n for n in ns if n > entry["samples"])
-                draws[gen_id] = (entry["samples"], more, max(entry["open_budgets"]), len(entry["open_budgets"]))
+                draws[gen_id] = decided_draw(previous[gen_id], ns)
         expected, spent, ran = 0.0, 0.0, 0
-        for gen_id, (before, after, horizon, n_budgets) in draws.items():
-            # questions closed before this round draw nothing (sampling.adaptive.close_questions)
+        for gen_id, draw in draws.items():
+            questions = dataset_questions(config["datasets"][study.generations[gen_id].dataset]) or 0
+            expected += job_tokens(questions if draw.questions is None else draw.questions, draw.after - draw.before,
+                                   draw.horizon, draw.budgets, think_fraction, answer)
             closed = previous[gen_id].get("closed_questions", {}) if previous else {}
-            q = max((dataset_questions(config["datasets"][study.generations[gen_id].dataset]) or 0) - len(closed), 0)
-            expected += job_tokens(q, after - before, horizon, n_budgets, think_fraction, answer)
-            generation = rounds.grade_at(study, gen_id, after, horizon, closed).generation
+            generation = rounds.grade_at(study, gen_id, draw.after, draw.horizon, closed).generation
             meta = workdir / Path(generation.output).parent / "samples.meta.json"
             if meta.is_file():
                 counters = json.loads(meta.read_text()).get("counters", {})
                 spent += counters.get("decode_tokens", 0) + counters.get("fork_tokens", 0)
                 ran += 1
         open_after = decisions[r]["open"] if r < len(decisions) else None
-        out.append(RoundPlan(r, tuple(sorted({a for _, a, _, _ in draws.values()})), len(draws), expected, spent,
+        out.append(RoundPlan(r, tuple(sorted({d.after for d in draws.values()})), len(draws), expected, spent,
                              ran, open_after, draws=draws, decided=known))
     return out
 
 
-def draw_jobs(plan: Plan, draws: dict, think_fraction: float, answer: int) -> dict:
-    """gen_id -> (job model, decode tokens, new samples per question) of a round's draws."""
+def decided_draw(entry: dict, samples: list[int]) -> RoundDraw:
+    """The draws of the round after a written decision left a generation open (``entry``: its
+    decision; ``samples``: its rounds' samples per question): its open budgets, to the next
+    round's samples, less the questions closed so far."""
+    closed = entry.get("closed_questions", {})
+    return RoundDraw(entry["samples"], next(n for n in samples if n > entry["samples"]), max(entry["open_budgets"]),
+                     len(entry["open_budgets"]), entry["questions"] - len(closed) if closed else None)
+
+
+def draw_jobs(job_models: dict, draws: dict, think_fraction: float, answer: int) -> dict:
+    """gen_id -> (job model, decode tokens, new samples per question) of a round's draws
+    (gen_id -> :class:`RoundDraw`; ``job_models``: gen_id -> :class:`JobModel`). A job drawing
+    fewer questions than its dataset holds batches fewer sequences."""
     jobs = {}
-    for gen_id, (before, after, horizon, n_budgets) in draws.items():
-        model = plan.job_models[gen_id]
-        jobs[gen_id] = (model, job_tokens(model.questions, after - before, horizon, n_budgets, think_fraction, answer),
-                        after - before)
+    for gen_id, draw in draws.items():
+        model = job_models[gen_id]
+        if draw.questions is not None:
+            model = dataclasses.replace(model, questions=draw.questions)
+        new = draw.after - draw.before
+        jobs[gen_id] = (model, job_tokens(model.questions, new, draw.horizon, draw.budgets, think_fraction, answer), new)
     return jobs
 
 
@@ -505,7 +529,7 @@ def cost_rounds(plan: Plan, config: dict, think_fraction: float, pool: int, stop
     answer = config["sampling"]["max_answer_tokens"]
     still_open: set | None = None
     for r in plan.rounds:
-        jobs = draw_jobs(plan, r.draws, think_fraction, answer)
+        jobs = draw_jobs(plan.job_models, r.draws, think_fraction, answer)
         r.cost = round_cost(list(jobs.values()), pool)
         kept = list(jobs) if r.decided or still_open is None else [g for g in jobs if g in still_open]
         if not r.decided and still_open is not None:
