@@ -393,11 +393,11 @@ def adaptive_run(analysis: Analysis, predictive=None, threads: int = 1,
     while open_budgets:
         scen = analysis.table(drawn, closed)
         open_budgets = curtail_round(analysis, scen, drawn, closed, open_budgets, context)
+        log.append({"open": len(open_budgets), "tokens": analysis.tokens(drawn, closed)})
         if progress:
             print(f"{progress}: round {context['round']} decided, {len(open_budgets)} generations open, "
-                  f"{sum(map(len, closed.values()))} questions closed ({time.perf_counter() - started:.0f} s)",
-                  file=sys.stderr, flush=True)
-        log.append({"open": len(open_budgets), "tokens": analysis.tokens(drawn, closed)})
+                  f"{sum(map(len, closed.values()))} questions closed, {log[-1]['tokens']:,} decode tokens drawn "
+                  f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
         next_jobs = {}
         for g, budgets in open_budgets.items():
             more = next(n for n in per_gen[g] if n > drawn[g][budgets[0]])

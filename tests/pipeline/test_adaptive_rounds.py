@@ -226,6 +226,11 @@ def test_questions_closed_in_a_round_keep_their_samples_and_every_estimate(tmp_p
         assert set(read_at.loc[~read_at["question_id"].isin(list(by_question)), "n_samples"]) == {8}
     assert scenarios["accuracy"].notna().all()
     assert study.planned_jobs() == {}
+    # the report's timings list the jobs of the round with closed questions (their ids from the decisions)
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert all(f"<tr><td>generate</td><td>{read['gen_id']}</td>" in html and
+               f"<tr><td>grade</td><td>{read['grade_id']}</td>" in html
+               for g in closed for read in samples[g]["budgets"].values())
     # the plan costs the last round's jobs without their closed questions
     last = make_plan(copy.deepcopy(study.config), workdir=study.workdir).rounds[-1]
     assert {g: last.draws[g].questions for g in closed} == {g: samples[g]["questions"] - len(q) for g, q in closed.items()}

@@ -287,3 +287,14 @@ def test_question_closings_fresh_draws_refuse_are_not_taken():
     assert certify_questions({"g": 1}, found, lambda n, arms: (Refusing(), fresh_of), 5) == {}
     assert certify_questions({"g": 1}, found, lambda n, arms: (Passing(), fresh_of), 5) is found
     assert certify_questions({"g": 1}, {}, lambda n, arms: pytest.fail("nothing to certify"), 5) == {}
+
+
+def test_the_report_lists_every_rounds_jobs_from_the_decisions():
+    """Round 0 reads generation a at both budgets; round 1 reads a at 10 and, with questions
+    closed, b at 20: the decisions name two generate jobs, two grade jobs and two round jobs."""
+    read_a, read_b = {"gen_id": "a", "grade_id": "x"}, {"gen_id": "b", "grade_id": "y"}
+    decisions = [{"plan_id": "p", "round": 0, "generations": {"g": {"budgets": {"10": read_a, "20": read_a}}}},
+                 {"plan_id": "p", "round": 1, "generations": {"g": {"budgets": {"10": read_a, "20": read_b}}}}]
+    assert rounds.round_benchmarks(decisions) == [
+        "benchmarks/adaptive_round/p/0.tsv", "benchmarks/adaptive_round/p/1.tsv", "benchmarks/generate/a.tsv",
+        "benchmarks/generate/b.tsv", "benchmarks/grade/x.tsv", "benchmarks/grade/y.tsv"]

@@ -10,7 +10,14 @@ from pathlib import Path
 from bitbudget import versions
 from bitbudget.artifacts import canonical_json, content_id, meta_path
 
+#: where Snakemake writes each job's timings (:func:`benchmark_path`)
+BENCHMARKS = "benchmarks"
 PACKAGES = ("bitbudget", "snakemake", "torch", "transformers", "vllm", "math-verify", "hqq", "pandas")
+
+
+def benchmark_path(stage: str, *keys: str) -> str:
+    """A job's benchmark file: ``benchmarks/<rule>[/<keys>].tsv``."""
+    return str(Path(BENCHMARKS, stage, *keys)) + ".tsv"
 
 
 def read_benchmarks(paths: list[str | Path]) -> list[dict]:

@@ -40,6 +40,7 @@ from bitbudget.adaptive import closing, schedule
 from bitbudget.adaptive.predictive import question_pools
 from bitbudget.aggregate import aggregate
 from bitbudget.artifacts import content_id, read_parquet_verified
+from bitbudget.provenance import benchmark_path
 from bitbudget.study import RESULTS
 
 #: bump when the content of a round's decision changes for the same inputs
@@ -453,6 +454,16 @@ def final_aggregate(scenarios: pd.DataFrame, spec: dict, samples_json: dict) -> 
     spec = {**spec, **paths(flat(used_by))}
     table, questions = aggregate(at_samples(scenarios, used_by), spec)
     return table, questions, spec
+
+
+def round_benchmarks(decisions: list[dict]) -> list[str]:
+    """Benchmark files of the rounds' jobs: each decision's, and the generate and grade jobs of
+    every read it records (those of rounds with closed questions included: only the decisions
+    hold their ids)."""
+    reads = [r for d in decisions for e in d["generations"].values() for r in e["budgets"].values()]
+    return sorted({benchmark_path("adaptive_round", d["plan_id"], str(d["round"])) for d in decisions}
+                  | {benchmark_path("generate", r["gen_id"]) for r in reads}
+                  | {benchmark_path("grade", r["grade_id"]) for r in reads})
 
 
 def read_decisions(plan: str, workdir: str | Path = ".") -> list[dict]:

@@ -5,7 +5,7 @@ from bitbudget import rounds
 from bitbudget.artifacts import content_id, meta_path
 from bitbudget.config import check_config_files
 from bitbudget.preflight import validate_study_config
-from bitbudget.provenance import config_summary
+from bitbudget.provenance import benchmark_path, config_summary
 from bitbudget.study import build_study, models_to_train, without_runtime
 from bitbudget.versions import ANALYSIS_VERSION
 
@@ -75,10 +75,6 @@ def generation_of(gen_id):
 def log_path(stage, *keys):
     """One spelling for every rule's log: logs/<rule>/<keys>.log."""
     return str(Path("logs", stage, *keys)) + ".log"
-
-
-def benchmark_path(stage, *keys):
-    return str(Path("benchmarks", stage, *keys)) + ".tsv"
 
 
 def final_outputs(wildcards=None):
@@ -239,9 +235,10 @@ def adaptive_inputs():
 
 def study_benchmarks(wildcards=None):
     """Benchmark files of this study's jobs (not those other studies left in benchmarks/);
-    under adaptive sampling, those of every round's jobs (a round no generation reached has none)
-    but the rounds with closed questions (their ids come from the decisions; params are planned
-    before them, so listing them would rerun the report after every finished study).
+    under adaptive sampling, those of every round planned before any decision (a round no
+    generation reached has none). The report adds the rounds' own from their decisions
+    (rounds.round_benchmarks: those with closed questions have ids only the decisions hold, and
+    params listing them would rerun the report after every finished study).
     """
     return (
         [benchmark_path("generate", g) for g in sorted(ALL_GENERATIONS)]

@@ -341,7 +341,10 @@ def decide_round(scenarios: pd.DataFrame, samples: dict, drawn: dict[str, int], 
         found = QuestionClosing(search_check, closing, pools, samples, drawn, scen["token_budget"].to_numpy(),
                                 scen["G"].to_numpy(), FLOOR_SHARE * gamma).questions()
 
-        def fresh_with_arms(n: int, arms: dict) -> tuple[BudgetClosing, dict]:
+        def fresh_with_arms(n: int, found: dict) -> tuple[BudgetClosing, dict]:
+            # each arm is scored at the budgets the closing leaves open: the only ones it is read at
+            arms = {g: {b: questions for b, _, _ in predicted[g][: len(predicted[g]) - closing.get(g, 0)]}
+                    for g, questions in found.items()}
             done = complete(n, (seed, round_index, CERTIFICATIONS + 1), arms=arms)
             return BudgetClosing(current, as_predicted(done), decisions, gamma, level, savings), done
         questions = certify_questions(closing, found, fresh_with_arms, fresh_draws)
@@ -393,7 +396,7 @@ def completions(scen: pd.DataFrame, samples: dict, maximum: dict, deciding: list
     (``maximum[gen_id]``: the samples per question its completions hold, one count or one per
     question): ``draws`` completions from ``draw`` in blocks of at most :data:`DRAW_BLOCK`, block
     i from the random stream ``(*stream, i)`` (one block: ``stream`` itself, as rounds before the
-    certification drew them). ``arms``: gen_id -> question indices scored closed beside the full
+    certification drew them). ``arms``: gen_id -> {budget: question indices} scored closed beside the full
     design (:func:`closed_pools`). Blocks run on up to ``threads`` threads (numpy and scipy
     release the GIL in their loops); each block draws its generations in order from its own
     stream, so the completions are the same at any thread count."""
@@ -404,8 +407,9 @@ def completions(scen: pd.DataFrame, samples: dict, maximum: dict, deciding: list
 
     def scored(gen_id: str, budget: int, completed: np.ndarray) -> tuple:
         r = rows[gen_id][budget]
-        arm = (predicted_rows({budget: closed_pools(completed, samples[gen_id][budget], arms[gen_id])},
-                              budget_of[r], g_of[r]) if gen_id in arms else None)
+        closed = arms.get(gen_id, {}).get(budget)
+        arm = (predicted_rows({budget: closed_pools(completed, samples[gen_id][budget], closed)},
+                              budget_of[r], g_of[r]) if closed is not None else None)
         return (predicted_rows({budget: completed}, budget_of[r], g_of[r]), arm,
                 completed.astype(np.int32) if keep_pools else None)
 
