@@ -241,6 +241,8 @@ def grades_read(study, reads: dict) -> list:
 
 #: what a decision records of each read (:func:`used` adds the paths a stage reads)
 READ_KEYS = ("samples", "horizon", "gen_id", "grade_id")
+#: and the questions closed early, recorded only where some are (sampling.adaptive.close_questions)
+RECORDED_KEYS = (*READ_KEYS, "closed_questions")
 
 
 def _read_entry(grade, samples: int, horizon: int, closed: tuple = ()) -> dict:
@@ -249,8 +251,8 @@ def _read_entry(grade, samples: int, horizon: int, closed: tuple = ()) -> dict:
 
 
 def _recorded(entry: dict) -> dict:
-    """What a decision records of a read (:data:`READ_KEYS`, and its closed questions if any)."""
-    return {k: entry[k] for k in (*READ_KEYS, "closed_questions") if k in entry}
+    """What a decision records of a read (:data:`RECORDED_KEYS`)."""
+    return {k: entry[k] for k in RECORDED_KEYS if k in entry}
 
 
 def used(study, reads: dict) -> dict[str, dict[int, dict]]:
@@ -378,7 +380,7 @@ def decide(study, r: int, previous: dict | None, held_entries: dict | None = Non
                           "questions": before["questions"] if before and "questions" in before
                           else len(question_ids[gen_id])}
         else:
-            entry = {k: before[k] for k in (*READ_KEYS, "closed_questions", "questions", "reason", "open_budgets",
+            entry = {k: before[k] for k in (*RECORDED_KEYS, "questions", "reason", "open_budgets",
                                             "round", "history") if k in before}
         out[gen_id] = {
             "model": gen.checkpoint.model, "weights": gen.checkpoint.weights, "kv": gen.kv,
@@ -404,7 +406,7 @@ def final_samples(decisions: list[dict]) -> dict:
 
 
 #: what the ledger records of a generation's entry in each round it drew in
-LEDGER_ROUND_KEYS = (*READ_KEYS, "reason", "open_budgets", "round", "budgets")
+LEDGER_ROUND_KEYS = (*RECORDED_KEYS, "reason", "open_budgets", "round", "budgets")
 
 
 def drew_in(decisions: list[dict], gen_id: str) -> list[int]:
@@ -429,7 +431,7 @@ def ledger_entries(study, decisions: list[dict]) -> dict[str, dict]:
         out[ledger_path(sid, gen_id)] = {
             "gen_id": gen_id, "settings": settings, "design_id": design, "plan_id": final["plan_id"],
             "final": final["generations"][gen_id],
-            "rounds": [{k: e[k] for k in (*LEDGER_ROUND_KEYS, "closed_questions") if k in e}
+            "rounds": [{k: e[k] for k in LEDGER_ROUND_KEYS if k in e}
                        for e in (decisions[r]["generations"][gen_id] for r in drew_in(decisions, gen_id))]}
     return out
 
