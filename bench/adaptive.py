@@ -34,6 +34,7 @@ misspecified there).
     python bench/adaptive.py --eval --kinds qwen3 --surfaces 1 --seeds 2   # a quick look
     python bench/adaptive.py --eval --kinds qwen3 --surfaces 1 --seeds 1 --threads 2   # one run, both cores
     python bench/adaptive.py --tune --predictive planted # the rule with a perfectly calibrated predictive
+    python bench/adaptive.py --eval --jobs 16 --results eval.json   # keeps each finished case; a rerun resumes
 
 ``--predictive planted`` gives the curtailment rule the simulated engine's own model (each
 question's planted solve probabilities, distractor share and slip; fresh randomness) in place of
@@ -42,13 +43,18 @@ a yardstick for the rule, not a rule: no real model's probabilities are known.
 
 The last line: ``tokens adaptive/full R, frontier identical F, bracket and verdicts identical V``
 (decode tokens, and shares of runs whose decisions equal the full run's).
+
+A case of the paper grid takes hours on one core (docs/adaptive.md), so ``--results PATH`` keeps
+each finished case (written atomically as it ends, keyed by the case, the settings, the
+predictive and the rounds' version); a run with the same file takes the cases it already holds
+from it and runs only the others.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import copy
+import json
 import multiprocessing
 import sys
 import tempfile
@@ -67,6 +73,7 @@ sys.path.insert(0, str(REPO / "tests" / "golden"))
 
 from bitbudget import plan as cost_plan  # noqa: E402 (after the path above)
 from bitbudget import rounds  # noqa: E402
+from bitbudget.artifacts import write_json  # noqa: E402
 from bitbudget.adaptive.predictive import answer_pool, question_pools  # noqa: E402
 from bitbudget.specs import DatasetSpec  # noqa: E402
 
@@ -473,6 +480,36 @@ def differences(full: dict, adapt: dict) -> list[str]:
     return out + [f"{a} -> {b}" for a, b in pairs if a != b]
 
 
+COSTS = ("gpu_hours_full", "gpu_hours_adaptive")  # a result's RoundCost fields
+
+
+def result_key(case: Case, settings: dict, predictive: str | None) -> str:
+    """What a finished case was measured with: the case, the rule's settings, the predictive and
+    the rounds' version (a result of other code or settings is not taken)."""
+    return json.dumps({"case": dataclasses.asdict(case), "settings": settings, "predictive": predictive,
+                       "rounds_version": rounds.ROUNDS_VERSION}, sort_keys=True)
+
+
+def load_results(path: Path) -> dict[str, dict]:
+    """Key -> result of every case a ``--results`` file holds (none when it does not exist)."""
+    if not path.exists():
+        return {}
+    try:
+        stored = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"--results {path}: not a results file ({error}); fix: give another path or delete it")
+    return {key: {**r, "case": Case(**r["case"]),
+                  **{k: cost_plan.RoundCost(**{f.name: r[k][f.name] for f in dataclasses.fields(cost_plan.RoundCost)})
+                     for k in COSTS}}
+            for key, r in stored.items()}
+
+
+def save_results(path: Path, results: dict[str, dict]) -> None:
+    """Write ``results`` (key -> result) atomically: a run stopped at any point keeps every case it finished."""
+    write_json(path, {key: {**r, "case": dataclasses.asdict(r["case"]), **{k: r[k].to_dict() for k in COSTS}}
+                      for key, r in results.items()})
+
+
 SETTINGS = {"initial": "initial", "step": "step", "confidence": "confidence", "gamma": "curtail_gamma",
             "predictive": "predictive", "close_questions": "close_questions"}
 
@@ -497,6 +534,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="the curtailment rule's predictive: sampling.adaptive.predictive (rasch, jeffreys; "
                              "default: the schema's), or the simulated engine's planted model (planted: perfectly "
                              "calibrated, for comparison only)")
+    parser.add_argument("--results", type=Path,
+                        help="keep each finished case in this JSON file and take the cases it holds from it")
     parser.add_argument("--close-questions", action="store_const", const=True,
                         help="sampling.adaptive.close_questions: close single questions inside open budgets "
                              "(default: the schema's)")
@@ -525,14 +564,21 @@ def main(argv=None) -> int:
     settings = {field: getattr(args, name) for name, field in SETTINGS.items()
                 if getattr(args, name) not in (None, "planted")}
     cases = (EVAL if args.eval else TUNE).cases(args.kinds, args.surfaces, args.seeds)
-    results = []
+    stored = load_results(args.results) if args.results else {}
+    keys = {case: result_key(case, settings, args.predictive) for case in cases}
+    results = [stored[keys[case]] for case in cases if keys[case] in stored]
+    for result in results:
+        print(summary_line(result) + f" (from {args.results})", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-adaptive-") as tmp, \
             ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("fork")) as pool:
         runs = [pool.submit(run, case, settings, Path(tmp) / f"{case.kind}-{case.surface}-{case.seed}",
-                            args.predictive, args.threads) for case in cases]
+                            args.predictive, args.threads) for case in cases if keys[case] not in stored]
         for done in as_completed(runs):
             results.append(done.result())
             print(summary_line(results[-1]), flush=True)
+            if args.results:
+                stored[keys[results[-1]["case"]]] = results[-1]
+                save_results(args.results, stored)
     ratio = sum(r["tokens_adaptive"] for r in results) / sum(r["tokens_full"] for r in results)
     adaptive = sum((r["gpu_hours_adaptive"] for r in results), cost_plan.RoundCost())
     full = sum((r["gpu_hours_full"] for r in results), cost_plan.RoundCost())

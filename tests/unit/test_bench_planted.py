@@ -150,3 +150,34 @@ def test_the_evaluation_refuses_settings_chosen_on_the_command_line(capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--eval", "--close-questions"])
     assert "--close-questions" in capsys.readouterr().err
+
+
+def test_a_results_file_keeps_finished_cases_for_the_same_settings_only(tmp_path, capsys):
+    """A case measured on the small closing study, kept in a results file: read back equal, taken
+    only for the same case, settings and predictive; a file that is not one is named with the fix."""
+    study = build_study(closing_study())
+    analysis = bench.Analysis(study, bench.Draws(study, tmp_path))
+    drawn, closed, log, jobs = bench.adaptive_run(analysis)
+    case, settings = bench.Case("paper", 0, 0), {"close_questions": True}
+    result = {"case": case, "tokens_full": analysis.tokens(analysis.full_design()),
+              "tokens_adaptive": analysis.tokens(drawn, closed), "rounds": log,
+              "gpu_hours_full": bench.cost_plan.RoundCost(1, 2.0), "gpu_hours_adaptive": bench.cost_plan.RoundCost(3, 1.5),
+              "frontier_identical": True, "bracket_verdicts_identical": False, "differs": ["finding 3"],
+              "closed_questions": sum(map(len, closed.values())), "stopped_early": 1, "generations": len(drawn),
+              "seconds": 1.0, "draw_s": 0.5}
+    path = tmp_path / "results.json"
+    key = bench.result_key(case, settings, None)
+    bench.save_results(path, {key: result})
+    assert bench.load_results(path) == {key: result}
+    assert key != bench.result_key(case, {}, None) != bench.result_key(bench.Case("paper", 0, 1), settings, None)
+    assert bench.result_key(case, settings, "planted") != key
+    # the bench takes a case its file holds instead of running it (a paper-grid case takes hours)
+    assert bench.main(["--tune", "--kinds", "paper", "--surfaces", "1", "--seeds", "1", "--close-questions",
+                       "--results", str(path)]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[0].endswith(f"(from {path})")
+    assert printed[-1] == (f"tokens adaptive/full {result['tokens_adaptive'] / result['tokens_full']:.2f}, "
+                           "frontier identical 1.00, bracket and verdicts identical 0.00")
+    path.write_text('{"truncated": ')
+    with pytest.raises(SystemExit, match="results.json.*fix: give another path or delete it"):
+        bench.load_results(path)
