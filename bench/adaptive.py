@@ -14,7 +14,7 @@ stage), then runs the analysis in-process twice:
   the analysis reads each question at its own count. Decode tokens count each sample to the
   largest budget that reads it.
 
-Both runs summarise scenarios with :func:`bitbudget.stats.summarize_cell`, place them with
+Both runs summarise scenarios with :func:`bitbudget.stats.summarize_cell`'s estimators, place them with
 :func:`bitbudget.aggregate.memory_columns` and decide with the fit stage's functions
 (:func:`bitbudget.frontier.pareto_frontier`, :func:`bitbudget.threshold.fit_thresholds`,
 :func:`bitbudget.findings.evaluate_findings`). Samples are nested, so a run stopped at n samples
@@ -294,22 +294,18 @@ class Analysis:
 
     def budget_accuracy(self, gen_id: str, budget: int, n: int, closed: dict[int, int] | None = None) -> dict:
         """G -> accuracy of one (generation, budget) from its first ``n`` samples, a question
-        closed earlier from its own count (NaN for a G above some question's count)."""
-        from bitbudget.stats import maj_of_counts, summarize_cell
+        closed earlier from its own count (NaN for a G above some question's count): the
+        estimators of :func:`bitbudget.stats.summarize_cell` (pass@1 each question's share right,
+        maj@G of each answer pool), read from each question's own pool."""
+        from bitbudget.stats import maj_of_counts
 
         held = self.held(gen_id, n, closed)
         key = (gen_id, budget, held.tobytes())
         if key not in self.cache:
-            correct, answers, budgets, _ = self.draws.generations[gen_id]
-            i, gs = budgets.index(budget), self.gs[gen_id, budget]
-            if (held == n).all():
-                known = [g for g in gs if g <= n]
-                res = summarize_cell(correct[:, :n, i], answers[:, :n, i], known, None) if known else {}
-                self.cache[key] = {g: res[g]["accuracy"] if g in res else np.nan for g in gs}
-            else:  # ragged counts, as the aggregate reads them (bitbudget.stats.summarize_scenario)
-                pool = self.pools(gen_id, budget, held)
-                per_question = {1: pool[:, 0] / held} | maj_of_counts(pool, [g for g in gs if g > 1])
-                self.cache[key] = {g: float(per_question[g].mean()) for g in gs}
+            gs = self.gs[gen_id, budget]
+            pool = self.pools(gen_id, budget, held)
+            per_question = {1: pool[:, 0] / held} | maj_of_counts(pool, [g for g in gs if g > 1])
+            self.cache[key] = {g: float(per_question[g].mean()) for g in gs}
         return self.cache[key]
 
     def full_design(self) -> dict[str, dict[int, int]]:

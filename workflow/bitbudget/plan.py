@@ -260,6 +260,11 @@ class RoundDraw(NamedTuple):
     budgets: int
     questions: int | None = None
 
+    def tokens(self, dataset_questions: int, think_fraction: float, answer: int) -> float:
+        """Decode tokens of these draws (:func:`job_tokens`) for a dataset of ``dataset_questions``."""
+        questions = dataset_questions if self.questions is None else self.questions
+        return job_tokens(questions, self.after - self.before, self.horizon, self.budgets, think_fraction, answer)
+
 
 @dataclass
 class RoundPlan:
@@ -483,9 +488,8 @@ def round_plans(study, config: dict, think_fraction: float, workdir: Path) -> li
                 draws[gen_id] = decided_draw(previous[gen_id], ns)
         expected, spent, ran = 0.0, 0.0, 0
         for gen_id, draw in draws.items():
-            questions = dataset_questions(config["datasets"][study.generations[gen_id].dataset]) or 0
-            expected += job_tokens(questions if draw.questions is None else draw.questions, draw.after - draw.before,
-                                   draw.horizon, draw.budgets, think_fraction, answer)
+            expected += draw.tokens(dataset_questions(config["datasets"][study.generations[gen_id].dataset]) or 0,
+                                    think_fraction, answer)
             closed = previous[gen_id].get("closed_questions", {}) if previous else {}
             generation = rounds.grade_at(study, gen_id, draw.after, draw.horizon, closed).generation
             meta = workdir / Path(generation.output).parent / "samples.meta.json"
@@ -517,8 +521,7 @@ def draw_jobs(job_models: dict, draws: dict, think_fraction: float, answer: int)
         model = job_models[gen_id]
         if draw.questions is not None:
             model = dataclasses.replace(model, questions=draw.questions)
-        new = draw.after - draw.before
-        jobs[gen_id] = (model, job_tokens(model.questions, new, draw.horizon, draw.budgets, think_fraction, answer), new)
+        jobs[gen_id] = (model, draw.tokens(model.questions, think_fraction, answer), draw.after - draw.before)
     return jobs
 
 
